@@ -1,0 +1,82 @@
+"""Every error cdcsync raises, split by what the caller does next.
+
+    CdcsyncError
+    ├── ConfigError            fix the configuration; the CLI exits 2
+    │   ├── SettingsError      a CDCSYNC_* setting is invalid
+    │   └── MappingError       one or more mapping files are invalid (all problems, with file:line)
+    ├── PatternError           a filter/where pattern is malformed (wrapped into MappingError on load)
+    ├── RecordError            this record cannot be planned or written: it goes to the dead-letter queue
+    │   └── PlanError          the planner could not build an action (missing attribute, bad version, ...)
+    ├── TransientError         the sink may succeed later: retry with backoff within the budget
+    └── FatalError             the worker cannot go on (lost lease, unreadable stream): stop it
+
+Messages say what failed, on which thing, what was found and what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class CdcsyncError(Exception):
+    """Base of every error raised by cdcsync."""
+
+
+class ConfigError(CdcsyncError):
+    """The configuration is wrong; nothing can run until it is fixed (exit code 2)."""
+
+
+class SettingsError(ConfigError):
+    """A CDCSYNC_* setting is invalid."""
+
+
+@dataclass(frozen=True, slots=True)
+class MappingProblem:
+    """One problem in one mapping file, located as precisely as the YAML allows."""
+
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.message}"
+
+
+class MappingError(ConfigError):
+    """One or more mapping files are invalid. Carries every problem found, not just the first."""
+
+    def __init__(self, problems: Sequence[MappingProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class PatternError(CdcsyncError):
+    """A filter or where pattern is malformed.
+
+    ``path`` locates the offending part inside the pattern (keys and list indexes), so the mapping
+    loader can turn it into ``file:line: filter.eventName.0.prefix: ...``.
+    """
+
+    def __init__(self, path: Sequence[str | int], message: str) -> None:
+        self.path = tuple(path)
+        self.message = message
+        where = ".".join(str(p) for p in self.path)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class RecordError(CdcsyncError):
+    """This record cannot be processed as it is; it goes to the dead-letter queue with this reason."""
+
+
+class PlanError(RecordError):
+    """The planner could not build an action for a record (e.g. a template names a missing attribute)."""
+
+
+class TransientError(CdcsyncError):
+    """A failure that may go away (429, 5xx, connection lost): retry with backoff within the budget."""
+
+
+class FatalError(CdcsyncError):
+    """The worker cannot continue (e.g. its lease was taken): stop and let the supervisor restart it."""
