@@ -1,0 +1,1 @@
+"""Mapping files: YAML models, the loader with file:line errors, and filter patterns."""

@@ -1,0 +1,190 @@
+"""A mapping ready to run: patterns, templates and JMESPath compiled once at load time."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import jmespath
+import jmespath.exceptions
+
+from cdcsync.errors import PatternError
+from cdcsync.mapping.model import VERSION_ATTRIBUTE_PREFIX, MappingModel
+from cdcsync.mapping.patterns import Pattern, compile_pattern
+from cdcsync.mapping.projection import Projection
+from cdcsync.mapping.templates import Template, parse_template
+
+Path = tuple[str | int, ...]
+
+# OpenSearch refuses these in index names; uppercase is refused too.
+_INDEX_FORBIDDEN = re.compile(r'[\\/*?"<>| ,#:]')
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledMapping:
+    """One mapping as the planner uses it. ``source`` is ``file:line`` of its first key."""
+
+    source: str
+    table: str
+    index: Template
+    id: Template | None
+    routing: Template | None
+    filter: Pattern | None
+    where: Pattern | None
+    projection: Projection
+    skip_unchanged: bool
+    delete_on_remove: bool
+    delete_on_ttl_expiry: bool
+    version_attribute: str | None
+    index_body: dict[str, Any] | None
+    model: MappingModel = field(repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        """Human name used in logs and dead letters: ``Users -> users``."""
+        return f"{self.table} -> {self.index.source}"
+
+
+@dataclass(frozen=True)
+class MappingSet:
+    """All loaded mappings, looked up by table name."""
+
+    mappings: tuple[CompiledMapping, ...]
+    _by_table: dict[str, tuple[CompiledMapping, ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_table: dict[str, list[CompiledMapping]] = {}
+        for mapping in self.mappings:
+            by_table.setdefault(mapping.table, []).append(mapping)
+        object.__setattr__(self, "_by_table", {t: tuple(ms) for t, ms in by_table.items()})
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        return tuple(self._by_table)
+
+    def for_table(self, table: str) -> tuple[CompiledMapping, ...]:
+        return self._by_table.get(table, ())
+
+    def __iter__(self) -> Iterator[CompiledMapping]:
+        return iter(self.mappings)
+
+    def __len__(self) -> int:
+        return len(self.mappings)
+
+
+@dataclass
+class _Problems:
+    items: list[tuple[Path, str]] = field(default_factory=list)
+
+    def add(self, path: Path, message: str) -> None:
+        self.items.append((path, message))
+
+
+def _template(value: str | None, path: Path, problems: _Problems) -> Template | None:
+    if value is None:
+        return None
+    try:
+        return parse_template(value)
+    except ValueError as exc:
+        problems.add(path, str(exc))
+        return None
+
+
+def _pattern(value: dict[str, Any] | None, path: Path, problems: _Problems) -> Pattern | None:
+    if value is None:
+        return None
+    try:
+        return compile_pattern(value)
+    except PatternError as exc:
+        problems.add((*path, *exc.path), exc.message)
+        return None
+
+
+def _check_index_name(index: Template, problems: _Problems) -> None:
+    literal = "".join(index.literals)
+    reasons = []
+    if literal != literal.lower():
+        reasons.append("must be lowercase")
+    if bad := sorted(set(_INDEX_FORBIDDEN.findall(literal))):
+        reasons.append(f"must not contain {' '.join(repr(c) for c in bad)}")
+    if index.literals[0][:1] in {"-", "_", "+"}:
+        reasons.append("must not start with '-', '_' or '+'")
+    if reasons:
+        problems.add(
+            ("index",), f'"{index.source}" is not a valid OpenSearch index name: {"; ".join(reasons)}'
+        )
+
+
+def _projection(model: MappingModel, problems: _Problems) -> Projection:
+    fields = model.fields
+    computed = []
+    for name, expression in fields.computed.items():
+        try:
+            computed.append((name, jmespath.compile(expression)))
+        except jmespath.exceptions.ParseError as exc:
+            # jmespath's own message spans three lines; keep one line per problem.
+            reason = "incomplete expression" if exc.token_value is None else exc.msg
+            problems.add(
+                ("fields", "computed", name),
+                f'"{expression}" is not valid JMESPath: {reason} at character {exc.lex_position + 1}',
+            )
+    if fields.include is not None:
+        for position, name in enumerate(fields.exclude):
+            if name in fields.include:
+                problems.add(("fields", "exclude", position), f"{name} is both included and excluded")
+    targets: dict[str, str] = {}
+    for source, target in fields.rename.items():
+        if target in targets:
+            problems.add(
+                ("fields", "rename", source), f"{source} and {targets[target]} are both renamed to {target}"
+            )
+        targets[target] = source
+    for name in fields.computed:
+        if name in targets:
+            problems.add(("fields", "computed", name), f"{name} is also the new name of {targets[name]}")
+    return Projection(
+        include=None if fields.include is None else frozenset(fields.include),
+        exclude=frozenset(fields.exclude),
+        rename=dict(fields.rename),
+        computed=tuple(computed),
+    )
+
+
+def compile_mapping(
+    model: MappingModel, source: str
+) -> tuple[CompiledMapping | None, list[tuple[Path, str]]]:
+    """Compile one validated model. Returns the mapping, or None and every problem found."""
+    problems = _Problems()
+    index = _template(model.index, ("index",), problems)
+    if index is not None:
+        _check_index_name(index, problems)
+    id_template = _template(model.id, ("id",), problems)
+    routing = _template(model.routing, ("routing",), problems)
+    filter_pattern = _pattern(model.filter, ("filter",), problems)
+    where = _pattern(model.where, ("where",), problems)
+    projection = _projection(model, problems)
+    if problems.items or index is None:
+        return None, problems.items
+    version_attribute = (
+        model.version.removeprefix(VERSION_ATTRIBUTE_PREFIX) if model.version != "stream" else None
+    )
+    index_body = model.index_body.model_dump() if model.index_body is not None else None
+    mapping = CompiledMapping(
+        source=source,
+        table=model.table,
+        index=index,
+        id=id_template,
+        routing=routing,
+        filter=filter_pattern,
+        where=where,
+        projection=projection,
+        skip_unchanged=model.skip_unchanged,
+        delete_on_remove=model.deletes.on_remove == "delete",
+        delete_on_ttl_expiry=model.deletes.on_ttl_expiry == "delete",
+        version_attribute=version_attribute,
+        index_body=index_body,
+        model=model,
+    )
+    return mapping, []

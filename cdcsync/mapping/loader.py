@@ -1,0 +1,179 @@
+"""Load mapping files and report every problem as ``file:line: key.path: message``."""
+
+from __future__ import annotations
+
+from pathlib import Path as FsPath
+from typing import Any
+
+import pydantic
+import yaml
+from pydantic import BaseModel
+
+from cdcsync.errors import MappingError, MappingProblem
+from cdcsync.mapping.compiled import CompiledMapping, MappingSet, compile_mapping
+from cdcsync.mapping.model import MappingModel
+from cdcsync.mapping.yaml_lines import LocatedDocument, Path, load_documents
+
+MAPPING_SUFFIXES = (".yaml", ".yml")
+
+
+_KINDS: tuple[tuple[type | tuple[type, ...], str], ...] = (
+    (bool, "a boolean"),
+    ((int, float), "a number"),
+    (str, "a string"),
+    (list, "a list"),
+    (dict, "a mapping"),
+)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    for types, name in _KINDS:
+        if isinstance(value, types):
+            return name
+    return f"a {type(value).__name__}"
+
+
+def _model_at(path: Path) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping node at ``path`` (for 'expected one of')."""
+    model: type[BaseModel] | None = MappingModel
+    for part in path:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        candidates = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
+        model = next((a for a in candidates if issubclass(a, BaseModel)), None)
+    return model
+
+
+_EXPECTED = {
+    "string_type": "expected a string",
+    "bool_type": "expected true or false",
+    "int_type": "expected an integer",
+    "dict_type": "expected a mapping (key: value)",
+    "model_type": "expected a mapping (key: value)",
+    "model_attributes_type": "expected a mapping (key: value)",
+    "list_type": "expected a list",
+}
+
+
+_FIXED = {"missing": "required key is missing", "string_too_short": "must not be empty"}
+
+
+def _message(error: Any, path: Path) -> str:
+    kind = error["type"]
+    found = error.get("input")
+    if kind in _EXPECTED:
+        message = f"{_EXPECTED[kind]}, got {_kind(found)}"
+    elif kind == "extra_forbidden":
+        model = _model_at(path[:-1])
+        message = "unknown key" + (f" (expected one of: {', '.join(model.model_fields)})" if model else "")
+    elif kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        message = f'expected one of {expected.replace(" or ", ", ")}, got "{found}"'
+    elif kind == "value_error":
+        message = str(error["ctx"]["error"])
+    else:
+        message = _FIXED.get(kind, str(error["msg"]))
+    return message
+
+
+def _locate(path: Path, message: str, document: LocatedDocument, file: str) -> MappingProblem:
+    dotted = ".".join(str(p) for p in path)
+    return MappingProblem(file, document.line_of(path), f"{dotted}: {message}" if dotted else message)
+
+
+def _validate(
+    raw: Any, prefix: Path, document: LocatedDocument, file: str
+) -> tuple[list[CompiledMapping], list[MappingProblem]]:
+    try:
+        model = MappingModel.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            path = (*prefix, *error["loc"])
+            problems.append(_locate(path, _message(error, path[len(prefix) :]), document, file))
+        return [], problems
+    compiled, found = compile_mapping(model, f"{file}:{document.line_of(prefix)}")
+    problems = [_locate((*prefix, *path), message, document, file) for path, message in found]
+    return ([compiled] if compiled else []), problems
+
+
+def _load_file(file: FsPath, display: str) -> tuple[list[CompiledMapping], list[MappingProblem]]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [MappingProblem(display, None, f"cannot read the file: {exc}")]
+    mappings: list[CompiledMapping] = []
+    problems: list[MappingProblem] = []
+    try:
+        documents = list(load_documents(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = getattr(exc, "problem", None) or str(exc)
+        return [], [MappingProblem(display, mark.line + 1 if mark else None, f"invalid YAML: {reason}")]
+    for document in documents:
+        for path, line, first in document.duplicates:
+            dotted = ".".join(str(p) for p in path)
+            problems.append(
+                MappingProblem(display, line, f"{dotted}: duplicate key (first set on line {first})")
+            )
+        value = document.value
+        if value is None:
+            continue
+        if isinstance(value, dict) and set(value) == {"mappings"}:
+            entries = value["mappings"]
+            if not isinstance(entries, list):
+                problems.append(
+                    _locate(("mappings",), f"expected a list, got {_kind(entries)}", document, display)
+                )
+                continue
+            for position, entry in enumerate(entries):
+                found, found_problems = _validate(entry, ("mappings", position), document, display)
+                mappings += found
+                problems += found_problems
+        elif isinstance(value, dict):
+            found, found_problems = _validate(value, (), document, display)
+            mappings += found
+            problems += found_problems
+        else:
+            problems.append(
+                MappingProblem(
+                    display,
+                    document.line_of(()),
+                    f"expected a mapping with table and index keys, or a mappings: list, got {_kind(value)}",
+                )
+            )
+    if not mappings and not problems:
+        problems.append(MappingProblem(display, None, "no mapping found in the file"))
+    return mappings, problems
+
+
+def mapping_files(path: str | FsPath) -> list[FsPath]:
+    """The mapping files at ``path``: the file itself, or every *.yaml / *.yml below the folder."""
+    root = FsPath(path)
+    if root.is_dir():
+        return sorted(p for p in root.rglob("*") if p.suffix in MAPPING_SUFFIXES and p.is_file())
+    return [root]
+
+
+def load_mappings(path: str | FsPath) -> MappingSet:
+    """Load and compile every mapping at ``path``; raise ``MappingError`` listing every problem."""
+    root = FsPath(path)
+    if not root.exists():
+        raise MappingError([MappingProblem(str(root), None, "no such file or folder (set CDCSYNC_MAPPINGS)")])
+    files = mapping_files(root)
+    if not files:
+        raise MappingError(
+            [MappingProblem(str(root), None, "the folder holds no *.yaml or *.yml mapping file")]
+        )
+    mappings: list[CompiledMapping] = []
+    problems: list[MappingProblem] = []
+    for file in files:
+        found, found_problems = _load_file(file, str(file))
+        mappings += found
+        problems += found_problems
+    if problems:
+        raise MappingError(problems)
+    return MappingSet(tuple(mappings))

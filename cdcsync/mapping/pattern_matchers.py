@@ -1,0 +1,287 @@
+"""Leaf matchers of event-filter patterns: exact values, prefix, suffix, wildcard, numeric, anything-but.
+
+Split from ``patterns`` (structure: objects, arrays, ``$or``) so each module stays small. The
+semantics are documented there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, Final
+
+from cdcsync.errors import PatternError
+
+Path = tuple[str | int, ...]
+LeafTest = Callable[[tuple[Any, ...]], bool]  # takes the leaf values found at one field
+
+MATCHERS: Final = ("anything-but", "equals-ignore-case", "exists", "numeric", "prefix", "suffix", "wildcard")
+_ANYTHING_BUT_OBJECTS: Final = ("equals-ignore-case", "prefix", "suffix", "wildcard")
+_LOWER_OPS: Final = (">", ">=")
+_UPPER_OPS: Final = ("<", "<=")
+_NUMERIC_OPS: Final[dict[str, Callable[[float, float], bool]]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    "=": operator.eq,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+
+
+_KINDS: Final[tuple[tuple[type | tuple[type, ...], str], ...]] = (
+    (type(None), "null"),
+    (bool, "a boolean"),  # before int: bool is an int subclass
+    (str, "a string"),
+    (int, "an integer"),
+    ((float, Decimal), "a number"),
+    (Mapping, "an object"),
+    ((list, tuple), "a list"),
+)
+
+
+def kind(value: Any) -> str:
+    """How a value is named in messages: "a string", "an integer", "null", ..."""
+    return next((name for types, name in _KINDS if isinstance(value, types)), f"a {type(value).__name__}")
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def number_text(value: int | float | Decimal) -> str:
+    """The JSON text a number would have, which is what AWS compares for exact matches."""
+    if isinstance(value, Decimal):
+        exponent = value.as_tuple().exponent
+        return str(int(value)) if isinstance(exponent, int) and exponent >= 0 else repr(float(value))
+    return str(value) if isinstance(value, int) else repr(value)
+
+
+def check_finite(value: Any, path: Path) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PatternError(path, f"numbers in a pattern must be finite, got {value}")
+
+
+def exact_test(values: list[Any]) -> LeafTest:
+    strings = frozenset(v for v in values if isinstance(v, str))
+    numbers = frozenset(number_text(v) for v in values if is_number(v))
+    literals = tuple(v for v in values if v is None or isinstance(v, bool))
+
+    def test(found: tuple[Any, ...]) -> bool:
+        for value in found:
+            if isinstance(value, str):
+                if value in strings:
+                    return True
+            elif value is None or isinstance(value, bool):
+                if any(value is literal for literal in literals):
+                    return True
+            elif is_number(value) and number_text(value) in numbers:
+                return True
+        return False
+
+    return test
+
+
+def compile_matcher(matcher: Mapping[str, Any], path: Path) -> LeafTest:
+    if len(matcher) != 1:
+        keys = ", ".join(str(key) for key in matcher) or "none"
+        raise PatternError(
+            path,
+            f"a matcher object must have exactly one key, got {len(matcher)}: {keys} "
+            "(put each matcher in its own list item)",
+        )
+    ((name, operand),) = matcher.items()
+    here = (*path, name)
+    if name in ("prefix", "suffix"):
+        return _compile_affix(name, operand, here)
+    if name == "equals-ignore-case":
+        folded = _require_string(name, operand, here).lower()
+        return _string_test(lambda value: value.lower() == folded)
+    if name == "wildcard":
+        return _string_test(_wildcard_regex(_require_string(name, operand, here), here).fullmatch)
+    if name == "exists":
+        if not isinstance(operand, bool):
+            raise PatternError(here, f"exists expects true or false, got {kind(operand)}")
+        return bool if operand else _absent
+    if name == "numeric":
+        return _compile_numeric(operand, here)
+    if name == "anything-but":
+        return _compile_anything_but(operand, here)
+    raise PatternError(here, f'unknown matcher "{name}" (expected one of: {", ".join(MATCHERS)})')
+
+
+def _absent(found: tuple[Any, ...]) -> bool:
+    return not found
+
+
+def _require_string(name: str, operand: Any, path: Path) -> str:
+    if not isinstance(operand, str):
+        raise PatternError(path, f"{name} expects a string, got {kind(operand)}")
+    return operand
+
+
+def _string_test(predicate: Callable[[str], object]) -> LeafTest:
+    return lambda found: any(isinstance(value, str) and predicate(value) for value in found)
+
+
+def _compile_affix(name: str, operand: Any, path: Path) -> LeafTest:
+    has_affix = str.startswith if name == "prefix" else str.endswith
+    if isinstance(operand, Mapping):
+        if list(operand) != ["equals-ignore-case"]:
+            raise PatternError(
+                path,
+                f'{name} accepts only {{"equals-ignore-case": "..."}} as an object, '
+                f"got keys: {', '.join(map(str, operand))}",
+            )
+        here = (*path, "equals-ignore-case")
+        folded = _require_string(f"{name} equals-ignore-case", operand["equals-ignore-case"], here).lower()
+        return _string_test(lambda value: has_affix(value.lower(), folded))
+    if not isinstance(operand, str):
+        raise PatternError(
+            path, f'{name} expects a string or {{"equals-ignore-case": "..."}}, got {kind(operand)}'
+        )
+    return _string_test(lambda value: has_affix(value, operand))
+
+
+def _wildcard_regex(text: str, path: Path) -> re.Pattern[str]:
+    """``*`` is zero or more characters; ``\\*`` a literal star, ``\\\\`` a backslash (event-ruler rules)."""
+    parts: list[str] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\":
+            escaped = text[index + 1 : index + 2]
+            if escaped not in ("*", "\\"):
+                raise PatternError(
+                    path,
+                    f'wildcard "{text}" has an invalid escape at position {index}; '
+                    "only \\* and \\\\ may be escaped",
+                )
+            parts.append(re.escape(escaped))
+            index += 2
+            continue
+        if char == "*":
+            if text[index + 1 : index + 2] == "*":
+                raise PatternError(
+                    path, f'wildcard "{text}" has consecutive "*" at position {index}; use a single "*"'
+                )
+            parts.append(".*")
+        else:
+            parts.append(re.escape(char))
+        index += 1
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def _compile_numeric(operand: Any, path: Path) -> LeafTest:
+    if not isinstance(operand, list) or len(operand) not in (2, 4):
+        found = f"{len(operand)} item(s)" if isinstance(operand, list) else kind(operand)
+        raise PatternError(path, f'numeric expects [operator, number] or [">", low, "<=", high], got {found}')
+    bounds: list[tuple[str, float]] = []
+    for index in range(0, len(operand), 2):
+        name, number = operand[index], operand[index + 1]
+        if not isinstance(name, str) or name not in _NUMERIC_OPS:
+            raise PatternError(
+                (*path, index),
+                f"unknown numeric operator {json.dumps(name)} (expected one of: {', '.join(_NUMERIC_OPS)})",
+            )
+        if not is_number(number):
+            raise PatternError(
+                (*path, index + 1), f'numeric operand after "{name}" must be a number, got {kind(number)}'
+            )
+        check_finite(number, (*path, index + 1))
+        bounds.append((name, float(number)))
+    if len(bounds) == 2:  # noqa: PLR2004
+        (low_op, low), (high_op, high) = bounds
+        if low_op not in _LOWER_OPS or high_op not in _UPPER_OPS:
+            raise PatternError(
+                path,
+                'a numeric range is a lower bound (">" or ">=") then an upper bound ("<" or "<="), '
+                f'got "{low_op}" then "{high_op}"',
+            )
+        if low >= high:
+            raise PatternError(
+                path,
+                f"numeric range is empty: lower bound {operand[1]} is not below upper bound {operand[3]}",
+            )
+    checks = tuple((_NUMERIC_OPS[name], bound) for name, bound in bounds)
+
+    def test(found: tuple[Any, ...]) -> bool:
+        return any(is_number(v) and all(op(float(v), bound) for op, bound in checks) for v in found)
+
+    return test
+
+
+def _compile_anything_but(operand: Any, path: Path) -> LeafTest:
+    excluded: Callable[[Any], bool]
+    if isinstance(operand, Mapping):
+        excluded = _anything_but_object(operand, path)
+    elif isinstance(operand, str) or is_number(operand):
+        excluded = _anything_but_values([operand], path)
+    elif isinstance(operand, list):
+        excluded = _anything_but_values(operand, path)
+    else:
+        raise PatternError(
+            path,
+            "anything-but expects a string, a number, a list of strings or of numbers, "
+            f"or an object with one of: {', '.join(_ANYTHING_BUT_OBJECTS)}; got {kind(operand)}",
+        )
+
+    # The field must be present; then any value that is not excluded (null and other types included) matches.
+    return lambda found: any(not excluded(value) for value in found)
+
+
+def _anything_but_values(values: list[Any], path: Path) -> Callable[[Any], bool]:
+    if not values:
+        raise PatternError(path, "anything-but expects at least one value, got an empty list")
+    for index, value in enumerate(values):
+        if not (isinstance(value, str) or is_number(value)):
+            raise PatternError(
+                (*path, index), f"anything-but list items must be strings or numbers, got {kind(value)}"
+            )
+        check_finite(value, (*path, index))
+        if isinstance(value, str) != isinstance(values[0], str):
+            raise PatternError(
+                (*path, index),
+                "anything-but list must hold only strings or only numbers, "
+                f"got {kind(values[0])} and {kind(value)}",
+            )
+    strings = frozenset(v for v in values if isinstance(v, str))
+    numbers = frozenset(float(v) for v in values if not isinstance(v, str))
+    return lambda value: (
+        value in strings if isinstance(value, str) else is_number(value) and float(value) in numbers
+    )
+
+
+def _anything_but_object(operand: Mapping[str, Any], path: Path) -> Callable[[Any], bool]:
+    if len(operand) != 1:
+        keys = ", ".join(map(str, operand)) or "none"
+        raise PatternError(
+            path, f"an anything-but object must have exactly one key, got {len(operand)}: {keys}"
+        )
+    ((name, operand_value),) = operand.items()
+    here = (*path, name)
+    if name not in _ANYTHING_BUT_OBJECTS:
+        raise PatternError(
+            here,
+            f'unknown anything-but matcher "{name}" (expected one of: {", ".join(_ANYTHING_BUT_OBJECTS)})',
+        )
+    texts = operand_value if isinstance(operand_value, list) else [operand_value]
+    if not texts or not all(isinstance(text, str) for text in texts):
+        raise PatternError(
+            here,
+            f"anything-but {name} expects a string or a non-empty list of strings, got {kind(operand_value)}",
+        )
+    if name in ("prefix", "suffix") and "" in texts:
+        raise PatternError(here, f"anything-but {name} must not be empty")
+    if name in ("prefix", "suffix"):
+        has_affix = str.startswith if name == "prefix" else str.endswith
+        affixes = tuple(texts)  # startswith/endswith take a tuple: one call for the whole list
+        return lambda value: isinstance(value, str) and has_affix(value, affixes)
+    if name == "wildcard":
+        regexes = tuple(_wildcard_regex(text, here) for text in texts)
+        return lambda value: isinstance(value, str) and any(regex.fullmatch(value) for regex in regexes)
+    folded = frozenset(text.lower() for text in texts)
+    return lambda value: isinstance(value, str) and value.lower() in folded
