@@ -1,0 +1,359 @@
+"""The CDCSYNC_* settings, validated up front so a wrong value stops the process before any I/O.
+
+Settings come from, highest priority first: keyword overrides to ``load_settings``, ``CDCSYNC_*``
+environment variables, then a ``.env`` file in the working directory. Nothing is read at import
+time: entry points call ``load_settings()`` once and pass the ``Settings`` value down.
+
+Decisions the contract leaves open:
+- An unknown ``CDCSYNC_*`` variable (environment or ``.env``) is an error, because a typo such as
+  ``CDCSYNC_DLQ_URL`` would otherwise silently fall back to a default. ``CDCSYNC_TEST_*`` is
+  reserved for the test suite (e.g. ``CDCSYNC_TEST_OPENSEARCH_URL``) and ignored here.
+- An empty variable counts as unset (container templates often render missing values as "").
+- AWS endpoints and credentials are not settings: boto3 reads its own configuration.
+- Error messages never contain a secret's value, and neither does the chained ValidationError
+  (``hide_input_in_errors``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from cdcsync.errors import SettingsError
+
+ENV_PREFIX = "CDCSYNC_"
+_RESERVED_PREFIX = "test_"  # CDCSYNC_TEST_* belongs to the test suite, never to the service
+_SECRET_FIELDS = frozenset({"opensearch_password"})
+
+_SQS_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,75}\.fifo|[A-Za-z0-9_-]{1,80}")
+_S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_DYNAMODB_TABLE = re.compile(r"[A-Za-z0-9_.-]{3,255}")
+
+
+@dataclass(frozen=True, slots=True)
+class FileTarget:
+    """A local file (``file://./dlq.jsonl`` is relative, ``file:///var/dlq.jsonl`` absolute)."""
+
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class SqsTarget:
+    """An SQS queue, by name or by full queue URL."""
+
+    queue: str
+
+
+@dataclass(frozen=True, slots=True)
+class S3Target:
+    """An S3 bucket and key prefix (the prefix may be empty)."""
+
+    bucket: str
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class DynamoDbTarget:
+    """A DynamoDB table (the checkpoint lease table)."""
+
+    table: str
+
+
+DlqTarget = FileTarget | SqsTarget | S3Target
+CheckpointTarget = FileTarget | DynamoDbTarget
+
+
+def _invalid(expected: str, got: str) -> PydanticCustomError:
+    return PydanticCustomError(
+        "cdcsync_setting", "expected {expected}, got {got}", {"expected": expected, "got": got}
+    )
+
+
+def _file_target(rest: str, expected: str, url: str) -> FileTarget:
+    if not rest:
+        raise _invalid(expected, f'"{url}" (no path)')
+    return FileTarget(Path(rest))
+
+
+def parse_dlq(url: str) -> DlqTarget:
+    """Parse a ``CDCSYNC_DLQ`` value; raises a pydantic error so it reports like any other field."""
+    expected = "file:///PATH, sqs://QUEUE_NAME_OR_URL or s3://BUCKET/PREFIX"
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme == "file":
+        return _file_target(rest, expected, url)
+    if sep and scheme == "sqs":
+        if _SQS_QUEUE_NAME.fullmatch(rest) or rest.startswith(("https://", "http://")):
+            return SqsTarget(rest)
+        raise _invalid(expected, f'"{url}" (not an SQS queue name or URL)')
+    if sep and scheme == "s3":
+        bucket, _, prefix = rest.partition("/")
+        if _S3_BUCKET.fullmatch(bucket):
+            return S3Target(bucket, prefix)
+        raise _invalid(expected, f'"{url}" (not an S3 bucket name)')
+    raise _invalid(expected, f'"{url}"')
+
+
+def parse_checkpoints(url: str) -> CheckpointTarget:
+    """Parse a ``CDCSYNC_CHECKPOINTS`` value."""
+    expected = "dynamodb://TABLE or file:///PATH"
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme == "file":
+        return _file_target(rest, expected, url)
+    if sep and scheme == "dynamodb":
+        if _DYNAMODB_TABLE.fullmatch(rest):
+            return DynamoDbTarget(rest)
+        raise _invalid(expected, f'"{url}" (not a DynamoDB table name)')
+    raise _invalid(expected, f'"{url}"')
+
+
+def _redact(url: str) -> str:
+    """Hide user:password@ so a credential pasted into a URL never reaches a log."""
+    return re.sub(r"//[^/@]*@", "//***@", url)
+
+
+def _check_opensearch_url(url: str) -> str:
+    expected = "http(s)://HOST[:PORT], comma-separated"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise _invalid(expected, f'"{_redact(url)}"') from None
+    if parts.username is not None or parts.password is not None:
+        raise _invalid(
+            expected, f'"{_redact(url)}" (credentials belong in CDCSYNC_OPENSEARCH_USERNAME/_PASSWORD)'
+        )
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise _invalid(expected, f'"{url}"')
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise _invalid(expected, f'"{url}" (no path, query or fragment allowed)')
+    return url.rstrip("/")
+
+
+class _PrefixedEnvSource(EnvSettingsSource):
+    """Like the default environment source, but passes unknown CDCSYNC_* names on as extras.
+
+    With ``extra="forbid"`` they then fail validation, exactly as unknown keys in ``.env`` do
+    with ``dotenv_filtering="match_prefix"``.
+    """
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        prefix = ENV_PREFIX.lower()
+        for name, value in self.env_vars.items():
+            if not name.startswith(prefix) or not value:
+                continue
+            field = name[len(prefix) :]
+            if field not in self.settings_cls.model_fields and not field.startswith(_RESERVED_PREFIX):
+                data.setdefault(field, value)
+        return data
+
+
+class Settings(BaseSettings):
+    """Every CDCSYNC_* setting; the contract's Settings table is the source of truth for names."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        dotenv_filtering="match_prefix",
+        extra="forbid",
+        frozen=True,
+        hide_input_in_errors=True,
+    )
+
+    mappings: Path = Path("mappings")
+    opensearch_url: Annotated[tuple[str, ...], NoDecode] = ("http://127.0.0.1:9200",)
+    opensearch_auth: Literal["none", "basic", "sigv4"] = "none"
+    opensearch_username: str | None = None
+    opensearch_password: SecretStr | None = None
+    opensearch_sigv4_service: Literal["es", "aoss"] = "es"
+    opensearch_verify_certs: bool = True
+    dlq: str = "file://./cdcsync-dlq.jsonl"
+    checkpoints: str = "file://./cdcsync-checkpoints.json"
+    bulk_max_actions: int = Field(default=1000, ge=1)
+    bulk_max_bytes: int = Field(default=5_242_880, ge=1024)
+    max_retries: int = Field(default=8, ge=0)
+    retry_max_seconds: float = Field(default=60.0, gt=0)
+    metrics_addr: str = "0.0.0.0:9464"  # the container must expose /metrics beyond loopback
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Swap in the environment source that reports unknown CDCSYNC_* names."""
+        return init_settings, _PrefixedEnvSource(settings_cls), dotenv_settings, file_secret_settings
+
+    @field_validator("opensearch_url", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list | tuple):
+            if not value:
+                raise _invalid("http(s)://HOST[:PORT], comma-separated", "no URL")
+            return tuple(_check_opensearch_url(str(url)) for url in value)
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        if isinstance(value, str) and value.upper() in typing.get_args(
+            cls.model_fields["log_level"].annotation
+        ):
+            return value.upper()
+        return value
+
+    @field_validator("dlq")
+    @classmethod
+    def _check_dlq(cls, value: str) -> str:
+        parse_dlq(value)
+        return value
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _check_checkpoints(cls, value: str) -> str:
+        parse_checkpoints(value)
+        return value
+
+    @field_validator("metrics_addr")
+    @classmethod
+    def _check_metrics_addr(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or int(port) > 65535:  # noqa: PLR2004
+            raise _invalid("HOST:PORT", f'"{value}"')
+        return value
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Settings:
+        names = {
+            "opensearch_username": self.opensearch_username,
+            "opensearch_password": self.opensearch_password,
+        }
+        if self.opensearch_auth == "basic":
+            missing = [_env_name(name) for name, value in names.items() if value is None]
+            if missing:
+                raise PydanticCustomError(
+                    "cdcsync_auth",
+                    "{env}: expected {expected} with basic, got {got} unset",
+                    {
+                        "env": _env_name("opensearch_auth"),
+                        "expected": " and ".join(_env_name(name) for name in names),
+                        "got": " and ".join(missing),
+                    },
+                )
+        else:
+            present = [_env_name(name) for name, value in names.items() if value is not None]
+            if present:
+                raise PydanticCustomError(
+                    "cdcsync_auth",
+                    '{env}: expected basic when {got} is set, got "{auth}"',
+                    {
+                        "env": _env_name("opensearch_auth"),
+                        "got": " and ".join(present),
+                        "auth": self.opensearch_auth,
+                    },
+                )
+        return self
+
+    @property
+    def dlq_target(self) -> DlqTarget:
+        """Where dead letters go, parsed."""
+        return parse_dlq(self.dlq)
+
+    @property
+    def checkpoint_target(self) -> CheckpointTarget:
+        """Where the container worker keeps its state, parsed."""
+        return parse_checkpoints(self.checkpoints)
+
+    @property
+    def metrics_host_port(self) -> tuple[str, int]:
+        """``metrics_addr`` split for ``http.server`` (IPv6 brackets removed)."""
+        host, _, port = self.metrics_addr.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from overrides, the environment and ``.env``; report every problem at once.
+
+    Raises SettingsError with one ``CDCSYNC_NAME: expected ..., got ...`` line per problem.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [_describe(error) for error in exc.errors(include_url=False)]
+        raise SettingsError("\n".join(problems)) from exc
+
+
+def _env_name(field: str) -> str:
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def _shown(field: str, value: object) -> str:
+    if field in _SECRET_FIELDS:
+        return "a hidden value"
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+def _describe(error: Any) -> str:
+    """One line per pydantic error, named by the environment variable the operator sets."""
+    loc = error["loc"]
+    if not loc:  # model-level checks already name their variables
+        return str(error["msg"])
+    field = str(loc[0])
+    env = _env_name(field)
+    kind = str(error["type"])
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(field, list(Settings.model_fields), n=1, cutoff=0.8)
+        hint = f" (did you mean {_env_name(close[0])}?)" if close else ""
+        return f"{env}: expected a known {ENV_PREFIX}* setting, got an unknown name{hint}"
+    if kind == "cdcsync_setting":
+        return f"{env}: {error['msg']}"
+    got = _shown(field, error.get("input"))
+    return f"{env}: expected {_expected(field, kind, error)}, got {got}"
+
+
+_EXPECTED = {
+    "bool_parsing": "true or false",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_parsing": "a number",
+    "string_type": "a string",
+    "path_type": "a file or folder path",
+}
+
+
+def _expected(field: str, kind: str, error: Any) -> str:
+    annotation = Settings.model_fields[field].annotation
+    ctx = error.get("ctx", {})
+    if kind in _EXPECTED:
+        return _EXPECTED[kind]
+    if kind == "literal_error":
+        return "one of " + ", ".join(str(arg) for arg in typing.get_args(annotation))
+    if kind in ("greater_than_equal", "greater_than"):
+        number = "an integer" if annotation is int else "a number"
+        op, bound = (">=", ctx["ge"]) if kind == "greater_than_equal" else (">", ctx["gt"])
+        return f"{number} {op} {bound:g}"
+    return str(error["msg"]).removeprefix("Input should be ").removeprefix("Value error, ")

@@ -1,0 +1,125 @@
+"""Session-scoped real local servers (moto_server, osmem-server) and clients bound to them.
+
+Set CDCSYNC_TEST_OPENSEARCH_URL (e.g. http://127.0.0.1:9200) to run against a real OpenSearch
+cluster instead of osmem-server; tests then name everything after ``unique_name`` and delete it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from opensearchpy import OpenSearch
+
+from tests.support.servers import moto_server, osmem_server
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+OPENSEARCH_URL_ENV = "CDCSYNC_TEST_OPENSEARCH_URL"
+REGION = "us-east-1"
+
+# Fail fast: a test against a local server should never sit in botocore's retry loop.
+_CLIENT_CONFIG = Config(
+    connect_timeout=5,
+    read_timeout=30,
+    retries={"max_attempts": 2, "mode": "standard"},
+    s3={"addressing_style": "path"},  # virtual-host style cannot work against 127.0.0.1
+)
+
+AwsClientFactory = Callable[[str], Any]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """The URL of one moto server shared by the session (DynamoDB, Streams, SQS, S3)."""
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def aws_session() -> boto3.Session:
+    """A boto3 session on the fake credentials the root conftest puts in the environment."""
+    return boto3.Session(region_name=REGION)
+
+
+@pytest.fixture(scope="session")
+def aws_client(aws_session: boto3.Session, moto_endpoint: str) -> AwsClientFactory:
+    """Factory: ``aws_client("kinesis")`` gives a low-level client bound to moto."""
+
+    def make(service_name: str) -> Any:
+        return aws_session.client(service_name, endpoint_url=moto_endpoint, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def dynamodb(aws_client: AwsClientFactory) -> DynamoDBClient:
+    """DynamoDB client bound to moto."""
+    client: DynamoDBClient = aws_client("dynamodb")
+    return client
+
+
+@pytest.fixture(scope="session")
+def dynamodbstreams(aws_client: AwsClientFactory) -> DynamoDBStreamsClient:
+    """DynamoDB Streams client bound to moto."""
+    client: DynamoDBStreamsClient = aws_client("dynamodbstreams")
+    return client
+
+
+@pytest.fixture(scope="session")
+def sqs(aws_client: AwsClientFactory) -> SQSClient:
+    """SQS client bound to moto."""
+    client: SQSClient = aws_client("sqs")
+    return client
+
+
+@pytest.fixture(scope="session")
+def s3(aws_client: AwsClientFactory) -> S3Client:
+    """S3 client bound to moto."""
+    client: S3Client = aws_client("s3")
+    return client
+
+
+@pytest.fixture(scope="session")
+def opensearch_url() -> Iterator[str]:
+    """The external cluster named by CDCSYNC_TEST_OPENSEARCH_URL, else a fresh osmem-server."""
+    external = os.environ.get(OPENSEARCH_URL_ENV)
+    if external:
+        yield external
+        return
+    with osmem_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def opensearch(opensearch_url: str) -> Iterator[OpenSearch]:
+    """An OpenSearch client that reports errors at once (no client-side retries)."""
+    client = OpenSearch(hosts=[opensearch_url], timeout=30, max_retries=0, retry_on_timeout=False)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A short lowercase name such as ``t-3f9a1c`` for this test's tables and indices.
+
+    Indices named ``<unique_name>*`` are deleted afterwards when the test used OpenSearch, so a
+    shared real cluster keeps no leftovers. Names are resolved first, then deleted one by one,
+    because clusters may refuse wildcard deletes (action.destructive_requires_name).
+    """
+    name = f"t-{secrets.token_hex(3)}"
+    yield name
+    if "opensearch" in request.fixturenames:
+        client: OpenSearch = request.getfixturevalue("opensearch")
+        leftovers = client.indices.get(index=f"{name}*", allow_no_indices=True, ignore_unavailable=True)
+        for index in leftovers:
+            client.indices.delete(index=index)
