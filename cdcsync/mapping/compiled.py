@@ -42,6 +42,11 @@ class CompiledMapping:
     model: MappingModel = field(repr=False, compare=False)
 
     @property
+    def compares_old_image(self) -> bool:
+        """Whether planning an index write looks at the old image (moves, skip_unchanged)."""
+        return self.skip_unchanged or not self.index.is_literal or self.routing is not None
+
+    @property
     def name(self) -> str:
         """Human name used in logs and dead letters: ``Users -> users``."""
         return f"{self.table} -> {self.index.source}"

@@ -26,19 +26,17 @@ class Projection:
     rename: Mapping[str, str]
     computed: tuple[tuple[str, jmespath.parser.ParsedResult], ...]
 
-    @property
-    def is_identity(self) -> bool:
-        return self.include is None and not self.exclude and not self.rename and not self.computed
-
     def apply(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        if self.is_identity:
-            return dict(item)
         include, exclude, rename = self.include, self.exclude, self.rename
-        document: dict[str, Any] = {}
-        for name, value in item.items():
-            if (include is not None and name not in include) or name in exclude:
-                continue
-            document[rename.get(name, name)] = value
+        # Comprehensions over the item: the cheapest form CPython has for this hot path.
+        if include is not None:
+            document = {rename.get(k, k): v for k, v in item.items() if k in include and k not in exclude}
+        elif exclude:
+            document = {rename.get(k, k): v for k, v in item.items() if k not in exclude}
+        elif rename:
+            document = {rename.get(k, k): v for k, v in item.items()}
+        else:
+            document = dict(item)
         for name, expression in self.computed:
             try:
                 value = expression.search(item)

@@ -8,7 +8,7 @@ so that the one record goes to the dead-letter queue and the batch goes on.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +17,14 @@ from cdcsync.errors import PlanError
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
 
+_ABSENT: Any = object()
+
+
 def format_scalar(value: Any) -> str | None:
+    """The text of a string, number or boolean attribute; None for anything else (or absent)."""
     # bool before int: bool is an int subclass, and True must not render as "1".
+    if type(value) is str:
+        return value
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -42,29 +48,46 @@ class Template:
     def is_literal(self) -> bool:
         return not self.names
 
-    def render(self, item: Mapping[str, Any], *, what: str, scope: str = "the item") -> str:
+    def render(
+        self, item: Mapping[str, Any], *, what: str, scope: Callable[[], str] | str = "the item"
+    ) -> str:
         """Fill the placeholders from ``item``.
 
-        ``what`` names the mapping key in errors (``id``, ``index``); ``scope`` says what ``item`` is.
+        ``what`` names the mapping key in errors (``id``, ``index``); ``scope`` says what ``item`` is
+        (a callable, so that the hot path never builds an error text it does not need).
         """
-        if not self.names:
+        names = self.names
+        if len(names) == 1 and not self.literals[0] and not self.literals[1]:
+            text = format_scalar(item.get(names[0], _ABSENT))  # "{UserId}": the common case
+            if text is not None:
+                return text
+        elif not names:
             return self.source
-        parts = [self.literals[0]]
-        for name, literal in zip(self.names, self.literals[1:], strict=True):
+        else:
+            parts = [self.literals[0]]
+            for name, literal in zip(names, self.literals[1:], strict=True):
+                text = format_scalar(item.get(name, _ABSENT))
+                if text is None:
+                    break
+                parts.append(text)
+                parts.append(literal)
+            else:
+                return "".join(parts)
+        raise self._error(item, what, scope() if callable(scope) else scope)
+
+    def _error(self, item: Mapping[str, Any], what: str, scope: str) -> PlanError:
+        for name in self.names:
             if name not in item:
-                raise PlanError(
+                return PlanError(
                     f'{what}: "{self.source}" names {name}, which is not in {scope} '
                     f"(has: {', '.join(sorted(item)) or 'nothing'})"
                 )
-            text = format_scalar(item[name])
-            if text is None:
+            if format_scalar(item[name]) is None:
                 kind = type(item[name]).__name__
-                raise PlanError(
+                return PlanError(
                     f'{what}: "{self.source}" needs a string, number or boolean in {name}, got a {kind}'
                 )
-            parts.append(text)
-            parts.append(literal)
-        return "".join(parts)
+        raise AssertionError(f"render failed on {self.source} without a missing or non-scalar attribute")
 
 
 def parse_template(source: str) -> Template:

@@ -146,7 +146,8 @@ def test_load_list_and_documents_gives_several_mappings_per_table(tmp_path: Path
         pytest.param(
             VALID + 'fields:\n  computed:\n    n: "length("\n',
             [
-                '{file}:6: fields.computed.n: "length(" is not valid JMESPath: incomplete expression at character 8'
+                '{file}:6: fields.computed.n: "length(" is not valid JMESPath: '
+                "incomplete expression at character 8"
             ],
             id="bad-jmespath",
         ),

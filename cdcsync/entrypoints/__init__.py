@@ -1,0 +1,1 @@
+"""The ways cdcsync runs: the CLI, the container worker, the Lambda handler. Thin by design."""

@@ -1,0 +1,1 @@
+"""Writing actions to OpenSearch: bulk bodies, per-item outcomes."""

@@ -1,0 +1,286 @@
+"""The planner: each record kind and mapping rule, one case per behaviour."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cdcsync.change import parse_record
+from cdcsync.plan import DeleteAction, FetchItem, IndexAction, Rejected, Skip, plan_fetched, plan_record
+from tests.support.records import change, compiled, fixture_event, mapping_set
+
+T0 = 1_700_000_000
+USERS = compiled(table="Users", index="users", id="{UserId}")
+ALICE = {"UserId": 1, "Username": "alice", "Status": "active"}
+
+
+def only(steps: list[Any]) -> Any:
+    assert len(steps) == 1, steps
+    return steps[0]
+
+
+def test_plan_seed_insert_indexes_document_with_ms_version() -> None:
+    # GIVEN the seed blog's sample INSERT and a Users mapping
+    record = parse_record(fixture_event("insert"))
+    # WHEN planned
+    action = only(plan_record(record, mapping_set(USERS)))
+    # THEN the document is the plain item, versioned by creation time in ms
+    assert isinstance(action, IndexAction)
+    assert (action.index, action.id, action.routing, action.version) == (
+        "users",
+        "12345",
+        None,
+        1627992080000,
+    )
+    assert action.document == {"UserId": 12345, "Username": "john_doe", "Email": "john.doe@example.com"}
+
+
+def test_plan_modify_indexes_new_image() -> None:
+    action = only(plan_record(parse_record(fixture_event("modify")), mapping_set(USERS)))
+    assert isinstance(action, IndexAction)
+    assert action.document["Profile"] == {"Age": 41, "Tags": ["a", "b"]}
+    assert action.version == 1627992090000
+
+
+def test_plan_remove_deletes_document() -> None:
+    action = only(plan_record(parse_record(fixture_event("remove")), mapping_set(USERS)))
+    assert isinstance(action, DeleteAction)
+    assert (action.index, action.id, action.version) == ("users", "12345", 1627992100000)
+
+
+@pytest.mark.parametrize(
+    ("deletes", "fixture", "expected"),
+    [
+        ({"on_ttl_expiry": "ignore"}, "ttl_remove", "ignored_ttl_expiry"),
+        ({"on_ttl_expiry": "delete"}, "ttl_remove", "delete"),
+        ({"on_remove": "ignore"}, "remove", "ignored_remove"),
+        ({"on_remove": "ignore"}, "ttl_remove", "delete"),
+        ({"on_remove": "delete", "on_ttl_expiry": "ignore"}, "remove", "delete"),
+    ],
+)
+def test_plan_remove_follows_deletes_setting(deletes: dict[str, str], fixture: str, expected: str) -> None:
+    # GIVEN a mapping whose deletes key treats user deletes and TTL expiries differently
+    mapping = compiled(table="Users", index="users", deletes=deletes)
+    # WHEN a REMOVE (TTL or not) is planned
+    step = only(plan_record(parse_record(fixture_event(fixture)), mapping_set(mapping)))
+    # THEN it is deleted or skipped with the reason
+    if expected == "delete":
+        assert isinstance(step, DeleteAction)
+    else:
+        assert isinstance(step, Skip)
+        assert step.reason == expected
+
+
+def test_plan_keys_only_modify_asks_for_fetch_then_indexes_fetched_item() -> None:
+    # GIVEN a KEYS_ONLY MODIFY
+    record = parse_record(fixture_event("keys_only"))
+    # WHEN planned THEN the caller is asked to fetch the item
+    fetch = only(plan_record(record, mapping_set(USERS)))
+    assert isinstance(fetch, FetchItem)
+    # AND planned again with the item read now, it is indexed with the record's version
+    action = only(plan_fetched(fetch, {"UserId": 12345, "Username": "x"}))
+    assert isinstance(action, IndexAction)
+    assert (action.id, action.version, action.document) == (
+        "12345",
+        1627992120000,
+        {"UserId": 12345, "Username": "x"},
+    )
+    # AND when the item is gone by then, the document is deleted
+    gone = only(plan_fetched(fetch, None))
+    assert isinstance(gone, DeleteAction)
+    assert gone.version == 1627992120000
+
+
+def test_plan_keys_only_remove_deletes_by_keys() -> None:
+    record = change("REMOVE", {"UserId": 7}, view="KEYS_ONLY")
+    action = only(plan_record(record, mapping_set(USERS)))
+    assert isinstance(action, DeleteAction)
+    assert action.id == "7"
+
+
+def test_plan_filter_not_matching_skips() -> None:
+    # GIVEN the seed's filter: only MODIFY events
+    mapping = compiled(table="Users", index="users", filter={"eventName": ["MODIFY"]})
+    # WHEN an INSERT and a MODIFY are planned
+    insert = only(plan_record(parse_record(fixture_event("insert")), mapping_set(mapping)))
+    modify = only(plan_record(parse_record(fixture_event("modify")), mapping_set(mapping)))
+    # THEN the INSERT is skipped by the filter and the MODIFY indexed
+    assert isinstance(insert, Skip)
+    assert insert.reason == "filter"
+    assert isinstance(modify, IndexAction)
+
+
+def test_plan_filter_on_typed_new_image_matches() -> None:
+    mapping = compiled(
+        table="Users", index="users", filter={"dynamodb": {"NewImage": {"Status": {"S": ["active"]}}}}
+    )
+    assert isinstance(
+        only(plan_record(parse_record(fixture_event("modify")), mapping_set(mapping))), IndexAction
+    )
+    assert isinstance(only(plan_record(parse_record(fixture_event("insert")), mapping_set(mapping))), Skip)
+
+
+WHERE = compiled(table="Users", index="users", where={"Status": [{"anything-but": ["banned"]}]})
+
+
+@pytest.mark.parametrize(
+    ("event", "new", "old", "expected"),
+    [
+        ("INSERT", {**ALICE}, None, IndexAction),
+        ("INSERT", {**ALICE, "Status": "banned"}, None, Skip),
+        ("MODIFY", {**ALICE, "Status": "banned"}, {**ALICE}, DeleteAction),
+        ("MODIFY", {**ALICE}, {**ALICE, "Status": "banned"}, IndexAction),
+        ("MODIFY", {**ALICE, "Status": "banned"}, {**ALICE, "Status": "banned"}, Skip),
+        ("REMOVE", None, {**ALICE, "Status": "banned"}, Skip),
+        ("REMOVE", None, {**ALICE}, DeleteAction),
+    ],
+    ids=[
+        "insert-member",
+        "insert-outside",
+        "modify-leaving",
+        "modify-entering",
+        "modify-outside",
+        "remove-outside",
+        "remove-member",
+    ],
+)
+def test_plan_where_decides_membership(
+    event: str, new: dict[str, Any] | None, old: dict[str, Any] | None, expected: type
+) -> None:
+    step = only(plan_record(change(event, {"UserId": 1}, new, old, seconds=T0), mapping_set(WHERE)))
+    assert isinstance(step, expected)
+    if isinstance(step, DeleteAction | IndexAction):
+        assert step.version == T0 * 1000
+
+
+def test_plan_modify_leaving_where_without_old_image_deletes_document() -> None:
+    # GIVEN a NEW_IMAGE view: nobody knows whether the item was in the index
+    record = change("MODIFY", {"UserId": 1}, {**ALICE, "Status": "banned"}, view="NEW_IMAGE")
+    # THEN deleting is the safe answer
+    assert isinstance(only(plan_record(record, mapping_set(WHERE))), DeleteAction)
+
+
+def test_plan_single_table_routes_entity_types_to_their_indices() -> None:
+    # GIVEN one table whose users and orders go to two indices by key prefix
+    users = compiled(table="Users", index="app-users", id="{PK}", where={"PK": [{"prefix": "USER#"}]})
+    orders = compiled(table="Users", index="app-orders", id="{PK}|{SK}", where={"SK": [{"prefix": "ORDER#"}]})
+    mappings = mapping_set(users, orders)
+    user = {"PK": "USER#1", "SK": "PROFILE", "Name": "a"}
+    order = {"PK": "USER#1", "SK": "ORDER#9", "Total": 5}
+    # WHEN both kinds are planned
+    user_steps = plan_record(change("INSERT", {"PK": "USER#1", "SK": "PROFILE"}, user), mappings)
+    order_steps = plan_record(change("INSERT", {"PK": "USER#1", "SK": "ORDER#9"}, order), mappings)
+    # THEN each lands in its own index (the order also starts with USER#, so both mappings take it)
+    assert [(type(s).__name__, getattr(s, "index", None)) for s in user_steps] == [
+        ("IndexAction", "app-users"),
+        ("Skip", None),
+    ]
+    assert [getattr(s, "id", None) for s in order_steps] == ["USER#1", "USER#1|ORDER#9"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (
+            {
+                "include": ["UserId", "Username"],
+                "rename": {"Username": "username"},
+                "computed": {"full_name": "join(' ', [FirstName, LastName])", "nothing": "Missing"},
+            },
+            {"UserId": 1, "username": "a", "full_name": "Ada Lovelace"},
+        ),
+        (
+            {"exclude": ["PasswordHash", "FirstName", "LastName"]},
+            {"UserId": 1, "Username": "a"},
+        ),
+    ],
+    ids=["include-rename-computed", "exclude"],
+)
+def test_plan_fields_project_item_into_document(fields: dict[str, Any], expected: dict[str, Any]) -> None:
+    mapping = compiled(table="Users", index="users", fields=fields)
+    item = {"UserId": 1, "Username": "a", "FirstName": "Ada", "LastName": "Lovelace", "PasswordHash": "x"}
+    action = only(plan_record(change("INSERT", {"UserId": 1}, item), mapping_set(mapping)))
+    assert action.document == expected
+
+
+def test_plan_computed_error_rejects_record_with_reason() -> None:
+    mapping = compiled(table="Users", index="users", fields={"computed": {"n": "join(' ', [A, B])"}})
+    step = only(plan_record(change("INSERT", {"UserId": 1}, {"UserId": 1, "A": "x"}), mapping_set(mapping)))
+    assert isinstance(step, Rejected)
+    assert str(step.error).startswith("fields.computed.n: \"join(' ', [A, B])\" failed on this item:")
+
+
+def test_plan_id_naming_non_key_attribute_rejects_record() -> None:
+    mapping = compiled(table="Users", index="users", id="{UserID}")
+    step = only(plan_record(change("INSERT", {"UserId": 1}, {"UserId": 1}), mapping_set(mapping)))
+    assert isinstance(step, Rejected)
+    assert (
+        str(step.error)
+        == 'id: "{UserID}" names UserID, which is not in the keys of table Users (has: UserId)'
+    )
+
+
+def test_plan_default_id_joins_keys_in_name_order() -> None:
+    mapping = compiled(table="Users", index="users")
+    keys = {"SK": "ORDER#9", "PK": "USER#1"}
+    action = only(plan_record(change("INSERT", keys, keys), mapping_set(mapping)))
+    assert action.id == "USER#1|ORDER#9"
+
+
+def test_plan_index_template_lowercases_and_moves_document() -> None:
+    # GIVEN orders indexed by region, routed by tenant
+    mapping = compiled(table="Users", index="orders-{Region}", id="{UserId}", routing="{Tenant}")
+    old = {"UserId": 1, "Region": "EU", "Tenant": "t1"}
+    new = {"UserId": 1, "Region": "US", "Tenant": "t1"}
+    # WHEN the region changes
+    steps = plan_record(change("MODIFY", {"UserId": 1}, new, old, seconds=T0), mapping_set(mapping))
+    # THEN it is deleted from the old index and indexed in the new one, at the same version
+    assert [(s.op, s.index, s.routing, s.version) for s in steps] == [
+        ("delete", "orders-eu", "t1", T0 * 1000),
+        ("index", "orders-us", "t1", T0 * 1000),
+    ]
+
+
+def test_plan_index_template_missing_attribute_rejects_only_that_mapping() -> None:
+    broken = compiled(table="Users", index="orders-{Region}")
+    fine = compiled(table="Users", index="users")
+    steps = plan_record(change("INSERT", {"UserId": 1}, {"UserId": 1}), mapping_set(broken, fine))
+    assert [type(s) for s in steps] == [Rejected, IndexAction]
+    assert (
+        str(steps[0].error)
+        == 'index: "orders-{Region}" names Region, which is not in the new image (has: UserId)'
+    )
+
+
+@pytest.mark.parametrize(
+    ("new", "expected"),
+    [({**ALICE, "Status": "active", "Seen": 2}, Skip), ({**ALICE, "Username": "bob"}, IndexAction)],
+    ids=["unprojected-change", "projected-change"],
+)
+def test_plan_skip_unchanged_compares_projected_documents(new: dict[str, Any], expected: type) -> None:
+    mapping = compiled(table="Users", index="users", skip_unchanged=True, fields={"exclude": ["Seen"]})
+    old = {**ALICE, "Seen": 1}
+    step = only(plan_record(change("MODIFY", {"UserId": 1}, new, old), mapping_set(mapping)))
+    assert isinstance(step, expected)
+
+
+def test_plan_attribute_version_uses_item_counter() -> None:
+    mapping = compiled(table="Users", index="users", version="attribute:Version")
+    index = only(
+        plan_record(change("MODIFY", {"UserId": 1}, {"UserId": 1, "Version": 7}), mapping_set(mapping))
+    )
+    remove = only(
+        plan_record(change("REMOVE", {"UserId": 1}, None, {"UserId": 1, "Version": 7}), mapping_set(mapping))
+    )
+    assert (index.version, remove.version) == (7, 8)
+    keys_only = only(plan_record(change("REMOVE", {"UserId": 1}, view="KEYS_ONLY"), mapping_set(mapping)))
+    assert isinstance(keys_only, Rejected)
+    assert "needs the item image" in str(keys_only.error)
+
+
+def test_plan_table_without_mapping_skips() -> None:
+    record = change("INSERT", {"Id": 1}, {"Id": 1}, arn="arn:aws:dynamodb:us-east-1:1:table/Other/stream/x")
+    step = only(plan_record(record, mapping_set(USERS)))
+    assert isinstance(step, Skip)
+    assert step.reason == "no_mapping"

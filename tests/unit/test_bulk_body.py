@@ -1,0 +1,41 @@
+"""Bulk NDJSON lines carry the external version; big integers stay exact."""
+
+from __future__ import annotations
+
+import json
+
+from cdcsync.plan import DeleteAction, IndexAction
+from cdcsync.sink.bulk_body import action_lines
+from tests.support.records import change, compiled
+
+MAPPING = compiled(table="Users", index="users")
+RECORD = change("INSERT", {"UserId": 1}, {"UserId": 1})
+
+
+def test_action_lines_index_carries_external_gte_version() -> None:
+    action = IndexAction("users", "1", "t1", 1627992080000, {"a": 1}, MAPPING, RECORD)
+    header, body, end = action_lines(action).split(b"\n")
+    assert json.loads(header) == {
+        "index": {
+            "_index": "users",
+            "_id": "1",
+            "version": 1627992080000,
+            "version_type": "external_gte",
+            "routing": "t1",
+        }
+    }
+    assert (json.loads(body), end) == ({"a": 1}, b"")
+
+
+def test_action_lines_delete_has_no_body() -> None:
+    action = DeleteAction("users", "1", None, 5, MAPPING, RECORD)
+    assert (
+        action_lines(action)
+        == b'{"delete":{"_index":"users","_id":"1","version":5,"version_type":"external_gte"}}\n'
+    )
+
+
+def test_action_lines_integer_beyond_64_bits_stays_exact() -> None:
+    big = 12345678901234567890123456789012345678
+    action = IndexAction("users", "1", None, 1, {"n": big}, MAPPING, RECORD)
+    assert action_lines(action).split(b"\n")[1] == b'{"n":12345678901234567890123456789012345678}'

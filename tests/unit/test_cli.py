@@ -1,0 +1,77 @@
+"""The command line: validate and filters (exit codes, output lines)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cdcsync.entrypoints.cli import main
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_cli_validate_shipped_mappings_prints_one_line_per_mapping(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # WHEN the shipped examples are validated
+    code = main(["validate", str(ROOT / "mappings")])
+    out = capsys.readouterr().out.splitlines()
+    # THEN it exits 0 with a summary per mapping
+    assert code == 0
+    assert any(
+        line.endswith("Users -> users (id {UserId}, filter no, where yes, fields 6 -1, version stream)")
+        for line in out
+    ), out
+    assert len(out) == 3
+
+
+def test_cli_validate_broken_mapping_lists_every_problem_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a file with two structural problems and another with a bad index name
+    path = tmp_path / "bad.yaml"
+    path.write_text("table: Users\nindex: users\nskip_unchanged: 'no'\nfields:\n  rename:\n    Email: [a]\n")
+    other = tmp_path / "other.yaml"
+    other.write_text("table: Orders\nindex: Orders\n")
+    # WHEN the folder is validated
+    code = main(["validate", str(tmp_path)])
+    err = capsys.readouterr().err.splitlines()
+    # THEN every problem is printed as file:line: message, then a count
+    assert code == 1
+    assert err == [
+        f"{path}:6: fields.rename.Email: expected a string, got a list",
+        f"{path}:3: skip_unchanged: expected true or false, got a string",
+        f'{other}:2: index: "Orders" is not a valid OpenSearch index name: must be lowercase',
+        f"3 problems in {tmp_path}",
+    ]
+
+
+def test_cli_validate_uses_cdcsync_mappings_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "m.yaml").write_text("table: T\nindex: t\n")
+    monkeypatch.setenv("CDCSYNC_MAPPINGS", str(tmp_path))
+    assert main(["validate"]) == 0
+    assert "T -> t" in capsys.readouterr().out
+
+
+def test_cli_filters_prints_seed_modify_only_criteria(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the seed blog's use case: only MODIFY events should invoke the function
+    path = tmp_path / "users.yaml"
+    path.write_text("table: Users\nindex: users\nfilter:\n  eventName: [MODIFY]\n")
+    # WHEN the FilterCriteria are printed
+    code = main(["filters", "--table", "Users", "--mappings", str(path)])
+    # THEN they are the event source mapping's JSON
+    assert code == 0
+    assert json.loads(capsys.readouterr().out) == {"Filters": [{"Pattern": '{"eventName":["MODIFY"]}'}]}
+
+
+def test_cli_filters_unknown_table_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "users.yaml"
+    path.write_text("table: Users\nindex: users\n")
+    assert main(["filters", "--table", "Orders", "--mappings", str(path)]) == 2
+    assert capsys.readouterr().err == "no mapping for table Orders (tables with mappings: Users)\n"

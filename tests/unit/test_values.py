@@ -1,0 +1,366 @@
+"""DynamoDB attribute values to plain JSON-ready values: exact cases, errors, and agreement with boto3."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from boto3.dynamodb.types import DYNAMODB_CONTEXT, Binary, TypeDeserializer, TypeSerializer
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cdcsync.errors import RecordError
+from cdcsync.values import image_to_plain, to_plain
+
+BIG = "12345678901234567890123456789012345678"  # 38 digits, far beyond 64 bits
+ALLOWED = "S, N, B, BOOL, NULL, M, L, SS, NS, BS"
+NOT_AV = f"expected an AttributeValue (an object with one of {ALLOWED}), found"
+RANGE = "magnitude 1E-130 to 9.9999999999999999999999999999999999999E+125"
+
+
+def typed(value: Any) -> Any:
+    """``value`` with every leaf paired with its type, so 1 == 1.0 and True == 1 no longer compare equal."""
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    return (type(value).__name__, value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"S": "héllo"}, "héllo"),
+        ({"S": ""}, ""),
+        ({"N": "5"}, 5),
+        ({"N": "-5"}, -5),
+        ({"N": "0"}, 0),
+        ({"N": "-0"}, 0),
+        ({"N": "-0.0"}, 0),
+        ({"N": "0.000"}, 0),
+        ({"N": BIG}, int(BIG)),
+        ({"N": "-" + BIG}, -int(BIG)),
+        ({"N": "18446744073709551616"}, 2**64),
+        ({"N": "1E+3"}, 1000),
+        ({"N": "1.5E+2"}, 150),
+        ({"N": "10.0"}, 10),
+        ({"N": "1E+125"}, 10**125),
+        ({"N": "9.9999999999999999999999999999999999999E+125"}, (10**38 - 1) * 10**88),
+        ({"N": "0.1"}, 0.1),
+        ({"N": "-1.5"}, -1.5),
+        ({"N": "1E-130"}, 1e-130),
+        ({"N": "-1.5E-7"}, -1.5e-7),
+        ({"N": "1.0000000000000000000000000000000000001"}, 1.0),
+        ({"N": "1234567890123456789012345678901234567.5"}, 1.2345678901234568e36),
+        ({"B": b"\x00\xff"}, "AP8="),
+        ({"B": bytearray(b"hi")}, "aGk="),
+        ({"B": b""}, ""),
+        ({"B": "AP8="}, "AP8="),
+        ({"B": "not normalised"}, "not normalised"),
+        ({"BOOL": True}, True),
+        ({"BOOL": False}, False),
+        ({"NULL": True}, None),
+        ({"M": {}}, {}),
+        ({"L": []}, []),
+        (
+            {"M": {"a": {"N": "1"}, "b": {"M": {"c": {"L": [{"S": "x"}, {"N": "2.5"}]}}}}},
+            {"a": 1, "b": {"c": ["x", 2.5]}},
+        ),
+        (
+            {"L": [{"L": [{"L": []}]}, {"M": {"k": {"NULL": True}}}, {"BOOL": False}]},
+            [[[]], {"k": None}, False],
+        ),
+        ({"SS": ["b", "é", "B", "a"]}, ["B", "a", "b", "é"]),
+        ({"NS": ["10", "9", "-1.5", "1E+3", "0.5"]}, [-1.5, 0.5, 9, 10, 1000]),
+        ({"NS": [BIG, "1"]}, [1, int(BIG)]),
+        # Sorted by bytes (00 < 61 < ff), not by their base64 text ("/w==" < "AA==" < "YQ==").
+        ({"BS": [b"\xff", b"\x00", b"a"]}, ["AA==", "YQ==", "/w=="]),
+        ({"BS": ["/w==", "AA==", "YQ=="]}, ["AA==", "YQ==", "/w=="]),
+    ],
+)
+def test_to_plain_well_formed_value_converts_exactly(value: Mapping[str, Any], expected: Any) -> None:
+    # GIVEN one AttributeValue of either input shape
+    # WHEN it is converted
+    got = to_plain(value)
+    # THEN value and type match exactly (1 is not 1.0, 0 is not -0.0)
+    assert typed(got) == typed(expected)
+
+
+LAMBDA_ITEM = {
+    "UserId": {"S": "u-1"},
+    "Age": {"N": "42"},
+    "Avatar": {"B": "AP8="},
+    "Keys": {"BS": ["/w==", "AA=="]},
+    "Profile": {"M": {"Tags": {"L": [{"S": "a"}, {"N": "3"}]}, "Roles": {"SS": ["viewer", "admin"]}}},
+}
+BOTO3_ITEM = {
+    "UserId": {"S": "u-1"},
+    "Age": {"N": "42"},
+    "Avatar": {"B": b"\x00\xff"},
+    "Keys": {"BS": [b"\xff", b"\x00"]},
+    "Profile": {"M": {"Tags": {"L": [{"S": "a"}, {"N": "3"}]}, "Roles": {"SS": ["viewer", "admin"]}}},
+}
+PLAIN_ITEM = {
+    "UserId": "u-1",
+    "Age": 42,
+    "Avatar": "AP8=",
+    "Keys": ["AA==", "/w=="],
+    "Profile": {"Tags": ["a", 3], "Roles": ["admin", "viewer"]},
+}
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"), [(LAMBDA_ITEM, PLAIN_ITEM), (BOTO3_ITEM, PLAIN_ITEM), ({}, {})]
+)
+def test_image_to_plain_lambda_or_boto3_shape_gives_same_document(
+    image: Mapping[str, Mapping[str, Any]], expected: dict[str, Any]
+) -> None:
+    # GIVEN an item image as a Lambda event carries it (base64 text) or as boto3 returns it (bytes)
+    # WHEN it is converted
+    got = image_to_plain(image)
+    # THEN both give the same plain document
+    assert typed(got) == typed(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"X": "1"}, f"attribute value: unknown type tag 'X' (allowed: {ALLOWED})"),
+        (
+            {"S": "a", "N": "1"},
+            f"attribute value: expected exactly one type tag ({ALLOWED}), found 2: 'S', 'N'",
+        ),
+        ({}, f"attribute value: expected exactly one type tag ({ALLOWED}), found none"),
+        (
+            ["S"],
+            f"attribute value: {NOT_AV} list ['S']",
+        ),
+        (
+            "S",
+            f"attribute value: {NOT_AV} str 'S'",
+        ),
+        ({"N": "abc"}, "attribute value: N is not a number, found str 'abc'"),
+        ({"N": "NaN"}, "attribute value: N is not a number, found str 'NaN'"),
+        ({"N": "Infinity"}, "attribute value: N is not a number, found str 'Infinity'"),
+        ({"N": ""}, "attribute value: N is not a number, found str ''"),
+        ({"N": 5}, "attribute value: N must be a number in a string, found int 5"),
+        ({"N": b"5"}, "attribute value: N must be a number in a string, found bytes b'5'"),
+        (
+            {"N": "1E+126"},
+            f"attribute value: N is outside DynamoDB's number range ({RANGE}), found str '1E+126'",
+        ),
+        (
+            {"N": "1.5E-131"},
+            f"attribute value: N is outside DynamoDB's number range ({RANGE}), found str '1.5E-131'",
+        ),
+        (
+            {"N": "1E+999999999"},
+            f"attribute value: N is outside DynamoDB's number range ({RANGE}), found str '1E+999999999'",
+        ),
+        (
+            {"N": "1" * 5000},
+            f"attribute value: N is outside DynamoDB's number range ({RANGE}), found str '{'1' * 56}...",
+        ),
+        ({"B": 5}, "attribute value: B must be bytes or a base64 string, found int 5"),
+        (
+            {"M": []},
+            "attribute value: M must be an object of attribute names to AttributeValues, found list []",
+        ),
+        ({"L": "abc"}, "attribute value: L must be a list, found str 'abc'"),
+        ({"SS": "abc"}, "attribute value: SS must be a list, found str 'abc'"),
+        ({"NS": "1"}, "attribute value: NS must be a list, found str '1'"),
+        ({"SS": ["a", 1]}, "attribute value[1]: SS member must be a string, found int 1"),
+        ({"NS": ["1", "x"]}, "attribute value[1]: NS member is not a number, found str 'x'"),
+        ({"BS": [b"\x00", 7]}, "attribute value[1]: BS member must be bytes or a base64 string, found int 7"),
+        ({"BS": ["AA==", "!!"]}, "attribute value[1]: BS member is not valid base64, found str '!!'"),
+        (
+            {"L": [{"S": "a"}, {"M": {"k": {"Z": 1}}}]},
+            f"attribute [1].k: unknown type tag 'Z' (allowed: {ALLOWED})",
+        ),
+    ],
+)
+def test_to_plain_malformed_value_raises_record_error(value: Any, message: str) -> None:
+    # GIVEN a value that is not well-formed DynamoDB JSON
+    # WHEN it is converted
+    with pytest.raises(RecordError) as caught:
+        to_plain(value)
+    # THEN the error says where, what was found and what is allowed, and keeps the cause
+    assert str(caught.value) == message
+    assert caught.value.__cause__ is not None
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (
+            {"Profile": {"M": {"Tags": {"L": [{"S": "a"}, {"S": "b"}, {"Q": "c"}]}}}},
+            f"attribute Profile.Tags[2]: unknown type tag 'Q' (allowed: {ALLOWED})",
+        ),
+        ({"Id": {"S": "1"}, "Age": {"N": "forty"}}, "attribute Age: N is not a number, found str 'forty'"),
+        (
+            {"Id": {"S": "1", "N": "1"}},
+            f"attribute Id: expected exactly one type tag ({ALLOWED}), found 2: 'S', 'N'",
+        ),
+        (
+            {"Scores": {"NS": ["1", "2", "x"]}},
+            "attribute Scores[2]: NS member is not a number, found str 'x'",
+        ),
+        (
+            {"A": {"M": {"B": {"M": {"C": {"N": 1}}}}}},
+            "attribute A.B.C: N must be a number in a string, found int 1",
+        ),
+        (
+            {"Id": "1"},
+            f"attribute Id: {NOT_AV} str '1'",
+        ),
+        (
+            {"Blob": {"S": "x" * 100}, "Bad": {"N": "y" * 100}},
+            f"attribute Bad: N is not a number, found str '{'y' * 56}...",
+        ),
+        (
+            [{"S": "1"}],
+            "item image: expected an object of attribute names to AttributeValues, found list [{'S': '1'}]",
+        ),
+        (None, "item image: expected an object of attribute names to AttributeValues, found NoneType None"),
+    ],
+)
+def test_image_to_plain_malformed_attribute_raises_record_error_with_path(image: Any, message: str) -> None:
+    # GIVEN an item image with one malformed attribute, possibly deep inside
+    # WHEN it is converted
+    with pytest.raises(RecordError) as caught:
+        image_to_plain(image)
+    # THEN the error names the attribute path
+    assert str(caught.value) == message
+
+
+class _UnreadableMapping(Mapping[str, Any]):
+    """Claims one key but cannot return it: a failure the path-finding walker cannot explain either."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["S"])
+
+    def __len__(self) -> int:
+        return 1
+
+
+def test_to_plain_unexplainable_failure_raises_record_error_with_cause() -> None:
+    # GIVEN a Mapping that breaks both the converter and the walker that locates problems
+    # WHEN it is converted
+    with pytest.raises(RecordError) as caught:
+        to_plain(_UnreadableMapping())
+    # THEN the error still is a RecordError, naming the underlying failure
+    assert (
+        str(caught.value)
+        == "attribute value: cannot be converted to plain JSON (KeyError: 'unknown type tag')"
+    )
+
+
+# --- agreement with boto3's TypeDeserializer ---------------------------------------------------------
+
+
+def _storable(d: Decimal) -> bool:
+    """True if DynamoDB can hold ``d``: 38 significant digits, magnitude 1E-130 up to below 1E+126.
+
+    boto3's serializer checks the digits, but its context lets through some subnormals (1E-131).
+    """
+    try:
+        DYNAMODB_CONTEXT.create_decimal(d)
+    except ArithmeticError:
+        return False
+    return d.is_zero() or -130 <= d.adjusted() <= 125
+
+
+def _decimal(coefficient: int, exponent: int) -> Decimal:
+    return Decimal(f"{coefficient}E{exponent}")
+
+
+numbers = st.one_of(
+    st.decimals(allow_nan=False, allow_infinity=False, places=3, min_value=-(10**6), max_value=10**6),
+    st.integers(min_value=-(10**38) + 1, max_value=10**38 - 1).map(Decimal),
+    st.builds(_decimal, st.integers(-(10**38) + 1, 10**38 - 1), st.integers(-167, 125)),
+).filter(_storable)
+leaves = st.one_of(
+    st.text(),
+    st.booleans(),
+    st.none(),
+    numbers,
+    st.binary(),
+    st.sets(st.text(), min_size=1),
+    st.sets(numbers, min_size=1),
+    st.sets(st.binary(), min_size=1),
+)
+values = st.recursive(
+    leaves,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+images = st.dictionaries(st.text(min_size=1), values, max_size=6)
+
+
+def _reference_plain(value: Any) -> Any:
+    """What the contract promises, built from boto3's deserialised value: Decimal, set and Binary."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Binary):
+        return base64.b64encode(_bytes_of(value)).decode("ascii")
+    if isinstance(value, set):
+        members = sorted(_bytes_of(m) if isinstance(m, Binary) else m for m in value)  # Binary has no order
+        return [
+            base64.b64encode(m).decode("ascii") if isinstance(m, bytes) else _reference_plain(m)
+            for m in members
+        ]
+    if isinstance(value, dict):
+        return {k: _reference_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_reference_plain(v) for v in value]
+    return value
+
+
+def _bytes_of(binary: Binary) -> bytes:
+    # boto3-stubs declare Binary.__bytes__ as returning str; at runtime it returns the bytes.
+    raw: bytes = bytes(binary)  # type: ignore[call-overload]
+    return raw
+
+
+def _as_lambda_json(av: Any) -> Any:
+    """The AttributeValue as a Lambda event carries it: JSON, binary as base64 text."""
+    return json.loads(json.dumps(av, default=lambda b: base64.b64encode(b).decode("ascii")))
+
+
+@settings(deadline=None)
+@given(image=images)
+def test_image_to_plain_any_item_agrees_with_boto3_deserializer(image: dict[str, Any]) -> None:
+    # GIVEN any item, serialised by boto3 the way DynamoDB returns it, and as a Lambda event carries it
+    serializer, deserializer = TypeSerializer(), TypeDeserializer()
+    boto3_image = {name: serializer.serialize(value) for name, value in image.items()}
+    expected = {name: _reference_plain(deserializer.deserialize(av)) for name, av in boto3_image.items()}
+    # WHEN both shapes are converted
+    from_boto3 = image_to_plain(boto3_image)
+    from_lambda = image_to_plain(_as_lambda_json(boto3_image))
+    # THEN both equal boto3's reading, number types included (json.dumps tells 1 from 1.0)
+    want = json.dumps(expected, sort_keys=True)
+    assert json.dumps(from_boto3, sort_keys=True) == want
+    assert json.dumps(from_lambda, sort_keys=True) == want
+
+
+@settings(deadline=None)
+@given(number=numbers)
+def test_to_plain_any_number_is_int_exactly_when_integral(number: Decimal) -> None:
+    # GIVEN any number DynamoDB can hold, in boto3's string form
+    av = TypeSerializer().serialize(number)
+    # WHEN it is converted
+    got = to_plain(av)
+    # THEN an integral value is the exact int, any other the nearest float
+    if number == number.to_integral_value():
+        assert type(got) is int
+        assert got == number
+    else:
+        assert type(got) is float
+        assert got == float(number)
