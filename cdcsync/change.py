@@ -59,6 +59,7 @@ class ChangeRecord:
     stream_view_type: str | None
     raw: Mapping[str, Any] = field(repr=False)
     event_source_arn: str | None = None
+    payload: Mapping[str, Any] | None = field(default=None, repr=False)  # Kinesis: the decoded data
     raw_new_image: Mapping[str, Any] | None = field(default=None, repr=False)
     raw_old_image: Mapping[str, Any] | None = field(default=None, repr=False)
     _keys: Any = field(default=_UNSET, repr=False)
@@ -107,11 +108,16 @@ class ChangeRecord:
         return result
 
     def _lambda_view(self) -> Mapping[str, Any]:
+        if self.payload is not None:
+            return self.payload  # Kinesis-delivered: patterns apply to the DynamoDB record inside
         if "eventSourceARN" in self.raw or self.event_source_arn is None:
             return self.raw
         view = dict(orjson.loads(orjson.dumps(self.raw, default=_json_default)))
         view["eventSourceARN"] = self.event_source_arn
         view["dynamodb"]["ApproximateCreationDateTime"] = self.created_ms // 1000
+        identity = view.get("userIdentity")
+        if isinstance(identity, dict):  # GetRecords spells these PrincipalId/Type, Lambda principalId/type
+            view["userIdentity"] = {key[:1].lower() + key[1:]: value for key, value in identity.items()}
         return view
 
     def describe(self) -> str:
@@ -180,12 +186,13 @@ def parse_record(record: Mapping[str, Any], *, stream_arn: str | None = None) ->
         # TTL deletions are REMOVEs made by the DynamoDB service principal.
         is_ttl_expiry=(
             event == "REMOVE"
-            and identity.get("type") == "Service"
-            and identity.get("principalId") == _TTL_PRINCIPAL
+            and (identity.get("type") or identity.get("Type")) == "Service"
+            and (identity.get("principalId") or identity.get("PrincipalId")) == _TTL_PRINCIPAL
         ),
         stream_view_type=body.get("StreamViewType"),
         raw=record,
         event_source_arn=arn,
         raw_new_image=body.get("NewImage"),
         raw_old_image=body.get("OldImage"),
+        payload=source if kinesis_sequence is not None else None,
     )

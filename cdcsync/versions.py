@@ -57,13 +57,21 @@ def stream_version(approximate_creation: Any) -> int:
     return epoch_ms(approximate_creation)
 
 
-def backfill_version(scan_start_ms: int) -> int:
-    """The version of a backfill write: below any stream record created after the scan started.
+def read_version(read_started_ms: int) -> int:
+    """The version of a write of what a table read returned (backfill, redrive, repair).
 
-    The 5 s margin covers ApproximateCreationDateTime being rounded down to whole seconds and
-    modest clock skew between this host and DynamoDB.
+    It must be below every stream record created after the read started, so that a later change
+    always wins. Stream times are rounded down to whole seconds, and this host's clock may run
+    ahead of DynamoDB's: a change made 0.9 s after a read can carry a time 0.9 s *before* it. The
+    5 s margin covers both; a same-second record from before the read that is applied after the
+    read's write is followed, in its shard, by every later record of the item.
     """
-    return scan_start_ms - BACKFILL_SAFETY_MS
+    return read_started_ms - BACKFILL_SAFETY_MS
+
+
+def backfill_version(scan_start_ms: int) -> int:
+    """The version of a backfill write: ``read_version`` of the scan's start."""
+    return read_version(scan_start_ms)
 
 
 def attribute_version(item: dict[str, Any], name: str) -> int:

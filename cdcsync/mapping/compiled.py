@@ -40,6 +40,7 @@ class CompiledMapping:
     version_attribute: str | None
     index_body: dict[str, Any] | None
     model: MappingModel = field(repr=False, compare=False)
+    where_fields: frozenset[str] = frozenset()  # top-level attributes the where pattern names
 
     @property
     def compares_old_image(self) -> bool:
@@ -85,6 +86,37 @@ class _Problems:
 
     def add(self, path: Path, message: str) -> None:
         self.items.append((path, message))
+
+
+def _top_level_fields(pattern: dict[str, Any]) -> frozenset[str]:
+    names: set[str] = set()
+    for key, value in pattern.items():
+        if key == "$or" and isinstance(value, list):
+            for alternative in value:
+                if isinstance(alternative, dict):
+                    names |= _top_level_fields(alternative)
+        else:
+            names.add(key)
+    return frozenset(names)
+
+
+_DYNAMODB_TAGS = frozenset({"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"})
+
+
+def _check_plain_where(pattern: dict[str, Any], path: Path, problems: _Problems) -> None:
+    """``where`` sees plain item values; a DynamoDB-typed leaf there would silently never match."""
+    for key, value in pattern.items():
+        if key == "$or" and isinstance(value, list):
+            for position, alternative in enumerate(value):
+                if isinstance(alternative, dict):
+                    _check_plain_where(alternative, (*path, key, position), problems)
+        elif isinstance(value, dict) and len(value) == 1 and next(iter(value)) in _DYNAMODB_TAGS:
+            tag = next(iter(value))
+            problems.add(
+                (*path, key, tag),
+                f"where is matched on plain item values, not DynamoDB JSON: write {key}: [...] "
+                f"instead of {key}: {{{tag}: [...]}}",
+            )
 
 
 def _template(value: str | None, path: Path, problems: _Problems) -> Template | None:
@@ -169,6 +201,8 @@ def compile_mapping(
     routing = _template(model.routing, ("routing",), problems)
     filter_pattern = _pattern(model.filter, ("filter",), problems)
     where = _pattern(model.where, ("where",), problems)
+    if model.where is not None:
+        _check_plain_where(model.where, ("where",), problems)
     projection = _projection(model, problems)
     if problems.items or index is None:
         return None, problems.items
@@ -191,5 +225,6 @@ def compile_mapping(
         version_attribute=version_attribute,
         index_body=index_body,
         model=model,
+        where_fields=_top_level_fields(model.where) if model.where else frozenset(),
     )
     return mapping, []

@@ -122,7 +122,16 @@ def _load_file(file: FsPath, display: str) -> tuple[list[CompiledMapping], list[
         value = document.value
         if value is None:
             continue
-        if isinstance(value, dict) and set(value) == {"mappings"}:
+        if isinstance(value, dict) and "mappings" in value:
+            for extra in value.keys() - {"mappings"}:
+                problems.append(
+                    _locate(
+                        (str(extra),),
+                        "unknown key next to mappings: (a list file holds only mappings:)",
+                        document,
+                        display,
+                    )
+                )
             entries = value["mappings"]
             if not isinstance(entries, list):
                 problems.append(

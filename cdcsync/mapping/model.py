@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 VERSION_ATTRIBUTE_PREFIX = "attribute:"
-_VERSION_RE = re.compile(r"^(stream|attribute:.+)$")
+_VERSION_RE = re.compile(r"^(stream|attribute:\S+)$")
 
 DeleteChoice = Literal["delete", "ignore"]
 

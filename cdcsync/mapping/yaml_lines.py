@@ -36,17 +36,24 @@ class LocatedDocument:
 def _walk(node: yaml.Node, path: Path, doc: LocatedDocument, loader: yaml.SafeLoader) -> Any:
     doc.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        own = {id(key_node) for key_node, _ in node.value}
+        loader.flatten_mapping(node)  # expand YAML merge keys (<<: *base) as safe_load does
         result: dict[Any, Any] = {}
         first_line: dict[Any, int] = {}
+        merged: set[Any] = set()  # keys that came from a merge: the mapping's own key overrides them
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | float | bool) and key is not None:
                 key = str(key)
             line = key_node.start_mark.line + 1
             child = (*path, str(key))
-            if key in first_line:
+            if key in first_line and key not in merged:
                 doc.duplicates.append((child, line, first_line[key]))
                 continue
+            if id(key_node) not in own:
+                merged.add(key)
+            else:
+                merged.discard(key)
             first_line[key] = line
             doc.lines[child] = line
             result[key] = _walk(value_node, child, doc, loader)

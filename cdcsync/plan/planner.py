@@ -18,6 +18,7 @@ from typing import Any
 from cdcsync.change import ChangeRecord
 from cdcsync.errors import PlanError, RecordError
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
+from cdcsync.mapping.patterns import Pattern
 from cdcsync.mapping.templates import format_scalar
 from cdcsync.plan.actions import DeleteAction, FetchItem, IndexAction, Rejected, Skip, Step
 from cdcsync.versions import MAX_VERSION, attribute_version
@@ -67,14 +68,27 @@ def _delete(record: ChangeRecord, mapping: CompiledMapping, target: Target, vers
     return DeleteAction(index, doc_id, routing, version, mapping, record)
 
 
+def _where_decided_by_keys(record: ChangeRecord, mapping: CompiledMapping) -> bool:
+    """Whether ``where`` names only key attributes, so the keys alone (which never change) decide it.
+
+    Single-table designs select entity types by key prefix; this lets KEYS_ONLY and NEW_IMAGE
+    streams know that an order item was never in the users index, without an old image.
+    """
+    return bool(mapping.where_fields) and mapping.where_fields <= record.keys.keys()
+
+
 def _plan_remove(record: ChangeRecord, mapping: CompiledMapping) -> Step:
     if record.is_ttl_expiry and not mapping.delete_on_ttl_expiry:
         return Skip("ignored_ttl_expiry", mapping, record)
     if not record.is_ttl_expiry and not mapping.delete_on_remove:
         return Skip("ignored_remove", mapping, record)
     old = record.old_image
-    if old is not None and mapping.where is not None and not mapping.where.matches(old):
-        return Skip("where", mapping, record)
+    where = mapping.where
+    if where is not None:
+        if old is not None and not where.matches(old):
+            return Skip("where", mapping, record)
+        if old is None and _where_decided_by_keys(record, mapping) and not where.matches(record.keys):
+            return Skip("where", mapping, record)
     item = old if old is not None else record.keys
     scope = "the old image" if old is not None else f"the keys (stream view {record.stream_view_type})"
     # Attribute versions: the delete outranks the last write it removes, so a replay of that write
@@ -84,24 +98,42 @@ def _plan_remove(record: ChangeRecord, mapping: CompiledMapping) -> Step:
     )
 
 
-def _plan_image(
-    record: ChangeRecord, mapping: CompiledMapping, new: dict[str, Any], *, fetched: bool
+def _plan_leaving(
+    record: ChangeRecord, mapping: CompiledMapping, where: Pattern, new: dict[str, Any]
 ) -> list[Step]:
-    # The old image is read (and converted) only by the rules that need it; a fetched item has none.
+    """The item does not match ``where`` now: delete its document if it may have been indexed."""
+    old = record.old_image
+    if old is not None:
+        was_member = where.matches(old)
+    else:
+        # An INSERT had no earlier state; keys never change, so a keys-only where that fails now
+        # failed before too. Otherwise nobody knows, and deleting is the safe answer.
+        was_member = record.event != "INSERT" and not _where_decided_by_keys(record, mapping)
+    if not was_member:
+        return [Skip("where", mapping, record)]
+    if old is not None:
+        try:
+            target = _target(record, mapping, old, "the old image")
+        except PlanError:
+            return [Skip("where", mapping, record)]  # the old image could not name a place: never indexed
+    else:
+        target = _target(record, mapping, new, "the new image")
+    return [_delete(record, mapping, target, _version(record, mapping, new))]
+
+
+def _plan_image(
+    record: ChangeRecord, mapping: CompiledMapping, new: dict[str, Any], *, fetched: bool = False
+) -> list[Step]:
+    # The old image is read (and converted) only by the rules that need it. A fetched item (the
+    # record had no new image) is planned with the record's old image when it carries one.
     where = mapping.where
     if where is not None and not where.matches(new):
-        old = None if fetched else record.old_image
-        if (record.event == "INSERT" and not fetched) or (old is not None and not where.matches(old)):
-            return [Skip("where", mapping, record)]
-        # It may have been in the index: delete it where it was (or would be).
-        place = old if old is not None else new
-        target = _target(record, mapping, place, "the old image" if old is not None else "the new image")
-        return [_delete(record, mapping, target, _version(record, mapping, new))]
+        return _plan_leaving(record, mapping, where, new)
     target = _target(record, mapping, new, "the new image")
     version = _version(record, mapping, new)
     document = mapping.projection.apply(new)
     steps: list[Step] = []
-    old = None if fetched or not mapping.compares_old_image else record.old_image
+    old = record.old_image if mapping.compares_old_image else None
     if old is not None and (where is None or where.matches(old)):
         try:
             old_target: Target | None = _target(record, mapping, old, "the old image")
@@ -110,7 +142,10 @@ def _plan_image(
         if old_target is not None and old_target != target:
             steps.append(_delete(record, mapping, old_target, version))
         elif (
-            mapping.skip_unchanged and record.event == "MODIFY" and mapping.projection.apply(old) == document
+            not fetched
+            and mapping.skip_unchanged
+            and record.event == "MODIFY"
+            and mapping.projection.apply(old) == document
         ):
             return [Skip("unchanged", mapping, record)]
     index, doc_id, routing = target

@@ -115,3 +115,29 @@ def test_table_from_arn_rejects_arn_without_table() -> None:
     assert table_from_arn(USERS_STREAM_ARN) == "Users"
     with pytest.raises(RecordError):
         table_from_arn("arn:aws:kinesis:us-east-1:1:stream/x")
+
+
+def test_parse_get_records_ttl_identity_is_recognised_and_lowercased_for_filters() -> None:
+    # GIVEN a GetRecords TTL REMOVE: boto3 spells userIdentity's keys PrincipalId and Type
+    raw = fixture_event("ttl_remove")
+    raw.pop("eventSourceARN")
+    raw["userIdentity"] = {"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"}
+    record = parse_record(raw, stream_arn=USERS_STREAM_ARN)
+    # THEN it is a TTL expiry, and filters see Lambda's spelling
+    assert record.is_ttl_expiry
+    assert record.event_view["userIdentity"] == {"principalId": "dynamodb.amazonaws.com", "type": "Service"}
+
+
+def test_parse_kinesis_record_filters_see_the_dynamodb_payload() -> None:
+    payload = {
+        "eventName": "MODIFY",
+        "tableName": "Users",
+        "eventID": "k",
+        "dynamodb": {"ApproximateCreationDateTime": 1627992080123, "Keys": {"UserId": {"N": "1"}}},
+    }
+    data = base64.b64encode(json.dumps(payload).encode()).decode()
+    raw = {
+        "kinesis": {"data": data, "sequenceNumber": "1"},
+        "eventSourceARN": "arn:aws:kinesis:us-east-1:1:stream/s",
+    }
+    assert parse_record(raw).event_view["eventName"] == "MODIFY"

@@ -172,6 +172,24 @@ def test_load_list_and_documents_gives_several_mappings_per_table(tmp_path: Path
             id="top-level-list",
         ),
         pytest.param("# nothing\n", ["{file}: no mapping found in the file"], id="empty-file"),
+        pytest.param(
+            VALID + "where:\n  Status: {S: [active]}\n",
+            [
+                "{file}:5: where.Status.S: where is matched on plain item values, not DynamoDB JSON: "
+                "write Status: [...] instead of Status: {S: [...]}"
+            ],
+            id="typed-where",
+        ),
+        pytest.param(
+            "defaults: {}\nmappings:\n  - {table: T, index: t}\n",
+            ["{file}:1: defaults: unknown key next to mappings: (a list file holds only mappings:)"],
+            id="extra-key-beside-mappings",
+        ),
+        pytest.param(
+            VALID + "version: 'attribute: '\n",
+            ['{file}:4: version: expected "stream" or "attribute:<Name>", got "attribute: "'],
+            id="empty-version-attribute",
+        ),
     ],
 )
 def test_load_broken_mapping_reports_file_line_and_key(
@@ -221,3 +239,20 @@ def test_load_shipped_mappings_are_valid() -> None:
     # The examples users copy must load.
     mappings = load_mappings(Path(__file__).parents[3] / "mappings")
     assert "Users" in mappings.tables
+
+
+def test_load_yaml_merge_keys_expand(tmp_path: Path) -> None:
+    # GIVEN a list file sharing keys through a YAML anchor and merge key
+    path = write(
+        tmp_path,
+        "app.yaml",
+        """\
+        mappings:
+          - &base {table: App, index: a, where: {PK: [{prefix: "USER#"}]}}
+          - <<: *base
+            index: b
+        """,
+    )
+    # WHEN loaded THEN the second mapping has the shared keys and its own index
+    first, second = load_mappings(path)
+    assert (second.table, second.index.source, second.where) == ("App", "b", first.where)

@@ -284,3 +284,61 @@ def test_plan_table_without_mapping_skips() -> None:
     step = only(plan_record(record, mapping_set(USERS)))
     assert isinstance(step, Skip)
     assert step.reason == "no_mapping"
+
+
+APP_USERS = compiled(
+    table="Users",
+    index="app-users",
+    id="{PK}",
+    where={"PK": [{"prefix": "USER#"}], "SK": [{"prefix": "PROFILE"}]},
+)
+
+
+@pytest.mark.parametrize(
+    ("event", "view"), [("MODIFY", "NEW_IMAGE"), ("REMOVE", "NEW_IMAGE"), ("REMOVE", "KEYS_ONLY")]
+)
+def test_plan_where_on_keys_decides_without_old_image(event: str, view: str) -> None:
+    # GIVEN a single-table users mapping whose where names only key attributes
+    keys = {"PK": "USER#1", "SK": "ORDER#9"}
+    new = {**keys, "Total": 5} if event == "MODIFY" else None
+    record = change(event, keys, new, view=view)
+    # WHEN an order item of the same partition changes THEN the user's document is left alone
+    step = only(plan_record(record, mapping_set(APP_USERS)))
+    assert isinstance(step, Skip)
+    assert step.reason == "where"
+
+
+def test_plan_keys_only_fetch_of_non_member_is_skipped_when_keys_decide() -> None:
+    fetch = only(
+        plan_record(
+            change("MODIFY", {"PK": "USER#1", "SK": "ORDER#9"}, view="KEYS_ONLY"), mapping_set(APP_USERS)
+        )
+    )
+    assert isinstance(fetch, FetchItem)
+    step = only(plan_fetched(fetch, {"PK": "USER#1", "SK": "ORDER#9", "Total": 5}))
+    assert isinstance(step, Skip)
+
+
+def test_plan_old_image_view_moves_fetched_document() -> None:
+    # GIVEN an OLD_IMAGE stream (no new image) and a templated index
+    mapping = compiled(table="Users", index="users-{Region}", id="{UserId}")
+    record = change(
+        "MODIFY", {"UserId": 1}, None, {"UserId": 1, "Region": "EU"}, view="OLD_IMAGE", seconds=T0
+    )
+    fetch = only(plan_record(record, mapping_set(mapping)))
+    # WHEN the item, read now, has moved region
+    steps = plan_fetched(fetch, {"UserId": 1, "Region": "US"})
+    # THEN the old document is deleted where the old image put it
+    assert [(s.op, s.index) for s in steps] == [("delete", "users-eu"), ("index", "users-us")]
+
+
+def test_plan_leaving_where_when_old_image_names_no_index_skips() -> None:
+    mapping = compiled(table="Users", index="users-{Region}", where={"Status": ["active"]})
+    record = change(
+        "MODIFY",
+        {"UserId": 1},
+        {"UserId": 1, "Status": "gone", "Region": "EU"},
+        {"UserId": 1, "Status": "active"},
+    )
+    step = only(plan_record(record, mapping_set(mapping)))
+    assert isinstance(step, Skip)
