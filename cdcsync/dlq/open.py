@@ -1,0 +1,51 @@
+"""Build the dead-letter queue a ``CDCSYNC_DLQ`` target names.
+
+AWS clients come from a boto3 session, so endpoints, region and credentials are boto3's own
+configuration (``AWS_REGION``, ``AWS_ENDPOINT_URL``, profiles, roles); nothing here adds settings
+for them. Creating a client does no I/O: the SQS queue URL is looked up on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import boto3
+
+from cdcsync.dlq.file import FileDeadLetterQueue
+from cdcsync.dlq.letter import DeadLetterQueue
+from cdcsync.dlq.s3 import S3DeadLetterQueue
+from cdcsync.dlq.sqs import SqsDeadLetterQueue
+from cdcsync.settings import DlqTarget, FileTarget, S3Target, SqsTarget
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+
+def open_dead_letter_queue(
+    target: DlqTarget,
+    *,
+    session: boto3.Session | None = None,
+    overflow: S3Target | None = None,
+    sqs_client: SQSClient | None = None,
+    s3_client: S3Client | None = None,
+) -> DeadLetterQueue:
+    """The queue for ``target``; pre-built clients (tests) take precedence over ``session``.
+
+    ``overflow`` (SQS only) is where letters over SQS's message size limit are stored in full.
+    """
+    if isinstance(target, FileTarget):
+        return FileDeadLetterQueue(target.path)
+    session = session or boto3.Session()
+    if isinstance(target, S3Target):
+        return S3DeadLetterQueue(target, s3_client or session.client("s3"))
+    if isinstance(target, SqsTarget):
+        # An S3 client even without an overflow bucket: letters sent by another writer that had
+        # one carry S3 pointers, and reading them must still work.
+        return SqsDeadLetterQueue(
+            target,
+            sqs_client or session.client("sqs"),
+            overflow=overflow,
+            s3_client=s3_client or session.client("s3"),
+        )
+    raise TypeError(f"not a dead-letter queue target: {target!r}")

@@ -1,0 +1,189 @@
+"""The file:// dead-letter queue: durable appends, corrupt lines reported, atomic removal."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdcsync.dlq import (
+    DeadLetter,
+    DeadLetterError,
+    DeadLetterQueueError,
+    StoredLetter,
+    open_dead_letter_queue,
+)
+from cdcsync.dlq.file import FileDeadLetterQueue
+from cdcsync.settings import parse_dlq
+from tests.support.records import stream_record
+
+AT = dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC)
+
+
+def _letter(n: int = 1, **overrides: Any) -> DeadLetter:
+    fields: dict[str, Any] = {
+        "record": stream_record("INSERT", {"UserId": n}, {"UserId": n}, sequence=f"{100 + n:021d}"),
+        "table": "Users",
+        "keys": {"UserId": {"N": str(n)}},
+        "sequence_number": f"{100 + n:021d}",
+        "error": DeadLetterError(status=400, type="mapper_parsing_exception", reason="bad"),
+        "attempts": 1,
+        "first_failure_at": AT,
+        "last_failure_at": AT,
+    }
+    return DeadLetter(**(fields | overrides))
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> FileDeadLetterQueue:
+    return FileDeadLetterQueue(tmp_path / "dlq.jsonl")
+
+
+def test_file_queue_send_then_read_returns_letters_in_order(queue: FileDeadLetterQueue) -> None:
+    # GIVEN letters sent in two calls
+    letters = [_letter(n) for n in range(1, 6)]
+    queue.send(letters[:2])
+    queue.send(letters[2:])
+    # WHEN read back
+    stored = queue.read()
+    # THEN every letter comes back, equal and in order, with its line number as handle
+    assert [item.letter for item in stored] == letters
+    assert [item.handle for item in stored] == [1, 2, 3, 4, 5]
+    assert queue.path.read_bytes().count(b"\n") == 5
+
+
+@pytest.mark.parametrize(("limit", "expected"), [(None, 3), (0, 0), (2, 2), (10, 3)])
+def test_file_queue_read_limit_caps_count(
+    queue: FileDeadLetterQueue, limit: int | None, expected: int
+) -> None:
+    # GIVEN three letters WHEN read with a limit THEN at most that many come back, oldest first
+    letters = [_letter(n) for n in range(3)]
+    queue.send(letters)
+    assert [item.letter for item in queue.read(limit)] == letters[:expected]
+
+
+def test_file_queue_missing_file_reads_empty(queue: FileDeadLetterQueue) -> None:
+    # GIVEN nothing was ever sent WHEN read THEN there is nothing, and no file is created
+    assert queue.read() == []
+    assert not queue.path.exists()
+
+
+def test_file_queue_remove_drops_only_removed_letters(queue: FileDeadLetterQueue) -> None:
+    # GIVEN four letters
+    letters = [_letter(n) for n in range(4)]
+    queue.send(letters)
+    stored = queue.read()
+    # WHEN two are removed (one twice: removal is idempotent)
+    queue.remove([stored[0], stored[2]])
+    queue.remove([stored[2]])
+    # THEN the others remain, in order, and no temporary file is left behind
+    assert [item.letter for item in queue.read()] == [letters[1], letters[3]]
+    assert sorted(p.name for p in queue.path.parent.iterdir()) == ["dlq.jsonl"]
+
+
+def test_file_queue_corrupt_line_read_raises_with_file_and_line(queue: FileDeadLetterQueue) -> None:
+    # GIVEN a file whose second line was damaged by hand
+    queue.send([_letter(1)])
+    with queue.path.open("ab") as file:
+        file.write(b'{"letter_id": "x", "table": 3}\n')
+    queue.send([_letter(3)])
+    # WHEN read THEN the error names the file and line, what is wrong and what to do
+    with pytest.raises(DeadLetterQueueError) as raised:
+        queue.read()
+    assert str(raised.value) == (
+        f"{queue.path}:2: not a dead letter (record: Field required, and 7 more); "
+        "fix or delete this entry, then read again"
+    )
+
+
+def test_file_queue_remove_keeps_corrupt_line(queue: FileDeadLetterQueue) -> None:
+    # GIVEN a good letter, a corrupt line and another good letter
+    first, last = _letter(1), _letter(2)
+    queue.send([first])
+    with queue.path.open("ab") as file:
+        file.write(b"garbage\n")
+    queue.send([last])
+    # WHEN the good letters are removed (their handles from a read before the damage)
+    queue.remove([_stored(first), _stored(last)])
+    # THEN only the corrupt line is left, for a human to look at
+    assert queue.path.read_bytes() == b"garbage\n"
+
+
+def test_file_queue_truncated_last_line_next_send_starts_new_line(queue: FileDeadLetterQueue) -> None:
+    # GIVEN a file cut short mid-append (a crash), so it does not end in a newline
+    queue.send([_letter(1)])
+    with queue.path.open("ab") as file:
+        file.write(b'{"record": {"dyna')
+    # WHEN another letter is sent
+    letter = _letter(2)
+    queue.send([letter])
+    # THEN the damage stays on line 2 and the new letter is intact on line 3
+    lines = queue.path.read_bytes().splitlines()
+    assert lines[1] == b'{"record": {"dyna'
+    assert DeadLetter.from_json(lines[2], where="line 3") == letter
+    with pytest.raises(
+        DeadLetterQueueError, match=rf"^{queue.path}:2: not a dead letter \(Invalid JSON: EOF"
+    ):
+        queue.read()
+
+
+def test_file_queue_missing_directory_send_raises_naming_target(tmp_path: Path) -> None:
+    # GIVEN a path in a directory that does not exist
+    queue = FileDeadLetterQueue(tmp_path / "nope" / "dlq.jsonl")
+    letters = [_letter(1), _letter(2)]
+    # WHEN letters are sent THEN the error names the target, the cause and what to check
+    with pytest.raises(DeadLetterQueueError) as raised:
+        queue.send(letters)
+    assert str(raised.value) == (
+        f"cannot write 2 dead letters to file://{tmp_path}/nope/dlq.jsonl: No such file or directory "
+        "(check the directory exists, is writable and has free space)"
+    )
+    assert raised.value.failed_ids == tuple(letter.letter_id for letter in letters)
+
+
+def test_file_queue_concurrent_send_and_remove_keeps_every_letter(queue: FileDeadLetterQueue) -> None:
+    # GIVEN 50 letters already stored, to be removed while 8 threads append 25 letters each
+    old = [_letter(n) for n in range(50)]
+    queue.send(old)
+    doomed = queue.read()
+    new = [[_letter(1000 + 100 * t + n) for n in range(25)] for t in range(8)]
+    start = threading.Barrier(9)
+
+    def append(letters: list[DeadLetter]) -> None:
+        start.wait()
+        for letter in letters:
+            queue.send([letter])
+
+    def remove() -> None:
+        start.wait()
+        for item in doomed:
+            queue.remove([item])
+
+    threads = [threading.Thread(target=append, args=(batch,)) for batch in new]
+    threads.append(threading.Thread(target=remove))
+    # WHEN they all run at once
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # THEN every appended letter survived and every removed one is gone
+    left = {item.letter.letter_id for item in queue.read()}
+    assert left == {letter.letter_id for batch in new for letter in batch}
+
+
+def test_open_dead_letter_queue_file_target_describes_absolute_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the default relative CDCSYNC_DLQ
+    monkeypatch.chdir(tmp_path)
+    # WHEN opened THEN it is a file queue described by its absolute file:// URL
+    queue = open_dead_letter_queue(parse_dlq("file://./cdcsync-dlq.jsonl"))
+    assert isinstance(queue, FileDeadLetterQueue)
+    assert queue.describe() == f"file://{tmp_path}/cdcsync-dlq.jsonl"
+
+
+def _stored(letter: DeadLetter) -> StoredLetter:
+    return StoredLetter(letter, handle=0)

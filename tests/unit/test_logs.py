@@ -1,0 +1,322 @@
+"""Log lines: exact JSON and text lines, a record's identity, one handler, no secrets."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cdcsync.logs import (
+    HANDLER_NAME,
+    LogFormat,
+    configure_logging,
+    format_timestamp,
+    record_fields,
+    redact_text,
+)
+
+NOW = 1_714_564_800.123  # 2024-05-01T12:00:00.123Z
+TS = "2024-05-01T12:00:00.123Z"
+log = logging.getLogger("cdcsync.test")
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """configure_logging changes process-wide state: put the root logger back after each test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    chatty = logging.getLogger("opensearch")
+    chatty_level = chatty.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    chatty.setLevel(chatty_level)
+
+
+def _freeze(record: logging.LogRecord) -> bool:
+    record.created = NOW
+    return True
+
+
+def _configure(format: LogFormat, level: str = "INFO") -> io.StringIO:
+    """configure_logging into a buffer, with every record's time set to NOW."""
+    stream = io.StringIO()
+    configure_logging(format, level, stream=stream)
+    (handler,) = logging.getLogger().handlers
+    handler.addFilter(_freeze)
+    return stream
+
+
+def _fail(error: Exception) -> None:
+    raise error
+
+
+def _lines(stream: io.StringIO) -> list[str]:
+    return stream.getvalue().splitlines()
+
+
+# --- line formats --------------------------------------------------------------------------------
+
+
+def test_logs_json_warning_with_record_fields_writes_one_exact_line() -> None:
+    # GIVEN JSON logging
+    stream = _configure("json")
+    # WHEN a warning about a record is logged with its identity
+    log.warning(
+        "sent to the DLQ: %s",
+        "mapper_parsing_exception",
+        extra=record_fields("Users", {"UserId": "1"}, "111", "s-1"),
+    )
+    # THEN it is one JSON object: core fields first, then the record's identity
+    assert _lines(stream) == [
+        '{"ts":"2024-05-01T12:00:00.123Z","level":"WARNING","logger":"cdcsync.test",'
+        '"message":"sent to the DLQ: mapper_parsing_exception",'
+        '"table":"Users","key":{"UserId":"1"},"seq":"111","shard":"s-1"}'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "suffix"),
+    [
+        (record_fields("Users", {"UserId": "1"}, "111"), " table=Users key=UserId=1 seq=111"),
+        (
+            record_fields("Orders", {"TenantId": "t1", "OrderId": 7}, "222", "shardId-9"),
+            " table=Orders key=TenantId=t1,OrderId=7 seq=222 shard=shardId-9",
+        ),
+        (record_fields("Users", {"UserId": "1"}, None), " table=Users key=UserId=1"),
+        (record_fields("Users", {"UserId": "Ann Lee"}, None), ' table=Users key="UserId=Ann Lee"'),
+        ({"attempts": 3, "statuses": [429, 503], "index": None}, " attempts=3 statuses=[429,503] index=null"),
+        ({}, ""),
+    ],
+)
+def test_logs_text_extra_fields_are_appended_as_name_value_pairs(fields: dict[str, Any], suffix: str) -> None:
+    # GIVEN text logging
+    stream = _configure("text")
+    # WHEN a line is logged with extra fields
+    log.warning("record skipped", extra=fields)
+    # THEN they follow the message as name=value, quoted where they contain spaces
+    assert _lines(stream) == [f"{TS} WARNING cdcsync.test: record skipped{suffix}"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        (record_fields("Users", {"UserId": "1"}, None), {"table": "Users", "key": {"UserId": "1"}}),
+        (
+            record_fields("Users", {"UserId": 1, "Sk": "a"}, "333", "s-2"),
+            {"table": "Users", "key": {"UserId": 1, "Sk": "a"}, "seq": "333", "shard": "s-2"},
+        ),
+    ],
+)
+def test_record_fields_known_parts_only_returns_identity(
+    fields: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    # GIVEN a record's identity WHEN made into fields THEN unknown parts (None) are left out
+    assert fields == expected
+
+
+def test_logs_json_exception_is_one_line_with_traceback_text() -> None:
+    # GIVEN JSON logging
+    stream = _configure("json")
+    # WHEN an exception is logged
+    try:
+        _fail(ValueError("boom"))
+    except ValueError:
+        log.exception("bulk request failed")
+    # THEN it stays one line, with the traceback under "exception"
+    (line,) = _lines(stream)
+    entry = json.loads(line)
+    assert entry["message"] == "bulk request failed"
+    assert entry["level"] == "ERROR"
+    assert entry["exception"].startswith("Traceback (most recent call last):\n")
+    assert entry["exception"].endswith("ValueError: boom")
+
+
+def test_logs_text_exception_follows_the_line() -> None:
+    # GIVEN text logging
+    stream = _configure("text")
+    # WHEN an exception is logged
+    try:
+        _fail(ValueError("boom"))
+    except ValueError:
+        log.exception("bulk request failed", extra={"index": "users"})
+    # THEN the line comes first, the traceback after it
+    lines = _lines(stream)
+    assert lines[0] == f"{TS} ERROR cdcsync.test: bulk request failed index=users"
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-1] == "ValueError: boom"
+
+
+def test_logs_json_extra_named_like_a_core_field_does_not_replace_it() -> None:
+    # GIVEN JSON logging WHEN an extra field is called "level" THEN the line's level stays the real one
+    stream = _configure("json")
+    log.info("started", extra={"level": "fake", "ts": "fake"})
+    entry = json.loads(_lines(stream)[0])
+    assert (entry["level"], entry["ts"]) == ("INFO", TS)
+
+
+def test_logs_json_integer_beyond_64_bits_is_still_written() -> None:
+    # GIVEN JSON logging WHEN an extra holds a 40-digit integer (orjson refuses it) THEN the line is written
+    stream = _configure("json")
+    sequence = 10**39 + 7
+    log.info("checkpoint", extra={"seq": sequence})
+    assert json.loads(_lines(stream)[0])["seq"] == sequence
+
+
+@pytest.mark.parametrize(
+    ("created", "expected"),
+    [
+        (0.0, "1970-01-01T00:00:00.000Z"),
+        (NOW, TS),
+        (1_714_564_800.0004, "2024-05-01T12:00:00.000Z"),
+        (1_714_564_800.9996, "2024-05-01T12:00:01.000Z"),
+    ],
+)
+def test_format_timestamp_epoch_seconds_returns_utc_iso_with_ms(created: float, expected: str) -> None:
+    # GIVEN a record time WHEN formatted THEN it is ISO-8601 UTC with milliseconds
+    assert format_timestamp(created) == expected
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+def test_configure_logging_replaces_runtime_handler_and_is_idempotent() -> None:
+    # GIVEN a handler installed before us (as the Lambda runtime does)
+    root = logging.getLogger()
+    runtime_stream = io.StringIO()
+    root.addHandler(logging.StreamHandler(runtime_stream))
+    # WHEN logging is configured twice
+    configure_logging("json", "INFO", stream=io.StringIO())
+    stream = _configure("text")
+    log.info("one line")
+    # THEN only our last handler remains, and a message is written once, by it
+    assert [handler.name for handler in root.handlers] == [HANDLER_NAME]
+    assert _lines(stream) == [f"{TS} INFO cdcsync.test: one line"]
+    assert runtime_stream.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    ("level", "written"),
+    [
+        ("INFO", ["info", "warning"]),
+        ("warning", ["warning"]),
+        ("DEBUG", ["debug", "info", "warning"]),
+    ],
+)
+def test_configure_logging_level_drops_lower_lines(level: str, written: list[str]) -> None:
+    # GIVEN a level (any case)
+    stream = _configure("text", level)
+    # WHEN lines of each level are logged
+    log.debug("debug")
+    log.info("info")
+    log.warning("warning")
+    # THEN only those at or above it are written
+    assert [line.rsplit(": ", 1)[1] for line in _lines(stream)] == written
+
+
+def test_configure_logging_unknown_level_raises_value_error() -> None:
+    # GIVEN a misspelt level WHEN configured THEN the error says what was given and what to set
+    message = (
+        'log level "LOUD" is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL; '
+        "set CDCSYNC_LOG_LEVEL to one of them"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        configure_logging("json", "LOUD")
+
+
+@pytest.mark.parametrize(("level", "chatty_level"), [("INFO", logging.WARNING), ("DEBUG", logging.NOTSET)])
+def test_configure_logging_holds_opensearch_request_lines_unless_debug(level: str, chatty_level: int) -> None:
+    # GIVEN opensearch-py's logger, which writes one INFO line per request
+    stream = _configure("text", level)
+    # WHEN it logs a request
+    logging.getLogger("opensearch").info("POST http://127.0.0.1:9200/_bulk [status:200 request:0.004s]")
+    # THEN the line is written only at DEBUG
+    assert logging.getLogger("opensearch").level == chatty_level
+    assert len(_lines(stream)) == (1 if level == "DEBUG" else 0)
+
+
+# --- secrets -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("connecting to https://admin:hunter2@search.example.com:443", "connecting to https://***@search.example.com:443"),
+        ("GET http://search.local/_cat?password=hunter2&v=true", "GET http://search.local/_cat?password=***&v=true"),
+        ("retrying with db_token=abc123, attempt 2", "retrying with db_token=***, attempt 2"),
+        (
+            "headers {'Authorization': 'Basic YWRtaW46aHVudGVyMg==', 'Accept': '*/*'}",
+            "headers {'Authorization': '***', 'Accept': '*/*'}",
+        ),
+        ('body {"api_key": "k-123", "user": "ann"}', 'body {"api_key": "***", "user": "ann"}'),
+        ("Authorization: Bearer eyJhbGciOi", "Authorization: ***"),
+        # left alone: no secret value in them
+        ("token bucket empty, waiting", "token bucket empty, waiting"),
+        (
+            "CDCSYNC_OPENSEARCH_PASSWORD: expected a string, got a hidden value",
+            "CDCSYNC_OPENSEARCH_PASSWORD: expected a string, got a hidden value",
+        ),
+        ("mailto:ann@example.com and http://host/a@b", "mailto:ann@example.com and http://host/a@b"),
+    ],
+)  # fmt: skip
+def test_redact_text_masks_credentials(message: str, expected: str) -> None:
+    # GIVEN a message WHEN redacted THEN credentials are masked and everything else is kept
+    assert redact_text(message) == expected
+
+
+@pytest.mark.parametrize("format", ["json", "text"])
+def test_logs_message_with_url_credentials_args_is_masked(format: LogFormat) -> None:
+    # GIVEN either format
+    stream = _configure(format)
+    # WHEN a URL with credentials is logged through %-args
+    log.warning("cannot reach %s", "https://admin:hunter2@search.example.com")
+    # THEN the password is not in the output
+    output = stream.getvalue()
+    assert "hunter2" not in output
+    assert "https://***@search.example.com" in output
+
+
+def test_logs_json_extra_fields_named_like_secrets_are_masked_and_callers_dict_kept() -> None:
+    # GIVEN JSON logging and extras carrying secrets, nested too
+    stream = _configure("json")
+    headers = {"Authorization": "Basic YWRtaW46aHVudGVyMg==", "Accept": "application/json"}
+    # WHEN they are logged
+    log.info(
+        "request",
+        extra={
+            "password": "hunter2",
+            "aws_session_token": "FQoG",
+            "headers": headers,
+            "url": "https://admin:hunter2@host",
+            "steps": [{"client_secret": "s"}],
+        },
+    )
+    # THEN their values are masked, the structure is kept, and the caller's dict is unchanged
+    entry = json.loads(_lines(stream)[0])
+    assert {name: entry[name] for name in ("password", "aws_session_token", "headers", "url", "steps")} == {
+        "password": "***",
+        "aws_session_token": "***",
+        "headers": {"Authorization": "***", "Accept": "application/json"},
+        "url": "https://***@host",
+        "steps": [{"client_secret": "***"}],
+    }
+    assert headers["Authorization"] == "Basic YWRtaW46aHVudGVyMg=="
+
+
+def test_logs_text_exception_with_url_credentials_is_masked() -> None:
+    # GIVEN text logging
+    stream = _configure("text")
+    # WHEN an exception whose message holds a URL with credentials is logged
+    try:
+        _fail(ConnectionError("cannot connect to https://admin:hunter2@search.example.com"))
+    except ConnectionError:
+        log.exception("bulk request failed")
+    # THEN the traceback shows the URL without the password
+    output = stream.getvalue()
+    assert "hunter2" not in output
+    assert output.rstrip().endswith("ConnectionError: cannot connect to https://***@search.example.com")
