@@ -6,13 +6,22 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import boto3
 import orjson
 
+from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.errors import ConfigError, MappingError
+from cdcsync.logs import configure_logging
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.mapping.filter_criteria import filter_criteria
 from cdcsync.mapping.loader import load_mappings
-from cdcsync.settings import load_settings
+from cdcsync.metrics import NullMetrics
+from cdcsync.redrive import redrive
+from cdcsync.settings import Settings, load_settings
+from cdcsync.sink.bulk import BulkLimits, BulkWriter, RetryBudget
+from cdcsync.sink.client import build_client
+from cdcsync.sink.indices import apply_indices
+from cdcsync.source.items import ItemReader
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
 
@@ -61,11 +70,75 @@ def _filters(args: argparse.Namespace) -> int:
         known = ", ".join(mappings.tables) or "none"
         print(f"no mapping for table {args.table} (tables with mappings: {known})", file=sys.stderr)
         return EXIT_CONFIG
-    export = filter_criteria([m.filter for m in table_mappings], table=args.table)
+    export = filter_criteria(
+        [m.filter for m in table_mappings], table=args.table, names=[m.source for m in table_mappings]
+    )
     for warning in export.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if export.criteria is None:
+        # Nothing on stdout: a script passing $(cdcsync filters ...) on must not pass "null" on.
+        return EXIT_PROBLEMS
     print(orjson.dumps(export.criteria, option=orjson.OPT_INDENT_2).decode())
     return EXIT_OK
+
+
+def _services(args: argparse.Namespace) -> tuple[Settings, boto3.Session]:
+    settings = load_settings(**({"mappings": args.mappings} if getattr(args, "mappings", None) else {}))
+    configure_logging("text", settings.log_level)
+    return settings, boto3.Session()
+
+
+def _indices_apply(args: argparse.Namespace) -> int:
+    settings, _ = _services(args)
+    reports = apply_indices(build_client(settings), load_mappings(settings.mappings))
+    for report in reports:
+        print(report)
+    return EXIT_OK
+
+
+def _dlq_show(args: argparse.Namespace) -> int:
+    settings, session = _services(args)
+    queue = open_dead_letter_queue(settings.dlq_target, session=session)
+    stored = queue.read(args.limit)
+    for entry in stored:
+        letter = entry.letter
+        if args.json:
+            print(letter.to_json().decode())
+            continue
+        where = f"{letter.index}/{letter.id}" if letter.index else "-"
+        keys = orjson.dumps(letter.keys).decode()
+        print(
+            f"{letter.last_failure_at:%Y-%m-%dT%H:%M:%SZ} {letter.table} {keys} seq {letter.sequence_number} "
+            f"-> {where}: {letter.error.type}: {letter.error.reason} (attempts {letter.attempts})"
+        )
+    print(
+        f"{len(stored)} dead letter{'s' if len(stored) != 1 else ''} in {queue.describe()}", file=sys.stderr
+    )
+    return EXIT_OK
+
+
+def _dlq_redrive(args: argparse.Namespace) -> int:
+    settings, session = _services(args)
+    metrics = NullMetrics()
+    writer = BulkWriter(
+        client=build_client(settings, session=session),
+        metrics=metrics,
+        limits=BulkLimits(settings.bulk_max_actions, settings.bulk_max_bytes),
+        budget=RetryBudget(settings.max_retries, settings.retry_max_seconds),
+    )
+    queue = open_dead_letter_queue(settings.dlq_target, session=session)
+    report = redrive(
+        queue,
+        mappings=load_mappings(settings.mappings),
+        items=ItemReader(session.client("dynamodb")),
+        writer=writer,
+        metrics=metrics,
+        limit=args.limit,
+    )
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    print(f"redriven {report.redriven}, left {len(report.problems)} in {queue.describe()}")
+    return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,12 +159,43 @@ def build_parser() -> argparse.ArgumentParser:
     filters = verbs.add_parser(
         "filters",
         help="print the Lambda FilterCriteria for a table",
-        description="Print the FilterCriteria JSON for a Lambda event source mapping of the table's stream "
-        "(null when the mappings need every record).",
+        description="Print the FilterCriteria JSON for a Lambda event source mapping of the table's stream; "
+        "exit 1 with the reasons when nothing can be pushed down (a mapping needs every record).",
     )
     filters.add_argument("--table", required=True, help="DynamoDB table name")
     filters.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
     filters.set_defaults(run=_filters)
+
+    indices = verbs.add_parser("indices", help="create missing indices", description="Manage indices.")
+    indices_verbs = indices.add_subparsers(dest="indices_verb", required=True, metavar="COMMAND")
+    apply = indices_verbs.add_parser(
+        "apply",
+        help="create missing indices from index_body",
+        description="Create each missing index from its mapping's index_body (index templates for templated "
+        "names), with index.gc_deletes raised to 24h; warn about existing indices that keep 60s.",
+    )
+    apply.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
+    apply.set_defaults(run=_indices_apply)
+
+    dlq = verbs.add_parser(
+        "dlq", help="inspect and re-apply dead letters", description="The dead-letter queue."
+    )
+    dlq_verbs = dlq.add_subparsers(dest="dlq_verb", required=True, metavar="COMMAND")
+    show = dlq_verbs.add_parser(
+        "show", help="list dead letters", description="List dead letters (CDCSYNC_DLQ)."
+    )
+    show.add_argument("--limit", type=int, help="at most this many")
+    show.add_argument("--json", action="store_true", help="one JSON object per line")
+    show.set_defaults(run=_dlq_show)
+    redrive_parser = dlq_verbs.add_parser(
+        "redrive",
+        help="re-read each item from DynamoDB and write it",
+        description="Re-read each dead letter's item with a consistent read and write what the table "
+        "holds now (or delete the document); remove the entries that succeed, report the rest (exit 1).",
+    )
+    redrive_parser.add_argument("--limit", type=int, help="at most this many")
+    redrive_parser.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
+    redrive_parser.set_defaults(run=_dlq_redrive)
     return parser
 
 

@@ -39,18 +39,24 @@ class FilterCriteriaExport:
 
 
 def filter_criteria(
-    patterns: Sequence[Pattern | None], *, table: str, max_filters: int = DEFAULT_MAX_FILTERS
+    patterns: Sequence[Pattern | None],
+    *,
+    table: str,
+    max_filters: int = DEFAULT_MAX_FILTERS,
+    names: Sequence[str] | None = None,
 ) -> FilterCriteriaExport:
     """Build the FilterCriteria that lets through every record any mapping of ``table`` needs.
 
     ``patterns`` holds each mapping's ``filter`` in mapping order; None means that mapping has no filter.
     ``max_filters`` is the account's quota of filters per event source mapping (5 unless raised).
+    ``names`` names the mappings in warnings (e.g. their ``file:line``); by default, their positions.
     """
     if not patterns:
         return FilterCriteriaExport(
             None, (f"Table {table} has no mappings, so there is no filter to export.",)
         )
-    unfiltered = [str(position) for position, pattern in enumerate(patterns, start=1) if pattern is None]
+    labels = list(names) if names is not None else [str(n) for n in range(1, len(patterns) + 1)]
+    unfiltered = [label for label, pattern in zip(labels, patterns, strict=True) if pattern is None]
     if unfiltered:
         one = len(unfiltered) == 1
         return FilterCriteriaExport(

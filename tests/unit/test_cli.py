@@ -75,3 +75,21 @@ def test_cli_filters_unknown_table_exits_2(tmp_path: Path, capsys: pytest.Captur
     path.write_text("table: Users\nindex: users\n")
     assert main(["filters", "--table", "Orders", "--mappings", str(path)]) == 2
     assert capsys.readouterr().err == "no mapping for table Orders (tables with mappings: Users)\n"
+
+
+def test_cli_filters_mapping_without_filter_prints_nothing_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN two mappings of one table, one of which needs every record
+    path = tmp_path / "users.yaml"
+    path.write_text(
+        "table: Users\nindex: users\nfilter: {eventName: [MODIFY]}\n---\ntable: Users\nindex: all\n"
+    )
+    # WHEN the FilterCriteria are asked for
+    code = main(["filters", "--table", "Users", "--mappings", str(path)])
+    out, err = capsys.readouterr()
+    # THEN nothing is printed to pass on, and the warning names the mapping by file and line
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        f"warning: Mapping {path}:5 of table Users has no filter and needs every stream record"
+    )

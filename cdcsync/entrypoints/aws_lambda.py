@@ -1,0 +1,92 @@
+"""The Lambda handler behind a DynamoDB stream event source mapping.
+
+Settings, mappings and clients are built once per container (cold start) and reused. The answer
+uses partial batch responses (``FunctionResponseTypes: [ReportBatchItemFailures]``): the
+SequenceNumber of the earliest record whose work failed transiently, from which Lambda retries
+the batch in order. Records sent to the dead-letter queue count as processed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import boto3
+
+from cdcsync.dlq.open import open_dead_letter_queue
+from cdcsync.logs import configure_logging
+from cdcsync.mapping.loader import load_mappings
+from cdcsync.metrics import EmfMetrics, Metrics
+from cdcsync.pipeline import BatchResult, Pipeline
+from cdcsync.settings import Settings, load_settings
+from cdcsync.sink.bulk import BulkLimits, BulkWriter, RetryBudget
+from cdcsync.sink.client import build_client
+from cdcsync.source.items import ItemReader
+
+# Kept in hand before Lambda's deadline to send the answer.
+_ANSWER_MARGIN_SECONDS = 0.5
+
+
+class LambdaContext(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+@dataclass
+class LambdaRuntime:
+    """What one Lambda container keeps between invocations."""
+
+    pipeline: Pipeline
+    metrics: Metrics
+
+    def handle(self, event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+        deadline = None
+        if context is not None:
+            remaining = context.get_remaining_time_in_millis() / 1000
+            deadline = time.monotonic() + remaining - _ANSWER_MARGIN_SECONDS
+        try:
+            result = self.pipeline.process(event.get("Records", []), deadline=deadline)
+        finally:
+            self.metrics.flush()
+        return batch_response(result)
+
+
+def batch_response(result: BatchResult) -> dict[str, Any]:
+    """Lambda's partial batch response. An empty identifier makes Lambda retry the whole batch."""
+    if result.ok:
+        return {"batchItemFailures": []}
+    return {"batchItemFailures": [{"itemIdentifier": result.retry_sequence_number or ""}]}
+
+
+def build_runtime(
+    settings: Settings, *, session: boto3.Session | None = None, metrics: Metrics | None = None
+) -> LambdaRuntime:
+    session = session or boto3.Session()
+    metrics = metrics or EmfMetrics()
+    writer = BulkWriter(
+        client=build_client(settings, session=session),
+        metrics=metrics,
+        limits=BulkLimits(settings.bulk_max_actions, settings.bulk_max_bytes),
+        budget=RetryBudget(settings.max_retries, settings.retry_max_seconds),
+    )
+    pipeline = Pipeline(
+        mappings=load_mappings(settings.mappings),
+        writer=writer,
+        dead_letters=open_dead_letter_queue(settings.dlq_target, session=session),
+        metrics=metrics,
+        items=ItemReader(session.client("dynamodb")),
+    )
+    return LambdaRuntime(pipeline, metrics)
+
+
+_runtime: LambdaRuntime | None = None
+
+
+def handler(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
+    """``cdcsync.aws_lambda.handler``: configured by the CDCSYNC_* environment."""
+    global _runtime  # noqa: PLW0603 - one runtime per Lambda container, built on the first event
+    if _runtime is None:
+        settings = load_settings()
+        configure_logging(settings.log_format, settings.log_level)
+        _runtime = build_runtime(settings)
+    return _runtime.handle(event, context)

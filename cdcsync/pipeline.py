@@ -1,0 +1,263 @@
+"""process_batch(): the one place the stages meet.
+
+    records -> ChangeRecord -> plan -> (fetch for KEYS_ONLY) -> bulk write -> outcomes
+                    |            |                                  |
+                    +------------+------ dead letters --------------+
+
+A batch is a run of records in stream order (a Lambda batch, a GetRecords page). The result
+names the earliest record whose work failed transiently: everything from it on must be delivered
+again (Lambda retries from there; the worker does not move its checkpoint past it). Records
+before it are done: written, stale, skipped or dead-lettered. Dead letters of records from the
+failure point on are not sent now, since those records will be replayed and judged again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdcsync.change import ChangeRecord, parse_record
+from cdcsync.dlq.letter import DeadLetter, DeadLetterError, DeadLetterQueue, DeadLetterQueueError, json_safe
+from cdcsync.errors import ConfigError, RecordError, TransientError
+from cdcsync.mapping.compiled import CompiledMapping, MappingSet
+from cdcsync.metrics import Metrics
+from cdcsync.plan import (
+    Action,
+    DeleteAction,
+    FetchItem,
+    IndexAction,
+    Rejected,
+    Skip,
+    Step,
+    plan_fetched,
+    plan_record,
+)
+from cdcsync.sink.bulk import BulkWriter, WriteResult
+from cdcsync.source.items import ItemReader, key_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchResult:
+    """What became of a batch. ``retry_from`` is the position of the first record to deliver again."""
+
+    size: int
+    retry_from: int | None = None
+    retry_sequence_number: str | None = None
+    dead_letters: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.retry_from is None
+
+
+@dataclass
+class _Batch:
+    """Bookkeeping while one batch moves through the stages."""
+
+    raw: Sequence[Mapping[str, Any]]
+    position: dict[int, int] = field(default_factory=dict)  # id(ChangeRecord) -> position in batch
+    failed: set[int] = field(default_factory=set)  # positions
+    letters: list[tuple[int, DeadLetter]] = field(default_factory=list)
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def fail(self, record: ChangeRecord) -> None:
+        self.failed.add(self.position[id(record)])
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def dead_letter(
+    raw: Mapping[str, Any],
+    *,
+    record: ChangeRecord | None,
+    mapping: CompiledMapping | None,
+    error: DeadLetterError,
+    action: Action | None = None,
+    attempts: int = 1,
+    first_failure_at: dt.datetime | None = None,
+) -> DeadLetter:
+    now = _now()
+    body = raw.get("dynamodb") if isinstance(raw.get("dynamodb"), Mapping) else {}
+    return DeadLetter(
+        record=json_safe(raw),
+        table=record.table if record else str(raw.get("tableName") or raw.get("eventSourceARN") or "?"),
+        keys=json_safe(record.raw_keys if record else (body or {}).get("Keys") or {}),
+        sequence_number=record.sequence_number if record else (body or {}).get("SequenceNumber"),
+        mapping=mapping.name if mapping else None,
+        index=action.index if action else None,
+        id=action.id if action else None,
+        version=action.version if action else None,
+        error=error,
+        attempts=attempts,
+        first_failure_at=first_failure_at or now,
+        last_failure_at=now,
+    )
+
+
+@dataclass
+class Pipeline:
+    """The stages wired together; entry points differ only in how records arrive."""
+
+    mappings: MappingSet
+    writer: BulkWriter
+    dead_letters: DeadLetterQueue
+    metrics: Metrics
+    items: ItemReader | None = None
+
+    def process(
+        self,
+        raw_records: Sequence[Mapping[str, Any]],
+        *,
+        stream_arn: str | None = None,
+        deadline: float | None = None,
+    ) -> BatchResult:
+        batch = _Batch(raw_records)
+        per_record: list[list[Step]] = []
+        records: list[ChangeRecord | None] = []
+        for position, raw in enumerate(raw_records):
+            try:
+                record = parse_record(raw, stream_arn=stream_arn)
+            except RecordError as exc:
+                error = DeadLetterError(status=None, type="invalid_record", reason=str(exc))
+                batch.letters.append((position, dead_letter(raw, record=None, mapping=None, error=error)))
+                records.append(None)
+                per_record.append([])
+                continue
+            batch.position[id(record)] = position
+            records.append(record)
+            per_record.append(plan_record(record, self.mappings))
+        self._fetch(batch, per_record)
+        actions = self._collect(batch, per_record)
+        self._settle(batch, self.writer.write(actions, deadline=deadline))
+        return self._finish(batch, records)
+
+    def _fetch(self, batch: _Batch, per_record: list[list[Step]]) -> None:
+        """Replace FetchItem steps by the plan for the item as it is now (KEYS_ONLY views)."""
+        fetches = [step for steps in per_record for step in steps if isinstance(step, FetchItem)]
+        if not fetches:
+            return
+        by_table: dict[str, list[FetchItem]] = {}
+        for fetch in fetches:
+            by_table.setdefault(fetch.record.table, []).append(fetch)
+        found: dict[bytes, dict[str, Any] | None] = {}
+        for table, table_fetches in by_table.items():
+            if self.items is None:
+                raise ConfigError(f"table {table} streams KEYS_ONLY records but no item reader is configured")
+            try:
+                found.update(self.items.read(table, [f.record.raw_keys for f in table_fetches]))
+            except TransientError as exc:
+                log.warning("cannot read items for KEYS_ONLY records of %s: %s", table, exc)
+                for fetch in table_fetches:
+                    batch.fail(fetch.record)
+        for steps in per_record:
+            for index, step in enumerate(steps):
+                if isinstance(step, FetchItem):
+                    if batch.position[id(step.record)] in batch.failed:
+                        continue
+                    item = found.get(key_id(step.record.table, step.record.raw_keys))
+                    steps[index : index + 1] = plan_fetched(step, item)
+
+    def _collect(self, batch: _Batch, per_record: list[list[Step]]) -> list[Action]:
+        actions: list[Action] = []
+        for steps in per_record:
+            for step in steps:
+                if isinstance(step, IndexAction | DeleteAction):
+                    actions.append(step)
+                elif isinstance(step, Skip):
+                    batch.count("skipped")
+                    self.metrics.records(step.record.table, step.record.event, "skipped")
+                elif isinstance(step, Rejected):
+                    error = DeadLetterError(status=None, type="plan_error", reason=str(step.error))
+                    letter = dead_letter(
+                        step.record.raw, record=step.record, mapping=step.mapping, error=error
+                    )
+                    batch.letters.append((batch.position[id(step.record)], letter))
+        return actions
+
+    def _settle(self, batch: _Batch, results: list[WriteResult]) -> None:
+        for result in results:
+            action = result.entry.action
+            records = result.entry.records
+            if result.outcome == "failed":
+                batch.fail(result.entry.earliest)
+                continue
+            if result.outcome == "rejected" and result.error is not None:
+                last = records[-1]
+                error = DeadLetterError(
+                    status=result.error.status, type=result.error.type, reason=result.error.reason
+                )
+                letter = dead_letter(
+                    last.raw,
+                    record=last,
+                    mapping=action.mapping,
+                    error=error,
+                    action=action,
+                    attempts=result.attempts,
+                    first_failure_at=result.first_failure_at,
+                )
+                batch.letters.append((batch.position[id(last)], letter))
+                continue
+            outcome = (
+                result.outcome
+                if result.outcome == "stale"
+                else ("indexed" if action.op == "index" else "deleted")
+            )
+            for record in records:
+                batch.count(outcome)
+                self.metrics.records(record.table, record.event, outcome)
+
+    def _finish(self, batch: _Batch, records: list[ChangeRecord | None]) -> BatchResult:
+        retry_from = min(batch.failed) if batch.failed else None
+        letters = [
+            letter for position, letter in batch.letters if retry_from is None or position < retry_from
+        ]
+        if letters:
+            try:
+                self.dead_letters.send(letters)
+            except DeadLetterQueueError as exc:
+                # Never dropped: a record whose dead letter cannot be stored is delivered again.
+                log.error("%s; the records will be retried", exc)  # noqa: TRY400 - the message says it all
+                failed_ids = set(getattr(exc, "failed_ids", ()) or (letter.letter_id for letter in letters))
+                positions = [p for p, letter in batch.letters if letter.letter_id in failed_ids]
+                retry_from = min([*positions, *([retry_from] if retry_from is not None else [])])
+                letters = [letter for letter in letters if letter.letter_id not in failed_ids]
+            for letter in letters:
+                batch.count("dlq")
+                self.metrics.records(letter.table, _event_of(letter), "dlq")
+                self.metrics.dead_letters(letter.table, letter.error.type)
+        retry_record = records[retry_from] if retry_from is not None else None
+        retry_sequence = (
+            retry_record.sequence_number
+            if retry_record is not None
+            else (_raw_sequence(batch.raw[retry_from]) if retry_from is not None else None)
+        )
+        return BatchResult(
+            size=len(batch.raw),
+            retry_from=retry_from,
+            retry_sequence_number=retry_sequence,
+            dead_letters=len(letters),
+            outcomes=batch.outcomes,
+        )
+
+
+def _event_of(letter: DeadLetter) -> str:
+    return str(letter.record.get("eventName", "UNKNOWN")) if isinstance(letter.record, Mapping) else "UNKNOWN"
+
+
+def _raw_sequence(raw: Mapping[str, Any]) -> str | None:
+    body = raw.get("dynamodb")
+    if isinstance(body, Mapping) and body.get("SequenceNumber"):
+        return str(body["SequenceNumber"])
+    kinesis = raw.get("kinesis")
+    return str(kinesis.get("sequenceNumber")) if isinstance(kinesis, Mapping) else None

@@ -1,0 +1,254 @@
+"""The bulk writer: coalesced, versioned ``_bulk`` requests with per-item outcomes and retries.
+
+Only failed items are resubmitted, with exponential backoff and full jitter (tenacity), within
+``CDCSYNC_MAX_RETRIES`` / ``CDCSYNC_RETRY_MAX_SECONDS`` and, in Lambda, before the invocation's
+deadline. A 413 splits the request in halves. opensearch-py's own helpers are not used: its
+``streaming_bulk`` retries only 429 and resends whole chunks, ``parallel_bulk`` never retries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+from opensearchpy.exceptions import TransportError
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, stop_before_delay
+from tenacity.stop import stop_base
+from tenacity.wait import wait_random_exponential
+
+from cdcsync.metrics import Metrics
+from cdcsync.plan.actions import Action
+from cdcsync.sink.bulk_body import action_lines
+from cdcsync.sink.coalesce import CoalescedAction, coalesce
+from cdcsync.sink.outcomes import HTTP_TOO_LARGE, ItemError, classify_item, is_transient_status
+
+log = logging.getLogger(__name__)
+
+FinalOutcome = Literal["written", "stale", "rejected", "failed"]
+# Whole-request auth failures are retried, not dead-lettered: every record would fail alike, and
+# the fix is a permission, after which the retried batch goes through.
+_RETRIED_REQUEST_STATUSES = frozenset({401, 403})
+# Time kept in hand before a deadline for one more round trip and the handler's answer.
+_DEADLINE_MARGIN_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class BulkLimits:
+    max_actions: int = 1000
+    max_bytes: int = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RetryBudget:
+    max_retries: int = 8
+    max_seconds: float = 60.0
+    first_wait: float = 0.1  # seconds; full jitter draws from [0, first_wait * 2**n]
+    longest_wait: float = 10.0
+
+
+@dataclass(slots=True, eq=False)
+class WriteResult:
+    """The final outcome of one coalesced action."""
+
+    entry: CoalescedAction
+    outcome: FinalOutcome
+    error: ItemError | None = None
+    attempts: int = 1
+    first_failure_at: dt.datetime | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Pending:
+    entry: CoalescedAction
+    lines: bytes
+    attempts: int = 0
+    error: ItemError | None = None
+    first_failure_at: dt.datetime | None = None
+
+    def failed(self, error: ItemError) -> None:
+        self.error = error
+        if self.first_failure_at is None:
+            self.first_failure_at = dt.datetime.now(dt.UTC)
+
+
+class _StopBeforeDeadline(stop_base):
+    """Stop when the next wait plus one more round would overrun the caller's deadline."""
+
+    def __init__(self, deadline: float | None, clock: Callable[[], float]) -> None:
+        self.deadline = deadline
+        self.clock = clock
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        if self.deadline is None:
+            return False
+        return self.clock() + retry_state.upcoming_sleep + _DEADLINE_MARGIN_SECONDS >= self.deadline
+
+
+@dataclass
+class BulkWriter:
+    """Writes planned actions to OpenSearch and tells what became of each."""
+
+    client: OpenSearch
+    metrics: Metrics
+    limits: BulkLimits = field(default_factory=BulkLimits)
+    budget: RetryBudget = field(default_factory=RetryBudget)
+    request_timeout: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def write(self, actions: Sequence[Action], *, deadline: float | None = None) -> list[WriteResult]:
+        """Write ``actions`` (in stream order). ``deadline`` is a ``clock()`` time to answer by."""
+        pending = [_Pending(entry, action_lines(entry.action)) for entry in coalesce(actions)]
+        results: list[WriteResult] = []
+        if not pending:
+            return results
+
+        def send_round() -> list[_Pending]:
+            nonlocal pending
+            pending = self._round(pending, results, deadline)
+            return pending
+
+        budget = self.budget
+        retrying = Retrying(
+            retry=retry_if_result(bool),
+            stop=(
+                stop_after_attempt(budget.max_retries + 1)
+                | stop_before_delay(budget.max_seconds)
+                | _StopBeforeDeadline(deadline, self.clock)
+            ),
+            wait=wait_random_exponential(multiplier=budget.first_wait, max=budget.longest_wait),
+            sleep=self.sleep,
+            before_sleep=lambda _: self.metrics.bulk_retries(len(pending)),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else pending,
+        )
+        leftover: list[_Pending] = retrying(send_round)
+        for item in leftover:
+            results.append(
+                WriteResult(item.entry, "failed", item.error, item.attempts, item.first_failure_at)
+            )
+        return results
+
+    def _round(
+        self, pending: list[_Pending], results: list[WriteResult], deadline: float | None
+    ) -> list[_Pending]:
+        retry: list[_Pending] = []
+        for chunk in self._chunks(pending):
+            retry += self._send(chunk, results, deadline)
+        return retry
+
+    def _chunks(self, pending: list[_Pending]) -> Iterator[list[_Pending]]:
+        chunk: list[_Pending] = []
+        size = 0
+        for item in pending:
+            if chunk and (
+                len(chunk) >= self.limits.max_actions or size + len(item.lines) > self.limits.max_bytes
+            ):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(item)
+            size += len(item.lines)
+        if chunk:
+            yield chunk
+
+    def _timeout(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self.request_timeout
+        return max(0.1, min(self.request_timeout, deadline - self.clock() - _DEADLINE_MARGIN_SECONDS))
+
+    def _send(
+        self, chunk: list[_Pending], results: list[WriteResult], deadline: float | None
+    ) -> list[_Pending]:
+        """Send one request; record final outcomes in ``results``; return the items to retry."""
+        for item in chunk:
+            item.attempts += 1
+        started = self.clock()
+        try:
+            response = self.client.bulk(
+                body=b"".join(item.lines for item in chunk),
+                params={"request_timeout": self._timeout(deadline)},
+            )
+        except TransportError as exc:
+            return self._request_failed(chunk, results, exc, deadline)
+        finally:
+            self.metrics.bulk_request(self.clock() - started)
+        return self._items(chunk, results, response)
+
+    def _request_failed(
+        self, chunk: list[_Pending], results: list[WriteResult], exc: TransportError, deadline: float | None
+    ) -> list[_Pending]:
+        status = exc.status_code if isinstance(exc.status_code, int) else None
+        if status == HTTP_TOO_LARGE:
+            for item in chunk:
+                item.attempts -= 1  # a split is not a retry
+            if len(chunk) == 1:
+                (item,) = chunk
+                error = ItemError(
+                    status,
+                    "request_too_large",
+                    f"one action of {len(item.lines)} bytes exceeds http.max_content_length",
+                )
+                results.append(WriteResult(item.entry, "rejected", error, max(item.attempts, 1)))
+                return []
+            half = len(chunk) // 2
+            return self._send(chunk[:half], results, deadline) + self._send(chunk[half:], results, deadline)
+        error = ItemError(status, _error_type(exc), _error_reason(exc))
+        if (
+            status is None
+            or isinstance(exc, OpenSearchConnectionError)
+            or is_transient_status(status)
+            or status in _RETRIED_REQUEST_STATUSES
+        ):
+            log.warning("bulk request of %d actions failed, will retry: %s", len(chunk), error)
+            for item in chunk:
+                item.failed(error)
+            return chunk
+        for item in chunk:
+            item.failed(error)
+            results.append(WriteResult(item.entry, "rejected", error, item.attempts, item.first_failure_at))
+        return []
+
+    def _items(
+        self, chunk: list[_Pending], results: list[WriteResult], response: dict[str, Any]
+    ) -> list[_Pending]:
+        items = response.get("items", [])
+        if len(items) != len(chunk):
+            error = ItemError(
+                None, "bulk_response_mismatch", f"{len(items)} items answered {len(chunk)} actions"
+            )
+            for item in chunk:
+                item.failed(error)
+            return chunk
+        retry: list[_Pending] = []
+        for item, answer in zip(chunk, items, strict=True):
+            ((op, body),) = answer.items()
+            outcome, item_error = classify_item(op, body)
+            if outcome == "retry":
+                item.failed(item_error or ItemError(None, "unknown", "retry without an error"))
+                retry.append(item)
+                continue
+            if item_error is not None:
+                item.failed(item_error)
+            results.append(WriteResult(item.entry, outcome, item_error, item.attempts, item.first_failure_at))
+        return retry
+
+
+def _error_type(exc: TransportError) -> str:
+    if isinstance(exc, OpenSearchConnectionError):
+        return "connection_timeout" if "timeout" in type(exc).__name__.lower() else "connection_error"
+    info = exc.info
+    if isinstance(info, dict) and isinstance(info.get("error"), dict):
+        return str(info["error"].get("type", "http_error"))
+    return "http_error"
+
+
+def _error_reason(exc: TransportError) -> str:
+    info = exc.info
+    if isinstance(info, dict) and isinstance(info.get("error"), dict):
+        return str(info["error"].get("reason", ""))
+    return str(exc.error)
