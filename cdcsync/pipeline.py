@@ -50,6 +50,7 @@ class BatchResult:
     retry_sequence_number: str | None = None
     dead_letters: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    newest_ms: dict[str, int] = field(default_factory=dict)  # per table: the newest record's time
 
     @property
     def ok(self) -> bool:
@@ -65,6 +66,7 @@ class _Batch:
     failed: set[int] = field(default_factory=set)  # positions
     letters: list[tuple[int, DeadLetter]] = field(default_factory=list)
     outcomes: dict[str, int] = field(default_factory=dict)
+    newest_ms: dict[str, int] = field(default_factory=dict)
 
     def fail(self, record: ChangeRecord) -> None:
         self.failed.add(self.position[id(record)])
@@ -135,6 +137,7 @@ class Pipeline:
                 per_record.append([])
                 continue
             batch.position[id(record)] = position
+            batch.newest_ms[record.table] = max(batch.newest_ms.get(record.table, 0), record.created_ms)
             records.append(record)
             per_record.append(plan_record(record, self.mappings))
         self._fetch(batch, per_record)
@@ -248,6 +251,7 @@ class Pipeline:
             retry_sequence_number=retry_sequence,
             dead_letters=len(letters),
             outcomes=batch.outcomes,
+            newest_ms=batch.newest_ms,
         )
 
 

@@ -46,6 +46,11 @@ class LambdaRuntime:
             deadline = time.monotonic() + remaining - _ANSWER_MARGIN_SECONDS
         try:
             result = self.pipeline.process(event.get("Records", []), deadline=deadline)
+            # Lag as the handler sees it: how old the newest record of the batch is. (Lambda's own
+            # IteratorAge metric measures the same from the poller's side.)
+            now_ms = time.time_ns() // 1_000_000
+            for table, newest in result.newest_ms.items():
+                self.metrics.replication_lag(table, max(0.0, (now_ms - newest) / 1000))
         finally:
             self.metrics.flush()
         return batch_response(result)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 import pytest
 from opensearchpy import OpenSearch
 
+from cdcsync.metrics import EmfMetrics
 from tests.integration.lambda_world import LambdaWorld, make_world
 from tests.support.fault_proxy import fault_proxy
 from tests.support.records import fixture_event
@@ -212,3 +215,24 @@ def test_handler_dlq_unwritable_reports_record_as_failed(world: LambdaWorld) -> 
     # WHEN a record must be dead-lettered THEN it is reported failed, never dropped
     answer = world.invoke(bad)
     assert answer == {"batchItemFailures": [{"itemIdentifier": bad["dynamodb"]["SequenceNumber"]}]}
+
+
+def test_handler_writes_emf_metrics_for_cloudwatch(world: LambdaWorld) -> None:
+    # GIVEN the handler reporting through CloudWatch Embedded Metric Format, as in Lambda
+    stream = io.StringIO()
+    world.runtime.metrics = world.runtime.pipeline.metrics = world.runtime.pipeline.writer.metrics = (
+        EmfMetrics(stream=stream)
+    )
+    # WHEN a batch is handled
+    world.invoke(
+        world.record("INSERT", 1, ALICE, seconds=T0), world.record("INSERT", 2, {**ALICE, "UserId": 2})
+    )
+    # THEN one EMF line carries the records counter for the table, and lag is reported
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    counted = [line for line in lines if "cdcsync_records_total" in line]
+    assert [(c["table"], c["event"], c["outcome"], c["cdcsync_records_total"]) for c in counted] == [
+        (world.table, "INSERT", "indexed", 2)
+    ]
+    assert counted[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "cdcsync"
+    lag = [line for line in lines if "cdcsync_replication_lag_seconds" in line]
+    assert lag[0]["cdcsync_replication_lag_seconds"] > 0

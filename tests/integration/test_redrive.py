@@ -1,0 +1,118 @@
+"""Dead-letter redrive and the CLI verbs around it, against moto and the local OpenSearch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opensearchpy import OpenSearch
+
+from cdcsync.entrypoints.cli import main
+from tests.integration.lambda_world import LambdaWorld, make_world
+
+T0 = 1_700_000_000
+
+
+@pytest.fixture
+def world(
+    tmp_path: Path,
+    unique_name: str,
+    opensearch: OpenSearch,
+    opensearch_url: str,
+    dynamodb: Any,
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> LambdaWorld:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    world = make_world(
+        tmp_path,
+        unique_name=unique_name,
+        opensearch=opensearch,
+        opensearch_url=opensearch_url,
+        dynamodb=dynamodb,
+    )
+    # The CLI reads the same settings from the environment.
+    monkeypatch.setenv("CDCSYNC_MAPPINGS", str(tmp_path / "mappings.yaml"))
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_URL", opensearch_url)
+    monkeypatch.setenv("CDCSYNC_DLQ", f"file://{world.dlq_path}")
+    monkeypatch.chdir(tmp_path)
+    opensearch.indices.create(index=world.index, body={"mappings": {"properties": {"Age": {"type": "long"}}}})
+    return world
+
+
+def put(world: LambdaWorld, key: int, age: str) -> dict[str, Any]:
+    item = {"UserId": {"N": str(key)}, "Age": {"N": age} if age.isdigit() else {"S": age}}
+    world.dynamodb.put_item(TableName=world.table, Item=item)
+    return {"UserId": key, "Age": int(age) if age.isdigit() else age}
+
+
+def test_redrive_fixed_item_is_written_and_entry_removed(
+    world: LambdaWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN three dead letters: an item since fixed, one since deleted, one still broken
+    bad = [put(world, key, "thirty") for key in (1, 2, 3)]
+    world.invoke(*(world.record("INSERT", item["UserId"], item, seconds=T0) for item in bad))
+    assert len(world.dead_letters()) == 3
+    put(world, 1, "30")
+    world.dynamodb.delete_item(TableName=world.table, Key={"UserId": {"N": "2"}})
+    world.opensearch.index(
+        index=world.index, id="2", body={"UserId": 2}, params={"version": 1, "version_type": "external"}
+    )
+    # WHEN the operator lists and redrives them
+    assert main(["dlq", "show"]) == 0
+    shown = capsys.readouterr()
+    assert shown.err.strip() == f"3 dead letters in file://{world.dlq_path}"
+    assert "mapper_parsing_exception" in shown.out
+    code = main(["dlq", "redrive"])
+    out, err = capsys.readouterr()
+    # THEN the fixed item is indexed as the table holds it, the deleted one's document is gone,
+    # the broken one stays in the queue with the reason, and the command says so (exit 1)
+    assert code == 1
+    assert out.strip() == f"redriven 2, left 1 in file://{world.dlq_path}"
+    assert "mapper_parsing_exception" in err
+    assert world.doc("1") == {"UserId": 1, "Age": 30}
+    assert world.doc("2") is None
+    (left,) = world.dead_letters()
+    assert left.keys == {"UserId": {"N": "3"}}
+
+
+def test_redrive_version_is_below_a_change_made_after_the_read(world: LambdaWorld) -> None:
+    # GIVEN a dead letter for an item that has since been fixed
+    item = put(world, 1, "thirty")
+    world.invoke(world.record("INSERT", 1, item, seconds=T0))
+    put(world, 1, "30")
+    assert main(["dlq", "redrive"]) == 0
+    version = world.opensearch.get(index=world.index, id="1")["_version"]
+    # WHEN a stream change of the same whole second as the read arrives afterwards
+    read_second = version + 5000  # read_version = read time - 5 s
+    newer = world.record(
+        "MODIFY", 1, {"UserId": 1, "Age": 31}, {"UserId": 1, "Age": 30}, seconds=read_second // 1000
+    )
+    world.invoke(newer)
+    # THEN it wins: the redrive write never hides a later change
+    assert world.doc("1") == {"UserId": 1, "Age": 31}
+
+
+def test_cli_dlq_show_json_prints_letters(world: LambdaWorld, capsys: pytest.CaptureFixture[str]) -> None:
+    item = put(world, 1, "thirty")
+    world.invoke(world.record("INSERT", 1, item, seconds=T0))
+    assert main(["dlq", "show", "--json"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    letter = json.loads(line)
+    assert (letter["table"], letter["id"], letter["error"]["status"]) == (world.table, "1", 400)
+
+
+def test_cli_indices_apply_creates_index_with_gc_deletes(
+    world: LambdaWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = f"{world.index}-applied"
+    mapping = tmp_path / "applied.yaml"
+    mapping.write_text(
+        f"table: T\nindex: {name}\nindex_body:\n  mappings: {{properties: {{n: {{type: long}}}}}}\n"
+    )
+    assert main(["indices", "apply", "--mappings", str(mapping)]) == 0
+    assert capsys.readouterr().out.strip() == f"{name}: created"
+    settings = world.opensearch.indices.get_settings(index=name, params={"flat_settings": "true"})
+    assert settings[name]["settings"]["index.gc_deletes"] == "24h"
