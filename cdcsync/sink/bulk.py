@@ -18,7 +18,7 @@ from typing import Any, Literal
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import TransportError
-from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt, stop_before_delay
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attempt
 from tenacity.stop import stop_base
 from tenacity.wait import wait_random_exponential
 
@@ -90,6 +90,22 @@ class _StopBeforeDeadline(stop_base):
         return self.clock() + retry_state.upcoming_sleep + _DEADLINE_MARGIN_SECONDS >= self.deadline
 
 
+class _StopBeforeBudget(stop_base):
+    """Stop when the next wait would end ``max_seconds`` or more after the first attempt.
+
+    tenacity's own ``stop_before_delay`` reads ``time.monotonic`` itself; this one reads the
+    writer's clock, so the budget and the deadline are measured on one clock (and tests can fake it).
+    """
+
+    def __init__(self, max_seconds: float, clock: Callable[[], float]) -> None:
+        self.max_seconds = max_seconds
+        self.clock = clock
+        self.started = clock()
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.clock() - self.started + retry_state.upcoming_sleep >= self.max_seconds
+
+
 @dataclass
 class BulkWriter:
     """Writes planned actions to OpenSearch and tells what became of each."""
@@ -119,7 +135,7 @@ class BulkWriter:
             retry=retry_if_result(bool),
             stop=(
                 stop_after_attempt(budget.max_retries + 1)
-                | stop_before_delay(budget.max_seconds)
+                | _StopBeforeBudget(budget.max_seconds, self.clock)
                 | _StopBeforeDeadline(deadline, self.clock)
             ),
             wait=wait_random_exponential(multiplier=budget.first_wait, max=budget.longest_wait),
@@ -165,6 +181,18 @@ class BulkWriter:
         self, chunk: list[_Pending], results: list[WriteResult], deadline: float | None
     ) -> list[_Pending]:
         """Send one request; record final outcomes in ``results``; return the items to retry."""
+        if deadline is not None and self.clock() + _DEADLINE_MARGIN_SECONDS >= deadline:
+            # A request started now could not be answered before the deadline: leave it unsent
+            # (reported as failed, so the caller redelivers it) rather than overrun.
+            error = ItemError(
+                None,
+                "deadline_exceeded",
+                f"not sent: less than {_DEADLINE_MARGIN_SECONDS:g} s was left before the caller's "
+                "deadline; reported as failed for redelivery",
+            )
+            for item in chunk:
+                item.failed(error)
+            return chunk
         for item in chunk:
             item.attempts += 1
         started = self.clock()
@@ -174,9 +202,10 @@ class BulkWriter:
                 params={"request_timeout": self._timeout(deadline)},
             )
         except TransportError as exc:
-            return self._request_failed(chunk, results, exc, deadline)
-        finally:
+            # Observed before a 413 split sends the halves, which are observed on their own.
             self.metrics.bulk_request(self.clock() - started)
+            return self._request_failed(chunk, results, exc, deadline)
+        self.metrics.bulk_request(self.clock() - started)
         return self._items(chunk, results, response)
 
     def _request_failed(
@@ -193,7 +222,10 @@ class BulkWriter:
                     "request_too_large",
                     f"one action of {len(item.lines)} bytes exceeds http.max_content_length",
                 )
-                results.append(WriteResult(item.entry, "rejected", error, max(item.attempts, 1)))
+                item.failed(error)
+                results.append(
+                    WriteResult(item.entry, "rejected", error, max(item.attempts, 1), item.first_failure_at)
+                )
                 return []
             half = len(chunk) // 2
             return self._send(chunk[:half], results, deadline) + self._send(chunk[half:], results, deadline)

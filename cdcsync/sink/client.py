@@ -6,19 +6,50 @@ layers of retries would multiply it. Credentials never reach a log line or an er
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import boto3
+from botocore.exceptions import BotoCoreError
 from opensearchpy import OpenSearch, Urllib3HttpConnection
 from opensearchpy.helpers.signer import Urllib3AWSV4SignerAuth
+from pydantic import SecretStr
 
 from cdcsync.errors import ConfigError
 from cdcsync.settings import Settings
 
 
+class BasicAuth:
+    """HTTP basic credentials, attached to each request by the connection.
+
+    opensearch-py keeps a ``(user, password)`` tuple as-is on every connection and in the transport's
+    kwargs, where any repr, debug dump or traceback with locals would show it; this object shows
+    the password masked and holds the header only as a ``SecretStr``.
+    """
+
+    __slots__ = ("_header", "username")
+
+    def __init__(self, username: str, password: SecretStr) -> None:
+        self.username = username
+        token = base64.b64encode(f"{username}:{password.get_secret_value()}".encode()).decode()
+        self._header = SecretStr(f"Basic {token}")
+
+    def __call__(self, method: str, url: str, body: Any) -> dict[str, str]:
+        return {"authorization": self._header.get_secret_value()}
+
+    def __repr__(self) -> str:
+        return f"BasicAuth(username={self.username!r}, password='**********')"
+
+
 def _sigv4(settings: Settings, session: boto3.Session | None) -> Urllib3AWSV4SignerAuth:
     session = session or boto3.Session()
-    credentials = session.get_credentials()
+    try:
+        credentials = session.get_credentials()
+    except BotoCoreError as exc:  # a broken profile, a failing credential_process, ...
+        raise ConfigError(
+            f"CDCSYNC_OPENSEARCH_AUTH=sigv4 but boto3 could not load AWS credentials: {exc} "
+            "(fix the AWS profile or environment)"
+        ) from exc
     if credentials is None:
         raise ConfigError(
             "CDCSYNC_OPENSEARCH_AUTH=sigv4 but boto3 found no AWS credentials "
@@ -44,8 +75,9 @@ def build_client(
         "connection_class": Urllib3HttpConnection,
     }
     if settings.opensearch_auth == "basic":
-        password = settings.opensearch_password.get_secret_value() if settings.opensearch_password else ""
-        options["http_auth"] = (settings.opensearch_username or "", password)
+        options["http_auth"] = BasicAuth(
+            settings.opensearch_username or "", settings.opensearch_password or SecretStr("")
+        )
     elif settings.opensearch_auth == "sigv4":
         options["http_auth"] = _sigv4(settings, session)
     return OpenSearch(**options)

@@ -19,6 +19,7 @@ from opensearchpy.exceptions import RequestError
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 
 GC_DELETES = "24h"
+_GC_DELETES_SECONDS = 24 * 3600.0
 _DEFAULT_GC_DELETES = "60s"
 
 
@@ -27,7 +28,7 @@ class IndexReport:
     """One line of ``indices apply`` output."""
 
     index: str
-    action: str  # created | exists | template
+    action: str  # created | exists | template | skipped
     warning: str | None = None
 
     def __str__(self) -> str:
@@ -38,11 +39,25 @@ def _body(mapping: CompiledMapping) -> dict[str, Any]:
     body = copy.deepcopy(mapping.index_body) if mapping.index_body else {}
     body = {key: value for key, value in body.items() if value}
     settings = body.setdefault("settings", {})
-    flat = settings.get("index.gc_deletes")
-    nested = settings.get("index", {}).get("gc_deletes") if isinstance(settings.get("index"), dict) else None
-    if flat is None and nested is None:
+    # OpenSearch reads index settings with or without the "index." prefix, flat or nested; a
+    # value the mapping sets in any of these spellings is the operator's choice and is kept.
+    nested = settings.get("index") if isinstance(settings.get("index"), dict) else {}
+    if all(
+        value is None
+        for value in (settings.get("index.gc_deletes"), settings.get("gc_deletes"), nested.get("gc_deletes"))
+    ):
         settings["index.gc_deletes"] = GC_DELETES
     return body
+
+
+_TIME_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "micros": 1e-6, "nanos": 1e-9}
+_TIME_VALUE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(d|h|m|s|ms|micros|nanos)\s*")
+
+
+def _seconds(value: str) -> float | None:
+    """An OpenSearch time value ("60s", "24h") in seconds; None if it is not one."""
+    match = _TIME_VALUE.fullmatch(value)
+    return float(match[1]) * _TIME_UNITS[match[2]] if match else None
 
 
 def _gc_deletes(client: OpenSearch, index: str) -> str:
@@ -70,7 +85,9 @@ def _apply_literal(client: OpenSearch, mapping: CompiledMapping) -> IndexReport:
             return IndexReport(name, "created")
     gc_deletes = _gc_deletes(client, name)
     warning = None
-    if gc_deletes == _DEFAULT_GC_DELETES:
+    seconds = _seconds(gc_deletes)
+    # The 60 s default is the usual case; any value shorter than the stream retention is as risky.
+    if seconds is not None and seconds < _GC_DELETES_SECONDS:
         warning = (
             f"index.gc_deletes is {gc_deletes}: a write replayed more than {gc_deletes} after a delete can "
             f'resurrect the document; run PUT {name}/_settings {{"index.gc_deletes": "{GC_DELETES}"}}'
@@ -83,7 +100,16 @@ def _template_name(mapping: CompiledMapping) -> str:
 
 
 def _apply_template(client: OpenSearch, mapping: CompiledMapping) -> IndexReport:
-    pattern = "*".join(mapping.index.literals)
+    # Adjacent placeholders ("{A}{B}") make one wildcard, not "**".
+    pattern = re.sub(r"\*+", "*", "*".join(mapping.index.literals))
+    if pattern == "*":
+        # A template over every index would impose this mapping's settings on all of them.
+        warning = (
+            f'index "{mapping.index.source}" ({mapping.source}) has no literal part, so an index template '
+            "for it would match every index; none was put: create its indices yourself with index.gc_deletes "
+            f"= {GC_DELETES}"
+        )
+        return IndexReport(mapping.index.source, "skipped", warning)
     body = _body(mapping)
     client.indices.put_index_template(
         name=_template_name(mapping), body={"index_patterns": [pattern], "template": body, "priority": 100}

@@ -1,0 +1,215 @@
+"""BulkWriter against an OpenSearch-compatible server over HTTP, with faults from the fault proxy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
+
+import pytest
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import NotFoundError
+
+from cdcsync.change import ChangeRecord
+from cdcsync.metrics import NullMetrics
+from cdcsync.plan.actions import Action, DeleteAction, IndexAction
+from cdcsync.settings import load_settings
+from cdcsync.sink.bulk import BulkLimits, BulkWriter, RetryBudget, WriteResult
+from cdcsync.sink.client import build_client
+from cdcsync.sink.outcomes import ItemError
+from tests.support.fault_proxy import FaultProxy, fault_proxy
+from tests.support.records import change, compiled
+
+MAPPING = compiled(table="Users", index="users")
+V = 1_700_000_000_000  # a stream version (ms)
+
+
+@cache
+def record(seq: int) -> ChangeRecord:
+    return change("MODIFY", {"UserId": seq}, {"UserId": seq}, sequence=f"{seq:021d}")
+
+
+def writer(url: str, *, request_timeout: float = 10.0, max_actions: int = 1000) -> BulkWriter:
+    """A writer as the entry points build it, with short waits so retries cost no real time."""
+    return BulkWriter(
+        build_client(load_settings(opensearch_url=url), timeout=request_timeout),
+        NullMetrics(),
+        BulkLimits(max_actions=max_actions),
+        RetryBudget(max_retries=3, max_seconds=20.0, first_wait=0.01, longest_wait=0.05),
+        request_timeout=request_timeout,
+    )
+
+
+@pytest.fixture
+def index(opensearch: OpenSearch, unique_name: str) -> str:
+    """An index with an integer field ``n``, so a string there is a mapping error."""
+    opensearch.indices.create(
+        index=unique_name,
+        body={
+            "settings": {"index.gc_deletes": "24h"},
+            "mappings": {"properties": {"n": {"type": "integer"}}},
+        },
+    )
+    return unique_name
+
+
+@pytest.fixture
+def proxy(opensearch_url: str) -> Iterator[FaultProxy]:
+    with fault_proxy(opensearch_url) as running:
+        yield running
+
+
+def put(index: str, doc_id: str, version: int, **doc: Any) -> IndexAction:
+    return IndexAction(index, doc_id, None, version, doc, MAPPING, record(version % 1000))
+
+
+def remove(index: str, doc_id: str, version: int) -> DeleteAction:
+    return DeleteAction(index, doc_id, None, version, MAPPING, record(version % 1000))
+
+
+def write(w: BulkWriter, *actions: Action) -> dict[str, tuple[str, ItemError | None]]:
+    results: list[WriteResult] = w.write(list(actions))
+    return {r.entry.action.id: (r.outcome, r.error) for r in results}
+
+
+def stored(opensearch: OpenSearch, index: str, doc_id: str) -> tuple[int, dict[str, Any]] | None:
+    try:
+        got = opensearch.get(index=index, id=doc_id)
+    except NotFoundError:
+        return None
+    return got["_version"], got["_source"]
+
+
+def bulk_sizes(proxy: FaultProxy) -> list[int]:
+    """Actions per _bulk request the proxy saw (every action here is an index: two lines)."""
+    return [body.count(b"\n") // 2 for _, path, body in proxy.requests if path.startswith("/_bulk")]
+
+
+def test_writer_same_version_applied_lower_version_stale(
+    opensearch: OpenSearch, opensearch_url: str, index: str
+) -> None:
+    w = writer(opensearch_url)
+    # GIVEN a document written at version V
+    assert write(w, put(index, "1", V, n=1)) == {"1": ("written", None)}
+    # WHEN the same version comes again with other content THEN it is applied (external_gte)
+    assert write(w, put(index, "1", V, n=2)) == {"1": ("written", None)}
+    assert stored(opensearch, index, "1") == (V, {"n": 2})
+    # WHEN an older version comes THEN it is stale (a success) and changes nothing
+    assert write(w, put(index, "1", V - 1000, n=3)) == {"1": ("stale", None)}
+    assert stored(opensearch, index, "1") == (V, {"n": 2})
+    # WHEN a newer version comes THEN it is applied
+    assert write(w, put(index, "1", V + 1000, n=4)) == {"1": ("written", None)}
+    assert stored(opensearch, index, "1") == (V + 1000, {"n": 4})
+
+
+def test_writer_delete_tombstone_makes_older_write_stale(
+    opensearch: OpenSearch, opensearch_url: str, index: str
+) -> None:
+    w = writer(opensearch_url)
+    # GIVEN a document deleted at V + 1000
+    write(w, put(index, "1", V, n=1))
+    assert write(w, remove(index, "1", V + 1000)) == {"1": ("written", None)}
+    # WHEN the older index write is replayed after the delete
+    answer = write(w, put(index, "1", V, n=1))
+    # THEN the tombstone's version makes it stale: the document is not resurrected
+    assert answer == {"1": ("stale", None)}
+    assert stored(opensearch, index, "1") is None
+    # AND a delete of a document that never existed is written (its tombstone is recorded)
+    assert write(w, remove(index, "never", V)) == {"never": ("written", None)}
+    assert write(w, put(index, "never", V - 1, n=1)) == {"never": ("stale", None)}
+
+
+def test_writer_mapping_error_rejects_only_that_document(
+    opensearch: OpenSearch, opensearch_url: str, index: str, proxy: FaultProxy
+) -> None:
+    # GIVEN three documents in one request, the second with a string where an integer is mapped
+    w = writer(proxy.url)
+    # WHEN written
+    answer = write(w, put(index, "1", V, n=1), put(index, "2", V, n="abc"), put(index, "3", V, n=3))
+    # THEN the bad one is rejected with OpenSearch's status, type and reason, the others are written
+    assert answer == {
+        "1": ("written", None),
+        "2": (
+            "rejected",
+            ItemError(
+                400,
+                "mapper_parsing_exception",
+                "failed to parse field [n] of type [integer] in document with id '2'. "
+                "Preview of field's value: 'abc' caused by number_format_exception: "
+                'For input string: "abc"',
+            ),
+        ),
+        "3": ("written", None),
+    }
+    assert bulk_sizes(proxy) == [3]  # one request, nothing resent
+    assert [stored(opensearch, index, i) for i in "123"] == [(V, {"n": 1}), None, (V, {"n": 3})]
+
+
+def test_writer_request_too_large_splits_and_succeeds(
+    opensearch: OpenSearch, index: str, proxy: FaultProxy
+) -> None:
+    # GIVEN the proxy answers the first bulk request with 413
+    proxy.fail(status=413, times=1)
+    w = writer(proxy.url)
+    # WHEN four documents are written
+    answer = write(w, *(put(index, str(n), V, n=n) for n in range(4)))
+    # THEN the request is split in halves, both go through, and every document is there
+    assert answer == {str(n): ("written", None) for n in range(4)}
+    assert bulk_sizes(proxy) == [4, 2, 2]
+    assert [stored(opensearch, index, str(n)) for n in range(4)] == [(V, {"n": n}) for n in range(4)]
+
+
+@pytest.mark.parametrize("status", [429, 502, 503])
+def test_writer_overloaded_request_is_retried(
+    opensearch: OpenSearch, index: str, proxy: FaultProxy, status: int
+) -> None:
+    # GIVEN the next two bulk requests fail with `status`
+    proxy.fail(status=status, times=2)
+    # WHEN two documents are written THEN the third attempt writes both
+    answer = write(writer(proxy.url), put(index, "1", V, n=1), put(index, "2", V, n=2))
+    assert answer == {"1": ("written", None), "2": ("written", None)}
+    assert bulk_sizes(proxy) == [2, 2, 2]
+
+
+def test_writer_rejected_items_are_resent_alone(
+    opensearch: OpenSearch, index: str, proxy: FaultProxy
+) -> None:
+    # GIVEN the next bulk rejects every 2nd action with 429 (the rest is forwarded and written)
+    proxy.reject_bulk_items(times=1, item_status=429, every=2)
+    # WHEN four documents are written
+    answer = write(writer(proxy.url), *(put(index, str(n), V, n=n) for n in range(4)))
+    # THEN only the two rejected ones are resent, and all four are stored
+    assert answer == {str(n): ("written", None) for n in range(4)}
+    resent = [body for _, path, body in proxy.requests if path.startswith("/_bulk")][1]
+    assert [json.loads(line)["index"]["_id"] for line in resent.splitlines()[::2]] == ["1", "3"]
+    assert [stored(opensearch, index, str(n)) for n in range(4)] == [(V, {"n": n}) for n in range(4)]
+
+
+def test_writer_dropped_connection_is_retried(opensearch: OpenSearch, index: str, proxy: FaultProxy) -> None:
+    # GIVEN the proxy closes the connection on the next bulk request without answering
+    proxy.drop(times=1, path="/_bulk")
+    # WHEN a document is written THEN it is resent and written
+    assert write(writer(proxy.url), put(index, "1", V, n=1)) == {"1": ("written", None)}
+    assert bulk_sizes(proxy) == [1, 1]
+    assert stored(opensearch, index, "1") == (V, {"n": 1})
+
+
+def test_writer_read_timeout_is_retried(opensearch: OpenSearch, index: str, proxy: FaultProxy) -> None:
+    # GIVEN the next bulk request is held for 1 s and the client waits 0.3 s
+    proxy.delay(times=1, seconds=1.0, path="/_bulk")
+    # WHEN a document is written THEN the timed-out request is resent and the document is written
+    assert write(writer(proxy.url, request_timeout=0.3), put(index, "1", V, n=1)) == {"1": ("written", None)}
+    assert bulk_sizes(proxy) == [1, 1]
+    assert stored(opensearch, index, "1") == (V, {"n": 1})
+
+
+def test_writer_cluster_down_reports_failed_with_connection_error(index: str) -> None:
+    # GIVEN a URL where nothing listens (a proxy that was stopped)
+    with fault_proxy("http://127.0.0.1:9") as stopped:
+        url = stopped.url
+    # WHEN written THEN after the retry budget the document is failed with a connection error
+    ((outcome, error),) = write(writer(url), put(index, "1", V, n=1)).values()
+    assert outcome == "failed"
+    assert error is not None
+    assert (error.status, error.type) == (None, "connection_error")

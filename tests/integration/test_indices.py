@@ -1,0 +1,204 @@
+"""``indices apply`` against an OpenSearch-compatible server: create, keep, warn, race, template."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import NotFoundError
+
+from cdcsync.mapping.compiled import CompiledMapping
+from cdcsync.settings import load_settings
+from cdcsync.sink.client import build_client
+from cdcsync.sink.indices import IndexReport, apply_indices
+from tests.support.records import compiled, mapping_set
+
+BODY = {
+    "settings": {"index": {"number_of_shards": 1}},
+    "mappings": {"properties": {"username": {"type": "keyword"}}},
+}
+
+
+def mapping(index: str, index_body: dict[str, Any] | None = None, table: str = "Users") -> CompiledMapping:
+    options: dict[str, Any] = {"table": table, "index": index}
+    if index_body is not None:
+        options["index_body"] = index_body
+    return compiled(**options)
+
+
+def gc_deletes(opensearch: OpenSearch, index: str) -> str:
+    settings = opensearch.indices.get_settings(index=index, params={"flat_settings": "true"})
+    return str(settings[index]["settings"]["index.gc_deletes"])
+
+
+def warning_for(index: str, value: str) -> str:
+    return (
+        f"index.gc_deletes is {value}: a write replayed more than {value} after a delete can resurrect "
+        f'the document; run PUT {index}/_settings {{"index.gc_deletes": "24h"}}'
+    )
+
+
+@pytest.fixture
+def template_cleanup(opensearch: OpenSearch) -> Iterator[list[str]]:
+    """Index templates a test puts; deleted afterwards (unique_name only cleans up indices)."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        opensearch.indices.delete_index_template(name=name, ignore=[404])
+
+
+def test_apply_indices_creates_missing_index_with_body_and_gc_deletes(
+    opensearch: OpenSearch, unique_name: str
+) -> None:
+    # GIVEN a mapping whose index is missing, with settings, field mappings and an alias
+    body = {**BODY, "aliases": {f"{unique_name}-read": {}}}
+    # WHEN applied
+    reports = apply_indices(opensearch, mapping_set(mapping(unique_name, body)))
+    # THEN the index is created from index_body, with gc_deletes raised to the stream retention
+    assert reports == [IndexReport(unique_name, "created")]
+    assert str(reports[0]) == f"{unique_name}: created"
+    assert gc_deletes(opensearch, unique_name) == "24h"
+    props = opensearch.indices.get_mapping(index=unique_name)[unique_name]["mappings"]["properties"]
+    assert props == {"username": {"type": "keyword"}}
+    aliases = opensearch.indices.get_alias(index=unique_name)[unique_name]["aliases"]
+    assert aliases == {f"{unique_name}-read": {}}
+
+
+def test_apply_indices_without_index_body_still_raises_gc_deletes(
+    opensearch: OpenSearch, unique_name: str
+) -> None:
+    # GIVEN a mapping with no index_body WHEN applied THEN the index is created with gc_deletes 24h
+    assert apply_indices(opensearch, mapping_set(mapping(unique_name))) == [
+        IndexReport(unique_name, "created")
+    ]
+    assert gc_deletes(opensearch, unique_name) == "24h"
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"index.gc_deletes": "2h"}, {"index": {"gc_deletes": "2h"}}, {"gc_deletes": "2h"}],
+    ids=["flat", "nested", "unprefixed"],
+)
+def test_apply_indices_keeps_gc_deletes_from_index_body(
+    opensearch: OpenSearch, unique_name: str, settings: dict[str, Any]
+) -> None:
+    # GIVEN a mapping that sets gc_deletes itself, in any spelling OpenSearch accepts
+    # WHEN applied THEN its value is kept, not overridden by the 24h default
+    apply_indices(opensearch, mapping_set(mapping(unique_name, {"settings": settings})))
+    assert gc_deletes(opensearch, unique_name) == "2h"
+
+
+@pytest.mark.parametrize(
+    ("existing", "warning"),
+    [
+        ({}, "60s"),  # the OpenSearch default
+        ({"index.gc_deletes": "10s"}, "10s"),
+        ({"index.gc_deletes": "1h"}, "1h"),
+        ({"index.gc_deletes": "24h"}, None),
+        ({"index.gc_deletes": "2d"}, None),
+    ],
+)
+def test_apply_indices_existing_index_left_alone_and_short_gc_deletes_warned(
+    opensearch: OpenSearch, unique_name: str, existing: dict[str, str], warning: str | None
+) -> None:
+    # GIVEN an index that already exists with `existing` settings
+    opensearch.indices.create(index=unique_name, body={"settings": existing})
+    # WHEN applied with a different index_body
+    reports = apply_indices(opensearch, mapping_set(mapping(unique_name, BODY)))
+    # THEN the index is not changed, and a gc_deletes shorter than 24h is warned about
+    expected = IndexReport(unique_name, "exists", warning_for(unique_name, warning) if warning else None)
+    assert reports == [expected]
+    if warning:
+        assert str(reports[0]) == f"{unique_name}: exists (warning: {warning_for(unique_name, warning)})"
+    assert "username" not in opensearch.indices.get_mapping(index=unique_name)[unique_name]["mappings"].get(
+        "properties", {}
+    )
+
+
+def test_apply_indices_concurrent_applies_both_succeed(
+    opensearch: OpenSearch, opensearch_url: str, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN two processes that both find the index missing before either creates it (a barrier
+    # after the real existence check lines them up; every request is real HTTP)
+    client = build_client(load_settings(opensearch_url=opensearch_url))
+    both_checked = threading.Barrier(2, timeout=10)
+    exists = client.indices.exists
+
+    def exists_then_wait(**kwargs: Any) -> bool:
+        found = bool(exists(**kwargs))
+        both_checked.wait()
+        return found
+
+    monkeypatch.setattr(client.indices, "exists", exists_then_wait)
+    mappings = mapping_set(mapping(unique_name, BODY))
+    reports: list[list[IndexReport]] = []
+    errors: list[BaseException] = []
+
+    def apply() -> None:
+        try:
+            reports.append(apply_indices(client, mappings))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread to assert on
+            errors.append(exc)
+
+    threads = [threading.Thread(target=apply) for _ in range(2)]
+    # WHEN both apply at once
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # THEN neither fails: one created the index, the other lost the race and reports it as existing
+    assert errors == []
+    assert sorted(r.action for (r,) in reports) == ["created", "exists"]
+    assert all(r.warning is None for (r,) in reports)
+    assert gc_deletes(opensearch, unique_name) == "24h"
+
+
+def test_apply_indices_templated_index_puts_index_template(
+    opensearch: OpenSearch, unique_name: str, template_cleanup: list[str]
+) -> None:
+    # GIVEN a mapping with a templated index name (one index per region)
+    template_cleanup.append(f"cdcsync-{unique_name}-orders")
+    orders = mapping(f"{unique_name}-orders-{{Region}}", BODY, table="Orders")
+    # WHEN applied
+    reports = apply_indices(opensearch, mapping_set(orders))
+    # THEN an index template matches every name the template can give, with the body and gc_deletes
+    assert reports == [IndexReport(f"{unique_name}-orders-*", "template")]
+    (entry,) = opensearch.indices.get_index_template(name=f"cdcsync-{unique_name}-orders")["index_templates"]
+    assert entry["index_template"]["index_patterns"] == [f"{unique_name}-orders-*"]
+    # AND an index created later by a write gets them
+    opensearch.index(index=f"{unique_name}-orders-eu", id="1", body={"username": "a"})
+    assert gc_deletes(opensearch, f"{unique_name}-orders-eu") == "24h"
+    props = opensearch.indices.get_mapping(index=f"{unique_name}-orders-eu")[f"{unique_name}-orders-eu"]
+    assert props["mappings"]["properties"]["username"] == {"type": "keyword"}
+
+
+def test_apply_indices_all_placeholder_index_puts_no_template(
+    opensearch: OpenSearch, unique_name: str, template_cleanup: list[str]
+) -> None:
+    # GIVEN a mapping whose index name is nothing but placeholders
+    template_cleanup.append("cdcsync-")
+    everything = mapping("{Region}{Kind}", BODY, table="Orders")
+    # WHEN applied
+    (report,) = apply_indices(opensearch, mapping_set(everything))
+    # THEN no template over every index is put; the operator is told why and what to do
+    assert report == IndexReport(
+        "{Region}{Kind}",
+        "skipped",
+        f'index "{{Region}}{{Kind}}" ({everything.source}) has no literal part, so an index template for '
+        "it would match every index; none was put: create its indices yourself with index.gc_deletes = 24h",
+    )
+    with pytest.raises(NotFoundError):
+        opensearch.indices.get_index_template(name="cdcsync-")
+
+
+def test_apply_indices_same_index_in_two_mappings_applied_once(
+    opensearch: OpenSearch, unique_name: str
+) -> None:
+    # GIVEN two mappings (two tables) writing one index WHEN applied THEN it is created once
+    reports = apply_indices(
+        opensearch, mapping_set(mapping(unique_name, BODY), mapping(unique_name, table="Orders"))
+    )
+    assert reports == [IndexReport(unique_name, "created")]

@@ -1,0 +1,578 @@
+"""BulkWriter against a scripted fake client: chunking, per-item outcomes, retries, splits, metrics.
+
+No sockets and no real sleeping: the fake client records each ``_bulk`` request and answers from a
+script (a response, a list of item statuses, or an exception shaped as opensearch-py raises it),
+and a fake clock advances only when the writer sleeps or a request "takes" time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import pytest
+from opensearchpy.exceptions import (
+    HTTP_EXCEPTIONS,
+    ConnectionError,
+    ConnectionTimeout,
+    TransportError,
+)
+
+from cdcsync.change import ChangeRecord
+from cdcsync.metrics import NullMetrics
+from cdcsync.plan.actions import Action, DeleteAction, IndexAction
+from cdcsync.sink.bulk import BulkLimits, BulkWriter, RetryBudget, WriteResult
+from cdcsync.sink.bulk_body import action_lines
+from cdcsync.sink.outcomes import ItemError
+from tests.support.records import change, compiled
+
+MAPPING = compiled(table="Users", index="users")
+VERSION = 1_700_000_000_000
+T0 = 1000.0
+
+_ERROR_TYPES = {
+    400: "mapper_parsing_exception",
+    404: "index_not_found_exception",
+    409: "version_conflict_engine_exception",
+    429: "es_rejected_execution_exception",
+    500: "internal_server_error",
+    502: "bad_gateway",
+    503: "unavailable_shards_exception",
+}
+
+
+@cache
+def record(seq: int) -> ChangeRecord:
+    return change("MODIFY", {"UserId": seq}, {"UserId": seq}, sequence=f"{seq:021d}")
+
+
+def index(doc_id: str, *, version: int = VERSION, seq: int = 1, size: int = 0) -> IndexAction:
+    return IndexAction(
+        "users", doc_id, None, version, {"id": doc_id, "pad": "x" * size}, MAPPING, record(seq)
+    )
+
+
+def delete(doc_id: str, *, version: int = VERSION, seq: int = 1) -> DeleteAction:
+    return DeleteAction("users", doc_id, None, version, MAPPING, record(seq))
+
+
+def http_error(status: int, error_type: str | None = None, reason: str = "injected") -> TransportError:
+    """A whole-request HTTP error exactly as opensearch-py's connection raises it."""
+    kind = error_type or _ERROR_TYPES.get(status, "http_error")
+    info = {"error": {"root_cause": [{"type": kind, "reason": reason}], "type": kind, "reason": reason}}
+    error = HTTP_EXCEPTIONS.get(status, TransportError)(status, kind, {**info, "status": status})
+    assert isinstance(error, TransportError)
+    return error
+
+
+def item(op: str, meta: dict[str, Any], status: int) -> dict[str, Any]:
+    """One ``items`` entry of a ``_bulk`` response for an action with this status."""
+    body: dict[str, Any] = {"_index": meta["_index"], "_id": meta["_id"], "status": status}
+    if 200 <= status < 300:
+        body.update(_version=meta["version"], result="deleted" if op == "delete" else "created")
+    elif status == 404 and op == "delete":
+        body.update(_version=meta["version"], result="not_found")
+    else:
+        body["error"] = {"type": _ERROR_TYPES.get(status, "http_error"), "reason": f"status {status}"}
+    return {op: body}
+
+
+@dataclass
+class Request:
+    actions: list[tuple[str, dict[str, Any]]]  # (op, metadata) in body order
+    params: dict[str, Any]
+    size: int
+
+    @property
+    def ids(self) -> list[str]:
+        return [meta["_id"] for _, meta in self.actions]
+
+
+Answer = dict[str, Any] | list[int] | Exception
+ALL_OK: list[int] = []  # an empty status list means "every action 201" (or 200 for deletes)
+
+
+@dataclass
+class FakeClient:
+    """Stands in for ``OpenSearch``: records ``bulk`` calls and answers them from ``script``."""
+
+    script: list[Answer] = field(default_factory=list)
+    default: Answer = field(default_factory=lambda: ALL_OK)
+    clock: FakeClock | None = None
+    request_seconds: float = 0.0
+    requests: list[Request] = field(default_factory=list)
+
+    def bulk(self, *, body: bytes, params: dict[str, Any]) -> dict[str, Any]:
+        lines = [line for line in body.split(b"\n") if line]
+        actions = []
+        while lines:
+            op, meta = next(iter(json.loads(lines[0]).items()))
+            actions.append((op, meta))
+            lines = lines[1 if op == "delete" else 2 :]
+        self.requests.append(Request(actions, params, len(body)))
+        if self.clock is not None:
+            self.clock.now += self.request_seconds
+        answer = self.script.pop(0) if self.script else self.default
+        if isinstance(answer, Exception):
+            raise answer
+        if isinstance(answer, dict):
+            return answer
+        statuses = answer or [200 if op == "delete" else 201 for op, _ in actions]
+        items = [item(op, meta, status) for (op, meta), status in zip(actions, statuses, strict=True)]
+        return {"took": 1, "errors": any(s >= 300 for s in statuses), "items": items}
+
+
+@dataclass
+class FakeClock:
+    now: float = T0
+    sleeps: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class RecordingMetrics(NullMetrics):
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self.retries: list[int] = []
+
+    def bulk_request(self, seconds: float) -> None:
+        super().bulk_request(seconds)
+        self.durations.append(seconds)
+
+    def bulk_retries(self, count: int = 1) -> None:
+        super().bulk_retries(count)
+        self.retries.append(count)
+
+
+@dataclass
+class Rig:
+    client: FakeClient
+    clock: FakeClock
+    metrics: RecordingMetrics
+    writer: BulkWriter
+
+    def write(self, actions: list[Action], deadline: float | None = None) -> dict[str, WriteResult]:
+        return {r.entry.action.id: r for r in self.writer.write(actions, deadline=deadline)}
+
+
+def rig(
+    *script: Answer,
+    default: Answer = ALL_OK,
+    limits: BulkLimits | None = None,
+    budget: RetryBudget | None = None,
+    request_seconds: float = 0.0,
+) -> Rig:
+    clock = FakeClock()
+    client = FakeClient(list(script), default, clock, request_seconds)
+    metrics = RecordingMetrics()
+    writer = BulkWriter(
+        client,  # type: ignore[arg-type]  # duck-typed: only bulk() is used
+        metrics,
+        limits or BulkLimits(),
+        budget or RetryBudget(max_retries=3, max_seconds=60.0, first_wait=0.1, longest_wait=10.0),
+        request_timeout=30.0,
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    return Rig(client, clock, metrics, writer)
+
+
+@pytest.fixture
+def upper_jitter(monkeypatch: pytest.MonkeyPatch) -> list[tuple[float, float]]:
+    """Make full jitter draw the top of its window (deterministic), and record each window."""
+    windows: list[tuple[float, float]] = []
+
+    def uniform(low: float, high: float) -> float:
+        windows.append((low, high))
+        return high
+
+    monkeypatch.setattr(random, "uniform", uniform)
+    return windows
+
+
+def outcomes(results: dict[str, WriteResult]) -> dict[str, str]:
+    return {doc_id: result.outcome for doc_id, result in results.items()}
+
+
+# --- requests: coalescing and chunking ---------------------------------------------------------
+
+
+def test_write_no_actions_sends_nothing() -> None:
+    # GIVEN a writer WHEN it is given no actions THEN no request is made
+    r = rig()
+    assert r.writer.write([]) == []
+    assert r.client.requests == []
+
+
+def test_write_same_document_sends_one_action_per_request() -> None:
+    # GIVEN three actions for document "1" (index, delete, index) and one for "2"
+    actions: list[Action] = [index("1", seq=1), delete("1", seq=2), index("2", seq=3), index("1", seq=4)]
+    r = rig()
+    # WHEN written
+    results = r.write(actions)
+    # THEN one request carries each document once, "1" as its last action (seq 4), in first-seen order
+    (request,) = r.client.requests
+    assert [(op, meta["_id"]) for op, meta in request.actions] == [("index", "1"), ("index", "2")]
+    assert [rec.sequence_number for rec in results["1"].entry.records] == [f"{seq:021d}" for seq in (1, 2, 4)]
+
+
+@pytest.mark.parametrize(
+    ("count", "max_actions", "sizes"),
+    [(5, 2, [2, 2, 1]), (4, 4, [4]), (3, 1, [1, 1, 1]), (1, 1000, [1])],
+)
+def test_write_chunks_by_max_actions(count: int, max_actions: int, sizes: list[int]) -> None:
+    # GIVEN `count` documents and a limit of `max_actions` per request
+    r = rig(limits=BulkLimits(max_actions=max_actions, max_bytes=10**9))
+    # WHEN written THEN the requests hold `sizes` actions, in order, and all are written
+    results = r.write([index(str(n)) for n in range(count)])
+    assert [len(req.actions) for req in r.client.requests] == sizes
+    assert [i for req in r.client.requests for i in req.ids] == [str(n) for n in range(count)]
+    assert set(outcomes(results).values()) == {"written"}
+
+
+def test_write_chunks_by_max_bytes_and_sends_oversized_action_alone() -> None:
+    # GIVEN actions of known sizes and a byte limit that fits two small ones but not the big one
+    small = [index(str(n)) for n in range(4)]
+    big = index("big", size=500)
+    one = len(action_lines(small[0]))
+    limit = 2 * one + 10
+    assert len(action_lines(big)) > limit
+    r = rig(limits=BulkLimits(max_actions=1000, max_bytes=limit))
+    # WHEN written
+    r.write([small[0], small[1], small[2], big, small[3]])
+    # THEN no request exceeds the limit unless it holds one oversized action alone
+    assert [req.ids for req in r.client.requests] == [["0", "1"], ["2"], ["big"], ["3"]]
+    assert all(req.size <= limit for req in r.client.requests if req.ids != ["big"])
+
+
+def test_write_sends_external_gte_version_and_request_timeout() -> None:
+    # GIVEN one index action WHEN written without a deadline
+    r = rig()
+    r.write([index("1", version=42)])
+    # THEN its metadata carries the external version and the request the configured timeout
+    (request,) = r.client.requests
+    assert request.actions == [
+        ("index", {"_index": "users", "_id": "1", "version": 42, "version_type": "external_gte"})
+    ]
+    assert request.params == {"request_timeout": 30.0}
+
+
+# --- per-item outcomes -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("action", "status", "outcome", "error"),
+    [
+        (index("1"), 201, "written", None),
+        (index("1"), 200, "written", None),
+        (delete("1"), 200, "written", None),
+        (delete("1"), 404, "written", None),
+        (index("1"), 404, "rejected", ItemError(404, "index_not_found_exception", "status 404")),
+        (index("1"), 409, "stale", None),
+        (delete("1"), 409, "stale", None),
+        (index("1"), 400, "rejected", ItemError(400, "mapper_parsing_exception", "status 400")),
+    ],
+)
+def test_write_item_status_gives_final_outcome(
+    action: Action, status: int, outcome: str, error: ItemError | None
+) -> None:
+    # GIVEN OpenSearch answers the action with `status` WHEN written
+    r = rig([status])
+    (result,) = r.write([action]).values()
+    # THEN the outcome is final after one request
+    assert (result.outcome, result.error, result.attempts) == (outcome, error, 1)
+    assert len(r.client.requests) == 1
+
+
+@pytest.mark.parametrize("status", [429, 500, 502, 503])
+def test_write_transient_item_is_retried_then_written(status: int) -> None:
+    # GIVEN the first answer fails the item with a transient status, the second accepts it
+    r = rig([status])
+    (result,) = r.write([index("1")]).values()
+    # THEN it is sent twice and written on the second attempt, its first failure remembered
+    assert (result.outcome, result.attempts, len(r.client.requests)) == ("written", 2, 2)
+    assert result.first_failure_at is not None
+
+
+def test_write_resubmits_only_failed_items() -> None:
+    # GIVEN four documents, of which the 2nd (429) and 4th (503) fail in the first answer
+    r = rig([201, 429, 201, 503])
+    # WHEN written
+    results = r.write([index(str(n)) for n in range(1, 5)])
+    # THEN the retry carries only those two, all end written, and the retry metric counts two actions
+    assert [req.ids for req in r.client.requests] == [["1", "2", "3", "4"], ["2", "4"]]
+    assert outcomes(results) == dict.fromkeys("1234", "written")
+    assert {k: v.attempts for k, v in results.items()} == {"1": 1, "2": 2, "3": 1, "4": 2}
+    assert r.metrics.retries == [2]
+
+
+# --- retry budget: attempts, seconds, deadline, jitter -----------------------------------------
+
+
+def test_write_retries_stop_at_max_retries(upper_jitter: list[tuple[float, float]]) -> None:
+    # GIVEN an item that always fails with 503 and a budget of 3 retries
+    r = rig(default=[503], budget=RetryBudget(max_retries=3, max_seconds=60.0, first_wait=0.1))
+    # WHEN written
+    (result,) = r.write([index("1")]).values()
+    # THEN it is sent 1 + 3 times, sleeping between, and reported failed with the last error
+    assert len(r.client.requests) == 4
+    assert r.clock.sleeps == pytest.approx([0.1, 0.2, 0.4])
+    assert (result.outcome, result.attempts) == ("failed", 4)
+    assert result.error == ItemError(503, "unavailable_shards_exception", "status 503")
+    assert r.metrics.retries == [1, 1, 1]
+
+
+def test_write_zero_retries_sends_once() -> None:
+    # GIVEN a budget of no retries WHEN a transient failure comes back THEN nothing is resent
+    r = rig(default=[429], budget=RetryBudget(max_retries=0))
+    (result,) = r.write([index("1")]).values()
+    assert (len(r.client.requests), result.outcome, r.clock.sleeps) == (1, "failed", [])
+
+
+def test_write_retries_stop_before_max_seconds(upper_jitter: list[tuple[float, float]]) -> None:
+    # GIVEN a budget of 5 s (many retries allowed) and waits drawn at the top of 1, 2, 4, ... s
+    budget = RetryBudget(max_retries=100, max_seconds=5.0, first_wait=1.0, longest_wait=100.0)
+    r = rig(default=[503], budget=budget)
+    # WHEN the item keeps failing
+    (result,) = r.write([index("1")]).values()
+    # THEN the writer sleeps 1 s and 2 s, then stops: a 4 s wait would end at 7 s, past the budget
+    assert r.clock.sleeps == [1.0, 2.0]
+    assert len(r.client.requests) == 3
+    assert result.outcome == "failed"
+
+
+def test_write_retry_budget_counts_request_time(upper_jitter: list[tuple[float, float]]) -> None:
+    # GIVEN requests that take 2 s each and a 5 s budget
+    budget = RetryBudget(max_retries=100, max_seconds=5.0, first_wait=1.0, longest_wait=100.0)
+    r = rig(default=[503], budget=budget, request_seconds=2.0)
+    # WHEN the item keeps failing
+    r.write([index("1")])
+    # THEN after 2 s + 1 s wait + 2 s the budget is spent: no second wait
+    assert (r.clock.sleeps, len(r.client.requests)) == ([1.0], 2)
+
+
+def test_write_retries_stop_before_deadline(upper_jitter: list[tuple[float, float]]) -> None:
+    # GIVEN a deadline 10 s away (1 s of it kept for the answer) and waits of 1, 2, 4, 8 s
+    budget = RetryBudget(max_retries=100, max_seconds=600.0, first_wait=1.0, longest_wait=100.0)
+    r = rig(default=[503], budget=budget)
+    # WHEN the item keeps failing
+    (result,) = r.write([index("1")], deadline=T0 + 10).values()
+    # THEN the 8 s wait (ending at 15 s) is not taken, and each request's timeout ends before the deadline
+    assert r.clock.sleeps == [1.0, 2.0, 4.0]
+    assert [req.params["request_timeout"] for req in r.client.requests] == [9.0, 8.0, 6.0, 2.0]
+    assert result.outcome == "failed"
+    assert r.clock.now < T0 + 10
+
+
+def test_write_chunk_not_started_when_deadline_too_close() -> None:
+    # GIVEN three one-action requests that take 5 s each and a deadline 8 s away
+    r = rig(limits=BulkLimits(max_actions=1), request_seconds=5.0)
+    # WHEN written
+    results = r.write([index("1"), index("2"), index("3")], deadline=T0 + 8)
+    # THEN the third request is not started (it could not be answered in time) and is reported failed
+    assert [req.ids for req in r.client.requests] == [["1"], ["2"]]
+    assert outcomes(results) == {"1": "written", "2": "written", "3": "failed"}
+    assert results["3"].attempts == 0
+    assert results["3"].error == ItemError(
+        None,
+        "deadline_exceeded",
+        "not sent: less than 1 s was left before the caller's deadline; reported as failed for redelivery",
+    )
+
+
+def test_write_split_half_not_started_when_deadline_too_close() -> None:
+    # GIVEN requests that take 5 s, a 413 on the first, and a deadline 10.5 s away
+    r = rig(http_error(413), request_seconds=5.0)
+    # WHEN four actions are written
+    results = r.write([index(str(n)) for n in range(1, 5)], deadline=T0 + 10.5)
+    # THEN the first half goes out at 5 s, the second half (due at 10 s) is left unsent
+    assert [req.ids for req in r.client.requests] == [["1", "2", "3", "4"], ["1", "2"]]
+    assert outcomes(results) == {"1": "written", "2": "written", "3": "failed", "4": "failed"}
+    assert results["3"].error is not None
+    assert results["3"].error.type == "deadline_exceeded"
+
+
+def test_write_waits_use_full_jitter_windows(upper_jitter: list[tuple[float, float]]) -> None:
+    # GIVEN first_wait 0.5 s capped at 4 s WHEN six retries happen
+    budget = RetryBudget(max_retries=6, max_seconds=600.0, first_wait=0.5, longest_wait=4.0)
+    r = rig(default=[503], budget=budget)
+    r.write([index("1")])
+    # THEN each wait is drawn uniformly from [0, min(cap, first_wait * 2**n)]: full jitter
+    # (tenacity draws the next wait before it checks the budget, so one more window is drawn)
+    assert upper_jitter[:6] == [(0, 0.5), (0, 1.0), (0, 2.0), (0, 4.0), (0, 4.0), (0, 4.0)]
+    assert r.clock.sleeps == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+def test_write_waits_stay_within_jitter_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a real, seeded random source (the global one is left alone)
+    monkeypatch.setattr(random, "uniform", random.Random(20240501).uniform)
+    budget = RetryBudget(max_retries=8, max_seconds=600.0, first_wait=0.5, longest_wait=4.0)
+    r = rig(default=[503], budget=budget)
+    # WHEN eight retries happen
+    r.write([index("1")])
+    # THEN every wait lies in its window, and they are not all at the top (they are random)
+    highs = [min(4.0, 0.5 * 2**n) for n in range(8)]
+    assert len(r.clock.sleeps) == 8
+    assert all(0 <= wait <= high for wait, high in zip(r.clock.sleeps, highs, strict=True))
+    assert r.clock.sleeps != highs
+
+
+# --- whole-request failures --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (http_error(429), ItemError(429, "es_rejected_execution_exception", "injected")),
+        (http_error(503), ItemError(503, "unavailable_shards_exception", "injected")),
+        (http_error(502, "bad_gateway"), ItemError(502, "bad_gateway", "injected")),
+        (
+            ConnectionError("N/A", "connection refused", OSError(111, "refused")),
+            ItemError(None, "connection_error", "connection refused"),
+        ),
+        (
+            ConnectionTimeout("TIMEOUT", "Read timed out. (read timeout=30)", OSError("timeout")),
+            ItemError(None, "connection_timeout", "Read timed out. (read timeout=30)"),
+        ),
+        # Documented choice: auth failures are retried (every record would fail alike; the fix is
+        # a permission), not dead-lettered.
+        (http_error(401, "security_exception"), ItemError(401, "security_exception", "injected")),
+        (http_error(403, "security_exception"), ItemError(403, "security_exception", "injected")),
+    ],
+)
+def test_write_request_failure_retries_every_action(error: TransportError, expected: ItemError) -> None:
+    # GIVEN the whole first request fails with `error`, then the cluster recovers
+    r = rig(error)
+    # WHEN two documents are written
+    results = r.write([index("1"), index("2")])
+    # THEN both are resent and written
+    assert [req.ids for req in r.client.requests] == [["1", "2"], ["1", "2"]]
+    assert outcomes(results) == {"1": "written", "2": "written"}
+    # AND when it never recovers, both end failed with that error
+    r = rig(default=error, budget=RetryBudget(max_retries=1))
+    assert {k: (v.outcome, v.error) for k, v in r.write([index("1"), index("2")]).items()} == {
+        "1": ("failed", expected),
+        "2": ("failed", expected),
+    }
+
+
+def test_write_request_failure_logs_retry(caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN a 503 on the whole request WHEN two actions are written
+    r = rig(http_error(503, reason="no shards"))
+    with caplog.at_level(logging.WARNING, logger="cdcsync.sink.bulk"):
+        r.write([index("1"), index("2")])
+    # THEN the operator reads what failed and that it is retried
+    assert caplog.messages == [
+        "bulk request of 2 actions failed, will retry: unavailable_shards_exception: no shards (status 503)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            http_error(400, "illegal_argument_exception", "malformed action/metadata line [1]"),
+            ItemError(400, "illegal_argument_exception", "malformed action/metadata line [1]"),
+        ),
+        (http_error(404), ItemError(404, "index_not_found_exception", "injected")),
+        (http_error(405, "method_not_allowed"), ItemError(405, "method_not_allowed", "injected")),
+    ],
+)
+def test_write_request_client_error_rejects_every_action(error: TransportError, expected: ItemError) -> None:
+    # GIVEN the whole request fails with a 4xx other than 401/403/413/429
+    r = rig(error)
+    # WHEN written THEN nothing is resent and every action is rejected with that error
+    results = r.write([index("1"), index("2")])
+    assert len(r.client.requests) == 1
+    assert {k: (v.outcome, v.error, v.attempts) for k, v in results.items()} == {
+        "1": ("rejected", expected, 1),
+        "2": ("rejected", expected, 1),
+    }
+    assert all(result.first_failure_at is not None for result in results.values())
+
+
+def test_write_too_large_splits_in_halves_recursively() -> None:
+    # GIVEN 413 for the first request of 4 and for its first half of 2
+    r = rig(http_error(413, "content_too_long"), http_error(413, "content_too_long"))
+    # WHEN written
+    results = r.write([index(str(n)) for n in range(1, 5)])
+    # THEN the request is split 4 -> 2 + 2, the first half again 2 -> 1 + 1, and all are written once
+    assert [req.ids for req in r.client.requests] == [
+        ["1", "2", "3", "4"],
+        ["1", "2"],
+        ["1"],
+        ["2"],
+        ["3", "4"],
+    ]
+    assert outcomes(results) == dict.fromkeys("1234", "written")
+    assert {result.attempts for result in results.values()} == {1}
+    assert r.clock.sleeps == []
+    assert r.metrics.retries == []
+
+
+def test_write_too_large_single_action_is_rejected() -> None:
+    # GIVEN one action that the cluster refuses as too large on its own
+    action = index("1", size=100)
+    r = rig(default=http_error(413, "content_too_long"))
+    # WHEN written
+    (result,) = r.write([action]).values()
+    # THEN it is rejected (dead-lettered) with the request_too_large type, after one request
+    size = len(action_lines(action))
+    assert (result.outcome, result.attempts, len(r.client.requests)) == ("rejected", 1, 1)
+    assert result.error == ItemError(
+        413, "request_too_large", f"one action of {size} bytes exceeds http.max_content_length"
+    )
+    assert result.first_failure_at is not None
+
+
+@pytest.mark.parametrize("answered", [0, 1, 3])
+def test_write_response_item_count_mismatch_is_retried(answered: int) -> None:
+    # GIVEN a response with `answered` items for a request of 2 actions, then a proper one
+    wrong = {"took": 1, "errors": False, "items": [{"index": {"_id": "x", "status": 201}}] * answered}
+    r = rig(wrong)
+    # WHEN written THEN both actions are resent and written
+    results = r.write([index("1"), index("2")])
+    assert [req.ids for req in r.client.requests] == [["1", "2"], ["1", "2"]]
+    assert outcomes(results) == {"1": "written", "2": "written"}
+    # AND when it keeps happening, the error says what was wrong
+    r = rig(default=wrong, budget=RetryBudget(max_retries=0))
+    (result, _) = r.write([index("1"), index("2")]).values()
+    assert result.error == ItemError(None, "bulk_response_mismatch", f"{answered} items answered 2 actions")
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def test_write_observes_each_request_duration() -> None:
+    # GIVEN requests that take 0.25 s, a 413 on the first one, and a 429 on one item afterwards
+    r = rig(http_error(413), [201, 429], request_seconds=0.25)
+    # WHEN four actions are written
+    r.write([index(str(n)) for n in range(1, 5)])
+    # THEN every request (the refused one, both halves and the retry) is observed at its own duration
+    assert [req.ids for req in r.client.requests] == [["1", "2", "3", "4"], ["1", "2"], ["3", "4"], ["2"]]
+    assert r.metrics.durations == [0.25, 0.25, 0.25, 0.25]
+    assert r.metrics.retries == [1]
+
+
+def test_write_observes_duration_of_failed_request() -> None:
+    # GIVEN a connection error after 3 s WHEN written with no retries THEN the 3 s are observed
+    r = rig(default=ConnectionError("N/A", "reset", OSError()), budget=RetryBudget(max_retries=0))
+    r.client.request_seconds = 3.0
+    r.write([index("1")])
+    assert r.metrics.durations == [3.0]
+
+
+def test_write_non_transport_exception_propagates() -> None:
+    # GIVEN a client bug (not an OpenSearch transport error) WHEN written THEN it is not swallowed
+    r = rig(ValueError("boom"))
+    with pytest.raises(ValueError, match="boom"):
+        r.write([index("1")])

@@ -1,0 +1,174 @@
+"""The OpenSearch client from settings: hosts, auth (none, basic, SigV4), TLS, no client-side retries.
+
+Building a client opens no socket (urllib3 pools connect lazily), so these are unit tests.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any, cast
+
+import boto3
+import pytest
+from botocore.exceptions import ProfileNotFound
+from opensearchpy import OpenSearch, Urllib3HttpConnection
+from opensearchpy.exceptions import ConnectionError
+from opensearchpy.helpers.signer import Urllib3AWSV4SignerAuth
+
+from cdcsync.errors import ConfigError
+from cdcsync.settings import Settings, load_settings
+from cdcsync.sink.client import BasicAuth, build_client
+
+PASSWORD = "s3cret-Pa55word"  # noqa: S105 - a fake, to look for in reprs
+ACCESS_KEY = "AKIAFAKEACCESSKEY123"
+SECRET_KEY = "fakeSecretKeyThatMustNeverBeLogged0000"  # noqa: S105 - a fake
+
+
+def connection(client: OpenSearch) -> Urllib3HttpConnection:
+    conn = client.transport.get_connection()
+    assert isinstance(conn, Urllib3HttpConnection)
+    return conn
+
+
+def aws_session(region: str | None = "eu-west-1") -> boto3.Session:
+    return boto3.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=region)
+
+
+@dataclass
+class FakeSession:
+    """What build_client reads from a boto3 session: credentials (or a failure) and the region."""
+
+    credentials: Any
+    region_name: str | None
+
+    def get_credentials(self) -> Any:
+        if isinstance(self.credentials, Exception):
+            raise self.credentials
+        return self.credentials
+
+
+def test_build_client_no_auth_sends_no_authorization() -> None:
+    # GIVEN the default auth (none) WHEN the client is built
+    client = build_client(load_settings(opensearch_url="http://127.0.0.1:9200"), timeout=12.0)
+    conn = connection(client)
+    # THEN no credentials are attached, the timeout is passed and client-side retries are off
+    assert conn.http_auth is None
+    assert "authorization" not in conn.headers
+    assert (conn.host, conn.timeout) == ("http://127.0.0.1:9200", 12.0)
+    assert (client.transport.max_retries, client.transport.retry_on_timeout) == (0, False)
+
+
+def test_build_client_several_urls_gives_one_connection_each() -> None:
+    # GIVEN two comma-separated URLs WHEN built THEN the pool holds a connection to each
+    client = build_client(load_settings(opensearch_url="http://10.0.0.1:9200,http://10.0.0.2:9201"))
+    hosts = sorted(conn.host for conn in client.transport.connection_pool.connections)
+    assert hosts == ["http://10.0.0.1:9200", "http://10.0.0.2:9201"]
+
+
+def sent_headers(conn: Urllib3HttpConnection, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The headers the connection would send with a request (captured before any socket is used)."""
+    captured: dict[str, str] = {}
+
+    def urlopen(method: str, url: str, body: Any, **kwargs: Any) -> Any:
+        captured.update(kwargs["headers"])
+        raise OSError("captured: not sent")
+
+    monkeypatch.setattr(conn.pool, "urlopen", urlopen)
+    with pytest.raises(ConnectionError):
+        conn.perform_request("POST", "/_bulk", body=b"{}\n")
+    return captured
+
+
+def test_build_client_basic_auth_puts_credentials_on_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN basic auth settings
+    settings = load_settings(
+        opensearch_auth="basic", opensearch_username="cdcsync", opensearch_password=PASSWORD
+    )
+    # WHEN built
+    conn = connection(build_client(settings))
+    # THEN the connection's auth adds the Basic authorization header of those credentials to requests
+    expected = base64.b64encode(f"cdcsync:{PASSWORD}".encode()).decode()
+    assert isinstance(conn.http_auth, BasicAuth)
+    assert sent_headers(conn, monkeypatch)["authorization"] == f"Basic {expected}"
+    assert repr(conn.http_auth) == "BasicAuth(username='cdcsync', password='**********')"
+
+
+@pytest.mark.parametrize("service", ["es", "aoss"])
+def test_build_client_sigv4_signs_with_session_region_and_service(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN sigv4 for `service` and a boto3 session in eu-west-1
+    settings = load_settings(opensearch_auth="sigv4", opensearch_sigv4_service=service)
+    # WHEN built
+    conn = connection(build_client(settings, session=aws_session()))
+    # THEN requests are signed by the urllib3 SigV4 signer with that region, service and credentials
+    auth = conn.http_auth
+    assert isinstance(auth, Urllib3AWSV4SignerAuth)
+    assert (auth.service, auth.signer.region, auth.signer.service) == (service, "eu-west-1", service)
+    assert auth.signer.credentials.access_key == ACCESS_KEY
+    # AND a request is sent with an AWS4 authorization for that scope
+    headers = {k.lower(): v for k, v in sent_headers(conn, monkeypatch).items()}
+    assert headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/")
+    assert f"/eu-west-1/{service}/aws4_request" in headers["authorization"]
+
+
+@pytest.mark.parametrize(
+    ("session", "message"),
+    [
+        (
+            FakeSession(None, "eu-west-1"),
+            "CDCSYNC_OPENSEARCH_AUTH=sigv4 but boto3 found no AWS credentials "
+            "(set a role, AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
+        ),
+        (
+            FakeSession(ProfileNotFound(profile="ops"), "eu-west-1"),
+            "CDCSYNC_OPENSEARCH_AUTH=sigv4 but boto3 could not load AWS credentials: "
+            "The config profile (ops) could not be found (fix the AWS profile or environment)",
+        ),
+        (
+            FakeSession(aws_session().get_credentials(), None),
+            "CDCSYNC_OPENSEARCH_AUTH=sigv4 needs an AWS region (set AWS_REGION)",
+        ),
+    ],
+)
+def test_build_client_sigv4_without_credentials_or_region_raises(session: FakeSession, message: str) -> None:
+    # GIVEN sigv4 and a session missing credentials or a region WHEN built THEN a ConfigError says so
+    with pytest.raises(ConfigError) as caught:
+        build_client(load_settings(opensearch_auth="sigv4"), session=cast(boto3.Session, session))
+    assert str(caught.value) == message
+    assert SECRET_KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize(("verify", "cert_reqs"), [(True, "CERT_REQUIRED"), (False, "CERT_NONE")])
+def test_build_client_tls_verification_follows_setting(verify: bool, cert_reqs: str) -> None:
+    # GIVEN an https URL and CDCSYNC_OPENSEARCH_VERIFY_CERTS
+    settings = load_settings(opensearch_url="https://search.example.com:443", opensearch_verify_certs=verify)
+    # WHEN built (no "insecure" warning is raised: pytest turns warnings into errors)
+    conn = connection(build_client(settings))
+    # THEN the TLS pool verifies certificates exactly when the setting says so
+    assert conn.use_ssl is True
+    assert conn.pool.cert_reqs == cert_reqs
+
+
+def test_build_client_default_settings_verify_tls() -> None:
+    # GIVEN default settings WHEN read THEN TLS verification is on
+    assert Settings.model_fields["opensearch_verify_certs"].default is True
+
+
+@pytest.mark.parametrize("auth", ["basic", "sigv4"])
+def test_build_client_secrets_absent_from_reprs(auth: str) -> None:
+    # GIVEN a client with credentials
+    options: dict[str, Any] = {"opensearch_url": "https://search.example.com:443", "opensearch_auth": auth}
+    if auth == "basic":
+        options.update(opensearch_username="cdcsync", opensearch_password=PASSWORD)
+    settings = load_settings(**options)
+    client = build_client(settings, session=aws_session())
+    conn = connection(client)
+    # WHEN anything we might log is shown
+    objects: list[object] = [client, client.transport, client.transport.kwargs, conn, conn.http_auth]
+    shown = " ".join([*map(repr, objects), str(client), str(conn), repr(conn.headers), repr(settings)])
+    # THEN no secret appears, neither plain nor base64-encoded
+    encoded = base64.b64encode(f"cdcsync:{PASSWORD}".encode()).decode()
+    for secret in (PASSWORD, encoded, SECRET_KEY):
+        assert secret not in shown
