@@ -1,0 +1,80 @@
+"""Where the container worker (and backfill) remember how far they got, and who owns which shard.
+
+A *lease* is one shard of one table's stream: its checkpoint (the last sequence number whose
+record is written to OpenSearch or the dead-letter queue), whether the shard is finished (read to
+its end and checkpointed), its parents (a child starts only after they finish), and which worker
+owns it. Two stores implement ``LeaseStore``: ``file://`` (one process owns everything) and
+``dynamodb://TABLE`` (a lease table shared by replicas, with conditional writes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cdcsync.errors import CdcsyncError
+
+TRIM_HORIZON = "TRIM_HORIZON"  # checkpoint of a shard nobody has read yet
+
+
+class LeaseLostError(CdcsyncError):
+    """Another worker took this lease (or it expired): stop writing for the shard at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShardInfo:
+    """A shard as DescribeStream lists it."""
+
+    shard_id: str
+    parent_shard_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One shard's lease, as last read or written by this worker."""
+
+    table: str
+    stream_arn: str
+    shard_id: str
+    parent_shard_ids: tuple[str, ...]
+    owner: str | None
+    counter: int
+    checkpoint: str  # a SequenceNumber, or TRIM_HORIZON
+    finished: bool
+
+
+class LeaseStore(Protocol):
+    """Leases and checkpoints for the worker; progress records for backfill."""
+
+    def sync_shards(self, table: str, stream_arn: str, shards: Sequence[ShardInfo]) -> None:
+        """Create a lease (at TRIM_HORIZON, unowned) for every shard that has none."""
+
+    def leases(self, table: str, stream_arn: str) -> list[Lease]:
+        """Every lease of the stream (any owner), for lineage and balancing decisions."""
+
+    def acquire(self, table: str, stream_arn: str) -> list[Lease]:
+        """Renew this worker's leases and take its fair share of free or expired ones.
+
+        Returns the unfinished leases this worker owns now. A lease it owned but could not renew
+        is absent: its shard must stop. Call it every third of the lease period or more often.
+        Raises ``TransientError`` when the store is throttled or unreachable (try again next round).
+        """
+
+    def checkpoint(self, lease: Lease, sequence_number: str, *, finished: bool = False) -> Lease:
+        """Record progress and return the lease as stored.
+
+        Raises ``LeaseLostError`` if this worker no longer owns the lease (taken, released, or not
+        renewed within the lease period), ``TransientError`` if the store is throttled or
+        unreachable, ``FatalError`` if it cannot be written at all. ``finished=True`` marks the
+        shard read to its end: its lease is never taken again and its children may start.
+        """
+
+    def release(self, lease: Lease) -> None:
+        """Give the lease up (shutdown), keeping its checkpoint, so another worker takes it at once."""
+
+    def save_progress(self, key: str, value: Mapping[str, Any]) -> None:
+        """Store a small JSON-able record under ``key`` (backfill segments)."""
+
+    def load_progress(self, key: str) -> dict[str, Any] | None:
+        """The record stored under ``key``, or None."""

@@ -1,0 +1,233 @@
+"""``file://PATH`` lease store: one process owns every shard; state is one JSON document on disk.
+
+The document is ``{"leases": {"<table>|<shard_id>": {...}}, "progress": {"<key>": {...}}}``. Every
+change rewrites it whole: a temporary file in the same folder is written, flushed and fsynced,
+then ``os.replace``-d over the old one and the folder is fsynced. A crash at any point leaves
+either the old or the new document, never half of one (a leftover ``.PATH.*.tmp`` file is
+harmless and may be deleted).
+
+Concurrency: one lock per store object serialises every call, so the worker's shard threads may
+checkpoint at the same time. Two *processes* on one file are not safe: each keeps the document
+in memory and would overwrite the other's checkpoints. Run several replicas only with
+``dynamodb://TABLE``, which has leases and conditional writes.
+
+Decisions:
+- One process owns everything, so ``acquire`` returns every unfinished lease of the stream and
+  ``checkpoint`` never raises ``LeaseLostError`` (there is nobody to lose a lease to).
+- A write that fails leaves the in-memory state as it was (changes are applied to a copy and
+  swapped in only after ``os.replace``), so memory never claims progress the disk does not hold.
+- An unreadable or malformed file stops the worker (``FatalError``) rather than being treated as
+  empty: silently starting over would replay every shard from ``TRIM_HORIZON``.
+- The parent folder is not created: a mistyped path should fail loudly, not write elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cdcsync.checkpoint import TRIM_HORIZON, Lease, ShardInfo
+from cdcsync.errors import FatalError
+
+_WRITE_HINT = "check the folder exists, is writable and has free space"
+
+
+def lease_key(table: str, shard_id: str) -> str:
+    """The key of a shard's lease: table names never contain ``|``."""
+    return f"{table}|{shard_id}"
+
+
+class FileLeaseStore:
+    """``LeaseStore`` on one local JSON file, for a single worker process."""
+
+    def __init__(self, path: Path, *, worker_id: str) -> None:
+        self.path = path
+        self.worker_id = worker_id
+        self._lock = threading.Lock()
+        self._leases, self._progress = _load(path)
+
+    def describe(self) -> str:
+        """The store as ``CDCSYNC_CHECKPOINTS`` would name it."""
+        return f"file://{self.path.absolute()}"
+
+    def sync_shards(self, table: str, stream_arn: str, shards: Sequence[ShardInfo]) -> None:
+        with self._lock:
+            leases = dict(self._leases)
+            for shard in shards:
+                key = lease_key(table, shard.shard_id)
+                if key not in leases:
+                    leases[key] = Lease(
+                        table=table,
+                        stream_arn=stream_arn,
+                        shard_id=shard.shard_id,
+                        parent_shard_ids=shard.parent_shard_ids,
+                        owner=None,
+                        counter=0,
+                        checkpoint=TRIM_HORIZON,
+                        finished=False,
+                    )
+            if len(leases) != len(self._leases):
+                self._commit(leases, self._progress)
+
+    def leases(self, table: str, stream_arn: str) -> list[Lease]:
+        with self._lock:
+            return _of_stream(self._leases, table, stream_arn)
+
+    def acquire(self, table: str, stream_arn: str) -> list[Lease]:
+        with self._lock:
+            leases = dict(self._leases)
+            for lease in _of_stream(leases, table, stream_arn):
+                if not lease.finished and lease.owner != self.worker_id:
+                    leases[lease_key(table, lease.shard_id)] = replace(lease, owner=self.worker_id)
+            if leases != self._leases:
+                self._commit(leases, self._progress)
+            return [lease for lease in _of_stream(self._leases, table, stream_arn) if not lease.finished]
+
+    def checkpoint(self, lease: Lease, sequence_number: str, *, finished: bool = False) -> Lease:
+        updated = replace(lease, owner=self.worker_id, checkpoint=sequence_number, finished=finished)
+        with self._lock:
+            stored = self._leases.get(lease_key(lease.table, lease.shard_id))
+            if stored is not None:  # the stored lineage and counter win over the caller's copy
+                updated = replace(stored, owner=self.worker_id, checkpoint=sequence_number, finished=finished)
+            self._commit({**self._leases, lease_key(lease.table, lease.shard_id): updated}, self._progress)
+        return updated
+
+    def release(self, lease: Lease) -> None:
+        key = lease_key(lease.table, lease.shard_id)
+        with self._lock:
+            stored = self._leases.get(key)
+            if stored is not None and stored.owner is not None:
+                self._commit({**self._leases, key: replace(stored, owner=None)}, self._progress)
+
+    def save_progress(self, key: str, value: Mapping[str, Any]) -> None:
+        record = json.loads(json.dumps(value))  # a private, JSON-shaped copy; fails early if not JSON-able
+        with self._lock:
+            self._commit(self._leases, {**self._progress, key: record})
+
+    def load_progress(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            record = self._progress.get(key)
+        return None if record is None else json.loads(json.dumps(record))
+
+    def _commit(self, leases: dict[str, Lease], progress: dict[str, dict[str, Any]]) -> None:
+        """Write the new state to disk atomically, then make it the in-memory state."""
+        document = {
+            "leases": {key: _lease_to_json(lease) for key, lease in sorted(leases.items())},
+            "progress": progress,
+        }
+        _write_atomically(self.path, json.dumps(document, indent=2, sort_keys=True).encode() + b"\n")
+        self._leases, self._progress = leases, progress
+
+
+def _of_stream(leases: Mapping[str, Lease], table: str, stream_arn: str) -> list[Lease]:
+    chosen = (lease for lease in leases.values() if lease.table == table and lease.stream_arn == stream_arn)
+    return sorted(chosen, key=lambda lease: lease.shard_id)
+
+
+def _write_atomically(path: Path, payload: bytes) -> None:
+    """Temp file in the same folder + fsync + ``os.replace`` + folder fsync."""
+    tmp_name: str | None = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as file:
+            file.write(payload)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+        _fsync_directory(path.parent)
+    except OSError as exc:
+        raise FatalError(
+            f"cannot write checkpoint file {path}: {exc.strerror or exc} ({_WRITE_HINT}); "
+            "the previous checkpoints are kept"
+        ) from exc
+    finally:
+        if tmp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make the rename itself durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _lease_to_json(lease: Lease) -> dict[str, Any]:
+    return {
+        "table": lease.table,
+        "stream_arn": lease.stream_arn,
+        "shard_id": lease.shard_id,
+        "parent_shard_ids": list(lease.parent_shard_ids),
+        "owner": lease.owner,
+        "counter": lease.counter,
+        "checkpoint": lease.checkpoint,
+        "finished": lease.finished,
+    }
+
+
+def _lease_from_json(data: Any) -> Lease:
+    """Strict: a field of the wrong type raises (KeyError, TypeError, ValueError)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"expected an object, got {type(data).__name__}")
+    parents = data["parent_shard_ids"]
+    owner = data.get("owner")
+    fields = (data["table"], data["stream_arn"], data["shard_id"], data["checkpoint"])
+    if not all(isinstance(field, str) for field in fields) or not isinstance(parents, list):
+        raise TypeError("table, stream_arn, shard_id and checkpoint must be strings, parent_shard_ids a list")
+    if owner is not None and not isinstance(owner, str):
+        raise TypeError("owner must be a string or null")
+    if not isinstance(data["counter"], int) or not isinstance(data["finished"], bool):
+        raise TypeError("counter must be an integer and finished true or false")
+    return Lease(
+        table=data["table"],
+        stream_arn=data["stream_arn"],
+        shard_id=data["shard_id"],
+        parent_shard_ids=tuple(str(parent) for parent in parents),
+        owner=owner,
+        counter=data["counter"],
+        checkpoint=data["checkpoint"],
+        finished=data["finished"],
+    )
+
+
+def _load(path: Path) -> tuple[dict[str, Lease], dict[str, dict[str, Any]]]:
+    """The stored state, or an empty one if the file does not exist yet."""
+    fix = "fix or restore the file; deleting it restarts every shard from TRIM_HORIZON"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}, {}
+    except OSError as exc:
+        raise FatalError(f"cannot read checkpoint file {path}: {exc.strerror or exc}") from exc
+    try:
+        document = json.loads(raw)
+    except ValueError as exc:
+        raise FatalError(f"checkpoint file {path} is not JSON ({exc}); {fix}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("leases", {}), dict):
+        raise FatalError(
+            f'checkpoint file {path}: expected {{"leases": {{...}}, "progress": {{...}}}}; {fix}'
+        )
+    progress = document.get("progress", {})
+    if not isinstance(progress, dict) or not all(isinstance(value, dict) for value in progress.values()):
+        raise FatalError(f'checkpoint file {path}: "progress" must map keys to objects; {fix}')
+    leases: dict[str, Lease] = {}
+    for key, data in document.get("leases", {}).items():
+        try:
+            leases[key] = _lease_from_json(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FatalError(f'checkpoint file {path}: lease "{key}" is malformed ({exc!r}); {fix}') from exc
+    return leases, progress

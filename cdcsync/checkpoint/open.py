@@ -1,0 +1,116 @@
+"""Build the lease store a ``CDCSYNC_CHECKPOINTS`` target names, creating the lease table if needed.
+
+The DynamoDB client comes from a boto3 session, so endpoints, region and credentials are boto3's
+own configuration (``AWS_REGION``, ``AWS_ENDPOINT_URL_DYNAMODB``, profiles, roles); nothing here
+adds settings for them. Throttling and 5xx answers are retried by botocore (standard mode, a few
+attempts with backoff) before the store turns them into ``TransientError``.
+
+The lease table is created on open if it does not exist: on-demand capacity, partition key
+``lease_key`` (string). Two replicas starting together may both try; the loser's
+``ResourceInUseException`` just means the table is on its way, and both wait until it is ACTIVE.
+An existing table with another key schema is refused, so a typo can never point the worker at a
+data table and fill it with lease items.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cdcsync.checkpoint import LeaseStore
+from cdcsync.checkpoint.dynamodb import DynamoDbLeaseStore, error_code, translate
+from cdcsync.checkpoint.file import FileLeaseStore
+from cdcsync.errors import ConfigError, FatalError
+from cdcsync.settings import CheckpointTarget, DynamoDbTarget, FileTarget
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+CLIENT_CONFIG = Config(
+    connect_timeout=5,
+    read_timeout=10,
+    retries={"mode": "standard", "total_max_attempts": 5},
+)
+TABLE_ACTIVE_TIMEOUT_SECONDS = 300.0
+_POLL_SECONDS = 1.0
+_KEY_SCHEMA = [{"AttributeName": "lease_key", "KeyType": "HASH"}]
+
+
+def open_lease_store(
+    target: CheckpointTarget,
+    *,
+    worker_id: str,
+    session: boto3.Session | None = None,
+    lease_seconds: float = 30.0,
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+) -> LeaseStore:
+    """The store for ``target``; for ``dynamodb://`` the lease table exists and is ACTIVE on return.
+
+    ``clock`` (monotonic) decides lease expiry; ``wall`` only fills the informational
+    ``heartbeat_ms``. Both are injectable for tests.
+    """
+    if isinstance(target, FileTarget):
+        return FileLeaseStore(target.path, worker_id=worker_id)
+    if isinstance(target, DynamoDbTarget):
+        client: DynamoDBClient = (session or boto3.Session()).client("dynamodb", config=CLIENT_CONFIG)
+        ensure_lease_table(client, target.table)
+        return DynamoDbLeaseStore(
+            client, target.table, worker_id=worker_id, lease_seconds=lease_seconds, clock=clock, wall=wall
+        )
+    raise TypeError(f"not a checkpoint target: {target!r}")
+
+
+def ensure_lease_table(
+    client: DynamoDBClient, table_name: str, *, timeout: float = TABLE_ACTIVE_TIMEOUT_SECONDS
+) -> None:
+    """Create the lease table unless it exists, then wait until it is ACTIVE."""
+    description = _describe(client, table_name)
+    if description is None:
+        try:
+            client.create_table(
+                TableName=table_name,
+                AttributeDefinitions=[{"AttributeName": "lease_key", "AttributeType": "S"}],
+                KeySchema=[{"AttributeName": "lease_key", "KeyType": "HASH"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ResourceInUseException":  # else: another replica won the race
+                raise translate(exc, "CreateTable", table_name) from exc
+        except BotoCoreError as exc:
+            raise translate(exc, "CreateTable", table_name) from exc
+    deadline = time.monotonic() + timeout
+    while True:
+        description = _describe(client, table_name)
+        status = None if description is None else description.get("TableStatus")
+        if description is not None and status == "ACTIVE":
+            break
+        if time.monotonic() > deadline:
+            raise FatalError(
+                f"lease table {table_name} is not ACTIVE after {timeout:g} s (status {status}); "
+                "check it in the DynamoDB console and restart the worker"
+            )
+        time.sleep(_POLL_SECONDS)
+    schema = [dict(element) for element in description.get("KeySchema", [])]
+    if schema != _KEY_SCHEMA:
+        raise ConfigError(
+            f"CDCSYNC_CHECKPOINTS: table {table_name} has key schema {schema}, expected a lease table "
+            'with partition key "lease_key" only; name a table of its own (it is created if missing)'
+        )
+
+
+def _describe(client: DynamoDBClient, table_name: str) -> dict[str, Any] | None:
+    """DescribeTable's ``Table``, or None if the table does not exist."""
+    try:
+        return dict(client.describe_table(TableName=table_name)["Table"])
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            return None
+        raise translate(exc, "DescribeTable", table_name) from exc
+    except BotoCoreError as exc:
+        raise translate(exc, "DescribeTable", table_name) from exc
