@@ -1,0 +1,196 @@
+"""Which stream a table has, which shards it holds, and which of them may be read now.
+
+DynamoDB Streams splits a stream into shards that close every few hours and are followed by child
+shards. One item's records move from a parent shard to its child, so a child is read only after
+its parent is read to its end and checkpointed (lineage), as Lambda's pollers and the KCL do. A
+parent older than the 24 h retention is trimmed away and no longer listed: its child is ready.
+
+Calls to DynamoDB Streams go through ``call_streams``, which retries throttling and server errors
+a few times (on top of botocore's own retries) before it gives up with ``TransientError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, overload
+
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from cdcsync.checkpoint import ShardInfo
+from cdcsync.errors import CdcsyncError, ConfigError, FatalError, TransientError
+
+log = logging.getLogger(__name__)
+
+# Error codes that say "later": request-rate limits and server-side failures.
+THROTTLING_CODES = frozenset(
+    {
+        "LimitExceededException",
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+CALL_ATTEMPTS = 5
+_FIRST_RETRY_SECONDS = 0.1
+_MAX_RETRY_SECONDS = 2.0
+_DESCRIBE_LIMIT = 100  # the most DescribeStream returns per page
+
+
+class StreamGoneError(CdcsyncError):
+    """The stream (or the shard) no longer exists: the table's stream was disabled or replaced.
+
+    The worker re-resolves the table's stream with ``stream_arn_of`` and follows the new ARN.
+    """
+
+    def __init__(self, message: str, *, stream_arn: str, shard_id: str | None = None) -> None:
+        super().__init__(message)
+        self.stream_arn = stream_arn
+        self.shard_id = shard_id
+
+
+def error_code(exc: ClientError) -> str:
+    """The AWS error code of a boto3 ``ClientError`` (``""`` when the response has none)."""
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _is_transient(exc: Exception) -> bool:
+    if isinstance(exc, BotoConnectionError | HTTPClientError):
+        return True  # connection refused or reset, read timeout
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error_code(exc) in THROTTLING_CODES or int(status) >= 500  # noqa: PLR2004
+    return False
+
+
+def call_streams(
+    operation: Callable[..., dict[str, Any]],
+    request: Mapping[str, Any],
+    *,
+    what: str,
+    sleep: Callable[[float], object] = time.sleep,
+    attempts: int = CALL_ATTEMPTS,
+) -> dict[str, Any]:
+    """``operation(**request)``, retried while throttled: 0.1 s doubling, at most 2 s apart.
+
+    Other errors propagate unchanged for the caller to interpret. ``what`` names the call for the
+    ``TransientError`` raised when every attempt was throttled.
+    """
+    attempt = 1
+    while True:
+        try:
+            return operation(**request)
+        except (ClientError, BotoConnectionError, HTTPClientError) as exc:
+            if not _is_transient(exc):
+                raise
+            if attempt >= attempts:
+                code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
+                raise TransientError(
+                    f"{what}: still failing after {attempts} attempts ({code}: {exc}); "
+                    "DynamoDB Streams is throttling or unavailable, retrying later"
+                ) from exc
+            delay = min(_FIRST_RETRY_SECONDS * 2 ** (attempt - 1), _MAX_RETRY_SECONDS)
+            log.debug("%s: %s, retrying in %.2f s", what, exc, delay)
+            sleep(delay)
+            attempt += 1
+
+
+def unreadable(exc: ClientError, what: str, stream_arn: str, shard_id: str | None = None) -> CdcsyncError:
+    """The error to raise for a call that failed for good: gone stream, or a fatal one."""
+    code = error_code(exc)
+    if code == "ResourceNotFoundException":
+        return StreamGoneError(
+            f"{what}: stream {stream_arn} no longer exists ({code}: {exc}); "
+            "the table's stream was disabled or replaced: look up its current stream",
+            stream_arn=stream_arn,
+            shard_id=shard_id,
+        )
+    return FatalError(
+        f"{what}: DynamoDB Streams refused the call ({code}: {exc}); "
+        "check the worker's IAM permissions (dynamodb:DescribeStream, GetShardIterator, GetRecords)"
+    )
+
+
+@overload
+def stream_arn_of(dynamodb: Any, table: str, *, required: Literal[True] = ...) -> str: ...
+@overload
+def stream_arn_of(dynamodb: Any, table: str, *, required: bool) -> str | None: ...
+def stream_arn_of(dynamodb: Any, table: str, *, required: bool = True) -> str | None:
+    """The ARN of ``table``'s enabled stream (``DescribeTable`` ``LatestStreamArn``).
+
+    Without an enabled stream: ``ConfigError`` when ``required`` (start-up), else None (a worker
+    waiting for a disabled stream to be enabled again). A disabled stream keeps its
+    ``LatestStreamArn`` for 24 h, so ``StreamSpecification.StreamEnabled`` decides, not the ARN.
+    """
+    try:
+        description = call_streams(
+            dynamodb.describe_table, {"TableName": table}, what=f"DescribeTable {table}"
+        )["Table"]
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            raise ConfigError(
+                f"table {table} does not exist in this account and region ({error_code(exc)}); "
+                "check the mapping's table name and AWS_REGION"
+            ) from exc
+        raise FatalError(f"DescribeTable {table} failed ({error_code(exc)}: {exc})") from exc
+    enabled = bool(description.get("StreamSpecification", {}).get("StreamEnabled"))
+    arn = description.get("LatestStreamArn")
+    if enabled and arn:
+        return str(arn)
+    if not required:
+        return None
+    raise ConfigError(
+        f"table {table} has no enabled stream; enable one with NEW_AND_OLD_IMAGES: "
+        f"aws dynamodb update-table --table-name {table} "
+        "--stream-specification StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES"
+    )
+
+
+def list_shards(
+    streams: Any, stream_arn: str, *, sleep: Callable[[float], object] = time.sleep
+) -> list[ShardInfo]:
+    """Every shard of the stream, in DescribeStream order, following ``LastEvaluatedShardId``.
+
+    Raises ``StreamGoneError`` when the stream no longer exists.
+    """
+    shards: dict[str, ShardInfo] = {}
+    start: str | None = None
+    while True:
+        request: dict[str, Any] = {"StreamArn": stream_arn, "Limit": _DESCRIBE_LIMIT}
+        if start is not None:
+            request["ExclusiveStartShardId"] = start
+        try:
+            page = call_streams(
+                streams.describe_stream, request, what=f"DescribeStream {stream_arn}", sleep=sleep
+            )["StreamDescription"]
+        except ClientError as exc:
+            raise unreadable(exc, "DescribeStream", stream_arn) from exc
+        for shard in page.get("Shards", []):
+            parent = shard.get("ParentShardId")
+            shards[shard["ShardId"]] = ShardInfo(shard["ShardId"], (parent,) if parent else ())
+        start = page.get("LastEvaluatedShardId")
+        if not start:
+            return list(shards.values())
+
+
+def ready_shards(shards: Sequence[ShardInfo], finished: set[str], known: set[str]) -> list[ShardInfo]:
+    """The unfinished shards whose parents are all finished or gone (trimmed away), in order.
+
+    ``known`` holds the shards the worker has leases for; shards listed in ``shards`` count as
+    known too, so a parent still listed by DescribeStream is waited for even without a lease.
+    A finished shard is not ready: there is nothing left to read in it.
+    """
+    present = known | {shard.shard_id for shard in shards}
+    return [
+        shard
+        for shard in shards
+        if shard.shard_id not in finished and _parents_done(shard.parent_shard_ids, finished, present)
+    ]
+
+
+def _parents_done(parents: Iterable[str], finished: set[str], present: set[str]) -> bool:
+    return all(parent in finished or parent not in present for parent in parents)
