@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit integration validate bench clean
+.PHONY: test lint typecheck unit integration validate bench demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check cdcsync tests bench
-	$(BIN)/ruff format --check cdcsync tests bench
+	$(BIN)/ruff check cdcsync tests bench demo
+	$(BIN)/ruff format --check cdcsync tests bench demo
+	$(BIN)/hadolint Dockerfile
 
 typecheck: $(STAMP)
 	$(BIN)/mypy cdcsync
@@ -37,9 +38,13 @@ integration: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/transform.py
 
+# The product's main job on embedded local servers; DEMO_EXIT_AFTER=SECONDS stops it by itself.
+demo: $(STAMP)
+	$(BIN)/python -m demo.run
+
 format: $(STAMP)
-	$(BIN)/ruff format cdcsync tests bench
-	$(BIN)/ruff check --fix cdcsync tests bench
+	$(BIN)/ruff format cdcsync tests bench demo
+	$(BIN)/ruff check --fix cdcsync tests bench demo
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis .demo

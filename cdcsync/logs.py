@@ -33,7 +33,7 @@ LogFormat = Literal["json", "text"]
 
 HANDLER_NAME = "cdcsync"
 MASK = "***"
-_CHATTY_LOGGERS = ("opensearch",)
+_CHATTY_LOGGERS = ("opensearch", "botocore", "urllib3")  # a line per request or credential lookup
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",

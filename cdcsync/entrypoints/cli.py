@@ -141,6 +141,14 @@ def _dlq_redrive(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
 
+def _run(args: argparse.Namespace) -> int:
+    settings = load_settings(**({"mappings": args.mappings} if args.mappings else {}))
+    configure_logging(settings.log_format, settings.log_level)
+    from cdcsync.entrypoints.worker import run_worker  # noqa: PLC0415 - only `run` needs the worker
+
+    return run_worker(settings, args.table or ())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cdcsync",
@@ -165,6 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
     filters.add_argument("--table", required=True, help="DynamoDB table name")
     filters.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
     filters.set_defaults(run=_filters)
+
+    run = verbs.add_parser(
+        "run",
+        help="container worker over the tables' streams",
+        description="Read the mapped tables' DynamoDB streams and keep their indices in sync until SIGTERM; "
+        "serves /metrics, /healthz and /readyz on CDCSYNC_METRICS_ADDR.",
+    )
+    run.add_argument(
+        "--table", action="append", help="only this table (repeatable; default: every mapped table)"
+    )
+    run.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
+    run.set_defaults(run=_run)
 
     indices = verbs.add_parser("indices", help="create missing indices", description="Manage indices.")
     indices_verbs = indices.add_subparsers(dest="indices_verb", required=True, metavar="COMMAND")

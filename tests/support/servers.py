@@ -76,7 +76,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def _moto_answers(url: str) -> bool:
     """True once moto's own API answers; a foreign server on a stolen port would not return this JSON."""
     try:
-        with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2) as response:  # noqa: S310
+        with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2) as response:
             return isinstance(json.loads(response.read()), dict)
     except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
         return False

@@ -1,0 +1,110 @@
+"""``cdcsync run``: the container worker. Builds the stages from settings, serves metrics, handles signals."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+from collections.abc import Sequence
+from types import FrameType
+
+import boto3
+from opensearchpy.exceptions import OpenSearchException
+
+from cdcsync.checkpoint.open import open_lease_store
+from cdcsync.dlq.open import open_dead_letter_queue
+from cdcsync.errors import ConfigError
+from cdcsync.mapping.loader import load_mappings
+from cdcsync.metrics import PrometheusMetrics
+from cdcsync.pipeline import Pipeline
+from cdcsync.settings import Settings
+from cdcsync.sink.bulk import BulkLimits, BulkWriter, RetryBudget
+from cdcsync.sink.client import build_client
+from cdcsync.source.items import ItemReader
+from cdcsync.worker.coordinator import Coordinator
+from cdcsync.worker.http import MetricsServer
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 30.0
+
+
+def worker_id() -> str:
+    """Unique per process, readable in the lease table: host, pid and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def build_coordinator(
+    settings: Settings, tables: Sequence[str] = (), *, session: boto3.Session | None = None
+) -> tuple[Coordinator, PrometheusMetrics]:
+    session = session or boto3.Session()
+    mappings = load_mappings(settings.mappings)
+    chosen = tuple(tables) or mappings.tables
+    unknown = [table for table in chosen if not mappings.for_table(table)]
+    if unknown:
+        raise ConfigError(
+            f"no mapping for table {', '.join(unknown)} (tables with mappings: {', '.join(mappings.tables)})"
+        )
+    metrics = PrometheusMetrics()
+    client = build_client(settings, session=session)
+    writer = BulkWriter(
+        client=client,
+        metrics=metrics,
+        limits=BulkLimits(settings.bulk_max_actions, settings.bulk_max_bytes),
+        budget=RetryBudget(settings.max_retries, settings.retry_max_seconds),
+    )
+    dynamodb = session.client("dynamodb")
+    pipeline = Pipeline(
+        mappings=mappings,
+        writer=writer,
+        dead_letters=open_dead_letter_queue(settings.dlq_target, session=session),
+        metrics=metrics,
+        items=ItemReader(dynamodb),
+    )
+
+    def opensearch_reachable() -> bool:
+        try:
+            return bool(client.ping())
+        except OpenSearchException:
+            return False
+
+    store = open_lease_store(
+        settings.checkpoint_target, worker_id=worker_id(), session=session, lease_seconds=LEASE_SECONDS
+    )
+    coordinator = Coordinator(
+        tables=chosen,
+        store=store,
+        pipeline=pipeline,
+        metrics=metrics,
+        dynamodb=dynamodb,
+        streams=session.client("dynamodbstreams"),
+        check_opensearch=opensearch_reachable,
+        round_seconds=LEASE_SECONDS / 3,
+    )
+    return coordinator, metrics
+
+
+def run_worker(settings: Settings, tables: Sequence[str] = ()) -> int:
+    coordinator, metrics = build_coordinator(settings, tables)
+    host, port = settings.metrics_host_port
+    server = MetricsServer(
+        (host, port), metrics.registry, coordinator.health, stuck_after=3 * coordinator.round_seconds
+    )
+    server.start()
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: finishing in-flight writes, then exiting", signal.Signals(signum).name)
+        coordinator.stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("syncing %s; metrics on http://%s:%d/metrics", ", ".join(coordinator.tables), host, port)
+    try:
+        coordinator.run()
+    finally:
+        server.shutdown()
+        server.server_close()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,126 @@
+"""One owned shard, read and written in order: read, plan, write, checkpoint, repeat.
+
+The checkpoint moves only past records that are written to OpenSearch or the dead-letter queue.
+When a batch fails part-way, the checkpoint moves to just before the first failed record and the
+shard is read again from there after a pause: an in-order suffix replay, which versions make
+harmless (see ARCHITECTURE.md). A batch is at most one GetRecords page (1000 records, 1 MB), so
+memory stays flat whatever the backlog.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from cdcsync.checkpoint import TRIM_HORIZON, Lease, LeaseLostError, LeaseStore
+from cdcsync.errors import TransientError
+from cdcsync.logs import record_fields
+from cdcsync.pipeline import Pipeline
+from cdcsync.source.streams import ShardReader, StreamGoneError
+
+log = logging.getLogger(__name__)
+
+# Each batch's retries must end in time for a graceful shutdown (SIGTERM -> exit within 30 s);
+# a batch that cannot be written by then is simply read and written again.
+BATCH_DEADLINE_SECONDS = 20.0
+_FAILURE_PAUSE = (1.0, 30.0)  # first and longest pause before re-reading after a failed batch
+
+
+@dataclass
+class ShardLoop:
+    """Runs in its own thread until the shard ends, the lease is lost, or the worker stops."""
+
+    lease: Lease
+    reader: ShardReader
+    pipeline: Pipeline
+    store: LeaseStore
+    stopping: threading.Event
+    iterator_age: float | None = None
+    stream_gone: bool = False
+    done: bool = False
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+    @property
+    def shard_id(self) -> str:
+        return self.lease.shard_id
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self.run, name=f"shard-{self.shard_id}", daemon=True)
+        self.thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except LeaseLostError as exc:
+            log.info("stopped reading shard %s: %s", self.shard_id, exc, extra=self._fields())
+        except StreamGoneError as exc:
+            self.stream_gone = True
+            log.warning("stream of %s is gone: %s", self.lease.table, exc, extra=self._fields())
+        except Exception:  # the thread must report, not die silently; the coordinator restarts it
+            log.exception("shard %s stopped on an unexpected error", self.shard_id, extra=self._fields())
+        finally:
+            self.done = True
+
+    def _fields(self, sequence: str | None = None) -> dict[str, Any]:
+        return record_fields(self.lease.table, {}, sequence, shard=self.shard_id)
+
+    def _loop(self) -> None:
+        pause = _FAILURE_PAUSE[0]
+        while not self.stopping.is_set():
+            try:
+                batch = self.reader.read()
+            except TransientError as exc:
+                log.warning("cannot read shard %s: %s", self.shard_id, exc, extra=self._fields())
+                self.stopping.wait(pause)
+                pause = min(pause * 2, _FAILURE_PAUSE[1])
+                continue
+            self.iterator_age = batch.seconds_behind
+            if batch.records:
+                if not self._write(batch.records):
+                    self.stopping.wait(pause)
+                    pause = min(pause * 2, _FAILURE_PAUSE[1])
+                    continue
+                pause = _FAILURE_PAUSE[0]
+            if batch.next_position is None:
+                # Read to its end and every record written: children may start now.
+                self.lease = self.store.checkpoint(self.lease, self.lease.checkpoint, finished=True)
+                log.info("shard %s finished", self.shard_id, extra=self._fields())
+                return
+
+    def _write(self, records: list[dict[str, Any]]) -> bool:
+        """Write one page; move the checkpoint as far as it is safe. True when all of it is done."""
+        deadline = time.monotonic() + BATCH_DEADLINE_SECONDS
+        result = self.pipeline.process(records, stream_arn=self.lease.stream_arn, deadline=deadline)
+        done_until = len(records) if result.retry_from is None else result.retry_from
+        if done_until > 0:
+            last = str(records[done_until - 1]["dynamodb"]["SequenceNumber"])
+            try:
+                self.lease = self.store.checkpoint(self.lease, last)
+            except TransientError as exc:
+                # Written but not remembered: read again from the last checkpoint (versions make
+                # the repeat harmless) once the checkpoint store answers again.
+                log.warning("cannot checkpoint shard %s: %s", self.shard_id, exc, extra=self._fields(last))
+                self._rewind()
+                return False
+        if result.retry_from is None:
+            return True
+        failed = result.retry_sequence_number
+        log.warning(
+            "shard %s: records from %s on could not be written; reading them again",
+            self.shard_id,
+            failed,
+            extra=self._fields(failed),
+        )
+        self._rewind()
+        return False
+
+    def _rewind(self) -> None:
+        checkpoint = self.lease.checkpoint
+        self.reader.rewind(None if checkpoint == TRIM_HORIZON else checkpoint)

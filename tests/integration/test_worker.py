@@ -1,0 +1,236 @@
+"""The container worker against moto's DynamoDB Streams and the local OpenSearch, over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opensearchpy import OpenSearch
+
+from cdcsync.entrypoints.worker import build_coordinator
+from cdcsync.settings import Settings, load_settings
+from cdcsync.worker.coordinator import Coordinator
+from cdcsync.worker.http import MetricsServer
+from tests.support.servers import free_port
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.fixture
+def table(dynamodb: Any, unique_name: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    name = f"Users-{unique_name}"
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    return name
+
+
+@pytest.fixture
+def make_settings(
+    tmp_path: Path, table: str, unique_name: str, opensearch_url: str
+) -> Callable[..., Settings]:
+    mapping = tmp_path / "users.yaml"
+    mapping.write_text(
+        f'table: {table}\nindex: {unique_name}\nid: "{{UserId}}"\n'
+        "where: {Status: [{anything-but: [banned]}, {exists: false}]}\n"
+    )
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "mappings": mapping,
+            "opensearch_url": opensearch_url,
+            "dlq": f"file://{tmp_path / 'dlq.jsonl'}",
+            "checkpoints": f"file://{tmp_path / 'checkpoints.json'}",
+            "_env_file": None,
+        }
+        values.update(overrides)
+        return load_settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[[Settings], Coordinator]]:
+    running: list[tuple[Coordinator, threading.Thread]] = []
+
+    def start(settings: Settings) -> Coordinator:
+        coordinator, _ = build_coordinator(settings)
+        coordinator.round_seconds = 0.3
+        thread = threading.Thread(target=coordinator.run, daemon=True)
+        thread.start()
+        running.append((coordinator, thread))
+        return coordinator
+
+    yield start
+    for coordinator, thread in running:
+        coordinator.stopping.set()
+        thread.join(timeout=30)
+
+
+def put(dynamodb: Any, table: str, user_id: int, name: str, status: str | None = None) -> None:
+    item = {"UserId": {"N": str(user_id)}, "Username": {"S": name}}
+    if status:
+        item["Status"] = {"S": status}
+    dynamodb.put_item(TableName=table, Item=item)
+
+
+def docs(opensearch: OpenSearch, index: str) -> dict[str, Any]:
+    if not opensearch.indices.exists(index=index):
+        return {}
+    opensearch.indices.refresh(index=index)
+    hits = opensearch.search(index=index, body={"query": {"match_all": {}}, "size": 100})["hits"]["hits"]
+    return {hit["_id"]: hit["_source"] for hit in hits}
+
+
+def eventually(check: Callable[[], bool], seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.2)
+
+
+def test_worker_syncs_stream_and_resumes_from_checkpoint(
+    dynamodb: Any,
+    table: str,
+    unique_name: str,
+    opensearch: OpenSearch,
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], Coordinator],
+    tmp_path: Path,
+) -> None:
+    # GIVEN a worker over the table's stream
+    settings = make_settings()
+    worker = start_worker(settings)
+    # WHEN items are inserted, updated, banned and deleted
+    for user_id, name in [(1, "ada"), (2, "grace"), (3, "alan")]:
+        put(dynamodb, table, user_id, name)
+    put(dynamodb, table, 2, "grace hopper")
+    put(dynamodb, table, 3, "alan", status="banned")
+    dynamodb.delete_item(TableName=table, Key={"UserId": {"N": "1"}})
+    # THEN the index converges to the table
+    eventually(lambda: docs(opensearch, unique_name) == {"2": {"UserId": 2, "Username": "grace hopper"}})
+    worker.stopping.set()
+    eventually(lambda: not worker.loops, 30)
+    checkpoint = json.loads((tmp_path / "checkpoints.json").read_text())
+    assert any(lease["checkpoint"] != "TRIM_HORIZON" for lease in checkpoint["leases"].values())
+    # AND a restarted worker goes on from its checkpoint: only the new change is written
+    again = start_worker(settings)
+    put(dynamodb, table, 4, "edsger")
+    eventually(lambda: "4" in docs(opensearch, unique_name))
+    metrics = again.metrics.registry  # type: ignore[attr-defined]
+    indexed = metrics.get_sample_value(
+        "cdcsync_records_total", {"table": table, "event": "INSERT", "outcome": "indexed"}
+    )
+    assert indexed == 1
+
+
+def test_worker_serves_metrics_health_and_readiness(
+    dynamodb: Any,
+    table: str,
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], Coordinator],
+) -> None:
+    worker = start_worker(make_settings())
+    port = free_port()
+    server = MetricsServer(("127.0.0.1", port), worker.metrics.registry, worker.health, stuck_after=5)  # type: ignore[attr-defined]
+    server.start()
+    try:
+        eventually(lambda: worker.health.last_round > 0)
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{base}/healthz") as answer:
+            assert answer.status == 200
+        with urllib.request.urlopen(f"{base}/readyz") as answer:
+            assert answer.read().decode() == "dynamodb ok, opensearch ok\n"
+        with urllib.request.urlopen(f"{base}/metrics") as answer:
+            text = answer.read().decode()
+        assert f'cdcsync_shards_owned{{table="{table}"}} 1.0' in text
+        assert f'cdcsync_replication_lag_seconds{{table="{table}"}}' in text
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(f"{base}/nope")
+        assert missing.value.code == 404
+        missing.value.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_worker_replicas_share_a_lease_table_and_take_over(
+    dynamodb: Any,
+    table: str,
+    unique_name: str,
+    opensearch: OpenSearch,
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], Coordinator],
+) -> None:
+    # GIVEN two replicas sharing a DynamoDB lease table
+    settings = make_settings(checkpoints=f"dynamodb://{unique_name}-leases")
+    first, second = start_worker(settings), start_worker(settings)
+    put(dynamodb, table, 1, "ada")
+    eventually(lambda: "1" in docs(opensearch, unique_name))
+    # THEN exactly one of them reads the (single) shard
+    eventually(lambda: len(first.loops) + len(second.loops) == 1)
+    owner, other = (first, second) if first.loops else (second, first)
+    # WHEN the owner shuts down (releasing its lease) THEN the other takes over and goes on
+    owner.stopping.set()
+    eventually(lambda: len(other.loops) == 1, 30)
+    put(dynamodb, table, 2, "grace")
+    eventually(lambda: set(docs(opensearch, unique_name)) == {"1", "2"})
+
+
+def test_worker_process_exits_cleanly_on_sigterm(
+    table: str, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = make_settings()
+    port = free_port()
+    env = {
+        **os.environ,
+        "CDCSYNC_MAPPINGS": str(settings.mappings),
+        "CDCSYNC_OPENSEARCH_URL": settings.opensearch_url[0],
+        "CDCSYNC_DLQ": settings.dlq,
+        "CDCSYNC_CHECKPOINTS": settings.checkpoints,
+        "CDCSYNC_METRICS_ADDR": f"127.0.0.1:{port}",
+        "CDCSYNC_LOG_FORMAT": "text",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cdcsync.entrypoints.cli", "run"],
+        env=env,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+    )
+    try:
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
+                    return answer.status == 200
+            except OSError:
+                return False
+
+        eventually(healthy, 30)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 0
+        assert time.monotonic() - started < 30
+        assert "received SIGTERM: finishing in-flight writes, then exiting" in stderr.decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
