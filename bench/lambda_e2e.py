@@ -12,9 +12,16 @@ second) is delivered batch by batch, as a DynamoDB event source mapping would, t
 
 Both get each batch in turn (the order alternates), each into its own index of one osmem-server.
 Reported: wall-clock records/s; client CPU per record (``time.process_time()`` of this process: the
-server's CPU is not counted, and the local stand-in is what bounds wall-clock throughput); document
+server's CPU is not counted, and the local stand-in is what bounds wall-clock throughput: its time
+per request grows with the distinct documents in it, so coalescing saves it little); document
 mismatches with the final table after an earlier slice of batches is delivered again; and the cold
-import time of ``cdcsync.aws_lambda`` next to ``import boto3, opensearchpy`` in fresh interpreters.
+import time of ``cdcsync.aws_lambda`` next to ``import boto3, opensearchpy``: wall time of
+``python -c "import ..."`` in fresh interpreters (bytecode written by a first run, as a deployment
+ships it; PYTHONDONTWRITEBYTECODE unset), median of ``--import-runs``, minus ``python -c pass``.
+
+The replayed slice is whole batches of whole stream seconds by default (100 records, 50 per second),
+so it holds no record from the same second as a newer record of its key outside it: the contract
+does not cover that case (ARCHITECTURE.md), and the run prints how many keys it would expose.
 """
 
 from __future__ import annotations
@@ -49,8 +56,11 @@ from cdcsync.settings import load_settings
 from cdcsync.sink.indices import apply_indices
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # tests.support is not installed; the bench runs from a checkout
+sys.path[:0] = [str(REPO), str(REPO / "bench")]  # tests.support is not installed: run from a checkout
 
+from transform import profile  # noqa: E402 - bench/transform.py, on sys.path when run as a script
+
+from tests.integration.lambda_world import FakeContext  # noqa: E402
 from tests.support.servers import osmem_server  # noqa: E402
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/Users/stream/2023-09-01T00:00:00.000"
@@ -76,28 +86,6 @@ index_body: {body}
 
 
 # --- the history -------------------------------------------------------------------------------
-
-
-def profile(rng: random.Random, user_id: int) -> dict[str, Any]:
-    """A user profile of 12 attributes with a nested map, a list and a string set (bench/transform.py)."""
-    return {
-        "UserId": user_id,
-        "Username": f"user_{user_id}",
-        "Email": f"user{user_id}@example.com",
-        "FirstName": rng.choice(["Ada", "Grace", "Alan", "Edsger", "Barbara"]),
-        "LastName": rng.choice(["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov"]),
-        "Status": rng.choice(["active", "active", "active", "suspended"]),
-        "Age": rng.randint(18, 90),
-        "Balance": Decimal(f"{rng.randint(0, 100000)}.{rng.randint(0, 99):02d}"),
-        "Verified": rng.random() < 0.8,
-        "Profile": {
-            "Bio": "x" * rng.randint(10, 80),
-            "Location": {"City": "Berlin", "Country": "DE"},
-            "Followers": rng.randint(0, 10**6),
-        },
-        "Logins": [rng.randint(1_600_000_000, 1_700_000_000) for _ in range(rng.randint(1, 5))],
-        "Tags": {f"tag{rng.randint(0, 50)}" for _ in range(rng.randint(1, 4))},
-    }
 
 
 def modified(rng: random.Random, item: dict[str, Any], seconds: int) -> dict[str, Any]:
@@ -170,17 +158,8 @@ def make_history(count: int, per_second: int, seed: int = 7) -> History:
             "SizeBytes": 700,
             "StreamViewType": "NEW_AND_OLD_IMAGES",
         }
-        history.records.append(
-            {
-                "eventID": f"e{n}",
-                "eventName": event,
-                "eventVersion": "1.1",
-                "eventSource": "aws:dynamodb",
-                "awsRegion": "us-east-1",
-                "dynamodb": body,
-                "eventSourceARN": ARN,
-            }
-        )
+        record = {"eventID": f"e{n}", "eventName": event, "eventVersion": "1.1", "dynamodb": body}
+        history.records.append(record | {"eventSource": "aws:dynamodb", "eventSourceARN": ARN})
         history.keys.append(key)
         history.seconds.append(seconds)
     history.final = {
@@ -204,16 +183,6 @@ def same_second_exposures(history: History, start: int, end: int) -> int:
 
 
 # --- the two handlers ----------------------------------------------------------------------------
-
-
-@dataclass
-class FakeContext:
-    """What the handler uses of Lambda's context object."""
-
-    remaining_ms: int = 60_000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 class NaiveHandler:
@@ -260,26 +229,18 @@ class Contender:
     handle: Handler
     index: str
     tally: Tally = field(default_factory=Tally)
-    profiler: cProfile.Profile | None = None
 
     def deliver(self, batch: list[dict[str, Any]], *, timed: bool = True) -> None:
         """One invocation, redelivered from the reported record as Lambda does (at most 3 times)."""
         size = len(batch)
         wall, cpu = time.perf_counter(), time.process_time()
-        if self.profiler is not None:
-            self.profiler.enable()
-        try:
-            for _ in range(4):
-                answer = self.handle({"Records": batch}, FakeContext())
-                failures = answer["batchItemFailures"]
-                if not failures:
-                    break
-                self.tally.redeliveries += 1
-                sequence = failures[0]["itemIdentifier"]
-                batch = [r for r in batch if int(r["dynamodb"]["SequenceNumber"]) >= int(sequence or 0)]
-        finally:
-            if self.profiler is not None:
-                self.profiler.disable()
+        for _ in range(4):
+            failures = self.handle({"Records": batch}, FakeContext())["batchItemFailures"]
+            if not failures:
+                break
+            self.tally.redeliveries += 1
+            sequence = int(failures[0]["itemIdentifier"] or 0)
+            batch = [r for r in batch if int(r["dynamodb"]["SequenceNumber"]) >= sequence]
         if timed:
             self.tally.records += size
             self.tally.wall += time.perf_counter() - wall
@@ -367,6 +328,7 @@ class Outcome:
     contenders: list[Contender]
     mismatches: dict[str, tuple[int, int, int]]
     dead_letters: int
+    profiler: cProfile.Profile | None
 
 
 def run_handlers(history: History, batches: list[list[dict[str, Any]]], args: argparse.Namespace) -> Outcome:
@@ -394,16 +356,22 @@ def run_handlers(history: History, batches: list[list[dict[str, Any]]], args: ar
         client.indices.create(index=f"{run}-naive", body=INDEX_BODY)
         runtime = build_runtime(settings, session=session, metrics=EmfMetrics(stream=null))
         naive = NaiveHandler(OpenSearch(hosts=[url], timeout=60), f"{run}-naive")
+        profiler = cProfile.Profile() if args.profile else None
+
+        def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            if profiler is None:
+                return runtime.handle(event, context)
+            answer: dict[str, Any] = profiler.runcall(runtime.handle, event, context)
+            return answer
+
         contenders = [
-            Contender("cdcsync", runtime.handle, f"{run}-cdcsync"),
+            Contender("cdcsync", handle, f"{run}-cdcsync"),
             Contender("naive", naive, f"{run}-naive"),
         ]
         stop_counting = [
             count_bulk_actions(runtime.pipeline.writer.client, contenders[0].tally),
             count_bulk_actions(naive.client, contenders[1].tally),
         ]
-        if args.profile:
-            contenders[0].profiler = cProfile.Profile()
         # Alternating who goes first: this VM's speed drifts, and osmem may be busy after a request.
         for number, batch in enumerate(batches):
             for contender in contenders[:: 1 if number % 2 else -1]:
@@ -418,11 +386,18 @@ def run_handlers(history: History, batches: list[list[dict[str, Any]]], args: ar
         found = {c.name: mismatches(client, c.index, history.final) for c in contenders}
         letters = len(dlq.read_bytes().splitlines()) if dlq.exists() else 0
         client.close()
-        return Outcome(contenders, found, letters)
+        return Outcome(contenders, found, letters, profiler)
 
 
-def verdict(met: bool) -> str:
+def verdict(met: bool | None) -> str:
     return "met" if met else "MISSED"
+
+
+def row(
+    label: str, ours: str, theirs: str, *, ratio: float | None = None, target: str = "", met: bool = False
+) -> None:
+    tail = f"{ratio:>14.2f}x" if ratio is not None else " " * 15
+    print(f"{label:34}{ours:>10}{theirs:>10}{tail}   {target}  {verdict(met) if target else ''}".rstrip())
 
 
 def report(args: argparse.Namespace, history: History, outcome: Outcome, imports: dict[str, float]) -> None:
@@ -433,51 +408,50 @@ def report(args: argparse.Namespace, history: History, outcome: Outcome, imports
         f"\n{args.records:,} records in {batch_count} batches of {args.batch} ({args.per_second} records "
         f"per stream second), {len(history.final):,} documents at the end; one osmem-server, one process"
     )
-    rate = {c.name: c.tally.records / c.tally.wall for c in outcome.contenders}
-    cpu = {c.name: c.tally.cpu / c.tally.records * 1e6 for c in outcome.contenders}
     print(f"{'':34}{'cdcsync':>10}{'naive':>10}{'cdcsync/naive':>15}   target")
-    ratio = rate["cdcsync"] / rate["naive"]
-    print(
-        f"{'records/s (wall)':34}{rate['cdcsync']:>10,.0f}{rate['naive']:>10,.0f}{ratio:>14.2f}x"
-        f"   >= 1.00x  {verdict(ratio >= 1)}"
+    rate = [tally.records / tally.wall for tally in (cdc, naive)]
+    cpu = [tally.cpu / tally.records * 1e6 for tally in (cdc, naive)]
+    fast, lean = rate[0] / rate[1], cpu[0] / cpu[1]
+    row(
+        "records/s (wall)", f"{rate[0]:,.0f}", f"{rate[1]:,.0f}", ratio=fast, target=">= 1.00x", met=fast >= 1
     )
-    ratio = cpu["cdcsync"] / cpu["naive"]
-    print(
-        f"{'client CPU per record (us)':34}{cpu['cdcsync']:>10.1f}{cpu['naive']:>10.1f}{ratio:>14.2f}x"
-        f"   <= 0.50x  {verdict(ratio <= 0.5)}"
+    row(
+        "client CPU per record (us)",
+        f"{cpu[0]:.1f}",
+        f"{cpu[1]:.1f}",
+        ratio=lean,
+        target="<= 0.50x",
+        met=lean <= 0.5,
     )
-    print(f"{'client CPU seconds':34}{cdc.cpu:>10.2f}{naive.cpu:>10.2f}")
-    print(f"{'wall seconds':34}{cdc.wall:>10.2f}{naive.wall:>10.2f}")
-    print(f"{'bulk requests':34}{cdc.requests:>10,}{naive.requests:>10,}")
-    print(f"{'bulk actions':34}{cdc.actions:>10,}{naive.actions:>10,}")
-    wrong = {name: sum(counts) for name, counts in outcome.mismatches.items()}
-    print(
-        f"{'docs unlike the table after replay':34}{wrong['cdcsync']:>10,}{wrong['naive']:>10,}{'':15}"
-        f"   cdcsync 0  {verdict(wrong['cdcsync'] == 0)}"
-    )
-    for label, part in (
-        ("  of which: differ", 0),
-        ("            missing", 1),
-        ("            not deleted", 2),
+    for label, name, spec in (
+        ("client CPU seconds", "cpu", ".2f"),
+        ("wall seconds", "wall", ".2f"),
+        ("bulk requests", "requests", ","),
+        ("bulk actions", "actions", ","),
     ):
-        print(f"{label:34}{outcome.mismatches['cdcsync'][part]:>10,}{outcome.mismatches['naive'][part]:>10,}")
+        row(label, format(getattr(cdc, name), spec), format(getattr(naive, name), spec))
+    ours, theirs = outcome.mismatches["cdcsync"], outcome.mismatches["naive"]
+    wrong = "docs unlike the table after replay"
+    row(wrong, f"{sum(ours):,}", f"{sum(theirs):,}", target="cdcsync 0", met=not sum(ours))
+    for part, label in enumerate(("  of which: differ", "            missing", "            not deleted")):
+        row(label, f"{ours[part]:,}", f"{theirs[part]:,}")
     exposed = same_second_exposures(history, start * args.batch, (end + 1) * args.batch)
     print(
-        f"replayed batches {start}..{end} after all {batch_count}; keys exposed by a same-second replay "
-        f"(unprotected by the contract): {exposed}; cdcsync dead letters: {outcome.dead_letters}; "
-        f"redeliveries: cdcsync {cdc.redeliveries}, naive {naive.redeliveries}"
+        f"replay: batches {start}..{end} delivered again after all {batch_count}; keys a same-second "
+        f"replay exposes\n(not protected by the contract): {exposed}; cdcsync dead letters: "
+        f"{outcome.dead_letters}; redeliveries: cdcsync {cdc.redeliveries}, naive {naive.redeliveries}"
     )
     base = imports["python -c pass"]
-    heading = f"cold import, fresh interpreter, median of {args.import_runs}, .pyc warm (ms)"
-    print(f"\n{heading:56}{'wall':>6}{'minus `pass`':>13}")
+    heading = f"cold import: fresh interpreter, .pyc warm, median of {args.import_runs} (ms)"
+    print(f"\n{heading:58}{'wall':>8}{'minus pass':>12}")
     for name, seconds in imports.items():
-        net = f"{(seconds - base) * 1e3:>13.0f}" if name != "python -c pass" else ""
-        print(f"  {name:54}{seconds * 1e3:>6.0f}{net}")
-    ours, theirs = imports["import cdcsync.aws_lambda"], imports["import boto3, opensearchpy"]
-    ratio = (ours - base) / (theirs - base)
+        net = f"{(seconds - base) * 1e3:>12.0f}" if name != "python -c pass" else ""
+        print(f"  {name:56}{seconds * 1e3:>8.0f}{net}")
+    cdc_import, their_import = imports["import cdcsync.aws_lambda"], imports["import boto3, opensearchpy"]
+    ratio = (cdc_import - base) / (their_import - base)
     print(
-        f"  {'ratio cdcsync.aws_lambda / boto3+opensearchpy':54}{ours / theirs:>5.2f}x{ratio:>12.2f}x"
-        f"   target <= 1.2x (minus `pass`)  {verdict(ratio <= 1.2)}"
+        f"  {'ratio cdcsync.aws_lambda / boto3+opensearchpy':56}{cdc_import / their_import:>7.2f}x"
+        f"{ratio:>11.2f}x   <= 1.20x  {verdict(ratio <= 1.2)}"
     )
 
 
@@ -514,8 +488,8 @@ def main() -> None:
     outcome = run_handlers(history, batches, args)
     imports = import_times(args.import_runs)
     report(args, history, outcome, imports)
-    if outcome.contenders[0].profiler is not None:
-        print_profile(outcome.contenders[0].profiler)
+    if outcome.profiler is not None:
+        print_profile(outcome.profiler)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,6 @@ from cdcsync.worker.http import MetricsServer
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 30.0
-
 
 def worker_id() -> str:
     """Unique per process, readable in the lease table: host, pid and a random suffix."""
@@ -71,7 +69,10 @@ def build_coordinator(
             return False
 
     store = open_lease_store(
-        settings.checkpoint_target, worker_id=worker_id(), session=session, lease_seconds=LEASE_SECONDS
+        settings.checkpoint_target,
+        worker_id=worker_id(),
+        session=session,
+        lease_seconds=settings.lease_seconds,
     )
     coordinator = Coordinator(
         tables=chosen,
@@ -81,7 +82,7 @@ def build_coordinator(
         dynamodb=dynamodb,
         streams=session.client("dynamodbstreams"),
         check_opensearch=opensearch_reachable,
-        round_seconds=LEASE_SECONDS / 3,
+        round_seconds=settings.lease_seconds / 3,
     )
     return coordinator, metrics
 

@@ -101,6 +101,7 @@ class Coordinator:
                     log.info("lease of shard %s moved to another worker; stopping it", shard_id)
                     loop.stopping.set()
                     self.retiring.append(loop)
+                    self.metrics.release_shard(table, shard_id)  # its new owner reports its age now
                 del self.loops[(loop_table, shard_id)]
         self.retiring = [loop for loop in self.retiring if loop.alive]
         busy = {(loop.lease.table, loop.shard_id) for loop in self.retiring}
@@ -109,11 +110,13 @@ class Coordinator:
             if (table, shard_id) not in self.loops and (table, shard_id) not in busy and shard_id in ready:
                 self._start(lease)
         self.metrics.shards_owned(table, len(owned))
-        ages = [
-            loop.iterator_age
-            for (t, _), loop in self.loops.items()
-            if t == table and loop.iterator_age is not None
-        ]
+        now_ms = time.time_ns() // 1_000_000
+        ages = []
+        for (loop_table, shard_id), loop in self.loops.items():
+            age = loop.lag_seconds(now_ms) if loop_table == table else None
+            if age is not None:
+                self.metrics.iterator_age(table, shard_id, age)
+                ages.append(age)
         self.metrics.replication_lag(table, max(ages, default=0.0))
 
     def _start(self, lease: Lease) -> None:

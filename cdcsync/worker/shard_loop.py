@@ -20,6 +20,7 @@ from cdcsync.errors import TransientError
 from cdcsync.logs import record_fields
 from cdcsync.pipeline import Pipeline
 from cdcsync.source.streams import ShardReader, StreamGoneError
+from cdcsync.versions import epoch_ms
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,9 @@ class ShardLoop:
     store: LeaseStore
     stopping: threading.Event
     iterator_age: float | None = None
+    # Creation time (epoch ms) of the oldest record read but not yet written; None when caught up.
+    # Lag keeps rising from it while writes fail, even between reads.
+    unwritten_since_ms: int | None = None
     stream_gone: bool = False
     done: bool = False
     thread: threading.Thread | None = field(default=None, repr=False)
@@ -50,6 +54,12 @@ class ShardLoop:
     def start(self) -> None:
         self.thread = threading.Thread(target=self.run, name=f"shard-{self.shard_id}", daemon=True)
         self.thread.start()
+
+    def lag_seconds(self, now_ms: int) -> float | None:
+        """How far behind this shard is: the oldest unwritten record's age, else the reader's."""
+        if self.unwritten_since_ms is not None:
+            return max(0.0, (now_ms - self.unwritten_since_ms) / 1000)
+        return self.iterator_age
 
     @property
     def alive(self) -> bool:
@@ -83,10 +93,14 @@ class ShardLoop:
                 continue
             self.iterator_age = batch.seconds_behind
             if batch.records:
+                self.unwritten_since_ms = epoch_ms(
+                    batch.records[0]["dynamodb"]["ApproximateCreationDateTime"]
+                )
                 if not self._write(batch.records):
                     self.stopping.wait(pause)
                     pause = min(pause * 2, _FAILURE_PAUSE[1])
                     continue
+                self.unwritten_since_ms = None
                 pause = _FAILURE_PAUSE[0]
             if batch.next_position is None:
                 # Read to its end and every record written: children may start now.

@@ -22,6 +22,7 @@ from cdcsync.entrypoints.worker import build_coordinator
 from cdcsync.settings import Settings, load_settings
 from cdcsync.worker.coordinator import Coordinator
 from cdcsync.worker.http import MetricsServer
+from tests.support.fault_proxy import fault_proxy
 from tests.support.servers import free_port
 
 ROOT = Path(__file__).parents[2]
@@ -234,3 +235,100 @@ def test_worker_process_exits_cleanly_on_sigterm(
         if process.poll() is None:
             process.kill()
             process.communicate()
+
+
+def test_worker_iterator_age_rises_while_opensearch_is_down_then_falls_to_zero(
+    dynamodb: Any,
+    table: str,
+    unique_name: str,
+    opensearch_url: str,
+    opensearch: OpenSearch,
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], Coordinator],
+) -> None:
+    with fault_proxy(opensearch_url) as proxy:
+        # GIVEN a worker whose OpenSearch answers every bulk request with 503
+        proxy.fail(times=100_000, status=503, path="/_bulk")
+        worker = start_worker(make_settings(opensearch_url=proxy.url, max_retries=1, retry_max_seconds=1))
+        registry = worker.metrics.registry  # type: ignore[attr-defined]
+
+        def age() -> float:
+            shards = list(worker.loops)
+            if not shards:
+                return -1.0
+            labels = {"table": table, "shard": shards[0][1]}
+            return registry.get_sample_value("cdcsync_iterator_age_seconds", labels) or 0.0
+
+        # WHEN a change is made
+        put(dynamodb, table, 1, "ada")
+        eventually(lambda: age() >= 1.0)
+        first = age()
+        eventually(lambda: age() >= first + 1.0)  # THEN its age keeps rising while nothing is written
+        lag = registry.get_sample_value("cdcsync_replication_lag_seconds", {"table": table})
+        assert lag is not None
+        assert lag >= first
+        # WHEN OpenSearch comes back THEN the change is written and the age falls to 0
+        proxy.reset()
+        eventually(lambda: "1" in docs(opensearch, unique_name), 30)
+        eventually(lambda: age() == 0.0)
+
+
+def test_worker_replica_killed_with_sigkill_loses_its_shard_to_the_other(
+    dynamodb: Any,
+    table: str,
+    unique_name: str,
+    opensearch: OpenSearch,
+    make_settings: Callable[..., Settings],
+    tmp_path: Path,
+) -> None:
+    # GIVEN two worker processes sharing a lease table, with a short lease for the test
+    settings = make_settings(checkpoints=f"dynamodb://{unique_name}-leases")
+    env = {
+        **os.environ,
+        "CDCSYNC_MAPPINGS": str(settings.mappings),
+        "CDCSYNC_OPENSEARCH_URL": settings.opensearch_url[0],
+        "CDCSYNC_DLQ": settings.dlq,
+        "CDCSYNC_CHECKPOINTS": settings.checkpoints,
+        "CDCSYNC_LEASE_SECONDS": "3",
+        "CDCSYNC_LOG_FORMAT": "text",
+    }
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "cdcsync.entrypoints.cli", "run"],
+            env={**env, "CDCSYNC_METRICS_ADDR": f"127.0.0.1:{free_port()}"},
+            cwd=tmp_path,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for user_id in range(1, 11):
+            put(dynamodb, table, user_id, f"user{user_id}")
+        eventually(lambda: len(docs(opensearch, unique_name)) == 10, 30)
+
+        def owner_pid() -> int | None:
+            leases = dynamodb.scan(TableName=f"{unique_name}-leases", ConsistentRead=True)["Items"]
+            owners = [item["owner"]["S"] for item in leases if "owner" in item and "shard_id" in item]
+            return int(owners[0].rsplit("-", 2)[1]) if owners else None
+
+        eventually(lambda: owner_pid() in {p.pid for p in processes}, 15)
+        owner = next(p for p in processes if p.pid == owner_pid())
+        # WHEN the owner is killed mid-stream, without a chance to release its lease
+        for user_id in range(11, 16):
+            put(dynamodb, table, user_id, f"user{user_id}")
+        owner.send_signal(signal.SIGKILL)
+        owner.wait(timeout=10)
+        for user_id in range(16, 21):
+            put(dynamodb, table, user_id, f"user{user_id}")
+        dynamodb.delete_item(TableName=table, Key={"UserId": {"N": "3"}})
+        # THEN the survivor takes the lease after it expires and the index converges to the table
+        expected = {str(n) for n in range(1, 21)} - {"3"}
+        eventually(lambda: set(docs(opensearch, unique_name)) == expected, 40)
+        survivor = next(p for p in processes if p is not owner)
+        assert owner_pid() == survivor.pid
+        assert survivor.poll() is None
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait(timeout=10)

@@ -57,6 +57,7 @@ def test_load_settings_nothing_set_returns_contract_defaults() -> None:
         "bulk_max_bytes": 5_242_880,
         "max_retries": 8,
         "retry_max_seconds": 60.0,
+        "lease_seconds": 30.0,  # an addition to the contract: the worker's failover time
         "metrics_addr": "0.0.0.0:9464",
         "log_format": "json",
         "log_level": "INFO",
@@ -83,6 +84,7 @@ def test_load_settings_nothing_set_returns_contract_defaults() -> None:
         ("CDCSYNC_MAX_RETRIES", "0", "max_retries", 0),
         ("CDCSYNC_RETRY_MAX_SECONDS", "0.5", "retry_max_seconds", 0.5),
         ("CDCSYNC_METRICS_ADDR", "[::]:9100", "metrics_addr", "[::]:9100"),
+        ("CDCSYNC_LEASE_SECONDS", "5", "lease_seconds", 5.0),
         ("CDCSYNC_LOG_FORMAT", "text", "log_format", "text"),
         ("CDCSYNC_LOG_LEVEL", "debug", "log_level", "DEBUG"),
         ("cdcsync_log_level", "warning", "log_level", "WARNING"),
