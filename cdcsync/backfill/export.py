@@ -1,0 +1,154 @@
+"""Items from a DynamoDB export to S3 (``ExportTableToPointInTime``, full export, DYNAMODB_JSON).
+
+Layout (AWS "DynamoDB table export output format")::
+
+    PREFIX/AWSDynamoDB/<export-id>/manifest-summary.json   one JSON object: exportTime, tableArn,
+                                                           itemCount, outputFormat, manifestFilesS3Key
+    PREFIX/AWSDynamoDB/<export-id>/manifest-files.json     JSON lines: {"dataFileS3Key": ..., "itemCount": ...}
+    PREFIX/AWSDynamoDB/<export-id>/data/<name>.json.gz     gzipped JSON lines: {"Item": {typed attributes}}
+
+``--from-export s3://BUCKET/PREFIX`` may name the export's own folder (the one holding
+``manifest-summary.json``) or the prefix given to the export request, if exactly one export lies
+under it. Refused, with the reason: ION exports, incremental exports (their lines are changes, not
+items) and exports of another table. Binary values are base64 text in the export, which
+``cdcsync.values`` reads like boto3's bytes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cdcsync.errors import ConfigError, TransientError
+
+_SUMMARY = "manifest-summary.json"
+_ROOT = "AWSDynamoDB/"
+
+
+@dataclass(frozen=True, slots=True)
+class ExportManifest:
+    """What the loader needs of one export."""
+
+    url: str  # s3://bucket/folder of the export
+    bucket: str
+    export_time_ms: int
+    item_count: int
+    data_keys: tuple[str, ...]
+
+
+def parse_export_url(url: str) -> tuple[str, str]:
+    """``s3://BUCKET/PREFIX`` -> (bucket, prefix without trailing slash)."""
+    scheme, sep, rest = url.partition("://")
+    bucket, _, prefix = rest.partition("/")
+    if scheme != "s3" or not sep or not bucket:
+        raise ConfigError(f'--from-export: expected s3://BUCKET/PREFIX, got "{url}"')
+    return bucket, prefix.strip("/")
+
+
+def find_export(s3: Any, url: str, table: str) -> ExportManifest:
+    """Read the export's manifests; ``ConfigError`` when ``url`` holds no usable export of ``table``."""
+    bucket, prefix = parse_export_url(url)
+    folder = _export_folder(s3, bucket, prefix, url)
+    summary = json.loads(_get(s3, bucket, f"{folder}/{_SUMMARY}"))
+    where = f"s3://{bucket}/{folder}/{_SUMMARY}"
+    output_format = summary.get("outputFormat", "DYNAMODB_JSON")
+    if output_format != "DYNAMODB_JSON":
+        raise ConfigError(f"{where}: outputFormat is {output_format}; export the table as DYNAMODB_JSON")
+    export_type = summary.get("exportType", "FULL_EXPORT")
+    if export_type != "FULL_EXPORT":
+        raise ConfigError(f"{where}: exportType is {export_type}; backfill needs a full export")
+    exported_table = str(summary.get("tableArn", "")).rpartition("/")[2]
+    if exported_table != table:
+        raise ConfigError(f"{where}: the export is of table {exported_table or '?'}, not {table}")
+    try:
+        export_time = dt.datetime.fromisoformat(str(summary["exportTime"]))
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"{where}: expected an ISO 8601 exportTime, got {summary.get('exportTime')!r}") from exc
+    files_key = summary.get("manifestFilesS3Key") or f"{folder}/manifest-files.json"
+    data_keys = tuple(
+        str(json.loads(line)["dataFileS3Key"])
+        for line in _get(s3, bucket, files_key).splitlines()
+        if line.strip()
+    )
+    return ExportManifest(
+        url=f"s3://{bucket}/{folder}",
+        bucket=bucket,
+        export_time_ms=int(export_time.timestamp() * 1000),
+        item_count=int(summary.get("itemCount", 0)),
+        data_keys=data_keys,
+    )
+
+
+def export_items(s3: Any, bucket: str, key: str, page_size: int) -> Iterator[list[dict[str, Any]]]:
+    """The typed items of one data file, ``page_size`` at a time."""
+    page: list[dict[str, Any]] = []
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    except ClientError as exc:
+        raise ConfigError(f"--from-export: cannot read s3://{bucket}/{key}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise TransientError(f"cannot read s3://{bucket}/{key}: {exc}") from exc
+    # Streamed, line by line: a data file can hold gigabytes, memory stays at one page.
+    stream: Any = gzip.GzipFile(fileobj=body, mode="rb") if key.endswith(".gz") else body.iter_lines()
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)["Item"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"s3://{bucket}/{key}:{number}: expected a line {{\"Item\": {{...}}}} of a DYNAMODB_JSON export"
+            ) from exc
+        page.append(item)
+        if len(page) >= page_size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def _export_folder(s3: Any, bucket: str, prefix: str, url: str) -> str:
+    """The folder holding ``manifest-summary.json``: ``prefix`` itself or its one export."""
+    listing = _list(s3, bucket, f"{prefix}/" if prefix else "")
+    if f"{prefix}/{_SUMMARY}".lstrip("/") in listing:
+        return prefix
+    root = f"{prefix}/{_ROOT}" if prefix else _ROOT
+    folders = sorted(
+        key.removesuffix(f"/{_SUMMARY}")
+        for key in listing
+        if key.startswith(root) and key.endswith(f"/{_SUMMARY}") and key.count("/") == root.count("/") + 1
+    )
+    if not folders:
+        raise ConfigError(f"--from-export: no {_SUMMARY} under {url} (expected PREFIX/AWSDynamoDB/<export-id>/)")
+    if len(folders) > 1:
+        names = ", ".join(f"s3://{bucket}/{folder}" for folder in folders)
+        raise ConfigError(f"--from-export: {len(folders)} exports under {url}; name one of {names}")
+    return folders[0]
+
+
+def _list(s3: Any, bucket: str, prefix: str) -> set[str]:
+    keys: set[str] = set()
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys.update(entry["Key"] for entry in page.get("Contents", []))
+    except ClientError as exc:
+        raise ConfigError(f"--from-export: cannot list s3://{bucket}/{prefix}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise TransientError(f"cannot list s3://{bucket}/{prefix}: {exc}") from exc
+    return keys
+
+
+def _get(s3: Any, bucket: str, key: str) -> bytes:
+    try:
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        raise ConfigError(f"--from-export: cannot read s3://{bucket}/{key}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise TransientError(f"cannot read s3://{bucket}/{key}: {exc}") from exc
+    return body

@@ -1,0 +1,216 @@
+"""Parallel scan of one DynamoDB table: segments, shared read-capacity limit, throttling backoff.
+
+Decisions:
+- Default segment count: one per GiB of table data or per 100,000 items, whichever asks for more,
+  at least ``MIN_SEGMENTS`` and at most ``MAX_SEGMENTS``. The floor is 4, not 1: a segment's thread
+  waits on DynamoDB, then converts, then waits on OpenSearch; four threads keep both sides busy even
+  for a small table, at the cost of a few extra near-empty Scan calls. (DescribeTable's sizes are
+  refreshed only every ~6 hours, so a fresh table reports 0 anyway.) 16 is the ceiling because more
+  threads than that only contend for the GIL and the bulk endpoint; ``--segments`` overrides both.
+- No ``ConsistentRead``: an eventually consistent read costs half, and the versions, not the read,
+  decide races with live changes (a write the scan missed arrives through the stream with a
+  higher version).
+- The capacity limit is a shared token bucket in read capacity units, refilled at ``R`` per second
+  with one second of burst. A segment reserves the expected cost of its next page (a moving average
+  of what pages cost), waits off any debt, and settles with the page's real ``ConsumedCapacity``
+  afterwards; reservations are serialised, so 16 segments cannot all start at once on a full bucket.
+  With a limit, pages are also cut (``Limit``) to about one second's share per segment.
+- Throttling: botocore's standard retry mode retries ``ProvisionedThroughputExceededException`` a
+  few times; after that each segment backs off on its own (full jitter, bounded), and pauses the
+  shared bucket so the other segments back off too.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cdcsync.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+MIN_SEGMENTS = 4
+MAX_SEGMENTS = 16
+BYTES_PER_SEGMENT = 1 << 30
+ITEMS_PER_SEGMENT = 100_000
+SCAN_CLIENT_CONFIG = Config(
+    connect_timeout=5, read_timeout=30, retries={"mode": "standard", "total_max_attempts": 4}
+)
+THROTTLE_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+)
+THROTTLE_ATTEMPTS = 8
+_FIRST_PAGE_LIMIT = 100  # with a capacity limit: a small first page to learn what items cost
+_MAX_PAGE_LIMIT = 1000
+_SMOOTHING = 0.3  # weight of the newest page in the moving average of page costs
+
+
+def default_segments(table_size_bytes: int, item_count: int) -> int:
+    """Segments for a table of this size (see the module docstring)."""
+    wanted = max(math.ceil(table_size_bytes / BYTES_PER_SEGMENT), math.ceil(item_count / ITEMS_PER_SEGMENT))
+    return max(MIN_SEGMENTS, min(MAX_SEGMENTS, wanted))
+
+
+def encode_key(key: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """A ``LastEvaluatedKey`` as JSON: S and N as they are, B (bytes from boto3) as base64 text."""
+    encoded: dict[str, dict[str, str]] = {}
+    for name, value in key.items():
+        (kind, raw), *rest = value.items()
+        if rest or kind not in ("S", "N", "B"):
+            raise ValueError(f"key attribute {name}: expected one S, N or B value, got {value!r}")
+        encoded[name] = {kind: base64.b64encode(raw).decode("ascii") if kind == "B" else str(raw)}
+    return encoded
+
+
+def decode_key(encoded: Mapping[str, Mapping[str, str]]) -> dict[str, dict[str, Any]]:
+    """The exact ``ExclusiveStartKey`` that ``encode_key`` was given (binary back to bytes)."""
+    return {
+        name: {kind: base64.b64decode(text) if kind == "B" else text for kind, text in value.items()}
+        for name, value in encoded.items()
+    }
+
+
+class CapacityLimiter:
+    """A token bucket of read capacity units shared by every segment (thread-safe)."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError(f"--max-rcu: expected a number > 0, got {rate:g}")
+        self.rate = rate
+        self.clock = clock
+        self.sleep = sleep
+        self._lock = threading.Lock()
+        self._tokens = rate  # one second of burst
+        self._updated = clock()
+        self._page_cost = 1.0  # moving average of what one page costs
+        self._item_cost: float | None = None  # moving average of what one item costs
+
+    def acquire(self) -> float:
+        """Reserve the expected cost of the next page and wait until the bucket can pay; returns it."""
+        with self._lock:
+            now = self.clock()
+            self._tokens = min(self.rate, self._tokens + (now - self._updated) * self.rate)
+            self._updated = now
+            reserved = self._page_cost
+            self._tokens -= reserved
+            wait = max(0.0, -self._tokens / self.rate)
+        if wait > 0:
+            self.sleep(wait)
+        return reserved
+
+    def settle(self, reserved: float, consumed: float, items: int) -> None:
+        """Correct the reservation by what the page really consumed, and learn page and item costs."""
+        with self._lock:
+            self._tokens += reserved - consumed
+            self._page_cost += _SMOOTHING * (consumed - self._page_cost)
+            if items:
+                cost = consumed / items
+                previous = self._item_cost
+                self._item_cost = cost if previous is None else previous + _SMOOTHING * (cost - previous)
+
+    def pause(self, seconds: float) -> None:
+        """Throttled: take ``seconds`` of capacity away from every segment."""
+        with self._lock:
+            self._tokens = min(self._tokens, 0.0) - seconds * self.rate
+
+    def page_limit(self, segments: int) -> int:
+        """``Limit`` for the next page: about one second's share of the rate for one segment."""
+        with self._lock:
+            item_cost = self._item_cost
+        if item_cost is None:
+            return _FIRST_PAGE_LIMIT
+        share = self.rate / max(1, segments)
+        return max(1, min(_MAX_PAGE_LIMIT, int(share / item_cost) if item_cost > 0 else _MAX_PAGE_LIMIT))
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One Scan answer of one segment."""
+
+    segment: int
+    number: int  # 0-based, counted from where this run started the segment
+    items: list[dict[str, Any]]
+    last_key: dict[str, Any] | None  # None: the segment is finished
+    consumed: float
+
+
+@dataclass
+class SegmentScan:
+    """Reads one segment page by page, from ``start_key`` (a resumed segment) or its beginning."""
+
+    dynamodb: Any  # a low-level boto3 DynamoDB client
+    table: str
+    segment: int
+    total_segments: int
+    start_key: dict[str, Any] | None = None
+    limiter: CapacityLimiter | None = None
+    sleep: Callable[[float], None] = time.sleep
+    on_scan: Callable[[], None] | None = None  # called before each Scan (tests count calls)
+
+    def pages(self) -> Iterator[Page]:
+        key = self.start_key
+        number = 0
+        while True:
+            request: dict[str, Any] = {
+                "TableName": self.table,
+                "Segment": self.segment,
+                "TotalSegments": self.total_segments,
+                "ReturnConsumedCapacity": "TOTAL",
+            }
+            if key is not None:
+                request["ExclusiveStartKey"] = key
+            reserved = 0.0
+            if self.limiter is not None:
+                request["Limit"] = self.limiter.page_limit(self.total_segments)
+                reserved = self.limiter.acquire()
+            answer = self._scan(request)
+            items: list[dict[str, Any]] = answer.get("Items", [])
+            consumed = float(answer.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0))
+            if self.limiter is not None:
+                self.limiter.settle(reserved, consumed, len(items))
+            key = answer.get("LastEvaluatedKey")
+            yield Page(self.segment, number, items, key, consumed)
+            number += 1
+            if key is None:
+                return
+
+    def _scan(self, request: dict[str, Any]) -> dict[str, Any]:
+        where = f"segment {self.segment} of {self.total_segments} of table {self.table}"
+        for attempt in range(THROTTLE_ATTEMPTS):
+            if self.on_scan is not None:
+                self.on_scan()
+            try:
+                answer: dict[str, Any] = self.dynamodb.scan(**request)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code not in THROTTLE_CODES:
+                    raise TransientError(f"cannot scan {where}: {exc}") from exc
+                wait = random.uniform(0, min(20.0, 0.5 * 2**attempt))  # noqa: S311 - jitter, not crypto
+                log.warning("DynamoDB throttled the scan of %s (%s); waiting %.1f s", where, code, wait)
+                if self.limiter is not None:
+                    self.limiter.pause(wait)
+                self.sleep(wait)
+                continue
+            except BotoCoreError as exc:
+                raise TransientError(f"cannot scan {where}: {exc}") from exc
+            return answer
+        raise TransientError(
+            f"DynamoDB kept throttling the scan of {where} after {THROTTLE_ATTEMPTS} attempts; "
+            "lower --max-rcu or raise the table's read capacity, then run again with --resume"
+        )
