@@ -68,11 +68,14 @@ class _Batch:
     outcomes: dict[str, int] = field(default_factory=dict)
     newest_ms: dict[str, int] = field(default_factory=dict)
 
+    counted: list[tuple[int, str, str, str]] = field(default_factory=list)  # position, table, event, outcome
+
     def fail(self, record: ChangeRecord) -> None:
         self.failed.add(self.position[id(record)])
 
-    def count(self, outcome: str, n: int = 1) -> None:
-        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+    def count(self, record: ChangeRecord, outcome: str) -> None:
+        """Note an outcome; it is reported only if the record is not delivered again (see _finish)."""
+        self.counted.append((self.position[id(record)], record.table, record.event, outcome))
 
 
 def _now() -> dt.datetime:
@@ -178,8 +181,7 @@ class Pipeline:
                 if isinstance(step, IndexAction | DeleteAction):
                     actions.append(step)
                 elif isinstance(step, Skip):
-                    batch.count("skipped")
-                    self.metrics.records(step.record.table, step.record.event, "skipped")
+                    batch.count(step.record, "skipped")
                 elif isinstance(step, Rejected):
                     error = DeadLetterError(status=None, type="plan_error", reason=str(step.error))
                     letter = dead_letter(
@@ -217,8 +219,7 @@ class Pipeline:
                 else ("indexed" if action.op == "index" else "deleted")
             )
             for record in records:
-                batch.count(outcome)
-                self.metrics.records(record.table, record.event, outcome)
+                batch.count(record, outcome)
 
     def _finish(self, batch: _Batch, records: list[ChangeRecord | None]) -> BatchResult:
         retry_from = min(batch.failed) if batch.failed else None
@@ -236,9 +237,14 @@ class Pipeline:
                 retry_from = min([*positions, *([retry_from] if retry_from is not None else [])])
                 letters = [letter for letter in letters if letter.letter_id not in failed_ids]
             for letter in letters:
-                batch.count("dlq")
+                batch.outcomes["dlq"] = batch.outcomes.get("dlq", 0) + 1
                 self.metrics.records(letter.table, _event_of(letter), "dlq")
                 self.metrics.dead_letters(letter.table, letter.error.type)
+        # Records from the retry point on are delivered again and counted then, not twice.
+        for position, table, event, outcome in batch.counted:
+            if retry_from is None or position < retry_from:
+                batch.outcomes[outcome] = batch.outcomes.get(outcome, 0) + 1
+                self.metrics.records(table, event, outcome)
         retry_record = records[retry_from] if retry_from is not None else None
         retry_sequence = (
             retry_record.sequence_number
