@@ -241,10 +241,13 @@ class Pipeline:
                 self.metrics.records(letter.table, _event_of(letter), "dlq")
                 self.metrics.dead_letters(letter.table, letter.error.type)
         # Records from the retry point on are delivered again and counted then, not twice.
+        tally: dict[tuple[str, str, str], int] = {}
         for position, table, event, outcome in batch.counted:
             if retry_from is None or position < retry_from:
                 batch.outcomes[outcome] = batch.outcomes.get(outcome, 0) + 1
-                self.metrics.records(table, event, outcome)
+                tally[(table, event, outcome)] = tally.get((table, event, outcome), 0) + 1
+        for (table, event, outcome), count in tally.items():  # one call per label set, not per record
+            self.metrics.records(table, event, outcome, count)
         retry_record = records[retry_from] if retry_from is not None else None
         retry_sequence = (
             retry_record.sequence_number

@@ -12,6 +12,8 @@ import jmespath.parser
 
 from cdcsync.errors import PlanError
 
+_SETS = frozenset({"SS", "NS", "BS"})
+
 
 @dataclass(frozen=True, slots=True)
 class Projection:
@@ -25,6 +27,29 @@ class Projection:
     exclude: frozenset[str]
     rename: Mapping[str, str]
     computed: tuple[tuple[str, jmespath.parser.ParsedResult], ...]
+
+    def raw_unchanged(self, new: Mapping[str, Any], old: Mapping[str, Any]) -> bool | None:
+        """Decide "same document?" from two DynamoDB-typed images without converting them.
+
+        True: every projected attribute is identical. False: a projected attribute that is not a
+        set differs. None: cannot tell cheaply (a set may list its members in another order; a
+        computed field may read any attribute): convert and compare the documents.
+        """
+        if self.computed:
+            return True if new == old else None
+        include, exclude = self.include, self.exclude
+        undecided = False
+        for name in new.keys() | old.keys():
+            if (include is not None and name not in include) or name in exclude:
+                continue
+            a, b = new.get(name), old.get(name)
+            if a == b:
+                continue
+            if a is not None and b is not None and a.keys() == b.keys() and next(iter(a)) in _SETS:
+                undecided = True
+                continue
+            return False
+        return None if undecided else True
 
     def apply(self, item: Mapping[str, Any]) -> dict[str, Any]:
         include, exclude, rename = self.include, self.exclude, self.rename

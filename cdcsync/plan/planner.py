@@ -21,6 +21,7 @@ from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.mapping.patterns import Pattern
 from cdcsync.mapping.templates import format_scalar
 from cdcsync.plan.actions import DeleteAction, FetchItem, IndexAction, Rejected, Skip, Step
+from cdcsync.values import image_to_plain
 from cdcsync.versions import MAX_VERSION, attribute_version
 
 Target = tuple[str, str, str | None]  # index, id, routing
@@ -121,6 +122,49 @@ def _plan_leaving(
     return [_delete(record, mapping, target, _version(record, mapping, new))]
 
 
+def _cheaply_unchanged(record: ChangeRecord, mapping: CompiledMapping) -> bool | None:
+    """``skip_unchanged`` on the typed images, when the target cannot move (literal index, no routing).
+
+    Converting the old image costs as much as planning the rest of the record; most MODIFYs can be
+    decided without it. None: decide the slow way.
+    """
+    if not (
+        mapping.skip_unchanged
+        and record.event == "MODIFY"
+        and mapping.index.is_literal
+        and mapping.routing is None
+    ):
+        return None
+    new, old = record.raw_new_image, record.raw_old_image
+    if new is None or old is None:
+        return None
+    return mapping.projection.raw_unchanged(new, old)
+
+
+def _cheaply_decided_steps(
+    record: ChangeRecord,
+    mapping: CompiledMapping,
+    unchanged: bool,
+    *,
+    target: Target,
+    version: int,
+    document: dict[str, Any],
+) -> list[Step]:
+    index, doc_id, routing = target
+    index_action: list[Step] = [IndexAction(index, doc_id, routing, version, document, mapping, record)]
+    if not unchanged:
+        return index_action
+    where = mapping.where
+    if where is not None and record.raw_old_image is not None:
+        # The old item must have been in the index for "unchanged" to mean "nothing to write";
+        # only the attributes the where pattern names are converted to find out.
+        names = mapping.where_fields
+        old = image_to_plain({k: v for k, v in record.raw_old_image.items() if k in names})
+        if not where.matches(old):
+            return index_action
+    return [Skip("unchanged", mapping, record)]
+
+
 def _plan_image(
     record: ChangeRecord, mapping: CompiledMapping, new: dict[str, Any], *, fetched: bool = False
 ) -> list[Step]:
@@ -133,6 +177,11 @@ def _plan_image(
     version = _version(record, mapping, new)
     document = mapping.projection.apply(new)
     steps: list[Step] = []
+    verdict = None if fetched else _cheaply_unchanged(record, mapping)
+    if verdict is not None:
+        return _cheaply_decided_steps(
+            record, mapping, verdict, target=target, version=version, document=document
+        )
     old = record.old_image if mapping.compares_old_image else None
     if old is not None and (where is None or where.matches(old)):
         try:

@@ -342,3 +342,50 @@ def test_plan_leaving_where_when_old_image_names_no_index_skips() -> None:
     )
     step = only(plan_record(record, mapping_set(mapping)))
     assert isinstance(step, Skip)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "fields", "expected"),
+    [
+        ({"Tags": {"a", "b"}, "N": 1}, {"Tags": {"b", "a"}, "N": 1}, {}, Skip),
+        ({"Tags": {"a", "b"}}, {"Tags": {"a", "c"}}, {}, IndexAction),
+        ({"N": 1, "Seen": 1}, {"N": 1, "Seen": 2}, {"exclude": ["Seen"]}, Skip),
+        ({"N": 1}, {"N": 2}, {"exclude": ["Seen"]}, IndexAction),
+        ({"N": 1, "Status": "banned"}, {"N": 1, "Status": "active"}, {"exclude": ["Status"]}, IndexAction),
+        (
+            {"A": "x", "B": "y"},
+            {"A": "x", "B": "z"},
+            {"include": ["A"], "computed": {"ab": "join('', [A, B])"}},
+            IndexAction,
+        ),
+        (
+            {"A": "x", "B": "y"},
+            {"A": "x", "B": "y"},
+            {"include": ["A"], "computed": {"ab": "join('', [A, B])"}},
+            Skip,
+        ),
+    ],
+    ids=[
+        "set-reordered",
+        "set-changed",
+        "excluded-change",
+        "projected-change",
+        "entering-where",
+        "computed-change",
+        "computed-same",
+    ],
+)
+def test_plan_skip_unchanged_decides_from_typed_images(
+    old: dict[str, Any], new: dict[str, Any], fields: dict[str, Any], expected: type
+) -> None:
+    # GIVEN a mapping that skips unchanged documents and admits only items that are not banned
+    mapping = compiled(
+        table="Users",
+        index="users",
+        skip_unchanged=True,
+        fields=fields,
+        where={"Status": [{"anything-but": ["banned"]}, {"exists": False}]},
+    )
+    record = change("MODIFY", {"UserId": 1}, {"UserId": 1, **new}, {"UserId": 1, **old})
+    # WHEN planned THEN only a real change of the document (or of its membership) is written
+    assert isinstance(only(plan_record(record, mapping_set(mapping))), expected)
