@@ -10,7 +10,7 @@ import boto3
 import orjson
 
 from cdcsync.dlq.open import open_dead_letter_queue
-from cdcsync.errors import ConfigError, MappingError
+from cdcsync.errors import ConfigError, FatalError, MappingError, TransientError
 from cdcsync.logs import configure_logging
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.mapping.filter_criteria import filter_criteria
@@ -149,6 +149,14 @@ def _run(args: argparse.Namespace) -> int:
     return run_worker(settings, args.table or ())
 
 
+def _verify(args: argparse.Namespace) -> int:
+    settings, session = _services(args)
+    from cdcsync.verify.run import run_verify  # noqa: PLC0415 - only verify needs it
+
+    report = run_verify(settings, args.table, sample=args.sample, repair=args.repair, session=session)
+    return int(report.exit_code)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cdcsync",
@@ -185,6 +193,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
     run.set_defaults(run=_run)
+
+    verify = verbs.add_parser(
+        "verify",
+        help="compare table and index; exit 1 on drift",
+        description="Read the table (all of it, or a random sample), build the expected documents and "
+        "compare them with the index: missing, stale and (full runs) extra documents. --repair rewrites "
+        "missing and stale documents from the item just read and deletes extra ones once a consistent read "
+        "confirms it.",
+    )
+    verify.add_argument("--table", required=True, help="DynamoDB table name")
+    verify.add_argument(
+        "--sample", type=int, help="check a random sample of N items (no extra-document check)"
+    )
+    verify.add_argument("--repair", action="store_true", help="fix what is found")
+    verify.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
+    verify.set_defaults(run=_verify)
 
     indices = verbs.add_parser("indices", help="create missing indices", description="Manage indices.")
     indices_verbs = indices.add_subparsers(dest="indices_verb", required=True, metavar="COMMAND")
@@ -226,6 +250,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"cdcsync: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except (TransientError, FatalError) as exc:
+        print(f"cdcsync: {exc} (nothing was lost; run the command again)", file=sys.stderr)
+        return EXIT_PROBLEMS
     return code
 
 

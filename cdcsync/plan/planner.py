@@ -27,7 +27,7 @@ from cdcsync.versions import MAX_VERSION, attribute_version
 Target = tuple[str, str, str | None]  # index, id, routing
 
 
-def _document_id(record: ChangeRecord, mapping: CompiledMapping) -> str:
+def document_id(record: ChangeRecord, mapping: CompiledMapping) -> str:
     if mapping.id is not None:
         return mapping.id.render(record.keys, what="id", scope=lambda: f"the keys of table {record.table}")
     # Sorted key names make the default id the same from every path (stream, backfill, redrive),
@@ -47,7 +47,7 @@ def _target(record: ChangeRecord, mapping: CompiledMapping, item: Mapping[str, A
         # Index names must be lowercase; attribute values such as "EU" would otherwise be refused.
         index = mapping.index.render(item, what="index", scope=scope).lower()
     routing = None if mapping.routing is None else mapping.routing.render(item, what="routing", scope=scope)
-    return index, _document_id(record, mapping), routing
+    return index, document_id(record, mapping), routing
 
 
 def _version(

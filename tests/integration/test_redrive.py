@@ -116,3 +116,16 @@ def test_cli_indices_apply_creates_index_with_gc_deletes(
     assert capsys.readouterr().out.strip() == f"{name}: created"
     settings = world.opensearch.indices.get_settings(index=name, params={"flat_settings": "true"})
     assert settings[name]["settings"]["index.gc_deletes"] == "24h"
+
+
+def test_cli_verify_reports_drift_and_repair_fixes_it(
+    world: LambdaWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN an item in the table whose document is missing from the index
+    put(world, 5, "40")
+    # WHEN verified THEN the drift is reported with exit 1, and --repair fixes it (exit 0, clean after)
+    assert main(["verify", "--table", world.table]) == 1
+    assert "1 missing" in capsys.readouterr().out
+    assert main(["verify", "--table", world.table, "--repair"]) == 0
+    assert world.doc("5") == {"UserId": 5, "Age": 40}
+    assert main(["verify", "--table", world.table]) == 0

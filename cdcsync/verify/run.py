@@ -1,0 +1,396 @@
+"""``cdcsync verify``: compare a table with its index, report drift, optionally repair it.
+
+1. Read the table: a parallel scan of every item, or a random sample of N (random segments of a
+   finely split parallel scan; see ``_sample_segments``). Pages are handled one at a time, so
+   memory does not grow with the table.
+2. Plan each item as a stream INSERT (``compare.expected_documents``), ``mget`` the expected
+   documents (500 per request, with routing) and classify: missing, stale (different ``_source``).
+3. Full runs only: walk each index with point-in-time + ``search_after`` (a scroll where PIT is not
+   supported) and look up every document in the hashes of the expected ones. A document the scan
+   did not expect is an extra only if it still exists (realtime ``mget``: search lags deletes
+   until a refresh) and a consistent read shows its item is gone or excluded by the mapping now.
+4. ``--repair``: re-read the drifted items with a consistent read and write what the table holds,
+   versioned ``read_version(time just before the read)``; delete extras after that same read
+   confirms them. A write that answers 409 lost to a newer change: that is the point, not a failure.
+
+Exit codes (``VerifyReport.exit_code``): without ``--repair`` 0 when clean and 1 on any drift or
+problem. With ``--repair`` 0 when every drift was repaired (written, deleted, already gone, or
+superseded by a newer change) and 1 when something is left: a failed or rejected write, an extra
+whose item key cannot be told from the document, an item the planner rejects.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO
+
+import boto3
+from opensearchpy import OpenSearch
+
+from cdcsync.change import ChangeRecord
+from cdcsync.errors import ConfigError, RecordError
+from cdcsync.mapping.compiled import CompiledMapping, MappingSet
+from cdcsync.mapping.loader import load_mappings
+from cdcsync.metrics import NullMetrics
+from cdcsync.plan import Action, DeleteAction, FetchItem, IndexAction, Rejected, plan_fetched
+from cdcsync.settings import Settings
+from cdcsync.sink.bulk import BulkLimits, BulkWriter, RetryBudget
+from cdcsync.sink.client import build_client
+from cdcsync.source.items import ItemReader, key_id
+from cdcsync.verify.compare import (
+    DocumentHashes,
+    Drift,
+    DriftKind,
+    TableShape,
+    compare_document,
+    document_hash,
+    expected_documents,
+    keys_from_document,
+)
+from cdcsync.verify.reads import (
+    MGET_BATCH,
+    default_segments,
+    describe_table,
+    mget_documents,
+    sample_segments,
+    scan_segment,
+    walk_documents,
+)
+from cdcsync.verify.report import VerifyReport
+from cdcsync.versions import read_version
+
+log = logging.getLogger(__name__)
+
+
+class ReadsItems(Protocol):
+    def read(self, table: str, keys: Sequence[Mapping[str, Any]]) -> dict[bytes, dict[str, Any] | None]: ...
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def walk_pattern(mapping: CompiledMapping) -> str:
+    """The index (or wildcard over templated names) that holds the mapping's documents."""
+    return mapping.index.source if mapping.index.is_literal else "*".join(mapping.index.literals)
+
+
+def hash_scope(mapping: CompiledMapping, index: str) -> str:
+    # A literal index may be an alias: documents come back from the walk with the concrete index
+    # name, so they are named by the mapping's index instead. Templated names are concrete.
+    return mapping.index.source if mapping.index.is_literal else index
+
+
+def _repair_record(table: str, keys: Mapping[str, Any], read_ms: int, event: str) -> ChangeRecord:
+    return ChangeRecord(
+        table=table,
+        event="INSERT" if event == "INSERT" else "MODIFY",
+        raw_keys=keys,
+        sequence_number=f"verify:{read_ms}",
+        created_ms=read_version(read_ms),
+        is_ttl_expiry=False,
+        stream_view_type="VERIFY",
+        raw={"Keys": dict(keys)},
+    )
+
+
+@dataclass
+class Verifier:
+    """Everything one verify run needs; ``run_verify`` builds it from settings."""
+
+    shape: TableShape
+    mappings: MappingSet
+    dynamodb: Any
+    client: OpenSearch
+    items: ReadsItems
+    report: VerifyReport
+    writer: BulkWriter | None = None  # set: repair
+    clock_ms: Callable[[], int] = _now_ms
+    rng: random.Random = field(default_factory=random.Random)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _hashes: dict[str, DocumentHashes] = field(default_factory=dict)
+
+    @property
+    def table(self) -> str:
+        return self.shape.table
+
+    @property
+    def table_mappings(self) -> tuple[CompiledMapping, ...]:
+        return self.mappings.for_table(self.table)
+
+    # --- table side ------------------------------------------------------------------------------
+
+    def verify_all(self, segments: int) -> None:
+        for mapping in self.table_mappings:
+            self._hashes.setdefault(walk_pattern(mapping), DocumentHashes())
+
+        def run(segment: int) -> None:
+            for number, page in enumerate(scan_segment(self.dynamodb, self.table, segment, segments)):
+                self.check_items(page, f"{segment}-{number}")
+
+        with ThreadPoolExecutor(max_workers=segments, thread_name_prefix="verify") as pool:
+            for future in [pool.submit(run, segment) for segment in range(segments)]:
+                future.result()
+        self.find_extras()
+
+    def verify_sample(self, size: int, item_count: int) -> None:
+        left = size
+        for segment, total in sample_segments(size, item_count, self.rng):
+            for number, page in enumerate(scan_segment(self.dynamodb, self.table, segment, total)):
+                self.check_items(page[:left], f"{segment}-{number}")
+                left -= min(left, len(page))
+                if not left:
+                    return
+
+    def check_items(self, items: Sequence[Mapping[str, Any]], page: str) -> None:
+        """Compare one page of scanned items with the index (and repair what differs)."""
+        documents: list[IndexAction] = []
+        for position, item in enumerate(items):
+            try:
+                expected = expected_documents(self.shape, item, f"verify-{page}-{position}", self.mappings)
+            except RecordError as exc:
+                self.report.problem(
+                    f"item {_key_text(self.shape, item)} of {self.table} cannot be read: {exc}"
+                )
+                continue
+            for rejected in expected.rejected:
+                name = rejected.mapping.name if rejected.mapping else "?"
+                self.report.problem(f"{rejected.record.describe()}: {name}: {rejected.error}")
+            documents += expected.documents
+        with self._lock:
+            self.report.checked += len(items)
+            for document in documents:
+                hashes = self._hashes.get(walk_pattern(document.mapping))
+                if hashes is not None:
+                    hashes.add(document_hash(hash_scope(document.mapping, document.index), document.id))
+        drifts: list[Drift] = []
+        for start in range(0, len(documents), MGET_BATCH):
+            batch = documents[start : start + MGET_BATCH]
+            answers = mget_documents(self.client, [(d.index, d.id, d.routing) for d in batch], self.table)
+            for document, answer in zip(batch, answers, strict=True):
+                if isinstance(answer, str):
+                    self.report.problem(f"{document.index}/{document.id}: {answer}")
+                    continue
+                drift = compare_document(document, answer)
+                if drift is not None:
+                    drifts.append(drift)
+        self.report.record(drifts)
+        if self.writer is not None and drifts:
+            self._repair(drifts)
+
+    # --- index side ------------------------------------------------------------------------------
+
+    def find_extras(self) -> None:
+        """Walk each index; confirm the documents the scan did not expect; report (and delete) them."""
+        groups: dict[str, list[CompiledMapping]] = {}
+        for mapping in self.table_mappings:
+            groups.setdefault(walk_pattern(mapping), []).append(mapping)
+        for pattern, group in groups.items():
+            others = sorted(
+                {m.table for m in self.mappings if m.table != self.table and walk_pattern(m) == pattern}
+            )
+            if others:
+                self.report.note(
+                    f"extra documents not looked for in {pattern}: table {', '.join(others)} writes there too"
+                )
+                continue
+            hashes = self._hashes[pattern]
+            hashes.freeze()
+            for hits in walk_documents(self.client, pattern):
+                unexpected = [
+                    hit
+                    for hit in hits
+                    if document_hash(hash_scope(group[0], hit["_index"]), hit["_id"]) not in hashes
+                ]
+                if unexpected:
+                    self._confirm_extras(group, unexpected)
+
+    def _confirm_extras(self, group: Sequence[CompiledMapping], hits: Sequence[Mapping[str, Any]]) -> None:
+        refs = [(hit["_index"], hit["_id"], hit.get("_routing")) for hit in hits]
+        present = [
+            (ref, answer)
+            for ref, answer in zip(refs, mget_documents(self.client, refs, self.table), strict=True)
+            if isinstance(answer, dict)
+        ]
+        keyed: list[tuple[Drift, Mapping[str, Any]]] = []
+        for (index, doc_id, routing), answer in present:
+            version = answer.get("_version") if isinstance(answer.get("_version"), int) else None
+            for mapping in group:
+                derived = keys_from_document(mapping, self.shape.key_types, doc_id, answer.get("_source"))
+                if derived is not None:
+                    drift = Drift("extra", index, doc_id, routing, mapping, keys=derived, version=version)
+                    keyed.append((drift, derived))
+                    break
+            else:
+                detail = "the item key cannot be told from the id or the document; not deleted"
+                self.report.record(
+                    [Drift("extra", index, doc_id, routing, group[0], detail, version=version)]
+                )
+                self.report.unrepairable += 1
+        if not keyed:
+            return
+        read_ms = self.clock_ms()  # before the read: a change after it carries a later time
+        found = self.items.read(self.table, [keys for _, keys in keyed])
+        extras: list[Drift] = []
+        for drift, keys in keyed:
+            item = found.get(key_id(self.table, keys))
+            if item is None:
+                extras.append(_with_detail(drift, "item not in the table"))
+            elif not self._expected_now(group, drift, keys, item, read_ms):
+                extras.append(_with_detail(drift, "item excluded by the mapping"))
+        self.report.record(extras)
+        if self.writer is not None and extras:
+            self._write([self._delete(d, read_ms) for d in extras])
+
+    def _expected_now(
+        self,
+        group: Sequence[CompiledMapping],
+        drift: Drift,
+        keys: Mapping[str, Any],
+        item: dict[str, Any],
+        read_ms: int,
+    ) -> bool:
+        """Whether the item as read now puts a document where ``drift`` found one (created meanwhile)."""
+        record = _repair_record(self.table, keys, read_ms, "INSERT")
+        for mapping in group:
+            for step in plan_fetched(FetchItem(mapping, record), item):
+                if (
+                    isinstance(step, IndexAction)
+                    and step.id == drift.id
+                    and hash_scope(mapping, step.index) == hash_scope(mapping, drift.index)
+                ):
+                    return True
+        return False
+
+    # --- repair ----------------------------------------------------------------------------------
+
+    def _delete(self, drift: Drift, read_ms: int) -> DeleteAction:
+        record = _repair_record(self.table, drift.keys or {}, read_ms, "MODIFY")
+        # Attribute versions are the item's own counter, not times: delete at the document's own
+        # version, which external_gte applies unless a newer write has landed meanwhile.
+        version = read_version(read_ms) if drift.mapping.version_attribute is None else (drift.version or 0)
+        return DeleteAction(drift.index, drift.id, drift.routing, version, drift.mapping, record)
+
+    def _repair(self, drifts: Sequence[Drift]) -> None:
+        """Write missing and stale documents from the item as a consistent read returns it now."""
+        read_ms = self.clock_ms()
+        found = self.items.read(self.table, [d.keys or {} for d in drifts])
+        actions: list[Action] = []
+        for drift in drifts:
+            item = found.get(key_id(self.table, drift.keys or {}))
+            if item is None:
+                if drift.kind == "missing":
+                    self.report.repair["gone"] += 1  # deleted since the scan: nothing to write
+                else:
+                    actions.append(self._delete(drift, read_ms))
+                continue
+            record = _repair_record(self.table, drift.keys or {}, read_ms, "MODIFY")
+            for step in plan_fetched(FetchItem(drift.mapping, record), item):
+                if isinstance(step, IndexAction | DeleteAction):
+                    actions.append(step)
+                elif isinstance(step, Rejected):
+                    self.report.failed(f"repair of {drift.describe()}: {step.error}")
+        self._write(actions)
+
+    def _write(self, actions: Sequence[Action]) -> None:
+        if self.writer is None or not actions:
+            return
+        for result in self.writer.write(actions):
+            action = result.entry.action
+            if result.outcome == "written":
+                self.report.repair["written" if action.op == "index" else "deleted"] += 1
+            elif result.outcome == "stale":
+                self.report.repair["superseded"] += 1
+            else:
+                self.report.failed(f"repair of {action.index}/{action.id}: {result.outcome}: {result.error}")
+
+
+def _with_detail(drift: Drift, detail: str) -> Drift:
+    return Drift(
+        drift.kind, drift.index, drift.id, drift.routing, drift.mapping, detail, drift.keys, drift.version
+    )
+
+
+def _key_text(shape: TableShape, item: Mapping[str, Any]) -> str:
+    return str({name: item.get(name) for name in shape.key_types})
+
+
+def build_verifier(
+    settings: Settings,
+    table: str,
+    *,
+    sample: int | None = None,
+    repair: bool = False,
+    session: boto3.Session | None = None,
+) -> tuple[Verifier, int]:
+    """The verifier for ``table`` and the table's item count. Raises ``ConfigError`` on bad input."""
+    if sample is not None and sample < 1:
+        raise ConfigError(f"verify --sample: expected a positive number of items, got {sample}")
+    session = session or boto3.Session()
+    mappings = load_mappings(settings.mappings)
+    if not mappings.for_table(table):
+        known = ", ".join(mappings.tables) or "none"
+        raise ConfigError(f"no mapping for table {table} (tables with mappings: {known})")
+    dynamodb = session.client("dynamodb")
+    key_types, item_count = describe_table(dynamodb, table)
+    client = build_client(settings, session=session)
+    writer = (
+        BulkWriter(
+            client=client,
+            metrics=NullMetrics(),
+            limits=BulkLimits(settings.bulk_max_actions, settings.bulk_max_bytes),
+            budget=RetryBudget(settings.max_retries, settings.retry_max_seconds),
+        )
+        if repair
+        else None
+    )
+    verifier = Verifier(
+        shape=TableShape(table, key_types, session.region_name or "us-east-1"),
+        mappings=mappings,
+        dynamodb=dynamodb,
+        client=client,
+        items=ItemReader(dynamodb),
+        report=VerifyReport(table=table, sample=sample, repairing=repair),
+        writer=writer,
+    )
+    return verifier, item_count
+
+
+def verify(verifier: Verifier, item_count: int, out: TextIO = sys.stdout) -> VerifyReport:
+    """Run a built verifier (full or sample, as its report says) and print the report."""
+    report = verifier.report
+    if report.sample is None:
+        verifier.verify_all(default_segments(item_count))
+    else:
+        verifier.verify_sample(report.sample, item_count)
+    for line in report.lines():
+        print(line, file=out)
+    return report
+
+
+def run_verify(
+    settings: Settings,
+    table: str,
+    *,
+    sample: int | None = None,
+    repair: bool = False,
+    session: boto3.Session | None = None,
+    out: TextIO = sys.stdout,
+) -> VerifyReport:
+    """Verify (and with ``repair`` fix) one table's index; print the report to ``out``.
+
+    The CLI exits with ``report.exit_code``. Raises ``ConfigError`` (exit 2) for an unknown table
+    or mapping, ``TransientError`` when DynamoDB or OpenSearch keeps failing.
+    """
+    verifier, item_count = build_verifier(settings, table, sample=sample, repair=repair, session=session)
+    return verify(verifier, item_count, out)
+
+
+__all__ = ["DriftKind", "Verifier", "VerifyReport", "build_verifier", "run_verify", "verify"]

@@ -1,0 +1,276 @@
+"""``cdcsync verify`` against moto and the local OpenSearch: drift found, reported, repaired."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from opensearchpy import OpenSearch
+
+from cdcsync.settings import Settings, load_settings
+from cdcsync.source.items import ItemReader
+from cdcsync.verify.run import build_verifier, run_verify, verify
+
+STATUS_ACTIVE = "active"
+
+
+@dataclass
+class World:
+    table: str
+    index: str
+    settings: Settings
+    dynamodb: Any
+    opensearch: OpenSearch
+    session: boto3.Session
+
+    def put(self, key: int, name: str, status: str = STATUS_ACTIVE) -> None:
+        item = {"UserId": {"N": str(key)}, "Name": {"S": name}, "Status": {"S": status}}
+        self.dynamodb.put_item(TableName=self.table, Item=item)
+
+    def index_doc(self, key: int | str, name: str, status: str = STATUS_ACTIVE, version: int = 1) -> None:
+        body = {"UserId": int(key), "Name": name, "Status": status}
+        self.opensearch.index(
+            index=self.index, id=str(key), body=body, params={"version": version, "version_type": "external"}
+        )
+
+    def doc(self, doc_id: str) -> dict[str, Any] | None:
+        answer = self.opensearch.get(index=self.index, id=doc_id, ignore=[404])  # type: ignore[call-arg]
+        return answer["_source"] if answer.get("found") else None
+
+    def verify(self, *args: Any, **kwargs: Any) -> tuple[int, list[str]]:
+        self.opensearch.indices.refresh(index=self.index)
+        out = io.StringIO()
+        report = run_verify(self.settings, self.table, *args, session=self.session, out=out, **kwargs)
+        return report.exit_code, out.getvalue().splitlines()
+
+
+@pytest.fixture
+def world(
+    tmp_path: Path,
+    unique_name: str,
+    opensearch: OpenSearch,
+    opensearch_url: str,
+    dynamodb: Any,
+    aws_session: boto3.Session,
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> World:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    table = f"Users-{unique_name}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    mapping = tmp_path / "mappings.yaml"
+    mapping.write_text(
+        f'table: {table}\nindex: {unique_name}\nid: "{{UserId}}"\n'
+        "where:\n  Status: [{anything-but: [banned]}]\n"
+    )
+    settings = load_settings(
+        mappings=mapping,
+        opensearch_url=opensearch_url,
+        dlq=f"file://{tmp_path / 'dlq.jsonl'}",
+        _env_file=None,
+    )
+    opensearch.indices.create(index=unique_name)
+    world = World(table, unique_name, settings, dynamodb, opensearch, aws_session)
+    # Five items, each indexed as the stream would have indexed it.
+    for key, name in enumerate("abcde", start=1):
+        world.put(key, name)
+        world.index_doc(key, name)
+    return world
+
+
+def test_verify_clean_index_reports_no_drift(world: World) -> None:
+    # GIVEN an index that matches the table
+    # WHEN verify runs
+    code, lines = world.verify()
+    # THEN it says so and exits 0
+    assert (code, lines) == (0, ["checked 5 items: 0 missing, 0 stale, 0 extra"])
+
+
+def _delete_doc(world: World) -> None:
+    world.opensearch.delete(index=world.index, id="3")
+
+
+def _change_doc(world: World) -> None:
+    world.index_doc(4, "x", version=2)
+
+
+def _orphan_doc(world: World) -> None:
+    world.index_doc(99, "ghost")
+
+
+def _excluded_item(world: World) -> None:
+    world.put(6, "f", status="banned")
+    world.index_doc(6, "f")
+
+
+@pytest.mark.parametrize(
+    ("make_drift", "summary", "detail"),
+    [
+        (_delete_doc, "checked 5 items: 1 missing, 0 stale, 0 extra", "missing: {index}/3"),
+        (
+            _change_doc,
+            "checked 5 items: 0 missing, 1 stale, 0 extra",
+            "stale: {index}/4 (Name: expected 'd', found 'x')",
+        ),
+        (
+            _orphan_doc,
+            "checked 5 items: 0 missing, 0 stale, 1 extra",
+            "extra: {index}/99 (item not in the table)",
+        ),
+        (
+            _excluded_item,
+            "checked 6 items: 0 missing, 0 stale, 1 extra",
+            "extra: {index}/6 (item excluded by the mapping)",
+        ),
+    ],
+    ids=["missing", "stale", "extra-gone", "extra-excluded"],
+)
+def test_verify_drift_is_reported_then_repaired(
+    world: World, make_drift: Any, summary: str, detail: str
+) -> None:
+    # GIVEN one kind of drift
+    make_drift(world)
+    # WHEN verify runs
+    code, lines = world.verify()
+    # THEN it is reported with its id and verify exits 1
+    assert (code, lines) == (1, [summary, detail.format(index=world.index)])
+    # WHEN verify --repair runs
+    code, lines = world.verify(repair=True)
+    # THEN it reports the same drift, repairs it (exit 0), and a second verify is clean
+    assert code == 0
+    assert lines[:2] == [summary, detail.format(index=world.index)]
+    assert lines[2].startswith("repaired: ")
+    assert lines[2].endswith(
+        "0 superseded by newer changes, 0 gone since the scan, 0 failed, 0 extra not deletable"
+    )
+    assert world.verify()[0] == 0
+
+
+def test_verify_repair_writes_item_as_table_holds_it(world: World) -> None:
+    # GIVEN a stale document and a missing one
+    _change_doc(world)
+    _delete_doc(world)
+    # WHEN verify --repair runs
+    code, lines = world.verify(repair=True)
+    # THEN both are written from the table, with a read version (read time - 5 s)
+    assert code == 0
+    assert lines[-1] == (
+        "repaired: 2 written, 0 deleted, 0 superseded by newer changes, 0 gone since the scan, "
+        "0 failed, 0 extra not deletable"
+    )
+    assert world.doc("4") == {"UserId": 4, "Name": "d", "Status": STATUS_ACTIVE}
+    assert world.doc("3") == {"UserId": 3, "Name": "c", "Status": STATUS_ACTIVE}
+    version = world.opensearch.get(index=world.index, id="4")["_version"]
+    assert time.time() * 1000 - 5000 - 10_000 < version <= time.time() * 1000 - 5000
+
+
+@pytest.mark.parametrize("size", [1, 3, 5])
+def test_verify_sample_checks_n_items_and_never_extras(world: World, size: int) -> None:
+    # GIVEN an extra document (which a sample cannot see)
+    _orphan_doc(world)
+    # WHEN verify --sample N runs
+    code, lines = world.verify(sample=size)
+    # THEN exactly N items are checked, extras are not looked for, and it exits 0
+    assert (code, lines) == (
+        0,
+        [
+            f"checked {size} item{'s' if size > 1 else ''} (random sample; extra documents not looked for): "
+            "0 missing, 0 stale"
+        ],
+    )
+
+
+def test_verify_sample_finds_missing_document(world: World) -> None:
+    # GIVEN every document gone
+    for key in range(1, 6):
+        world.opensearch.delete(index=world.index, id=str(key))
+    # WHEN a sample of 2 is verified
+    code, lines = world.verify(sample=2)
+    # THEN both sampled items are missing
+    assert code == 1
+    assert lines[0] == "checked 2 items (random sample; extra documents not looked for): 2 missing, 0 stale"
+
+
+@dataclass
+class RacingReader:
+    """Reads like ItemReader, then a stream change to the same item lands before the repair writes."""
+
+    inner: ItemReader
+    world: World
+
+    def read(self, table: str, keys: Sequence[Mapping[str, Any]]) -> dict[bytes, dict[str, Any] | None]:
+        found = self.inner.read(table, keys)
+        # A change made just after the read, as the stream path writes it: its creation time in
+        # whole seconds (rounded down), in ms.
+        self.world.index_doc(4, "newer", version=int(time.time()) * 1000)
+        return found
+
+
+def test_verify_repair_loses_to_a_stream_change_after_its_read(world: World) -> None:
+    # GIVEN a stale document, and a stream change to its item landing right after the repair read
+    _change_doc(world)
+    world.opensearch.indices.refresh(index=world.index)
+    verifier, count = build_verifier(world.settings, world.table, repair=True, session=world.session)
+    verifier.items = RacingReader(ItemReader(verifier.dynamodb), world)
+    # WHEN verify --repair runs
+    out = io.StringIO()
+    report = verify(verifier, count, out)
+    # THEN the repair write is stale (superseded) and the newer change stays
+    assert report.exit_code == 0
+    assert out.getvalue().splitlines()[-1] == (
+        "repaired: 0 written, 0 deleted, 1 superseded by newer changes, 0 gone since the scan, "
+        "0 failed, 0 extra not deletable"
+    )
+    assert world.doc("4") == {"UserId": 4, "Name": "newer", "Status": STATUS_ACTIVE}
+
+
+def test_verify_extra_created_after_the_scan_is_not_extra(world: World) -> None:
+    # GIVEN a document whose item is created after the scan read the table (simulated: the item
+    # exists only when the confirming read happens)
+    world.index_doc(7, "g")
+    world.opensearch.indices.refresh(index=world.index)
+    verifier, count = build_verifier(world.settings, world.table, session=world.session)
+    inner = ItemReader(verifier.dynamodb)
+
+    @dataclass
+    class CreatingReader:
+        def read(self, table: str, keys: Sequence[Mapping[str, Any]]) -> dict[bytes, dict[str, Any] | None]:
+            world.put(7, "g")
+            return inner.read(table, keys)
+
+    verifier.items = CreatingReader()
+    # WHEN verify runs
+    out = io.StringIO()
+    report = verify(verifier, count, out)
+    # THEN the document is not called extra
+    assert (report.exit_code, out.getvalue().splitlines()) == (
+        0,
+        ["checked 5 items: 0 missing, 0 stale, 0 extra"],
+    )
+
+
+def test_verify_parallel_segments_find_drift_once(world: World) -> None:
+    # GIVEN a missing and an extra document
+    _delete_doc(world)
+    _orphan_doc(world)
+    world.opensearch.indices.refresh(index=world.index)
+    verifier, _ = build_verifier(world.settings, world.table, session=world.session)
+    # WHEN the table is verified with three parallel scan segments
+    verifier.verify_all(3)
+    # THEN every item is checked once and each drift counted once
+    assert verifier.report.lines() == [
+        "checked 5 items: 1 missing, 0 stale, 1 extra",
+        f"missing: {world.index}/3",
+        f"extra: {world.index}/99 (item not in the table)",
+    ]

@@ -1,0 +1,166 @@
+"""The pure parts of verify: JSON comparison, expected documents, document hashes, keys of extras."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cdcsync.verify import compare
+from cdcsync.verify.compare import (
+    DocumentHashes,
+    TableShape,
+    compare_document,
+    document_hash,
+    expected_documents,
+    first_difference,
+    keys_from_document,
+)
+from tests.support.records import compiled, mapping_set, typed
+
+SHAPE = TableShape("Orders", {"TenantId": "S", "OrderId": "N"}, "eu-west-1")
+
+
+@pytest.mark.parametrize(
+    ("expected", "actual", "difference"),
+    [
+        ({"a": 1, "b": [1, "x"]}, {"b": [1, "x"], "a": 1}, None),
+        ({"n": 1}, {"n": 1.0}, None),
+        ({"n": 2**70}, {"n": 2**70}, None),
+        ({"n": 1}, {"n": 1.5}, "n: expected 1, found 1.5"),
+        ({"f": True}, {"f": 1}, "f: expected True, found 1"),
+        ({"p": {"age": 30}}, {"p": {"age": 31}}, "p.age: expected 30, found 31"),
+        ({"a": 1}, {}, "a: expected 1, found nothing"),
+        ({}, {"z": None}, "z: expected nothing, found None"),
+        ({"l": [1, 2]}, {"l": [1]}, "l: expected 2 elements, found 1"),
+        ({"l": [{"k": "a"}]}, {"l": [{"k": "b"}]}, "l[0].k: expected 'a', found 'b'"),
+        ({"a": 1}, None, "document: expected {'a': 1}, found None"),
+    ],
+)
+def test_first_difference_compares_as_json(expected: Any, actual: Any, difference: str | None) -> None:
+    # GIVEN two JSON values WHEN compared THEN the first difference is named, or None when equal
+    assert first_difference(expected, actual) == difference
+
+
+def test_expected_documents_where_excluded_item_expects_nothing() -> None:
+    # GIVEN a mapping whose where excludes banned items
+    mappings = mapping_set(
+        compiled(table="Orders", index="orders", where={"Status": [{"anything-but": ["banned"]}]})
+    )
+    item = typed({"TenantId": "t1", "OrderId": 7, "Status": "banned"})
+    # WHEN the expected documents of the item are built
+    expected = expected_documents(SHAPE, item, "s1", mappings)
+    # THEN there are none, and nothing is rejected
+    assert (expected.documents, expected.rejected) == ([], [])
+
+
+def test_expected_documents_templates_index_routing_and_id() -> None:
+    # GIVEN a mapping with templated index, routing and projected fields
+    mappings = mapping_set(
+        compiled(
+            table="Orders",
+            index="orders-{Region}",
+            routing="{TenantId}",
+            fields={"include": ["OrderId", "Region"], "rename": {"Region": "region"}},
+        )
+    )
+    item = typed({"TenantId": "t1", "OrderId": 7, "Region": "EU"})
+    # WHEN the expected documents are built
+    (document,) = expected_documents(SHAPE, item, "s1", mappings).documents
+    # THEN they are the stream INSERT's: lowercased index, routing, default id, projection
+    assert (document.index, document.id, document.routing, document.document) == (
+        "orders-eu",
+        "7|t1",
+        "t1",
+        {"OrderId": 7, "region": "EU"},
+    )
+
+
+def test_expected_documents_missing_template_attribute_is_rejected() -> None:
+    # GIVEN an item without the attribute its index template names
+    mappings = mapping_set(compiled(table="Orders", index="orders-{Region}"))
+    # WHEN its documents are built THEN the mapping rejects it with the planner's message
+    (rejected,) = expected_documents(SHAPE, typed({"TenantId": "t", "OrderId": 1}), "s", mappings).rejected
+    assert str(rejected.error).startswith(
+        'index: "orders-{Region}" names Region, which is not in the new image'
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind", "detail"),
+    [
+        (None, "missing", ""),
+        ({"found": False}, "missing", ""),
+        ({"found": True, "_source": {"OrderId": 7.0, "TenantId": "t1"}, "_version": 3}, None, ""),
+        (
+            {"found": True, "_source": {"OrderId": 8, "TenantId": "t1"}, "_version": 3},
+            "stale",
+            "OrderId: expected 7, found 8",
+        ),
+    ],
+)
+def test_compare_document_classifies_answer(answer: Any, kind: str | None, detail: str) -> None:
+    # GIVEN an expected document and the mget answer for it
+    mappings = mapping_set(compiled(table="Orders", index="orders"))
+    (document,) = expected_documents(SHAPE, typed({"TenantId": "t1", "OrderId": 7}), "s", mappings).documents
+    # WHEN compared THEN the drift kind (or none) and its detail are as expected
+    drift = compare_document(document, answer)
+    assert (drift.kind if drift else None, drift.detail if drift else "") == (kind, detail)
+
+
+def test_document_hashes_find_added_across_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN hashes added over several sorted runs
+    monkeypatch.setattr(compare, "_RUN", 7)
+    hashes = DocumentHashes()
+    added = [document_hash("orders", str(n)) for n in range(50)]
+    for value in added:
+        hashes.add(value)
+    # WHEN frozen
+    hashes.freeze()
+    # THEN every added hash is found and others are not
+    assert len(hashes) == 50
+    assert all(value in hashes for value in added)
+    assert document_hash("orders", "50") not in hashes
+    assert document_hash("other", "1") not in hashes
+
+
+def test_document_hashes_lookup_before_freeze_raises() -> None:
+    hashes = DocumentHashes()
+    hashes.add(1)
+    with pytest.raises(RuntimeError, match="DocumentHashes lookup before freeze"):
+        _ = 1 in hashes
+
+
+@pytest.mark.parametrize(
+    ("mapping_keys", "doc_id", "source", "keys"),
+    [
+        ({}, "7|t1", None, {"OrderId": {"N": "7"}, "TenantId": {"S": "t1"}}),
+        (
+            {"id": "order#{TenantId}#{OrderId}"},
+            "order#t1#7",
+            None,
+            {"TenantId": {"S": "t1"}, "OrderId": {"N": "7"}},
+        ),
+        (
+            {"id": "{OrderId}-{TenantId}"},
+            "7-t1",
+            {"tenant": "t1"},
+            {"TenantId": {"S": "t1"}, "OrderId": {"N": "7"}},
+        ),
+        (
+            {"fields": {"rename": {"TenantId": "tenant"}}},
+            "7|a|b",
+            {"tenant": "a|b", "OrderId": 7},
+            {"TenantId": {"S": "a|b"}, "OrderId": {"N": "7"}},
+        ),
+        ({}, "x|t1", None, None),  # OrderId is a number
+        ({"id": "order#{OrderId}"}, "order#7", None, None),  # the id does not hold TenantId
+    ],
+)
+def test_keys_from_document_reads_key_back(
+    mapping_keys: dict[str, Any], doc_id: str, source: dict[str, Any] | None, keys: dict[str, Any] | None
+) -> None:
+    # GIVEN a document the scan did not expect
+    mapping = compiled(table="Orders", index="orders", **mapping_keys)
+    # WHEN its item key is derived THEN it is the key that renders its id again, or None
+    assert keys_from_document(mapping, SHAPE.key_types, doc_id, source) == keys
