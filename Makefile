@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint typecheck unit integration validate bench demo clean
+.PHONY: test lint lint-deploy checkov typecheck unit integration validate bench bench-lambda demo lambda-package clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,22 @@ typecheck: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/cdcsync validate mappings
 
+# Deploy files that can be linted here. checkov is a separate target: it pins old boto3 and
+# packaging, so it lives in its own venv and does not slow `make test` down.
+lint-deploy: $(STAMP)
+	$(BIN)/cfn-lint deploy/lambda/template.yaml
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose/compose.yaml
+	$(BIN)/yamllint -d "{extends: relaxed, rules: {line-length: {max: 130}}}" deploy
+
+.venv-checkov/bin/checkov:
+	$(PYTHON) -m venv .venv-checkov && .venv-checkov/bin/pip install --quiet 'checkov==3.3.30'
+
+checkov: .venv-checkov/bin/checkov
+	.venv-checkov/bin/checkov --quiet --compact --skip-download --framework cloudformation -f deploy/lambda/template.yaml
+	.venv-checkov/bin/checkov --quiet --compact --skip-download --framework kubernetes -d deploy/kubernetes
+
 # pytest exits 5 when it collected no test; that is a failure here, never a pass.
-test: lint typecheck validate
+test: lint lint-deploy typecheck validate
 	$(BIN)/pytest
 
 unit: $(STAMP)
@@ -38,6 +52,16 @@ integration: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/transform.py
 
+bench-lambda: $(STAMP)
+	$(BIN)/python bench/lambda_e2e.py
+
+# The Lambda deployment package for arm64 (Python 3.12), with the mapping files.
+lambda-package: $(STAMP)
+	rm -rf build/lambda dist && mkdir -p build/lambda && $(BIN)/pip wheel -q --no-deps -w dist .
+	$(BIN)/pip install -q --target build/lambda --platform manylinux2014_aarch64 --implementation cp \
+		--python-version 3.12 --only-binary=:all: dist/cdcsync-*.whl
+	cp -r mappings build/lambda/ && cd build/lambda && zip -qr ../cdcsync-lambda.zip .
+
 # The product's main job on embedded local servers; DEMO_EXIT_AFTER=SECONDS stops it by itself.
 demo: $(STAMP)
 	$(BIN)/python -m demo.run
@@ -47,4 +71,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix cdcsync tests bench demo
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis .demo
+	rm -rf $(VENV) .venv-checkov .mypy_cache .pytest_cache .ruff_cache .hypothesis .demo build dist

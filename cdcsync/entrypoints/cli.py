@@ -153,8 +153,26 @@ def _verify(args: argparse.Namespace) -> int:
     settings, session = _services(args)
     from cdcsync.verify.run import run_verify  # noqa: PLC0415 - only verify needs it
 
-    report = run_verify(settings, args.table, sample=args.sample, repair=args.repair, session=session)
+    report = run_verify(
+        settings, args.table, sample=args.sample, repair=args.repair, session=session, out=sys.stdout
+    )
     return int(report.exit_code)
+
+
+def _lambda_config(args: argparse.Namespace) -> int:
+    from cdcsync.deploy.lambda_config import lambda_config  # noqa: PLC0415 - only this verb needs it
+
+    text = lambda_config(
+        _load(args.mappings),
+        format=args.format,
+        tables=args.table or (),
+        batch_size=args.batch_size,
+        batching_window=args.batching_window,
+        parallelization=args.parallelization,
+        bisect=args.bisect,
+    )
+    print(text, end="")
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,6 +227,27 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--repair", action="store_true", help="fix what is found")
     verify.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
     verify.set_defaults(run=_verify)
+
+    config = verbs.add_parser(
+        "lambda-config",
+        help="print the Lambda event source configuration for the mappings",
+        description="Print the DynamoDB stream event source configuration (Serverless Framework, SAM or "
+        "CloudFormation) generated from the mappings: FilterCriteria, partial batch responses, retries.",
+    )
+    config.add_argument("--format", required=True, choices=["serverless", "sam", "cloudformation"])
+    config.add_argument(
+        "--table", action="append", help="only this table (repeatable; default: every mapped table)"
+    )
+    config.add_argument("--batch-size", type=int, default=100, help="records per invocation (default 100)")
+    config.add_argument(
+        "--batching-window", type=int, default=1, help="MaximumBatchingWindowInSeconds (default 1)"
+    )
+    config.add_argument("--parallelization", type=int, default=1, help="ParallelizationFactor (default 1)")
+    config.add_argument(
+        "--no-bisect", dest="bisect", action="store_false", help="no BisectBatchOnFunctionError"
+    )
+    config.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
+    config.set_defaults(run=_lambda_config)
 
     indices = verbs.add_parser("indices", help="create missing indices", description="Manage indices.")
     indices_verbs = indices.add_subparsers(dest="indices_verb", required=True, metavar="COMMAND")

@@ -1,0 +1,391 @@
+"""The deployment files under deploy/: parsed and checked against the code they deploy.
+
+What is checked here: the files parse, name only settings, metrics, paths and ports that exist, keep
+the Lambda event source settings in sync with ``cdcsync lambda-config``, and keep the security and
+shutdown properties the issue asks for. cfn-lint runs on the SAM template. Not checked here (no Docker
+engine, no cluster, no AWS account): that the images start, that Kubernetes accepts the manifests, and
+that the IAM policies are sufficient at run time.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cdcsync.deploy import lambda_config
+from cdcsync.mapping.loader import load_mappings
+from cdcsync.metrics import METRICS
+from cdcsync.settings import Settings, load_settings
+from cdcsync.worker.coordinator import SHUTDOWN_SECONDS
+
+ROOT = Path(__file__).parents[3]
+DEPLOY = ROOT / "deploy"
+KUBERNETES = DEPLOY / "kubernetes"
+COMPOSE = DEPLOY / "compose"
+CHECK_JSONSCHEMA = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
+CFN_LINT = shutil.which("cfn-lint", path=str(Path(sys.executable).parent)) or shutil.which("cfn-lint")
+
+
+class _CloudFormationLoader(yaml.SafeLoader):
+    """Reads ``!Ref X`` / ``!GetAtt X.Arn`` / ``!Sub`` / ``!Join`` as their long forms."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        assert isinstance(node, yaml.MappingNode)
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_CloudFormationLoader.add_multi_constructor("!", _intrinsic)
+
+
+def _cloudformation(path: Path) -> Any:
+    return yaml.load(path.read_text(), Loader=_CloudFormationLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def _kubernetes() -> Iterator[dict[str, Any]]:
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            yield from yaml.safe_load_all(path.read_text())
+
+
+def _kind(kind: str) -> dict[str, Any]:
+    (found,) = [doc for doc in _kubernetes() if doc["kind"] == kind]
+    return found
+
+
+# --- metrics: dashboards and alerts may only name what the code exports -------------------------------
+_EXPORTED = {spec.name for spec in METRICS} | {
+    f"{spec.name}{suffix}"
+    for spec in METRICS
+    if spec.kind == "histogram"
+    for suffix in ("_bucket", "_sum", "_count")
+}
+
+
+def _metric_names(expr: str) -> set[str]:
+    return set(re.findall(r"\b(cdcsync_[a-z_]+)\b", expr))
+
+
+def _dashboard_exprs() -> list[tuple[str, str]]:
+    dashboard = json.loads((DEPLOY / "grafana" / "cdcsync.json").read_text())
+    return [(panel["title"], target["expr"]) for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def test_dashboard_every_query_names_exported_metrics() -> None:
+    # GIVEN every panel query of the Grafana dashboard
+    exprs = _dashboard_exprs()
+    # THEN each names at least one metric, and only metrics cdcsync.metrics exports
+    assert exprs
+    for title, expr in exprs:
+        assert _metric_names(expr), (title, expr)
+        assert _metric_names(expr) <= _EXPORTED, (title, _metric_names(expr) - _EXPORTED)
+
+
+def test_dashboard_shows_every_metric_the_issue_asks_for() -> None:
+    # GIVEN the metrics named anywhere on the dashboard
+    named = {name for _, expr in _dashboard_exprs() for name in _metric_names(expr)}
+    # THEN lag, outcomes, latency, retries, dead letters, backfill, leases and trimmed data are all there
+    assert {
+        "cdcsync_replication_lag_seconds",
+        "cdcsync_iterator_age_seconds",
+        "cdcsync_records_total",
+        "cdcsync_bulk_request_duration_seconds_bucket",
+        "cdcsync_bulk_retries_total",
+        "cdcsync_dlq_records_total",
+        "cdcsync_backfill_items_total",
+        "cdcsync_shards_owned",
+        "cdcsync_trimmed_data_total",
+    } <= named
+
+
+@pytest.mark.parametrize(
+    ("alert", "metric"),
+    [
+        ("CdcsyncIteratorAgeHigh", "cdcsync_iterator_age_seconds"),
+        ("CdcsyncDeadLettersGrowing", "cdcsync_dlq_records_total"),
+        ("CdcsyncBulkErrorRatioHigh", "cdcsync_records_total"),
+        ("CdcsyncTrimmedData", "cdcsync_trimmed_data_total"),
+    ],
+)
+def test_prometheus_rule_alert_watches_exported_metric(alert: str, metric: str) -> None:
+    # GIVEN the PrometheusRule's alerts
+    rules = {
+        rule["alert"]: rule for group in _kind("PrometheusRule")["spec"]["groups"] for rule in group["rules"]
+    }
+    # THEN the alert exists, watches its metric, names only exported metrics and has a summary
+    names = _metric_names(rules[alert]["expr"])
+    assert metric in names
+    assert names <= _EXPORTED
+    assert rules[alert]["annotations"]["summary"]
+
+
+def test_prometheus_rule_iterator_age_threshold_is_five_minutes() -> None:
+    rules = {
+        rule["alert"]: rule for group in _kind("PrometheusRule")["spec"]["groups"] for rule in group["rules"]
+    }
+    assert rules["CdcsyncIteratorAgeHigh"]["expr"].endswith("> 300")
+
+
+# --- Kubernetes ---------------------------------------------------------------------------------------
+def test_kubernetes_manifests_have_identity_and_are_all_in_kustomization() -> None:
+    # GIVEN every manifest file and the kustomization
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    files = {path.name for path in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
+    # THEN each document names its API, kind and name, and kustomize applies every file
+    for doc in _kubernetes():
+        assert doc["apiVersion"], doc
+        assert doc["kind"], doc
+        assert doc["metadata"]["name"], doc
+    assert set(kustomization["resources"]) == files
+    assert {image["name"] for image in kustomization["images"]} == {
+        _kind("Deployment")["spec"]["template"]["spec"]["containers"][0]["image"].split(":")[0]
+    }
+
+
+def test_kubernetes_deployment_is_safe_to_scale_stop_and_probe() -> None:
+    # GIVEN the worker's Deployment
+    deployment = _kind("Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    # THEN replicas share a DynamoDB lease table
+    assert deployment["spec"]["replicas"] > 1
+    assert env["CDCSYNC_CHECKPOINTS"].startswith("dynamodb://")
+    # AND the probes hit /readyz and /healthz on the port CDCSYNC_METRICS_ADDR listens on
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert ports[container["readinessProbe"]["httpGet"]["port"]] == int(
+        env["CDCSYNC_METRICS_ADDR"].split(":")[1]
+    )
+    # AND SIGKILL comes only after the 30 s drain (SHUTDOWN_SECONDS plus the final checkpoint and release)
+    assert SHUTDOWN_SECONDS < 30 <= pod["terminationGracePeriodSeconds"] - 5
+    # AND it runs as non-root on a read-only root filesystem, writing only to an emptyDir /tmp
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert "emptyDir" in volumes[mounts["/tmp"]]  # noqa: S108 - the pod's /tmp mount, not a temp file
+    # AND the mappings come from the ConfigMap, and resources are bounded
+    assert (
+        volumes[mounts[env["CDCSYNC_MAPPINGS"]]]["configMap"]["name"]
+        == _kind("ConfigMap")["metadata"]["name"]
+    )
+    assert set(container["resources"]) == {"requests", "limits"}
+    assert pod["serviceAccountName"] == _kind("ServiceAccount")["metadata"]["name"]
+
+
+def test_kubernetes_deployment_env_is_valid_settings() -> None:
+    # GIVEN the CDCSYNC_* environment of the Deployment
+    (container,) = _kind("Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container["env"] if item["name"].startswith("CDCSYNC_")}
+    # WHEN loaded as settings THEN every name and value is accepted
+    load_settings(**{name.removeprefix("CDCSYNC_").lower(): value for name, value in env.items()})
+
+
+def test_kubernetes_service_account_is_annotated_for_irsa() -> None:
+    annotations = _kind("ServiceAccount")["metadata"]["annotations"]
+    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/.+", annotations["eks.amazonaws.com/role-arn"])
+
+
+def test_kubernetes_service_and_monitor_reach_the_metrics_port() -> None:
+    # GIVEN the Service, the ServiceMonitor and the pod labels
+    service, monitor = _kind("Service"), _kind("ServiceMonitor")
+    pod_labels = _kind("Deployment")["spec"]["template"]["metadata"]["labels"]
+    # THEN the Service selects the pods, and the ServiceMonitor selects the Service's named port
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= {p["name"] for p in service["spec"]["ports"]}
+    assert {e["path"] for e in monitor["spec"]["endpoints"]} == {"/metrics"}
+
+
+def test_kubernetes_configmap_holds_the_shipped_users_mapping(tmp_path: Path) -> None:
+    # GIVEN the ConfigMap's mapping files
+    data = _kind("ConfigMap")["data"]
+    # THEN they are the shipped mappings and load without problems
+    assert data["users.yaml"] == (ROOT / "mappings" / "users.yaml").read_text()
+    for name, text in data.items():
+        (tmp_path / name).write_text(text)
+    assert load_mappings(tmp_path).tables == ("Users",)
+
+
+# --- Compose ------------------------------------------------------------------------------------------
+def _compose() -> dict[str, Any]:
+    return yaml.safe_load((COMPOSE / "compose.yaml").read_text())
+
+
+def test_compose_images_are_pinned_and_mounts_exist() -> None:
+    # GIVEN the compose services
+    services = _compose()["services"]
+    for name, service in services.items():
+        # THEN every image has an exact version tag (the worker is built from the Dockerfile)
+        image = service.get("image", "")
+        if "build" in service:
+            assert (COMPOSE / service["build"]["context"] / service["build"]["dockerfile"]).is_file(), name
+        else:
+            assert re.fullmatch(r"[a-z0-9./-]+:v?\d+\.\d+\.\d+", image), (name, image)
+        # AND every bind-mounted file or folder exists in the repository
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (COMPOSE / source).exists(), (name, source)
+
+
+@pytest.mark.skipif(
+    CHECK_JSONSCHEMA is None,
+    reason="check-jsonschema is not installed: add check-jsonschema to the dev extras",
+)
+def test_compose_file_matches_the_compose_specification() -> None:
+    # WHEN check-jsonschema validates compose.yaml against its vendored Compose Specification schema
+    result = subprocess.run(
+        [str(CHECK_JSONSCHEMA), "--builtin-schema", "vendor.compose-spec", str(COMPOSE / "compose.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # THEN it is valid (offline: the schema ships with check-jsonschema)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_wires_worker_opensearch_prometheus_and_grafana() -> None:
+    # GIVEN the compose services
+    services = _compose()["services"]
+    worker = services["cdcsync"]
+    # THEN OpenSearch runs single-node with its security plugin (admin password set, not disabled)
+    opensearch = services["opensearch"]["environment"]
+    assert opensearch["discovery.type"] == "single-node"
+    assert "OPENSEARCH_INITIAL_ADMIN_PASSWORD" in opensearch
+    assert "DISABLE_SECURITY_PLUGIN" not in opensearch
+    # AND the worker talks to it over TLS with basic auth, with valid settings
+    env = {k: v for k, v in worker["environment"].items() if k.startswith("CDCSYNC_")}
+    env["CDCSYNC_OPENSEARCH_PASSWORD"] = "not-a-real-password"  # noqa: S105 - placeholder for the check
+    load_settings(**{name.removeprefix("CDCSYNC_").lower(): value for name, value in env.items()})
+    assert env["CDCSYNC_OPENSEARCH_URL"].startswith("https://opensearch:")
+    # AND DynamoDB Local is the AWS endpoint, and the worker waits for the table and the indices
+    assert worker["environment"]["AWS_ENDPOINT_URL"] == "http://dynamodb:8000"
+    assert worker["depends_on"]["dynamodb-init"]["condition"] == "service_completed_successfully"
+    # AND Prometheus scrapes the worker's metrics port
+    scrape = yaml.safe_load((COMPOSE / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    port = env.get("CDCSYNC_METRICS_ADDR", Settings.model_fields["metrics_addr"].default).split(":")[1]
+    assert f"cdcsync:{port}" in targets
+    # AND Grafana provisions the dashboard from the folder holding cdcsync.json
+    provider = yaml.safe_load((COMPOSE / "grafana/provisioning/dashboards/cdcsync.yaml").read_text())
+    mounted = {v.split(":")[1]: v.split(":")[0] for v in services["grafana"]["volumes"]}
+    folder = provider["providers"][0]["options"]["path"]
+    assert (COMPOSE / mounted[folder] / "cdcsync.json").is_file()
+
+
+# --- Lambda: SAM template and serverless.yml ----------------------------------------------------------
+def _generated(fmt: str) -> dict[str, Any]:
+    text = lambda_config(load_mappings(ROOT / "mappings"), format=fmt, tables=["Users"])
+    data = yaml.safe_load(text)
+    return data["Events"]["UsersStream"] if fmt == "sam" else data["events"][0]
+
+
+def test_sam_template_events_match_lambda_config() -> None:
+    # GIVEN the SAM template's stream event WHEN compared with `cdcsync lambda-config --format sam`
+    function = _cloudformation(DEPLOY / "lambda" / "template.yaml")["Resources"]["CdcsyncFunction"]
+    # THEN they are the same, so the template follows the mappings
+    assert function["Properties"]["Events"]["UsersStream"] == _generated("sam")
+
+
+def test_serverless_events_match_lambda_config() -> None:
+    # GIVEN the serverless.yml stream event WHEN compared with `cdcsync lambda-config --format serverless`
+    function = _cloudformation(DEPLOY / "lambda" / "serverless.yml")["functions"]["onUserObjectChange"]
+    # THEN they are the same
+    assert function["events"] == [_generated("serverless")]
+
+
+@pytest.mark.parametrize(
+    ("path", "settings"),
+    [
+        ("template.yaml", lambda doc: (doc["Resources"]["CdcsyncFunction"]["Properties"], "Environment")),
+        ("serverless.yml", lambda doc: (doc["provider"], "environment")),
+    ],
+)
+def test_lambda_files_run_the_contract_handler_on_python312_arm64(path: str, settings: Any) -> None:
+    # GIVEN the function definition and its environment
+    function, env_key = settings(_cloudformation(DEPLOY / "lambda" / path))
+    env = function[env_key]["Variables"] if env_key == "Environment" else function[env_key]
+    lower = {key.lower(): value for key, value in function.items()}
+    handler = (
+        lower.get("handler")
+        or _cloudformation(DEPLOY / "lambda" / path)["functions"]["onUserObjectChange"]["handler"]
+    )
+    # THEN the contract handler runs on Python 3.12 arm64, with SigV4, an SQS DLQ and bundled mappings
+    module, _, name = handler.rpartition(".")
+    assert handler == "cdcsync.aws_lambda.handler"
+    assert callable(getattr(importlib.import_module(module), name))
+    assert lower["runtime"] == "python3.12"
+    assert lower.get("architectures", [lower.get("architecture")]) == ["arm64"]
+    assert env["CDCSYNC_OPENSEARCH_AUTH"] == "sigv4"
+    assert env["CDCSYNC_DLQ"]["Fn::" + ("Sub" if env_key == "Environment" else "Join")]
+    assert env["CDCSYNC_MAPPINGS"] == "/var/task/mappings"
+    assert {name.removeprefix("CDCSYNC_").lower() for name in env} <= set(Settings.model_fields)
+
+
+def test_sam_template_role_allows_only_what_cdcsync_needs() -> None:
+    # GIVEN the function's IAM role
+    role = _cloudformation(DEPLOY / "lambda" / "template.yaml")["Resources"]["CdcsyncRole"]
+    statements = role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    actions = {
+        s["Sid"]: sorted([s["Action"]] if isinstance(s["Action"], str) else s["Action"]) for s in statements
+    }
+    # THEN exactly these actions, none with wildcards, on named resources only
+    assert actions == {
+        "ReadStream": [
+            "dynamodb:DescribeStream",
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+            "dynamodb:ListStreams",
+        ],
+        "ReadItems": ["dynamodb:BatchGetItem", "dynamodb:GetItem"],
+        "WriteIndex": ["es:ESHttpGet", "es:ESHttpPost", "es:ESHttpPut"],
+        "SendDeadLetters": ["sqs:SendMessage"],
+        "WriteLogs": ["logs:CreateLogStream", "logs:PutLogEvents"],
+    }
+    assert all(s["Effect"] == "Allow" and s["Resource"] != "*" for s in statements)
+    index_paths = next(s["Resource"] for s in statements if s["Sid"] == "WriteIndex")
+    assert [path["Fn::Sub"].rsplit("/", 1)[-1] for path in index_paths] == ["_bulk", "${IndexName}", "*"]
+
+
+@pytest.mark.skipif(
+    CFN_LINT is None,
+    reason="cfn-lint is not installed: add cfn-lint to the dev extras (pip install cfn-lint)",
+)
+def test_sam_template_passes_cfn_lint() -> None:
+    # WHEN cfn-lint checks the SAM template THEN it finds nothing
+    result = subprocess.run(
+        [str(CFN_LINT), "--", str(DEPLOY / "lambda" / "template.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
