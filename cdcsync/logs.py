@@ -81,6 +81,10 @@ def configure_logging(format: LogFormat, level: str, *, stream: TextIO | None = 
     root.setLevel(levelno)
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if levelno <= logging.DEBUG else logging.WARNING)
+    # opensearch-py logs every failed request at WARNING with a traceback; the bulk writer already
+    # says what failed and what happens next, once per request, with the record's identity.
+    if levelno > logging.DEBUG:
+        logging.getLogger("opensearch").setLevel(logging.ERROR)
 
 
 def record_fields(

@@ -110,9 +110,13 @@ class Coordinator:
             if (table, shard_id) not in self.loops and (table, shard_id) not in busy and shard_id in ready:
                 self._start(lease)
         self.metrics.shards_owned(table, len(owned))
+        self._report_lag(table)
+
+    def _report_lag(self, table: str) -> None:
+        """Iterator age per shard and the table's lag; called by each round and by each loop's progress."""
         now_ms = time.time_ns() // 1_000_000
         ages = []
-        for (loop_table, shard_id), loop in self.loops.items():
+        for (loop_table, shard_id), loop in list(self.loops.items()):
             age = loop.lag_seconds(now_ms) if loop_table == table else None
             if age is not None:
                 self.metrics.iterator_age(table, shard_id, age)
@@ -131,6 +135,7 @@ class Coordinator:
             sleep=stopping.wait,  # empty-read backoff ends at once on shutdown
         )
         loop = ShardLoop(lease, reader, self.pipeline, self.store, stopping)
+        loop.on_progress = lambda: self._report_lag(lease.table)
         self.loops[(lease.table, lease.shard_id)] = loop
         log.info("reading shard %s of %s from %s", lease.shard_id, lease.table, lease.checkpoint)
         loop.start()

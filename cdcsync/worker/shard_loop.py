@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +46,7 @@ class ShardLoop:
     unwritten_since_ms: int | None = None
     stream_gone: bool = False
     done: bool = False
+    on_progress: Callable[[], None] | None = field(default=None, repr=False)  # lag changed: report it
     thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
@@ -77,6 +79,10 @@ class ShardLoop:
             log.exception("shard %s stopped on an unexpected error", self.shard_id, extra=self._fields())
         finally:
             self.done = True
+
+    def _progress(self) -> None:
+        if self.on_progress is not None:
+            self.on_progress()
 
     def _fields(self, sequence: str | None = None) -> dict[str, Any]:
         return record_fields(self.lease.table, {}, sequence, shard=self.shard_id)

@@ -229,15 +229,17 @@ def test_configure_logging_unknown_level_raises_value_error() -> None:
         configure_logging("json", "LOUD")
 
 
-@pytest.mark.parametrize(("level", "chatty_level"), [("INFO", logging.WARNING), ("DEBUG", logging.NOTSET)])
+@pytest.mark.parametrize(("level", "chatty_level"), [("INFO", logging.ERROR), ("DEBUG", logging.NOTSET)])
 def test_configure_logging_holds_opensearch_request_lines_unless_debug(level: str, chatty_level: int) -> None:
-    # GIVEN opensearch-py's logger, which writes one INFO line per request
+    # GIVEN opensearch-py's logger, which writes one INFO line per request and a WARNING with a
+    # traceback per failed request (the bulk writer already reports those, once, with context)
     stream = _configure("text", level)
-    # WHEN it logs a request
+    # WHEN it logs a request and a failure
     logging.getLogger("opensearch").info("POST http://127.0.0.1:9200/_bulk [status:200 request:0.004s]")
-    # THEN the line is written only at DEBUG
+    logging.getLogger("opensearch").warning("POST http://127.0.0.1:9200/_bulk [status:N/A request:0.001s]")
+    # THEN the lines are written only at DEBUG
     assert logging.getLogger("opensearch").level == chatty_level
-    assert len(_lines(stream)) == (1 if level == "DEBUG" else 0)
+    assert len(_lines(stream)) == (2 if level == "DEBUG" else 0)
 
 
 # --- secrets -------------------------------------------------------------------------------------
