@@ -185,6 +185,9 @@ class Settings(BaseSettings):
     opensearch_sigv4_service: Literal["es", "aoss"] = "es"
     opensearch_verify_certs: bool = True
     dlq: str = "file://./cdcsync-dlq.jsonl"
+    # Not in the contract's table: where an sqs:// dead letter over SQS's 256 KiB limit is kept in
+    # full (s3://BUCKET/PREFIX); without it such a letter is sent without its images, flagged.
+    dlq_overflow: str | None = None
     checkpoints: str = "file://./cdcsync-checkpoints.json"
     bulk_max_actions: int = Field(default=1000, ge=1)
     bulk_max_bytes: int = Field(default=5_242_880, ge=1024)
@@ -233,6 +236,13 @@ class Settings(BaseSettings):
     @classmethod
     def _check_dlq(cls, value: str) -> str:
         parse_dlq(value)
+        return value
+
+    @field_validator("dlq_overflow")
+    @classmethod
+    def _check_dlq_overflow(cls, value: str | None) -> str | None:
+        if value is not None and not isinstance(parse_dlq(value), S3Target):
+            raise _invalid("s3://BUCKET/PREFIX", f'"{value}"')
         return value
 
     @field_validator("checkpoints")
@@ -285,6 +295,14 @@ class Settings(BaseSettings):
     def dlq_target(self) -> DlqTarget:
         """Where dead letters go, parsed."""
         return parse_dlq(self.dlq)
+
+    @property
+    def dlq_overflow_target(self) -> S3Target | None:
+        """Where oversized sqs:// dead letters are kept in full, parsed."""
+        if self.dlq_overflow is None:
+            return None
+        target = parse_dlq(self.dlq_overflow)
+        return target if isinstance(target, S3Target) else None
 
     @property
     def checkpoint_target(self) -> CheckpointTarget:

@@ -77,7 +77,9 @@ def build_runtime(
     pipeline = Pipeline(
         mappings=load_mappings(settings.mappings),
         writer=writer,
-        dead_letters=open_dead_letter_queue(settings.dlq_target, session=session),
+        dead_letters=open_dead_letter_queue(
+            settings.dlq_target, session=session, overflow=settings.dlq_overflow_target
+        ),
         metrics=metrics,
         items=ItemReader(session.client("dynamodb")),
     )

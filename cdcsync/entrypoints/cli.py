@@ -98,7 +98,9 @@ def _indices_apply(args: argparse.Namespace) -> int:
 
 def _dlq_show(args: argparse.Namespace) -> int:
     settings, session = _services(args)
-    queue = open_dead_letter_queue(settings.dlq_target, session=session)
+    queue = open_dead_letter_queue(
+        settings.dlq_target, session=session, overflow=settings.dlq_overflow_target
+    )
     stored = queue.read(args.limit)
     for entry in stored:
         letter = entry.letter
@@ -126,7 +128,9 @@ def _dlq_redrive(args: argparse.Namespace) -> int:
         limits=BulkLimits(settings.bulk_max_actions, settings.bulk_max_bytes),
         budget=RetryBudget(settings.max_retries, settings.retry_max_seconds),
     )
-    queue = open_dead_letter_queue(settings.dlq_target, session=session)
+    queue = open_dead_letter_queue(
+        settings.dlq_target, session=session, overflow=settings.dlq_overflow_target
+    )
     report = redrive(
         queue,
         mappings=load_mappings(settings.mappings),

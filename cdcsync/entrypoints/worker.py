@@ -57,7 +57,9 @@ def build_coordinator(
     pipeline = Pipeline(
         mappings=mappings,
         writer=writer,
-        dead_letters=open_dead_letter_queue(settings.dlq_target, session=session),
+        dead_letters=open_dead_letter_queue(
+            settings.dlq_target, session=session, overflow=settings.dlq_overflow_target
+        ),
         metrics=metrics,
         items=ItemReader(dynamodb),
     )

@@ -87,7 +87,8 @@ RECORDS = MetricSpec(
 ITERATOR_AGE = MetricSpec(
     "cdcsync_iterator_age_seconds",
     "gauge",
-    "Age of the last record read from a shard: how far the reader is behind the stream.",
+    "How far a shard is behind: now minus the oldest record read but not yet written, else minus "
+    "the last written record's creation time; 0 when caught up.",
     ("table", "shard"),
     unit="Seconds",
     emf_dimensions=("table",),
@@ -95,7 +96,8 @@ ITERATOR_AGE = MetricSpec(
 REPLICATION_LAG = MetricSpec(
     "cdcsync_replication_lag_seconds",
     "gauge",
-    "Time from a change in DynamoDB to its write in OpenSearch, for the last batch written.",
+    "The table's lag: the largest iterator age over its shards (worker); the newest record's age "
+    "when its batch was handled (Lambda).",
     ("table",),
     unit="Seconds",
 )

@@ -52,6 +52,7 @@ def test_load_settings_nothing_set_returns_contract_defaults() -> None:
         "opensearch_sigv4_service": "es",
         "opensearch_verify_certs": True,
         "dlq": "file://./cdcsync-dlq.jsonl",
+        "dlq_overflow": None,  # an addition to the contract: S3 for oversized SQS dead letters
         "checkpoints": "file://./cdcsync-checkpoints.json",
         "bulk_max_actions": 1000,
         "bulk_max_bytes": 5_242_880,
@@ -85,6 +86,7 @@ def test_load_settings_nothing_set_returns_contract_defaults() -> None:
         ("CDCSYNC_RETRY_MAX_SECONDS", "0.5", "retry_max_seconds", 0.5),
         ("CDCSYNC_METRICS_ADDR", "[::]:9100", "metrics_addr", "[::]:9100"),
         ("CDCSYNC_LEASE_SECONDS", "5", "lease_seconds", 5.0),
+        ("CDCSYNC_DLQ_OVERFLOW", "s3://dlq-bucket/big", "dlq_overflow", "s3://dlq-bucket/big"),
         ("CDCSYNC_LOG_FORMAT", "text", "log_format", "text"),
         ("CDCSYNC_LOG_LEVEL", "debug", "log_level", "DEBUG"),
         ("cdcsync_log_level", "warning", "log_level", "WARNING"),
