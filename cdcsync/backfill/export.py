@@ -4,7 +4,7 @@ Layout (AWS "DynamoDB table export output format")::
 
     PREFIX/AWSDynamoDB/<export-id>/manifest-summary.json   one JSON object: exportTime, tableArn,
                                                            itemCount, outputFormat, manifestFilesS3Key
-    PREFIX/AWSDynamoDB/<export-id>/manifest-files.json     JSON lines: {"dataFileS3Key": ..., "itemCount": ...}
+    PREFIX/AWSDynamoDB/<export-id>/manifest-files.json     JSON lines: {"dataFileS3Key": ..., "itemCount": n}
     PREFIX/AWSDynamoDB/<export-id>/data/<name>.json.gz     gzipped JSON lines: {"Item": {typed attributes}}
 
 ``--from-export s3://BUCKET/PREFIX`` may name the export's own folder (the one holding
@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cdcsync.errors import ConfigError, TransientError
+
+log = logging.getLogger(__name__)
 
 _SUMMARY = "manifest-summary.json"
 _ROOT = "AWSDynamoDB/"
@@ -69,7 +72,9 @@ def find_export(s3: Any, url: str, table: str) -> ExportManifest:
     try:
         export_time = dt.datetime.fromisoformat(str(summary["exportTime"]))
     except (KeyError, ValueError) as exc:
-        raise ConfigError(f"{where}: expected an ISO 8601 exportTime, got {summary.get('exportTime')!r}") from exc
+        raise ConfigError(
+            f"{where}: expected an ISO 8601 exportTime, got {summary.get('exportTime')!r}"
+        ) from exc
     files_key = summary.get("manifestFilesS3Key") or f"{folder}/manifest-files.json"
     data_keys = tuple(
         str(json.loads(line)["dataFileS3Key"])
@@ -83,6 +88,38 @@ def find_export(s3: Any, url: str, table: str) -> ExportManifest:
         item_count=int(summary.get("itemCount", 0)),
         data_keys=data_keys,
     )
+
+
+def export_plan(
+    table: str, manifest: ExportManifest, previous: dict[str, Any] | None, *, resume: bool, now_ms: int
+) -> tuple[dict[str, Any], list[tuple[int, int]]]:
+    """The progress record to run with, and the unfinished data files with the items to skip in each."""
+    if resume and previous is not None:
+        if previous.get("export") != manifest.url:
+            raise ConfigError(
+                f"--resume: the stored backfill of {table} loads {previous.get('export') or 'a scan'}, "
+                f"not {manifest.url}; run without --resume to start over"
+            )
+        state = previous
+    else:
+        if previous is not None:
+            log.info("backfill of %s: starting over (the stored backfill started at %s is replaced)",
+                     table, previous.get("started_at"))  # fmt: skip
+        state = {
+            "kind": "export",
+            "export": manifest.url,
+            "export_time_ms": manifest.export_time_ms,
+            "started_at": dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC).isoformat(timespec="milliseconds"),
+            "items_read": 0,
+            "finished": False,
+            "parts": {str(unit): {"items_done": 0, "done": False} for unit in range(len(manifest.data_keys))},
+        }
+    todo = [
+        (int(unit), int(part.get("items_done", 0)))
+        for unit, part in sorted(state["parts"].items(), key=lambda entry: int(entry[0]))
+        if not part.get("done")
+    ]
+    return state, todo
 
 
 def export_items(s3: Any, bucket: str, key: str, page_size: int) -> Iterator[list[dict[str, Any]]]:
@@ -103,7 +140,7 @@ def export_items(s3: Any, bucket: str, key: str, page_size: int) -> Iterator[lis
             item = json.loads(line)["Item"]
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(
-                f"s3://{bucket}/{key}:{number}: expected a line {{\"Item\": {{...}}}} of a DYNAMODB_JSON export"
+                f's3://{bucket}/{key}:{number}: expected a line {{"Item": {{...}}}} of a DYNAMODB_JSON export'
             ) from exc
         page.append(item)
         if len(page) >= page_size:
@@ -125,7 +162,9 @@ def _export_folder(s3: Any, bucket: str, prefix: str, url: str) -> str:
         if key.startswith(root) and key.endswith(f"/{_SUMMARY}") and key.count("/") == root.count("/") + 1
     )
     if not folders:
-        raise ConfigError(f"--from-export: no {_SUMMARY} under {url} (expected PREFIX/AWSDynamoDB/<export-id>/)")
+        raise ConfigError(
+            f"--from-export: no {_SUMMARY} under {url} (expected PREFIX/AWSDynamoDB/<export-id>/)"
+        )
     if len(folders) > 1:
         names = ", ".join(f"s3://{bucket}/{folder}" for folder in folders)
         raise ConfigError(f"--from-export: {len(folders)} exports under {url}; name one of {names}")

@@ -23,6 +23,7 @@ Decisions:
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import logging
 import math
 import random
@@ -35,16 +36,19 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cdcsync.errors import TransientError
+from cdcsync.errors import ConfigError, TransientError
 
 log = logging.getLogger(__name__)
 
 MIN_SEGMENTS = 4
+MAX_TOTAL_SEGMENTS = 1_000_000  # DynamoDB's limit on TotalSegments
 MAX_SEGMENTS = 16
 BYTES_PER_SEGMENT = 1 << 30
 ITEMS_PER_SEGMENT = 100_000
+# A 1 MB Scan page takes well under a second on DynamoDB; the long read timeout is for emulators
+# (moto needs ~10 s per page per segment, and longer with several segments at once).
 SCAN_CLIENT_CONFIG = Config(
-    connect_timeout=5, read_timeout=30, retries={"mode": "standard", "total_max_attempts": 4}
+    connect_timeout=5, read_timeout=120, retries={"mode": "standard", "total_max_attempts": 4}
 )
 THROTTLE_CODES = frozenset(
     {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
@@ -59,6 +63,61 @@ def default_segments(table_size_bytes: int, item_count: int) -> int:
     """Segments for a table of this size (see the module docstring)."""
     wanted = max(math.ceil(table_size_bytes / BYTES_PER_SEGMENT), math.ceil(item_count / ITEMS_PER_SEGMENT))
     return max(MIN_SEGMENTS, min(MAX_SEGMENTS, wanted))
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds as ISO 8601 UTC, for progress records and log lines."""
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def scan_plan(
+    table: str,
+    previous: dict[str, Any] | None,
+    *,
+    resume: bool,
+    segments: int | None,
+    default: int,
+    wall_ms: Callable[[], int],
+) -> tuple[dict[str, Any], list[tuple[int, dict[str, Any] | None]]]:
+    """The progress record to run with, and the unfinished segments with their start keys."""
+    if resume and previous is not None:
+        if previous.get("kind") != "scan":
+            raise ConfigError(
+                f"--resume: the stored backfill of {table} loads an export ({previous.get('export')}), "
+                "not a scan; run with --from-export to resume it, or without --resume to start over"
+            )
+        total = int(previous["total_segments"])
+        if segments is not None and segments != total:
+            log.warning(
+                "backfill of %s: --segments %d ignored: resuming with its %d segments", table, segments, total
+            )
+        todo = [
+            (int(unit), decode_key(part["next_key"]) if part.get("next_key") else None)
+            for unit, part in sorted(previous["parts"].items(), key=lambda entry: int(entry[0]))
+            if not part.get("done")
+        ]
+        return previous, todo
+    if resume:
+        log.info("backfill of %s: no backfill to resume; starting a new one", table)
+    elif previous is not None:
+        what = "finished" if previous.get("finished") else "unfinished"
+        log.info(
+            "backfill of %s: starting over (the %s backfill started at %s had read %d items; "
+            "use --resume to continue an unfinished one)",
+            table, what, previous.get("started_at"), previous.get("items_read", 0),
+        )  # fmt: skip
+    total = segments or default
+    scan_start = wall_ms()  # before the first Scan call
+    state: dict[str, Any] = {
+        "kind": "scan",
+        "scan_start_ms": scan_start,
+        "started_at": iso_ms(scan_start),
+        "total_segments": total,
+        "items_read": 0,
+        "finished": False,
+        "parts": {str(unit): {"next_key": None, "done": False} for unit in range(total)},
+    }
+    return state, [(unit, None) for unit in range(total)]
 
 
 def encode_key(key: Mapping[str, Any]) -> dict[str, dict[str, str]]:
@@ -162,6 +221,7 @@ class SegmentScan:
     limiter: CapacityLimiter | None = None
     sleep: Callable[[float], None] = time.sleep
     on_scan: Callable[[], None] | None = None  # called before each Scan (tests count calls)
+    page_items: int | None = None  # Limit per Scan (tables of huge items; tests), else DynamoDB's 1 MB
 
     def pages(self) -> Iterator[Page]:
         key = self.start_key
@@ -179,6 +239,8 @@ class SegmentScan:
             if self.limiter is not None:
                 request["Limit"] = self.limiter.page_limit(self.total_segments)
                 reserved = self.limiter.acquire()
+            if self.page_items is not None:
+                request["Limit"] = min(request.get("Limit", self.page_items), self.page_items)
             answer = self._scan(request)
             items: list[dict[str, Any]] = answer.get("Items", [])
             consumed = float(answer.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0))
@@ -208,9 +270,15 @@ class SegmentScan:
                 self.sleep(wait)
                 continue
             except BotoCoreError as exc:
-                raise TransientError(f"cannot scan {where}: {exc}") from exc
+                # Connection lost or timed out after botocore's own retries: one blip should not end
+                # an hours-long backfill, so it gets the same bounded backoff as throttling.
+                failure = f"{exc}"
+                wait = random.uniform(0, min(20.0, 0.5 * 2**attempt))  # noqa: S311 - jitter, not crypto
+                log.warning("cannot scan %s (%s); retrying in %.1f s", where, failure, wait)
+                self.sleep(wait)
+                continue
             return answer
         raise TransientError(
-            f"DynamoDB kept throttling the scan of {where} after {THROTTLE_ATTEMPTS} attempts; "
+            f"DynamoDB kept throttling or failing the scan of {where} after {THROTTLE_ATTEMPTS} attempts; "
             "lower --max-rcu or raise the table's read capacity, then run again with --resume"
         )

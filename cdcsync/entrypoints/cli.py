@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import boto3
 import orjson
@@ -153,6 +154,29 @@ def _run(args: argparse.Namespace) -> int:
     return run_worker(settings, args.table or ())
 
 
+def _backfill(args: argparse.Namespace) -> int:
+    settings, session = _services(args)
+    from cdcsync.backfill.run import run_backfill  # noqa: PLC0415 - only backfill needs it
+
+    report = run_backfill(
+        settings,
+        args.table,
+        segments=args.segments,
+        max_rcu=args.max_rcu,
+        resume=args.resume,
+        from_export=args.from_export,
+        session=session,
+    )
+    print(
+        f"backfill of {report.table}: {report.items_read} items read, {report.written} written, "
+        f"{report.stale} stale, {report.skipped} skipped, {report.dead_lettered} dead letters "
+        f"in {report.seconds:.1f} s ({report.segments} segments)"
+    )
+    if report.dead_lettered:
+        print("see the dead letters with: cdcsync dlq show", file=sys.stderr)
+    return EXIT_OK if report.finished else EXIT_PROBLEMS
+
+
 def _verify(args: argparse.Namespace) -> int:
     settings, session = _services(args)
     from cdcsync.verify.run import run_verify  # noqa: PLC0415 - only verify needs it
@@ -177,6 +201,44 @@ def _lambda_config(args: argparse.Namespace) -> int:
     )
     print(text, end="")
     return EXIT_OK
+
+
+def _add_table_verbs(verbs: Any) -> None:
+    """backfill and verify: the verbs that read a whole table."""
+    backfill = verbs.add_parser(
+        "backfill",
+        help="load existing items without losing races with live changes",
+        description="Load the table's existing items (parallel scan, or a DynamoDB export to S3) through the "
+        "same planner and writer as the stream, versioned below every change made after the scan "
+        "started, so it can run beside the live stream. Interrupted runs continue with --resume.",
+    )
+    backfill.add_argument("--table", required=True, help="DynamoDB table name")
+    backfill.add_argument(
+        "--segments", type=int, help="parallel scan segments (default: from the table size)"
+    )
+    backfill.add_argument("--max-rcu", type=float, help="read capacity units per second to stay near")
+    backfill.add_argument("--resume", action="store_true", help="continue an interrupted backfill")
+    backfill.add_argument(
+        "--from-export", metavar="s3://BUCKET/PREFIX", help="load a DynamoDB export instead"
+    )
+    backfill.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
+    backfill.set_defaults(run=_backfill)
+
+    verify = verbs.add_parser(
+        "verify",
+        help="compare table and index; exit 1 on drift",
+        description="Read the table (all of it, or a random sample), build the expected documents and "
+        "compare them with the index: missing, stale and (full runs) extra documents. --repair rewrites "
+        "missing and stale documents from the item just read and deletes extra ones once a consistent read "
+        "confirms it.",
+    )
+    verify.add_argument("--table", required=True, help="DynamoDB table name")
+    verify.add_argument(
+        "--sample", type=int, help="check a random sample of N items (no extra-document check)"
+    )
+    verify.add_argument("--repair", action="store_true", help="fix what is found")
+    verify.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
+    verify.set_defaults(run=_verify)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,21 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
     run.set_defaults(run=_run)
 
-    verify = verbs.add_parser(
-        "verify",
-        help="compare table and index; exit 1 on drift",
-        description="Read the table (all of it, or a random sample), build the expected documents and "
-        "compare them with the index: missing, stale and (full runs) extra documents. --repair rewrites "
-        "missing and stale documents from the item just read and deletes extra ones once a consistent read "
-        "confirms it.",
-    )
-    verify.add_argument("--table", required=True, help="DynamoDB table name")
-    verify.add_argument(
-        "--sample", type=int, help="check a random sample of N items (no extra-document check)"
-    )
-    verify.add_argument("--repair", action="store_true", help="fix what is found")
-    verify.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
-    verify.set_defaults(run=_verify)
+    _add_table_verbs(verbs)
 
     config = verbs.add_parser(
         "lambda-config",

@@ -129,3 +129,16 @@ def test_cli_verify_reports_drift_and_repair_fixes_it(
     assert main(["verify", "--table", world.table, "--repair"]) == 0
     assert world.doc("5") == {"UserId": 5, "Age": 40}
     assert main(["verify", "--table", world.table]) == 0
+
+
+def test_cli_backfill_loads_existing_items(
+    world: LambdaWorld, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN items that were in the table before any stream record was read
+    monkeypatch.setenv("CDCSYNC_CHECKPOINTS", f"file://{tmp_path / 'checkpoints.json'}")
+    for key in (1, 2, 3):
+        put(world, key, str(20 + key))
+    # WHEN they are backfilled THEN each is indexed and the summary says so
+    assert main(["backfill", "--table", world.table, "--segments", "2"]) == 0
+    assert capsys.readouterr().out.startswith(f"backfill of {world.table}: 3 items read, 3 written")
+    assert world.docs() == {str(k): {"UserId": k, "Age": 20 + k} for k in (1, 2, 3)}

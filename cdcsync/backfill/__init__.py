@@ -1,0 +1,9 @@
+"""Backfill: load the items already in a table (parallel scan or S3 export) through the stream pipeline.
+
+``run_backfill`` (run.py) orchestrates; ``scan.py`` reads segments under a shared capacity limit;
+``export.py`` reads DynamoDB exports to S3; ``progress.py`` shows how far it got.
+"""
+
+from cdcsync.backfill.run import BackfillReport, BackfillStoppedError, run_backfill
+
+__all__ = ["BackfillReport", "BackfillStoppedError", "run_backfill"]

@@ -1,0 +1,433 @@
+"""``cdcsync backfill``: load the items already in a table (or in an export of it) into OpenSearch.
+
+Each scanned item becomes a synthetic stream INSERT with ``NEW_IMAGE`` and goes through the same
+``Pipeline.process`` as the stream path, so filter, where, fields, id and version rules are those of
+the stream, and a backfilled document is byte-identical to one built from a stream INSERT of the
+same item. Its version is ``backfill_version(scan start)`` (``read_version(export time)`` for an
+export), below every stream record created after the read, so a backfill beside the live stream
+never overwrites a newer change (``version: attribute:<Name>`` mappings use the item's own version).
+
+Progress lives in the checkpoint store under ``backfill|<table>``: per segment (per data file for
+an export) the ``LastEvaluatedKey`` after which every item is written or dead-lettered. It is saved
+after each page is written, never before, so ``--resume`` re-reads at most one page per segment.
+A page whose records keep failing transiently is retried with backoff and never skipped; after
+``CDCSYNC_MAX_RETRIES`` rounds the backfill stops (``BackfillStoppedError``), its checkpoint just
+before that page. A new backfill (no ``--resume``) always starts over, with a new scan start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cdcsync.backfill.export import export_items, export_plan, find_export
+from cdcsync.backfill.progress import Progress
+from cdcsync.backfill.scan import (
+    MAX_TOTAL_SEGMENTS,
+    MIN_SEGMENTS,
+    SCAN_CLIENT_CONFIG,
+    CapacityLimiter,
+    SegmentScan,
+    default_segments,
+    encode_key,
+    iso_ms,
+    scan_plan,
+)
+from cdcsync.checkpoint import LeaseStore
+from cdcsync.checkpoint.open import open_lease_store
+from cdcsync.dlq.open import open_dead_letter_queue
+from cdcsync.errors import CdcsyncError, ConfigError, FatalError
+from cdcsync.mapping.loader import load_mappings
+from cdcsync.metrics import Metrics, NullMetrics
+from cdcsync.pipeline import BatchResult, Pipeline
+from cdcsync.settings import Settings
+from cdcsync.sink.bulk import BulkLimits, BulkWriter, RetryBudget
+from cdcsync.sink.client import build_client
+from cdcsync.source.items import ItemReader
+from cdcsync.versions import backfill_version, read_version
+
+log = logging.getLogger(__name__)
+
+EXPORT_PAGE_ITEMS = 1000
+PageHook = Callable[[int, int], None]  # (segment or data file, page number): after the checkpoint
+
+
+class BackfillStoppedError(FatalError):
+    """The backfill stopped before finishing; its checkpoint lets ``--resume`` continue it.
+
+    TODO(lead): move to cdcsync/errors.py next to FatalError.
+    """
+
+
+@dataclass
+class BackfillReport:
+    """What one run did (a resumed run counts only its own items)."""
+
+    table: str
+    items_read: int = 0
+    written: int = 0  # indexed or deleted documents
+    stale: int = 0  # a newer version was already in the index
+    skipped: int = 0
+    dead_lettered: int = 0
+    seconds: float = 0.0
+    segments: int = 0
+    finished: bool = False
+
+    def add(self, result: BatchResult) -> None:
+        outcomes = result.outcomes
+        self.written += outcomes.get("indexed", 0) + outcomes.get("deleted", 0)
+        self.stale += outcomes.get("stale", 0)
+        self.skipped += outcomes.get("skipped", 0)
+        self.dead_lettered += result.dead_letters
+
+
+@dataclass
+class _Source:
+    """The table as the records need it."""
+
+    table: str
+    key_names: tuple[str, ...]
+    arn: str  # the table's ARN
+    region: str
+    item_count: int
+    size_bytes: int
+
+
+@dataclass
+class _Run:
+    """State shared by the segment threads of one run."""
+
+    settings: Settings
+    source: _Source
+    pipeline: Pipeline
+    store: LeaseStore
+    metrics: Metrics
+    progress: Progress
+    state: dict[str, Any]
+    version_ms: int
+    sleep: Callable[[float], None]
+    on_page: PageHook | None
+    report: BackfillReport
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def key(self) -> str:
+        return f"backfill|{self.source.table}"
+
+    def records(
+        self, items: Sequence[Mapping[str, Any]], unit: int, page: int, first: int = 0
+    ) -> list[dict[str, Any]]:
+        """Synthetic Lambda-shaped INSERT records, one per item."""
+        arn = f"{self.source.arn}/stream/backfill"
+        return [
+            {
+                "eventID": "backfill",
+                "eventName": "INSERT",
+                "eventSource": "aws:dynamodb",
+                "awsRegion": self.source.region,
+                "eventSourceARN": arn,
+                "dynamodb": {
+                    "Keys": {name: item[name] for name in self.source.key_names},
+                    "NewImage": item,
+                    "ApproximateCreationDateTime": self.version_ms,
+                    "SequenceNumber": f"backfill-{unit:05d}-{page:09d}-{number:06d}",
+                    "StreamViewType": "NEW_IMAGE",
+                },
+            }
+            for number, item in enumerate(items, start=first)
+        ]
+
+    def write(self, records: list[dict[str, Any]], where: str) -> int:
+        """Write one page until every record is done; returns its dead letters. Never skips a record."""
+        dead_letters = 0
+        pending = records
+        for attempt in range(self.settings.max_retries + 1):
+            result = self.pipeline.process(pending)
+            with self.lock:
+                self.report.add(result)
+            dead_letters += result.dead_letters
+            if result.retry_from is None:
+                return dead_letters
+            pending = pending[result.retry_from :]
+            if self.stop.is_set():
+                break
+            wait_seconds = random.uniform(0, min(30.0, 2.0**attempt))  # noqa: S311 - jitter, not crypto
+            log.warning(
+                "backfill of %s: %d records of %s failed transiently (first %s); retrying in %.1f s",
+                self.source.table, len(pending), where, result.retry_sequence_number, wait_seconds,
+            )  # fmt: skip
+            self.sleep(wait_seconds)
+        raise BackfillStoppedError(
+            f"backfill of {self.source.table}: {len(pending)} records of {where} still failing after "
+            f"{self.settings.max_retries + 1} attempts (see the warnings above); the checkpoint is "
+            "before this page: fix OpenSearch, then run again with --resume"
+        )
+
+    def write_page(self, items: Sequence[Mapping[str, Any]], unit: int, page: int, where: str) -> int:
+        """Write a page in slices of one bulk request each: memory holds one slice of records at a time."""
+        step = self.settings.bulk_max_actions
+        return sum(
+            self.write(self.records(items[start : start + step], unit, page, start), where)
+            for start in range(0, len(items), step)
+        )
+
+    def page_done(self, unit: int, page: int, items: int, dead_letters: int, update: dict[str, Any]) -> None:
+        """Checkpoint after a written page, then count it."""
+        with self.lock:
+            self.state["parts"][str(unit)].update(update)
+            self.state["items_read"] = self.state.get("items_read", 0) + items
+            self.report.items_read += items
+            self.store.save_progress(self.key, self.state)
+        self.metrics.backfill_items(self.source.table, items)
+        self.progress.add(items, dead_letters)
+        if self.on_page is not None:
+            self.on_page(unit, page)
+
+    def scan_segment(self, scan: SegmentScan) -> None:
+        """Scan one segment from its start key, writing and checkpointing page by page."""
+        segment = scan.segment
+        for page in scan.pages():
+            dead = self.write_page(
+                page.items, segment, page.number, f"page {page.number} of segment {segment}"
+            )
+            last = encode_key(page.last_key) if page.last_key is not None else None
+            self.page_done(
+                segment, page.number, len(page.items), dead, {"next_key": last, "done": last is None}
+            )
+            if self.stop.is_set():
+                return
+
+    def load_file(self, s3: Any, bucket: str, unit: int, key: str, skip: int) -> None:
+        """Load one export data file, skipping the ``skip`` items a previous run wrote."""
+        done = 0
+        for number, items in enumerate(export_items(s3, bucket, key, EXPORT_PAGE_ITEMS)):
+            fresh = items[max(0, skip - done) :]
+            done += len(items)
+            where = f"page {number} of s3://{bucket}/{key}"
+            dead = self.write_page(fresh, unit, number, where)
+            self.page_done(unit, number, len(fresh), dead, {"items_done": done})
+            if self.stop.is_set():
+                return
+        self.page_done(unit, -1, 0, 0, {"items_done": done, "done": True})
+
+
+def _describe(dynamodb: Any, table: str, region: str) -> _Source:
+    try:
+        description = dynamodb.describe_table(TableName=table)["Table"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            raise ConfigError(
+                f"backfill: table {table} does not exist in {region} (check --table and AWS_REGION)"
+            ) from exc
+        raise ConfigError(f"backfill: cannot describe table {table}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise ConfigError(f"backfill: cannot reach DynamoDB to describe table {table}: {exc}") from exc
+    keys = tuple(element["AttributeName"] for element in description["KeySchema"])
+    return _Source(
+        table=table,
+        key_names=keys,
+        arn=str(description["TableArn"]),
+        region=region,
+        item_count=int(description.get("ItemCount", 0)),
+        size_bytes=int(description.get("TableSizeBytes", 0)),
+    )
+
+
+def build_pipeline(settings: Settings, table: str, *, session: boto3.Session, metrics: Metrics) -> Pipeline:
+    """The stream path's stages (as the worker builds them), for ``table``."""
+    mappings = load_mappings(settings.mappings)
+    if not mappings.for_table(table):
+        raise ConfigError(
+            f"backfill: no mapping for table {table} in {settings.mappings} "
+            f"(tables with mappings: {', '.join(mappings.tables) or 'none'})"
+        )
+    writer = BulkWriter(
+        client=build_client(settings, session=session),
+        metrics=metrics,
+        limits=BulkLimits(settings.bulk_max_actions, settings.bulk_max_bytes),
+        budget=RetryBudget(settings.max_retries, settings.retry_max_seconds),
+    )
+    return Pipeline(
+        mappings=mappings,
+        writer=writer,
+        dead_letters=open_dead_letter_queue(settings.dlq_target, session=session),
+        metrics=metrics,
+        items=ItemReader(session.client("dynamodb")),
+    )
+
+
+def run_backfill(
+    settings: Settings,
+    table: str,
+    *,
+    segments: int | None = None,
+    max_rcu: float | None = None,
+    resume: bool = False,
+    from_export: str | None = None,
+    session: boto3.Session | None = None,
+    out: TextIO = sys.stderr,
+    metrics: Metrics | None = None,
+    store: LeaseStore | None = None,
+    on_page: PageHook | None = None,
+    on_scan: Callable[[], None] | None = None,
+    page_items: int | None = None,
+    wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BackfillReport:
+    """Backfill ``table``; see the module docstring. Raises ``ConfigError`` or ``BackfillStoppedError``."""
+    if segments is not None and not 1 <= segments <= MAX_TOTAL_SEGMENTS:
+        raise ConfigError(
+            f"--segments: expected a whole number from 1 to {MAX_TOTAL_SEGMENTS}, got {segments}"
+        )
+    session = session or boto3.Session()
+    metrics = metrics or NullMetrics()
+    started = clock()
+    dynamodb = session.client("dynamodb", config=SCAN_CLIENT_CONFIG)
+    region = session.region_name or dynamodb.meta.region_name
+    source = _describe(dynamodb, table, region)
+    pipeline = build_pipeline(settings, table, session=session, metrics=metrics)
+    worker = f"backfill-{socket.gethostname()}-{os.getpid()}"
+    store = store or open_lease_store(settings.checkpoint_target, worker_id=worker, session=session)
+    key = f"backfill|{table}"
+    previous = store.load_progress(key)
+    report = BackfillReport(table)
+    if resume and previous is not None and previous.get("finished"):
+        log.info(
+            "backfill of %s finished at %s; nothing to resume (run without --resume to start over)",
+            table, previous.get("finished_at"),
+        )  # fmt: skip
+        report.finished = True
+        return report
+    if from_export is not None:
+        return _run_export(
+            settings, source, from_export, previous=previous, resume=resume, segments=segments,
+            session=session, pipeline=pipeline, store=store, metrics=metrics, out=out, on_page=on_page,
+            clock=clock, sleep=sleep, started=started, max_rcu=max_rcu,
+        )  # fmt: skip
+    default = default_segments(source.size_bytes, source.item_count)
+    state, todo = scan_plan(
+        table, previous, resume=resume, segments=segments, default=default, wall_ms=wall_ms
+    )
+    store.save_progress(key, state)
+    report.segments = state["total_segments"]
+    progress = Progress(table, out, total=source.item_count, clock=clock)
+    version = backfill_version(state["scan_start_ms"])
+    run = _Run(settings, source, pipeline, store, metrics, progress, state, version, sleep, on_page, report)
+    limiter = CapacityLimiter(max_rcu, clock=clock, sleep=sleep) if max_rcu is not None else None
+    log.info(
+        "backfill of %s: %s %d of %d segments, version %d (scan start %s)%s",
+        table, "resuming" if resume and previous else "scanning", len(todo), state["total_segments"],
+        run.version_ms, iso_ms(state["scan_start_ms"]), f", at most {max_rcu:g} RCU/s" if max_rcu else "",
+    )  # fmt: skip
+
+    def one(segment: int, start: dict[str, Any] | None) -> Callable[[], None]:
+        total = state["total_segments"]
+        scan = SegmentScan(dynamodb, table, segment, total, start, limiter, sleep, on_scan, page_items)
+        return lambda: run.scan_segment(scan)
+
+    _run_parallel(run, [one(segment, start) for segment, start in todo], len(todo))
+    return _finish(run, started, clock)
+
+
+def _run_export(
+    settings: Settings,
+    source: _Source,
+    url: str,
+    *,
+    previous: dict[str, Any] | None,
+    resume: bool,
+    segments: int | None,
+    session: boto3.Session,
+    pipeline: Pipeline,
+    store: LeaseStore,
+    metrics: Metrics,
+    out: TextIO,
+    on_page: PageHook | None,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    started: float,
+    max_rcu: float | None,
+) -> BackfillReport:
+    """Load an export instead of scanning: one task per data file, ``segments`` files at a time."""
+    s3 = session.client("s3")
+    manifest = find_export(s3, url, source.table)
+    table = source.table
+    state, todo = export_plan(table, manifest, previous, resume=resume, now_ms=time.time_ns() // 1_000_000)
+    store.save_progress(f"backfill|{table}", state)
+    workers = segments or MIN_SEGMENTS
+    report = BackfillReport(table, segments=workers)
+    progress = Progress(table, out, total=manifest.item_count, clock=clock)
+    version = read_version(manifest.export_time_ms)
+    run = _Run(settings, source, pipeline, store, metrics, progress, state, version, sleep, on_page, report)
+    log.info(
+        "backfill of %s: loading %d of %d data files of %s with %d workers, version %d (export time %s)%s",
+        table, len(todo), len(manifest.data_keys), manifest.url, workers, version,
+        iso_ms(manifest.export_time_ms), "; --max-rcu ignored (no reads)" if max_rcu else "",
+    )  # fmt: skip
+
+    def one(unit: int, skip: int) -> Callable[[], None]:
+        return lambda: run.load_file(s3, manifest.bucket, unit, manifest.data_keys[unit], skip)
+
+    _run_parallel(run, [one(unit, skip) for unit, skip in todo], workers)
+    return _finish(run, started, clock)
+
+
+def _run_parallel(run: _Run, tasks: list[Callable[[], None]], workers: int) -> None:
+    """Run the tasks in threads; on the first failure or Ctrl-C, let the others finish their page."""
+    if not tasks:
+        return
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="backfill")
+    futures: list[Future[None]] = [pool.submit(task) for task in tasks]
+    try:
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+    except KeyboardInterrupt:
+        run.stop.set()
+        log.warning("backfill of %s: interrupted; finishing the pages in flight", run.source.table)
+        pool.shutdown(wait=True)
+        raise
+    errors = [future.exception() for future in done if future.exception() is not None]
+    if errors:
+        run.stop.set()
+    pool.shutdown(wait=True)
+    errors += [
+        future.exception() for future in futures if future not in done and future.exception() is not None
+    ]
+    if errors:
+        first = errors[0]
+        run.progress.close()
+        if isinstance(first, CdcsyncError):
+            raise first
+        raise BackfillStoppedError(
+            f"backfill of {run.source.table} stopped: {first!r}; run again with --resume"
+        ) from first
+
+
+def _finish(run: _Run, started: float, clock: Callable[[], float]) -> BackfillReport:
+    run.progress.close()
+    report = run.report
+    report.seconds = clock() - started
+    report.finished = True
+    now = time.time_ns() // 1_000_000
+    with run.lock:
+        run.state.update(finished=True, finished_at=iso_ms(now), last_run_seconds=round(report.seconds, 3))
+        run.store.save_progress(run.key, run.state)
+    log.info(
+        "backfill of %s finished: %d items read, %d written, %d stale, %d skipped, %d dead letters in %.1f s",
+        report.table, report.items_read, report.written, report.stale, report.skipped,
+        report.dead_lettered, report.seconds,
+    )  # fmt: skip
+    return report

@@ -1,0 +1,435 @@
+"""cdcsync backfill against moto (DynamoDB, S3) and the local OpenSearch server."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import logging
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from boto3.dynamodb.types import TypeSerializer
+
+from cdcsync.backfill import BackfillStoppedError, run_backfill
+from cdcsync.backfill.run import build_pipeline
+from cdcsync.change import parse_record
+from cdcsync.errors import ConfigError
+from cdcsync.mapping.compiled import MappingSet
+from cdcsync.mapping.loader import load_mappings
+from cdcsync.metrics import NullMetrics, PrometheusMetrics
+from cdcsync.plan import IndexAction, plan_record
+from cdcsync.settings import Settings, load_settings
+from cdcsync.sink.bulk_body import action_lines
+from cdcsync.versions import backfill_version, read_version
+
+_serializer = TypeSerializer()
+SCAN_START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z, injected as the scan start
+
+
+def typed(item: dict[str, Any]) -> dict[str, Any]:
+    return {name: _serializer.serialize(value) for name, value in item.items()}
+
+
+def sample_item(number: int) -> dict[str, Any]:
+    """Every tenth item has every type that must convert exactly; the others are small.
+
+    moto's Scan costs ~2.5 ms per small item and ~8 ms per rich one, so the tests keep both few.
+    """
+    if number % 10:
+        return {
+            "Pk": f"user-{number:05d}",
+            "Sk": bytes([number % 256]),
+            "Count": number,
+            "Name": f"n{number}",
+        }
+    return {
+        "Pk": f"user-{number:05d}",
+        "Sk": bytes([number % 256, 0, 255, number // 256 % 256]),
+        "Big": Decimal(10**30 + number),
+        "Dec": Decimal(f"3.14159265358979323846{number}"),
+        "Neg": Decimal(-number),
+        "Names": {f"n{number}", "b", "a"},
+        "Scores": {Decimal(number), Decimal("1.5")},
+        "Blobs": {b"\x00\x01", bytes([number % 256])},
+        "Profile": {"Nested": {"Deep": [Decimal(number), "x", True, None, {"k": b"\xff"}]}, "Empty": {}},
+        "Flag": number % 2 == 0,
+        "Nothing": None,
+    }
+
+
+@dataclass
+class World:
+    table: str
+    index: str
+    settings: Settings
+    dynamodb: Any
+    opensearch_url: str
+    tmp: Path
+
+    @cached_property
+    def mappings(self) -> MappingSet:
+        return load_mappings(self.settings.mappings)
+
+    def load(self, items: list[dict[str, Any]]) -> None:
+        """BatchWriteItem in parallel batches of 25."""
+
+        def put(batch: list[dict[str, Any]]) -> None:
+            request = {self.table: [{"PutRequest": {"Item": typed(item)}} for item in batch]}
+            while request:
+                request = self.dynamodb.batch_write_item(RequestItems=request).get("UnprocessedItems")
+
+        batches = [items[start : start + 25] for start in range(0, len(items), 25)]
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(put, batches))
+
+    def stream_record(self, event: str, item: dict[str, Any], seconds: int, sequence: int) -> dict[str, Any]:
+        keys = {"Pk": item["Pk"], "Sk": item["Sk"]}
+        body: dict[str, Any] = {
+            "Keys": typed(keys),
+            "ApproximateCreationDateTime": seconds,
+            "SequenceNumber": str(10**20 + sequence),
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        }
+        if event != "REMOVE":
+            body["NewImage"] = typed(item)
+        body["OldImage"] = typed(item)
+        arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{self.table}/stream/2026-01-01T00:00:00.000"
+        return {"eventID": str(sequence), "eventName": event, "eventSource": "aws:dynamodb",
+                "awsRegion": "us-east-1", "dynamodb": body, "eventSourceARN": arn}  # fmt: skip
+
+    def stream_document(self, item: dict[str, Any]) -> dict[str, Any]:
+        """The document the planner builds from a stream INSERT of ``item``, parsed exactly."""
+        record = self.stream_record("INSERT", item, 1_700_000_000, 1)
+        (action,) = plan_record(parse_record(record), self.mappings)
+        assert isinstance(action, IndexAction)
+        line = action_lines(action).splitlines()[1]
+        return exact(line)
+
+    def documents(self) -> dict[str, tuple[dict[str, Any], int]]:
+        """Every document as (exactly parsed source, version)."""
+        found: dict[str, tuple[dict[str, Any], int]] = {}
+        self.http("POST", f"/{self.index}/_refresh")
+        answer = self.http(
+            "POST", f"/{self.index}/_search?size=10000&version=true", {"query": {"match_all": {}}}
+        )
+        for hit in answer["hits"]["hits"]:
+            found[hit["_id"]] = (hit["_source"], hit["_version"])
+        return found
+
+    def http(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.opensearch_url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return exact(answer.read())
+
+
+def exact(raw: bytes | str) -> Any:
+    """JSON with decimals kept exact (floats would hide a lost digit)."""
+    return json.loads(raw, parse_float=Decimal)
+
+
+def doc_id(item: dict[str, Any]) -> str:
+    return f"{item['Pk']}|{base64.b64encode(item['Sk']).decode()}"
+
+
+@pytest.fixture
+def world(
+    tmp_path: Path,
+    unique_name: str,
+    dynamodb: Any,
+    opensearch: Any,
+    opensearch_url: str,
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[World]:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    table = f"Items-{unique_name}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "Pk", "KeyType": "HASH"}, {"AttributeName": "Sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "Pk", "AttributeType": "S"},
+            {"AttributeName": "Sk", "AttributeType": "B"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    mapping = tmp_path / "mappings.yaml"
+    mapping.write_text(f"table: {table}\nindex: {unique_name}\n")
+    settings = load_settings(
+        mappings=mapping,
+        opensearch_url=opensearch_url,
+        dlq=f"file://{tmp_path / 'dlq.jsonl'}",
+        checkpoints=f"file://{tmp_path / 'checkpoints.json'}",
+        max_retries=2,
+        retry_max_seconds=5,
+        _env_file=None,
+    )
+    # Not dynamic: 10**30 fits no numeric field type; the source is what the test compares.
+    opensearch.indices.create(index=unique_name, body={"mappings": {"dynamic": False}})
+    yield World(table, unique_name, settings, dynamodb, opensearch_url, tmp_path)
+    dynamodb.delete_table(TableName=table)
+
+
+def stored_progress(world: World) -> dict[str, Any]:
+    progress: dict[str, Any] = json.loads((world.tmp / "checkpoints.json").read_text())["progress"]
+    return progress[f"backfill|{world.table}"]
+
+
+def test_backfill_items_of_every_type_builds_documents_of_stream_inserts(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN 600 items, 60 of them with big integers, decimals, sets, binary and nested maps
+    items = [sample_item(number) for number in range(600)]
+    world.load(items)
+    metrics = PrometheusMetrics()
+    # WHEN they are backfilled with 4 segments
+    with caplog.at_level(logging.INFO, logger="cdcsync.backfill"):
+        report = run_backfill(
+            world.settings, world.table, segments=4, session=boto3.Session(), metrics=metrics,
+            wall_ms=lambda: SCAN_START_MS,
+        )  # fmt: skip
+    # THEN every document equals the one a stream INSERT builds, at the backfill version
+    documents = world.documents()
+    assert len(documents) == len(items)
+    for item in items:
+        source, version = documents[doc_id(item)]
+        assert source == world.stream_document(item)
+        assert version == backfill_version(SCAN_START_MS)
+    assert (report.items_read, report.written, report.dead_lettered, report.finished) == (600, 600, 0, True)
+    assert report.segments == 4
+    assert metrics.registry.get_sample_value("cdcsync_backfill_items_total", {"table": world.table}) == 600
+    progress = stored_progress(world)
+    assert progress["finished"] is True
+    assert progress["items_read"] == 600
+    assert f"backfill of {world.table}: scanning 4 of 4 segments, version {SCAN_START_MS - 5000} " \
+        "(scan start 2026-01-01T00:00:00.000+00:00)" in caplog.messages  # fmt: skip
+    assert any(
+        m.startswith(f"backfill of {world.table} finished: 600 items read, 600 written")
+        for m in caplog.messages
+    )
+
+
+def test_backfill_interrupted_then_resumed_completes_without_starting_over(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN 300 items read 20 per page by 3 segments, and a backfill that dies after its 5th page
+    items = [sample_item(number) for number in range(300)]
+    world.load(items)
+    pages = 0
+    lock = threading.Lock()
+
+    def die_after_five(_unit: int, _page: int) -> None:
+        nonlocal pages
+        with lock:
+            pages += 1
+            if pages == 5:
+                raise SimulatedCrashError("killed")
+
+    with pytest.raises(BackfillStoppedError, match="run again with --resume"):
+        run_backfill(world.settings, world.table, segments=3, page_items=20, session=boto3.Session(),
+                     on_page=die_after_five, wall_ms=lambda: SCAN_START_MS)  # fmt: skip
+    first = stored_progress(world)
+    assert first["finished"] is False
+    assert 5 * 20 <= first["items_read"] < 300
+    # WHEN it is resumed (with another scan start time offered, which must be ignored)
+    scans = 0
+
+    def count_scan() -> None:
+        nonlocal scans
+        with lock:
+            scans += 1
+
+    with caplog.at_level(logging.INFO, logger="cdcsync.backfill"):
+        report = run_backfill(world.settings, world.table, segments=3, page_items=20, resume=True,
+                              session=boto3.Session(), on_scan=count_scan,
+                              wall_ms=lambda: SCAN_START_MS + 10**6)  # fmt: skip
+    # THEN it reads only what was left, and the index holds every item at the first run's version
+    assert report.items_read == 300 - first["items_read"]
+    assert scans <= (300 - first["items_read"]) // 20 + 2 * 3
+    documents = world.documents()
+    assert len(documents) == 300
+    assert {version for _, version in documents.values()} == {backfill_version(SCAN_START_MS)}
+    assert stored_progress(world)["finished"] is True
+    assert stored_progress(world)["items_read"] == 300
+    assert any(m.startswith(f"backfill of {world.table}: resuming ") for m in caplog.messages)
+    # AND a second --resume has nothing to do
+    again = run_backfill(
+        world.settings, world.table, resume=True, session=boto3.Session(), on_scan=count_scan
+    )
+    assert (again.finished, again.items_read) == (True, 0)
+
+
+class SimulatedCrashError(RuntimeError):
+    """A crash in the middle of a backfill."""
+
+
+@pytest.mark.parametrize(
+    "apply_at_page", [0, 3], ids=["changes-before-most-pages", "changes-after-most-pages"]
+)
+def test_backfill_racing_stream_changes_converges_to_the_changes(world: World, apply_at_page: int) -> None:
+    # GIVEN 100 items, and stream updates and deletes made after the scan started (times rounded
+    # down to whole seconds, as DynamoDB gives them), applied between two backfill pages
+    items = [sample_item(number) for number in range(100)]
+    world.load(items)
+    pipeline = build_pipeline(world.settings, world.table, session=boto3.Session(), metrics=NullMetrics())
+    stream_seconds = SCAN_START_MS // 1000
+    updated = {number: {**items[number], "Flag": "changed"} for number in range(0, 100, 3)}
+    deleted = set(range(1, 100, 7))
+    records = [
+        world.stream_record("MODIFY", item, stream_seconds, number) for number, item in updated.items()
+    ]
+    records += [
+        world.stream_record("REMOVE", items[number], stream_seconds, 1000 + number) for number in deleted
+    ]
+
+    def stream_meanwhile(_unit: int, page: int) -> None:
+        if page == apply_at_page:
+            assert pipeline.process(records).ok
+
+    # WHEN the backfill runs one segment of 15-item pages with the stream changes in between
+    run_backfill(world.settings, world.table, segments=1, page_items=15, session=boto3.Session(),
+                 on_page=stream_meanwhile, wall_ms=lambda: SCAN_START_MS)  # fmt: skip
+    # THEN the index holds the changed items, without the deleted ones, and the rest as backfilled
+    documents = world.documents()
+    for number, item in enumerate(items):
+        found = documents.get(doc_id(item))
+        if number in deleted:
+            assert found is None, number
+        else:
+            assert found is not None, number
+            assert found[0] == world.stream_document(updated.get(number, item)), number
+
+
+def test_backfill_with_max_rcu_holds_consumed_capacity_near_the_limit(world: World) -> None:
+    # GIVEN 30 items read one per page by 2 segments (moto charges 1 RCU per Scan call)
+    world.load([sample_item(number) for number in range(30)])
+    calls: list[float] = []
+
+    def stamp() -> None:
+        calls.append(time.monotonic())
+
+    # WHEN the backfill may consume 10 RCU/s (one second of burst)
+    report = run_backfill(world.settings, world.table, segments=2, max_rcu=10, page_items=1,
+                          session=boto3.Session(), on_scan=stamp)  # fmt: skip
+    # THEN past the one-second burst it consumed about 10 RCU per second
+    assert report.items_read == 30
+    assert len(calls) >= 30
+    rate = (len(calls) - 1 - 10) / (calls[-1] - calls[0])
+    assert 7.5 <= rate <= 11, (len(calls), calls[-1] - calls[0])
+
+
+def write_export(s3: Any, bucket: str, table: str, items: list[dict[str, Any]], export_time: str) -> str:
+    """An ExportTableToPointInTime layout (DYNAMODB_JSON, two gzipped data files) under exports/."""
+    folder = "exports/AWSDynamoDB/01767225600000-abcd1234"
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key=f"{folder}/_started", Body=b"")
+    halves = [items[: len(items) // 2], items[len(items) // 2 :]]
+    lines = []
+    for number, half in enumerate(halves):
+        key = f"{folder}/data/file{number}.json.gz"
+        body = b"".join(json.dumps({"Item": export_json(typed(item))}).encode() + b"\n" for item in half)
+        s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(body))
+        lines.append(
+            json.dumps({"itemCount": len(half), "md5Checksum": "x", "etag": "y", "dataFileS3Key": key})
+        )
+    s3.put_object(Bucket=bucket, Key=f"{folder}/manifest-files.json", Body="\n".join(lines).encode())
+    summary = {
+        "version": "2020-06-30",
+        "exportArn": f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}/export/01767225600000-abcd1234",
+        "startTime": export_time, "endTime": export_time, "exportTime": export_time,
+        "tableArn": f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}",
+        "tableId": "x", "s3Bucket": bucket, "s3Prefix": "exports",
+        "manifestFilesS3Key": f"{folder}/manifest-files.json",
+        "billedSizeBytes": 1, "itemCount": len(items), "outputFormat": "DYNAMODB_JSON",
+    }  # fmt: skip
+    s3.put_object(Bucket=bucket, Key=f"{folder}/manifest-summary.json", Body=json.dumps(summary).encode())
+    return f"s3://{bucket}/exports"
+
+
+def export_json(value: Any) -> Any:
+    """Typed values as an export writes them: binary as base64 text."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {key: export_json(item) for key, item in value.items()}
+    if isinstance(value, list | set):
+        return [export_json(item) for item in value]
+    return value
+
+
+def test_backfill_from_export_loads_items_at_the_export_time_without_scanning(
+    world: World, s3: Any, unique_name: str
+) -> None:
+    # GIVEN an export of 300 items in S3 (and an empty table)
+    items = [sample_item(number) for number in range(300)]
+    url = write_export(s3, unique_name, world.table, items, "2026-01-01T00:00:00.000Z")
+    scans: list[int] = []
+    # WHEN it is loaded
+    report = run_backfill(world.settings, world.table, from_export=url, session=boto3.Session(),
+                          on_scan=lambda: scans.append(1))  # fmt: skip
+    # THEN every item is indexed as a stream INSERT builds it, versioned by the export time
+    assert (report.items_read, report.written, report.finished, scans) == (300, 300, True, [])
+    documents = world.documents()
+    assert len(documents) == 300
+    for item in items:
+        source, version = documents[doc_id(item)]
+        assert source == world.stream_document(item)
+        assert version == read_version(SCAN_START_MS)
+    assert (
+        stored_progress(world)["export"] == f"s3://{unique_name}/exports/AWSDynamoDB/01767225600000-abcd1234"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"outputFormat": "ION"}, "outputFormat is ION; export the table as DYNAMODB_JSON"),
+        (
+            {"exportType": "INCREMENTAL_EXPORT"},
+            "exportType is INCREMENTAL_EXPORT; backfill needs a full export",
+        ),
+        (
+            {"tableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/Other"},
+            "the export is of table Other, not ",
+        ),
+    ],
+)
+def test_backfill_from_unusable_export_raises_config_error(
+    world: World, s3: Any, unique_name: str, change: dict[str, str], message: str
+) -> None:
+    # GIVEN an export whose summary makes it unusable for this backfill
+    url = write_export(s3, unique_name, world.table, [sample_item(1)], "2026-01-01T00:00:00.000Z")
+    key = "exports/AWSDynamoDB/01767225600000-abcd1234/manifest-summary.json"
+    summary = json.loads(s3.get_object(Bucket=unique_name, Key=key)["Body"].read())
+    s3.put_object(Bucket=unique_name, Key=key, Body=json.dumps({**summary, **change}).encode())
+    # WHEN it is loaded THEN the operator learns which file says what
+    with pytest.raises(ConfigError) as caught:
+        run_backfill(world.settings, world.table, from_export=url, session=boto3.Session())
+    assert str(caught.value).startswith(f"s3://{unique_name}/{key}: {message}")
+
+
+def test_backfill_from_prefix_without_export_raises_config_error(
+    world: World, s3: Any, unique_name: str
+) -> None:
+    # GIVEN a bucket without an export WHEN it is loaded THEN the expected layout is named
+    s3.create_bucket(Bucket=unique_name)
+    with pytest.raises(ConfigError) as caught:
+        run_backfill(
+            world.settings, world.table, from_export=f"s3://{unique_name}/nothing", session=boto3.Session()
+        )
+    assert str(caught.value) == (
+        f"--from-export: no manifest-summary.json under s3://{unique_name}/nothing "
+        "(expected PREFIX/AWSDynamoDB/<export-id>/)"
+    )
