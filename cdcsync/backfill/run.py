@@ -263,7 +263,9 @@ def build_pipeline(settings: Settings, table: str, *, session: boto3.Session, me
     return Pipeline(
         mappings=mappings,
         writer=writer,
-        dead_letters=open_dead_letter_queue(settings.dlq_target, session=session),
+        dead_letters=open_dead_letter_queue(
+            settings.dlq_target, session=session, overflow=settings.dlq_overflow_target
+        ),
         metrics=metrics,
         items=ItemReader(session.client("dynamodb")),
     )
