@@ -53,7 +53,7 @@ from cdcsync.mapping.loader import load_mappings
 from cdcsync.metrics import Metrics, NullMetrics
 from cdcsync.pipeline import BatchResult, Pipeline
 from cdcsync.settings import Settings
-from cdcsync.sink.bulk import BulkLimits, BulkWriter, RetryBudget
+from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client
 from cdcsync.source.items import ItemReader
 from cdcsync.versions import backfill_version, read_version
@@ -254,12 +254,7 @@ def build_pipeline(settings: Settings, table: str, *, session: boto3.Session, me
             f"backfill: no mapping for table {table} in {settings.mappings} "
             f"(tables with mappings: {', '.join(mappings.tables) or 'none'})"
         )
-    writer = BulkWriter(
-        client=build_client(settings, session=session),
-        metrics=metrics,
-        limits=BulkLimits(settings.bulk_max_actions, settings.bulk_max_bytes),
-        budget=RetryBudget(settings.max_retries, settings.retry_max_seconds),
-    )
+    writer = BulkWriter.from_settings(settings, build_client(settings, session=session), metrics)
     return Pipeline(
         mappings=mappings,
         writer=writer,

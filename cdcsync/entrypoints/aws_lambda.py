@@ -20,7 +20,7 @@ from cdcsync.mapping.loader import load_mappings
 from cdcsync.metrics import EmfMetrics, Metrics
 from cdcsync.pipeline import BatchResult, Pipeline
 from cdcsync.settings import Settings, load_settings
-from cdcsync.sink.bulk import BulkLimits, BulkWriter, RetryBudget
+from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client
 from cdcsync.source.items import ItemReader
 
@@ -68,12 +68,7 @@ def build_runtime(
 ) -> LambdaRuntime:
     session = session or boto3.Session()
     metrics = metrics or EmfMetrics()
-    writer = BulkWriter(
-        client=build_client(settings, session=session),
-        metrics=metrics,
-        limits=BulkLimits(settings.bulk_max_actions, settings.bulk_max_bytes),
-        budget=RetryBudget(settings.max_retries, settings.retry_max_seconds),
-    )
+    writer = BulkWriter.from_settings(settings, build_client(settings, session=session), metrics)
     pipeline = Pipeline(
         mappings=load_mappings(settings.mappings),
         writer=writer,

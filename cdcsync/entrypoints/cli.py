@@ -19,7 +19,7 @@ from cdcsync.mapping.loader import load_mappings
 from cdcsync.metrics import NullMetrics
 from cdcsync.redrive import redrive
 from cdcsync.settings import Settings, load_settings
-from cdcsync.sink.bulk import BulkLimits, BulkWriter, RetryBudget
+from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client
 from cdcsync.sink.indices import apply_indices
 from cdcsync.source.items import ItemReader
@@ -123,12 +123,7 @@ def _dlq_show(args: argparse.Namespace) -> int:
 def _dlq_redrive(args: argparse.Namespace) -> int:
     settings, session = _services(args)
     metrics = NullMetrics()
-    writer = BulkWriter(
-        client=build_client(settings, session=session),
-        metrics=metrics,
-        limits=BulkLimits(settings.bulk_max_actions, settings.bulk_max_bytes),
-        budget=RetryBudget(settings.max_retries, settings.retry_max_seconds),
-    )
+    writer = BulkWriter.from_settings(settings, build_client(settings, session=session), metrics)
     queue = open_dead_letter_queue(
         settings.dlq_target, session=session, overflow=settings.dlq_overflow_target
     )

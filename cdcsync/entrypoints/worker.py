@@ -20,7 +20,7 @@ from cdcsync.mapping.loader import load_mappings
 from cdcsync.metrics import PrometheusMetrics
 from cdcsync.pipeline import Pipeline
 from cdcsync.settings import Settings
-from cdcsync.sink.bulk import BulkLimits, BulkWriter, RetryBudget
+from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client
 from cdcsync.source.items import ItemReader
 from cdcsync.worker.coordinator import Coordinator
@@ -47,12 +47,7 @@ def build_coordinator(
         )
     metrics = PrometheusMetrics()
     client = build_client(settings, session=session)
-    writer = BulkWriter(
-        client=client,
-        metrics=metrics,
-        limits=BulkLimits(settings.bulk_max_actions, settings.bulk_max_bytes),
-        budget=RetryBudget(settings.max_retries, settings.retry_max_seconds),
-    )
+    writer = BulkWriter.from_settings(settings, client, metrics)
     dynamodb = session.client("dynamodb")
     pipeline = Pipeline(
         mappings=mappings,

@@ -24,6 +24,7 @@ from tenacity.wait import wait_random_exponential
 
 from cdcsync.metrics import Metrics
 from cdcsync.plan.actions import Action
+from cdcsync.settings import Settings
 from cdcsync.sink.bulk_body import action_lines
 from cdcsync.sink.coalesce import CoalescedAction, coalesce
 from cdcsync.sink.outcomes import HTTP_TOO_LARGE, ItemError, classify_item, is_transient_status
@@ -117,6 +118,16 @@ class BulkWriter:
     request_timeout: float = 30.0
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: OpenSearch, metrics: Metrics) -> BulkWriter:
+        """The writer every entry point uses: limits and retry budget from CDCSYNC_* settings."""
+        return cls(
+            client=client,
+            metrics=metrics,
+            limits=BulkLimits(settings.bulk_max_actions, settings.bulk_max_bytes),
+            budget=RetryBudget(settings.max_retries, settings.retry_max_seconds),
+        )
 
     def write(self, actions: Sequence[Action], *, deadline: float | None = None) -> list[WriteResult]:
         """Write ``actions`` (in stream order). ``deadline`` is a ``clock()`` time to answer by."""

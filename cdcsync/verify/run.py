@@ -41,7 +41,7 @@ from cdcsync.mapping.loader import load_mappings
 from cdcsync.metrics import NullMetrics
 from cdcsync.plan import Action, DeleteAction, FetchItem, IndexAction, Rejected, plan_fetched
 from cdcsync.settings import Settings
-from cdcsync.sink.bulk import BulkLimits, BulkWriter, RetryBudget
+from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client
 from cdcsync.source.items import ItemReader, key_id
 from cdcsync.verify.compare import (
@@ -341,16 +341,7 @@ def build_verifier(
     dynamodb = session.client("dynamodb")
     key_types, item_count = describe_table(dynamodb, table)
     client = build_client(settings, session=session)
-    writer = (
-        BulkWriter(
-            client=client,
-            metrics=NullMetrics(),
-            limits=BulkLimits(settings.bulk_max_actions, settings.bulk_max_bytes),
-            budget=RetryBudget(settings.max_retries, settings.retry_max_seconds),
-        )
-        if repair
-        else None
-    )
+    writer = BulkWriter.from_settings(settings, client, NullMetrics()) if repair else None
     verifier = Verifier(
         shape=TableShape(table, key_types, session.region_name or "us-east-1"),
         mappings=mappings,
