@@ -8,7 +8,13 @@
     ├── RecordError            this record cannot be planned or written: it goes to the dead-letter queue
     │   └── PlanError          the planner could not build an action (missing attribute, bad version, ...)
     ├── TransientError         the sink may succeed later: retry with backoff within the budget
-    └── FatalError             the worker cannot go on (lost lease, unreadable stream): stop it
+    ├── FatalError             the worker cannot go on (lost lease, unreadable stream): stop it
+    │   └── BackfillStoppedError   (backfill/run.py) a page kept failing; --resume continues
+    ├── DeadLetterQueueError   (dlq/letter.py) the DLQ cannot be written: report the records failed
+    ├── LeaseLostError         (checkpoint/__init__.py) another worker owns the shard: stop writing
+    └── StreamGoneError        (source/shards.py) the stream was replaced: resolve its ARN again
+
+The last four live beside the code that raises them; they are listed here so the tree is whole.
 
 Messages say what failed, on which thing, what was found and what to do.
 """
