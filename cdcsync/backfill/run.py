@@ -61,6 +61,10 @@ from cdcsync.versions import backfill_version, read_version
 log = logging.getLogger(__name__)
 
 EXPORT_PAGE_ITEMS = 1000
+# Scan Limit: a 1 MB page of small items is ~4,000 items, ~40 MB of Python objects once parsed,
+# converted and serialised, held by every segment at once. 1,000 items keep a segment near 10 MB;
+# the read capacity is the same (DynamoDB bills bytes read, not calls).
+DEFAULT_PAGE_ITEMS = 1000
 PageHook = Callable[[int, int], None]  # (segment or data file, page number): after the checkpoint
 
 
@@ -333,7 +337,8 @@ def run_backfill(
 
     def one(segment: int, start: dict[str, Any] | None) -> Callable[[], None]:
         total = state["total_segments"]
-        scan = SegmentScan(dynamodb, table, segment, total, start, limiter, sleep, on_scan, page_items)
+        items = page_items or DEFAULT_PAGE_ITEMS
+        scan = SegmentScan(dynamodb, table, segment, total, start, limiter, sleep, on_scan, items)
         return lambda: run.scan_segment(scan)
 
     _run_parallel(run, [one(segment, start) for segment, start in todo], len(todo))
