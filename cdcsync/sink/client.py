@@ -18,6 +18,8 @@ from pydantic import SecretStr
 from cdcsync.errors import ConfigError
 from cdcsync.settings import Settings
 
+POOL_MAXSIZE = 16
+
 
 class BasicAuth:
     """HTTP basic credentials, attached to each request by the connection.
@@ -73,6 +75,9 @@ def build_client(
         "max_retries": 0,
         "retry_on_timeout": False,
         "connection_class": Urllib3HttpConnection,
+        # One connection per concurrent writer (worker shards, backfill segments); urllib3's
+        # default of 1 discards and reopens connections under concurrency.
+        "pool_maxsize": POOL_MAXSIZE,
     }
     if settings.opensearch_auth == "basic":
         options["http_auth"] = BasicAuth(
