@@ -113,6 +113,25 @@ def test_moto_stream_put_update_delete_yields_records_in_order(
     }
 
 
+def test_moto_stream_stamps_records_in_whole_seconds_as_aws_does(
+    dynamodb: DynamoDBClient, dynamodbstreams: DynamoDBStreamsClient, unique_name: str
+) -> None:
+    # GIVEN a streamed table in the session's moto server
+    stream_arn = _create_streamed_table(dynamodb, unique_name, ("UserId",))
+
+    # WHEN a few items are written in quick succession
+    for n in range(5):
+        dynamodb.put_item(TableName=unique_name, Item={"UserId": {"S": f"u{n}"}})
+
+    # THEN every record's ApproximateCreationDateTime is a whole second, as DynamoDB Streams stamps
+    # it (moto alone stamps microseconds, which would hide same-second ties from every test)
+    records = _read_stream(dynamodbstreams, stream_arn, 5)
+    times = [record["dynamodb"]["ApproximateCreationDateTime"] for record in records]
+    assert len(times) == 5
+    assert [t.microsecond for t in times] == [0] * 5
+    assert len(set(times)) < len(times), "five writes in a row should share a second at least once"
+
+
 @pytest.mark.parametrize(
     ("version", "expected_result", "expected_source"),
     [

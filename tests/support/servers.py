@@ -31,10 +31,20 @@ _STOP_GRACE_SECONDS = 5.0
 _PORT_ATTEMPTS = 3
 _TAIL_BYTES = 2000
 
-# moto.server's own main(), plus a thread that ends the process as soon as stdin closes.
+# moto.server's own main(), plus a thread that ends the process as soon as stdin closes, and
+# DynamoDB Streams creation times in whole seconds (rounded down), as AWS stamps them. moto alone
+# stamps microseconds, which would hide same-second ties (equal external versions) from every
+# test that reads a stream. A moto that no longer has StreamRecord fails loudly here.
 _MOTO_MAIN = (
     "import os, sys, threading\n"
     "threading.Thread(target=lambda: (sys.stdin.buffer.read(), os._exit(0)), daemon=True).start()\n"
+    "from moto.dynamodb.models import table as _table\n"
+    "_init = _table.StreamRecord.__init__\n"
+    "def _whole_seconds(self, *args, **kwargs):\n"
+    "    _init(self, *args, **kwargs)\n"
+    "    body = self.record['dynamodb']\n"
+    "    body['ApproximateCreationDateTime'] = body['ApproximateCreationDateTime'].replace(microsecond=0)\n"
+    "_table.StreamRecord.__init__ = _whole_seconds\n"
     "from moto.server import main\n"
     "main(sys.argv[1:])\n"
 )
