@@ -19,18 +19,20 @@ lease from the most loaded worker. Stealing one per round lets the victim notice
 more, and converges in a few rounds (KCL's ``maxLeasesToStealAtOneTime`` defaults to 1 too).
 Taking keeps the checkpoint; finished leases are never taken, renewed or counted.
 
-**Guarantee: two replicas never write for one shard at once for longer than a lease period.**
-Say worker A sent its last successful renewal (counter c) at t0 on its clock. A treats the lease
-as its own only until t0 + lease_seconds: after that ``checkpoint`` raises ``LeaseLostError`` and
-``acquire`` drops the lease, whether or not anyone took it. Worker B takes an *expired* lease only
-with the condition ``counter = c`` after seeing c unchanged for lease_seconds on its own clock,
-and B first saw c after it was written, i.e. after t0. So B starts after A's deadline (clocks
-need only tick at the same rate; a 1% rate difference costs 0.3 s of a 30 s lease). A *steal*
-does not wait: A learns of it at its next checkpoint (the owner condition fails at once) or its
-next ``acquire`` (the worker runs one every third of the lease period), and at the latest at
-its own deadline, one lease period after its last renewal. Either way the overlap is bounded by
-a lease period plus the write A had in flight, and external versions make a replay harmless.
-A copy of a lease from an earlier ownership (lost, then taken again) can no longer checkpoint.
+**Guarantee: two replicas never write for one shard at once** (``write_window``; the bound is in
+ARCHITECTURE.md, "Versions"). Say worker A sent its last successful renewal (counter c) at r on
+its clock. A writes only in rounds that end by r + lease_seconds - margin (margin = a tenth of the
+lease); after that ``write_window`` raises ``LeaseLostError``, and from r + lease_seconds on
+``checkpoint`` does too and ``acquire`` drops the lease, whether or not anyone took it. Worker B
+takes an *expired* lease only with the condition ``counter = c`` after seeing c unchanged for
+lease_seconds on its own clock; B first saw c at s, after it was written, so after r; B's first
+write waits until s + lease_seconds + margin. A *steal* does not wait for expiry, so the thief's
+first write waits a whole lease period plus the margin after its take (A's last renewal was
+written before the take). A lease taken *free* (released at shutdown, after its loops ended) is
+written at once. Between A's last write and B's first lie two margins, enough for clocks that tick
+at slightly different rates (1% costs 0.3 s of a 30 s lease) and for A's last request to land. A
+copy of a lease from an earlier ownership (lost, then taken again) can no longer checkpoint or
+write.
 
 Errors: a lost lease is ``LeaseLostError``; throttling, 5xx and connection failures, after
 botocore's retries, are ``TransientError``; anything else (access denied, a table with the wrong
