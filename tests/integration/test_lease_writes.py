@@ -1,6 +1,6 @@
 """A paused lease owner never writes after the new owner wrote (moto lease table, local OpenSearch).
 
-Two workers share a ``dynamodb://`` lease table on their real monotonic clocks, with a 3 s lease.
+Two workers share a ``dynamodb://`` lease table on their real monotonic clocks, with a 5 s lease.
 A owns the shard and is paused (deterministically, in-process: the moment a SIGSTOP, GC pause or
 VM freeze would hit) while it holds an old image of item 1; B takes the expired lease and writes
 the item's newer image. Both images carry the same whole-second stream time, so an ``external_gte``
@@ -34,7 +34,7 @@ from cdcsync.worker.shard_loop import ShardLoop
 from tests.support.fault_proxy import FaultProxy, fault_proxy
 from tests.support.records import compiled, mapping_set, stream_record
 
-LEASE_SECONDS = 3.0
+LEASE_SECONDS = 5.0  # leaves a round 3.5 s to fail its first request under load before the pause
 SECOND = 1_714_566_600  # both records' ApproximateCreationDateTime: one whole second
 PAUSE_POINTS = ["after GetRecords", "after the KEYS_ONLY item read", "in a retry's backoff"]
 
