@@ -195,7 +195,8 @@ class Settings(BaseSettings):
     retry_max_seconds: float = Field(default=60.0, gt=0)
     # Not in the contract's table: how long a worker's shard lease lasts unrenewed before another
     # replica may take it (the failover time after a crash; KCL's failoverTimeMillis).
-    lease_seconds: float = Field(default=30.0, ge=1)
+    # At least 3 s: write rounds end a margin before the lease could lapse (see ARCHITECTURE.md).
+    lease_seconds: float = Field(default=30.0, ge=3)
     metrics_addr: str = "0.0.0.0:9464"  # the container must expose /metrics beyond loopback
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -44,6 +44,20 @@ class Lease:
     finished: bool
 
 
+@dataclass(frozen=True, slots=True)
+class WriteWindow:
+    """When this worker may write for a lease, in seconds from now on its own monotonic clock.
+
+    ``opens_in``: how long to wait before the first write; above 0 only for a new owner of an
+    expired or stolen lease, whose previous owner may still be writing. ``closes_in``: every write
+    must end within this, the lease's remaining validity minus a margin; ``math.inf`` where
+    nobody else can own the lease. See ARCHITECTURE.md, "Versions: why the index converges".
+    """
+
+    opens_in: float
+    closes_in: float
+
+
 class LeaseStore(Protocol):
     """Leases and checkpoints for the worker; progress records for backfill."""
 
@@ -68,6 +82,13 @@ class LeaseStore(Protocol):
         renewed within the lease period), ``TransientError`` if the store is throttled or
         unreachable, ``FatalError`` if it cannot be written at all. ``finished=True`` marks the
         shard read to its end: its lease is never taken again and its children may start.
+        """
+
+    def write_window(self, lease: Lease) -> WriteWindow:
+        """How long from now this worker may write for ``lease``: ask before every write round.
+
+        Raises ``LeaseLostError`` if this worker no longer owns the lease, or it may lapse before a
+        write started now could end (not renewed for the lease period minus the margin).
         """
 
     def release(self, lease: Lease) -> None:

@@ -19,18 +19,20 @@ lease from the most loaded worker. Stealing one per round lets the victim notice
 more, and converges in a few rounds (KCL's ``maxLeasesToStealAtOneTime`` defaults to 1 too).
 Taking keeps the checkpoint; finished leases are never taken, renewed or counted.
 
-**Guarantee: two replicas never write for one shard at once for longer than a lease period.**
-Say worker A sent its last successful renewal (counter c) at t0 on its clock. A treats the lease
-as its own only until t0 + lease_seconds: after that ``checkpoint`` raises ``LeaseLostError`` and
-``acquire`` drops the lease, whether or not anyone took it. Worker B takes an *expired* lease only
-with the condition ``counter = c`` after seeing c unchanged for lease_seconds on its own clock,
-and B first saw c after it was written, i.e. after t0. So B starts after A's deadline (clocks
-need only tick at the same rate; a 1% rate difference costs 0.3 s of a 30 s lease). A *steal*
-does not wait: A learns of it at its next checkpoint (the owner condition fails at once) or its
-next ``acquire`` (the worker runs one every third of the lease period), and at the latest at
-its own deadline, one lease period after its last renewal. Either way the overlap is bounded by
-a lease period plus the write A had in flight, and external versions make a replay harmless.
-A copy of a lease from an earlier ownership (lost, then taken again) can no longer checkpoint.
+**Guarantee: two replicas never write for one shard at once** (``write_window``; the bound is in
+ARCHITECTURE.md, "Versions"). Say worker A sent its last successful renewal (counter c) at r on
+its clock. A writes only in rounds that end by r + lease_seconds - margin (margin = a tenth of the
+lease); after that ``write_window`` raises ``LeaseLostError``, and from r + lease_seconds on
+``checkpoint`` does too and ``acquire`` drops the lease, whether or not anyone took it. Worker B
+takes an *expired* lease only with the condition ``counter = c`` after seeing c unchanged for
+lease_seconds on its own clock; B first saw c at s, after it was written, so after r; B's first
+write waits until s + lease_seconds + margin. A *steal* does not wait for expiry, so the thief's
+first write waits a whole lease period plus the margin after its take (A's last renewal was
+written before the take). A lease taken *free* (released at shutdown, after its loops ended) is
+written at once. Between A's last write and B's first lie two margins, enough for clocks that tick
+at slightly different rates (1% costs 0.3 s of a 30 s lease) and for A's last request to land. A
+copy of a lease from an earlier ownership (lost, then taken again) can no longer checkpoint or
+write.
 
 Errors: a lost lease is ``LeaseLostError``; throttling, 5xx and connection failures, after
 botocore's retries, are ``TransientError``; anything else (access denied, a table with the wrong
@@ -53,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from cdcsync.checkpoint import TRIM_HORIZON, Lease, LeaseLostError, ShardInfo
+from cdcsync.checkpoint import TRIM_HORIZON, Lease, LeaseLostError, ShardInfo, WriteWindow
 from cdcsync.checkpoint.file import lease_key
 from cdcsync.errors import CdcsyncError, FatalError, TransientError
 
@@ -70,16 +72,21 @@ _TRANSIENT_CODES = frozenset(
     {*_THROTTLED, "LimitExceededException", "InternalServerError", "ServiceUnavailable"}
 )
 _SERVER_ERROR = 500
+# The margin, as a share of the lease period, by which an owner's writes end before its lease could
+# lapse and by which a new owner's first write follows the previous owner's lease end (3 s of 30 s).
+MARGIN_SHARE = 0.1
 
 
 @dataclass(frozen=True, slots=True)
 class _Held:
-    """A lease this worker owns, as last written; when that write was sent (own clock); and the
-    counter it was taken at, so a copy from an earlier ownership can no longer checkpoint."""
+    """A lease this worker owns, as last written; when that write was sent (own clock); the
+    counter it was taken at, so a copy from an earlier ownership can no longer checkpoint; and
+    when (own clock) its first write may start, the previous owner's writes having surely ended."""
 
     lease: Lease
     renewed_at: float
     taken_at_counter: int
+    writable_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +125,15 @@ class DynamoDbLeaseStore:
         self.table_name = table_name
         self.worker_id = worker_id
         self.lease_seconds = lease_seconds
+        self.margin = lease_seconds * MARGIN_SHARE
         self._clock = clock
         self._wall = wall
         self._rng = rng or random.Random()  # noqa: S311  (spreads contention, not security)
-        self._lock = threading.Lock()  # guards the three dicts; never held across a request
+        self._lock = threading.Lock()  # guards the four dicts; never held across a request
         self._held: dict[str, _Held] = {}
         self._seen: dict[str, _Seen] = {}
         self._lost: dict[str, str] = {}  # why a lease we held is gone, for the next checkpoint
+        self._ended: dict[str, float] = {}  # when a lease we held could lapse at the latest (own clock)
 
     def describe(self) -> str:
         """The store as ``CDCSYNC_CHECKPOINTS`` would name it."""
@@ -183,7 +192,9 @@ class DynamoDbLeaseStore:
         for lease in unfinished:
             key = _key(lease)
             mine = lease.owner == self.worker_id and key not in held and key not in dropped
-            if mine and self._claim(lease, self.worker_id, how="resumed") is not None:
+            # Our own old writes ended with our old lease (if this process held it; else unknown).
+            lapse = self._ended.get(key)
+            if mine and self._claim(lease, self.worker_id, how="resumed", lapse=lapse) is not None:
                 held.add(key)
         candidates = [lease for lease in unfinished if lease.owner is None]
         self._rng.shuffle(candidates)
@@ -192,23 +203,35 @@ class DynamoDbLeaseStore:
         for lease in candidates + stale:
             if len(held) >= share:
                 break
-            how = "free" if lease.owner is None else f"expired, owner {lease.owner}"
-            if _key(lease) not in dropped and self._claim(lease, lease.owner, how=how) is not None:
+            if lease.owner is None:  # released after its loops ended, or never owned: no wait
+                how, lapse = "free", -math.inf
+            else:  # its owner's last renewal was sent before we first saw its counter
+                how, lapse = f"expired, owner {lease.owner}", self._expiry(_key(lease))
+            if (
+                _key(lease) not in dropped
+                and self._claim(lease, lease.owner, how=how, lapse=lapse) is not None
+            ):
                 held.add(_key(lease))
         if len(held) < share:
             self._steal_one(unfinished, held, expired, share)
         return self._owned(table, stream_arn)
 
+    def write_window(self, lease: Lease) -> WriteWindow:
+        entry = self._holding(lease)
+        now = self._clock()
+        age = now - entry.renewed_at
+        closes_in = self.lease_seconds - self.margin - age
+        if closes_in <= 0:
+            reason = (
+                f"was last renewed {age:.1f} s ago and may lapse before a write started now could end "
+                f"(writes stop {self.margin:g} s before the lease period of {self.lease_seconds:g} s)"
+            )
+            raise LeaseLostError(self._lost_message(lease, reason))
+        return WriteWindow(opens_in=max(0.0, entry.writable_at - now), closes_in=closes_in)
+
     def checkpoint(self, lease: Lease, sequence_number: str, *, finished: bool = False) -> Lease:
         key = _key(lease)
-        with self._lock:
-            entry = self._held.get(key)
-            reason = self._lost.get(key, "was never acquired by this worker")
-        if entry is not None and lease.counter < entry.taken_at_counter:
-            reason = "was lost and taken again since this copy was acquired; only the newer copy may write"
-            raise LeaseLostError(self._lost_message(lease, reason))
-        if entry is None:
-            raise LeaseLostError(self._lost_message(lease, reason))
+        entry = self._holding(lease)
         age = self._clock() - entry.renewed_at
         if age > self.lease_seconds:
             reason = self._not_renewed(age)
@@ -292,12 +315,19 @@ class DynamoDbLeaseStore:
         if count <= share:
             return
         lease = self._rng.choice([lease for lease in others if lease.owner == victim])
-        self._claim(lease, victim, how=f"stolen from {victim}, who held {count} of a fair share of {share}")
+        how = f"stolen from {victim}, who held {count} of a fair share of {share}"
+        self._claim(lease, victim, how=how, lapse=None)  # the victim may have renewed just before
 
-    def _claim(self, lease: Lease, expected_owner: str | None, *, how: str | None) -> Lease | None:
+    def _claim(
+        self, lease: Lease, expected_owner: str | None, *, how: str | None, lapse: float | None = None
+    ) -> Lease | None:
         """Set us as owner and count + 1, conditional on the owner and counter we saw.
 
         ``how`` None means a renewal: failing it drops the lease with the new owner as the reason.
+        ``lapse`` (a take only) is the latest time on our clock at which the previous owner could
+        still have held the lease; None when unknown: then a lease period after this take succeeds,
+        since the previous owner's last renewal was written before it. Our first write waits until
+        ``lapse`` plus the margin.
         """
         owner_condition = _FREE if expected_owner is None else "#owner = :expected"
         values: dict[str, Any] = {":counter": {"N": str(lease.counter)}, ":unfinished": {"BOOL": False}}
@@ -320,12 +350,17 @@ class DynamoDbLeaseStore:
                 message = self._lost_message(lease, reason).partition(";")[0]
                 log.warning("%s; stopping the shard", message, extra=_fields(lease))
             return None
+        if lapse is None:
+            lapse = self._clock() + self.lease_seconds
         with self._lock:
             before = self._held.get(key)
             if how is None and before is None:
                 return None  # finished or released by a shard thread meanwhile: do not bring it back
-            since = before.taken_at_counter if how is None and before is not None else taken.counter
-            self._held[key] = _Held(taken, sent_at, since)
+            if how is None and before is not None:
+                since, writable_at = before.taken_at_counter, before.writable_at
+            else:
+                since, writable_at = taken.counter, lapse + self.margin
+            self._held[key] = _Held(taken, sent_at, since, writable_at)
             self._lost.pop(key, None)
         if how is not None:
             took = f"took lease of shard {lease.shard_id} of table {lease.table} ({how})"
@@ -363,9 +398,30 @@ class DynamoDbLeaseStore:
             seen = self._seen.get(key)
         return seen is not None and now - seen.since > self.lease_seconds
 
+    def _expiry(self, key: str) -> float | None:
+        """When a lease's current (owner, counter) expires on our clock; None if not watched."""
+        with self._lock:
+            seen = self._seen.get(key)
+        return None if seen is None else seen.since + self.lease_seconds
+
+    def _holding(self, lease: Lease) -> _Held:
+        """Our entry for ``lease``, or ``LeaseLostError`` if this copy of it may not write."""
+        key = _key(lease)
+        with self._lock:
+            entry = self._held.get(key)
+            reason = self._lost.get(key, "was never acquired by this worker")
+        if entry is not None and lease.counter < entry.taken_at_counter:
+            reason = "was lost and taken again since this copy was acquired; only the newer copy may write"
+            raise LeaseLostError(self._lost_message(lease, reason))
+        if entry is None:
+            raise LeaseLostError(self._lost_message(lease, reason))
+        return entry
+
     def _drop(self, key: str, reason: str) -> None:
         with self._lock:
-            self._held.pop(key, None)
+            entry = self._held.pop(key, None)
+            if entry is not None:
+                self._ended[key] = entry.renewed_at + self.lease_seconds
             self._lost[key] = reason
 
     def _not_renewed(self, age: float) -> str:

@@ -12,8 +12,9 @@ in memory and would overwrite the other's checkpoints. Run several replicas only
 ``dynamodb://TABLE``, which has leases and conditional writes.
 
 Decisions:
-- One process owns everything, so ``acquire`` returns every unfinished lease of the stream and
-  ``checkpoint`` never raises ``LeaseLostError`` (there is nobody to lose a lease to).
+- One process owns everything, so ``acquire`` returns every unfinished lease of the stream,
+  ``checkpoint`` never raises ``LeaseLostError`` (there is nobody to lose a lease to) and
+  ``write_window`` never closes.
 - A write that fails leaves the in-memory state as it was (changes are applied to a copy and
   swapped in only after ``os.replace``), so memory never claims progress the disk does not hold.
 - An unreadable or malformed file stops the worker (``FatalError``) rather than being treated as
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import threading
@@ -33,7 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cdcsync.checkpoint import TRIM_HORIZON, Lease, ShardInfo
+from cdcsync.checkpoint import TRIM_HORIZON, Lease, ShardInfo, WriteWindow
 from cdcsync.errors import FatalError
 
 _WRITE_HINT = "check the folder exists, is writable and has free space"
@@ -98,6 +100,9 @@ class FileLeaseStore:
                 updated = replace(stored, owner=self.worker_id, checkpoint=sequence_number, finished=finished)
             self._commit({**self._leases, lease_key(lease.table, lease.shard_id): updated}, self._progress)
         return updated
+
+    def write_window(self, lease: Lease) -> WriteWindow:
+        return WriteWindow(opens_in=0.0, closes_in=math.inf)
 
     def release(self, lease: Lease) -> None:
         key = lease_key(lease.table, lease.shard_id)

@@ -5,6 +5,10 @@ When a batch fails part-way, the checkpoint moves to just before the first faile
 shard is read again from there after a pause: an in-order suffix replay, which versions make
 harmless (see ARCHITECTURE.md). A batch is at most one GetRecords page (1000 records, 1 MB), so
 memory stays flat whatever the backlog.
+
+Each page is one write round, and a round writes only while the lease is surely valid: it starts
+once the previous owner's writes surely ended, it ends (the bulk writer's deadline, checked before
+every request) before the lease could lapse, and it does not start once the loop is told to stop.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from cdcsync.versions import epoch_ms
 
 log = logging.getLogger(__name__)
 
-# Each batch's retries must end in time for a graceful shutdown (SIGTERM -> exit within 30 s);
-# a batch that cannot be written by then is simply read and written again.
+# Each batch's retries must end in time for a graceful shutdown (SIGTERM -> exit within 30 s; the
+# coordinator waits SHUTDOWN_SECONDS, more than this, before it releases the leases); a batch that
+# cannot be written by then is simply read and written again. The lease may cap a round shorter.
 BATCH_DEADLINE_SECONDS = 20.0
 _FAILURE_PAUSE = (1.0, 30.0)  # first and longest pause before re-reading after a failed batch
 
@@ -47,6 +52,7 @@ class ShardLoop:
     stream_gone: bool = False
     done: bool = False
     on_progress: Callable[[], None] | None = field(default=None, repr=False)  # lag changed: report it
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)  # the bulk writer's clock
     thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
@@ -116,7 +122,9 @@ class ShardLoop:
 
     def _write(self, records: list[dict[str, Any]]) -> bool:
         """Write one page; move the checkpoint as far as it is safe. True when all of it is done."""
-        deadline = time.monotonic() + BATCH_DEADLINE_SECONDS
+        deadline = self._round_deadline()
+        if deadline is None:
+            return False  # told to stop: whoever owns the shard next reads the page again
         result = self.pipeline.process(records, stream_arn=self.lease.stream_arn, deadline=deadline)
         done_until = len(records) if result.retry_from is None else result.retry_from
         if done_until > 0:
@@ -140,6 +148,36 @@ class ShardLoop:
         )
         self._rewind()
         return False
+
+    def _round_deadline(self) -> float | None:
+        """The ``clock()`` time by which this write round ends; None if the loop is told to stop.
+
+        The deadline is the lease's remaining validity (minus the store's margin) or the batch
+        deadline, whichever comes first. The bulk writer checks it before every request and caps
+        each request's timeout by it, so a pause anywhere in the round (a KEYS_ONLY item read, a
+        retry's backoff, SIGSTOP, a GC pause) leaves the rest unsent rather than written late.
+        Raises ``LeaseLostError`` when the lease may lapse before a write could end.
+        """
+        while True:
+            now = self.clock()  # read before asking: the window runs from no earlier than this
+            window = self.store.write_window(self.lease)
+            if window.opens_in <= 0:
+                break
+            log.info(
+                "shard %s: waiting %.1f s before the first write, until the previous owner's last "
+                "write could have ended",
+                self.shard_id,
+                window.opens_in,
+                extra=self._fields(),
+            )
+            if self.stopping.wait(window.opens_in):
+                return None
+        # Checked after ``now`` was read: a loop told to stop later ends this round within
+        # BATCH_DEADLINE_SECONDS of the stop, before the coordinator gives up waiting for it and
+        # releases the lease (which a new owner takes without waiting).
+        if self.stopping.is_set():
+            return None
+        return now + min(BATCH_DEADLINE_SECONDS, window.closes_in)
 
     def _rewind(self) -> None:
         checkpoint = self.lease.checkpoint

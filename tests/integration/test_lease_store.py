@@ -15,7 +15,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from cdcsync.checkpoint import TRIM_HORIZON, Lease, LeaseLostError, ShardInfo
+from cdcsync.checkpoint import TRIM_HORIZON, Lease, LeaseLostError, ShardInfo, WriteWindow
 from cdcsync.checkpoint.dynamodb import DynamoDbLeaseStore
 from cdcsync.checkpoint.open import ensure_lease_table, open_lease_store
 from cdcsync.errors import ConfigError, TransientError
@@ -413,3 +413,103 @@ def test_lease_store_throttling_retried_then_transient_error(
         "ProvisionedThroughputExceededException: The level of configured provisioned throughput for the "
         "table was exceeded. (throttled or unavailable; try again later)"
     )
+
+
+def test_lease_store_write_window_closes_a_margin_before_the_lease_could_lapse(
+    aws_session: boto3.Session, unique_name: str
+) -> None:
+    # GIVEN A took a never-owned lease (30 s lease, so a 3 s margin) at its time 1000
+    clock = FakeClock()
+    a = _store(aws_session, unique_name, "worker-a", clock)
+    a.sync_shards("Users", ARN, _shards(1))
+    (lease,) = a.acquire("Users", ARN)
+    # WHEN time passes without and then with a renewal
+    # THEN writes may start at once and must end 3 s before the lease period since the renewal
+    assert a.write_window(lease) == WriteWindow(opens_in=0.0, closes_in=27.0)
+    clock.advance(20)
+    assert a.write_window(lease) == WriteWindow(opens_in=0.0, closes_in=7.0)
+    (lease,) = a.acquire("Users", ARN)
+    clock.advance(5)
+    assert a.write_window(lease) == WriteWindow(opens_in=0.0, closes_in=22.0)
+    # AND once fewer than the margin's 3 s are left, no write may start, though it is still A's
+    clock.advance(22.5)
+    with pytest.raises(LeaseLostError) as caught:
+        a.write_window(lease)
+    assert str(caught.value) == (
+        f"lost the lease of shard shardId-1 of table Users (lease table {unique_name}, worker worker-a): "
+        "it was last renewed 27.5 s ago and may lapse before a write started now could end (writes stop "
+        "3 s before the lease period of 30 s); "
+        "stop writing for this shard, its next owner resumes from the last checkpoint"
+    )
+    assert a.leases("Users", ARN)[0].owner == "worker-a"
+    # AND a renewal in time opens it again
+    (lease,) = a.acquire("Users", ARN)
+    assert a.write_window(lease) == WriteWindow(opens_in=0.0, closes_in=27.0)
+
+
+@pytest.mark.parametrize(
+    ("previous", "opens_in"),
+    [
+        ("released", 0.0),  # shut down cleanly: its loops ended before it released
+        ("expired", 30 + 3 - 31),  # B first saw A's counter at 0 and took it at 31: waits till 33
+        ("stolen", 30 + 3),  # A may have renewed just before the steal: a whole lease period more
+    ],
+)
+def test_lease_store_new_owner_waits_out_the_previous_owners_longest_write(
+    aws_session: boto3.Session, unique_name: str, previous: str, opens_in: float
+) -> None:
+    # GIVEN A owns two shards (so B's fair share is one) and B has seen them at its time 0
+    clock_a, clock_b = FakeClock(), FakeClock()
+    a = _store(aws_session, unique_name, "worker-a", clock_a)
+    b = _store(aws_session, unique_name, "worker-b", clock_b)
+    a.sync_shards("Users", ARN, _shards(2))
+    mine = a.acquire("Users", ARN)
+    b.leases("Users", ARN)
+    # WHEN B takes one of them after A released them, stopped renewing, or while A renews on time
+    if previous == "released":
+        for lease in mine:
+            a.release(lease)
+    if previous == "expired":
+        clock_b.advance(31)
+    (taken, *_) = b.acquire("Users", ARN)
+    # THEN B's first write waits until A's longest write surely ended, plus the margin
+    window = b.write_window(taken)
+    assert window.opens_in == pytest.approx(opens_in)
+    assert window.closes_in == 27.0
+    # AND once that time passed (renewing every third of the lease period meanwhile), it may write
+    for _ in range(3):
+        clock_b.advance(window.opens_in / 3)
+        b.acquire("Users", ARN)
+    assert b.write_window(taken) == WriteWindow(opens_in=0.0, closes_in=27.0)
+
+
+def test_lease_store_resumed_after_a_late_renewal_waits_out_its_own_old_lease(
+    aws_session: boto3.Session, unique_name: str
+) -> None:
+    # GIVEN A's renewals failed for longer than the lease period, so A dropped its own lease
+    clock = FakeClock()
+    a = _store(aws_session, unique_name, "worker-a", clock)
+    a.sync_shards("Users", ARN, _shards(1))
+    a.acquire("Users", ARN)
+    clock.advance(31)
+    assert a.acquire("Users", ARN) == []
+    # WHEN the next round takes it back (the table still names A)
+    clock.advance(1)
+    (lease,) = a.acquire("Users", ARN)
+    # THEN it knows its old lease ended at 1030, so it waits out only the margin after that
+    assert a.write_window(lease) == WriteWindow(opens_in=1.0, closes_in=27.0)
+
+
+def test_lease_store_write_window_of_a_lost_lease_raises(
+    aws_session: boto3.Session, unique_name: str
+) -> None:
+    # GIVEN A's lease was stolen by B and A's round noticed
+    a = _store(aws_session, unique_name, "worker-a")
+    b = _store(aws_session, unique_name, "worker-b")
+    a.sync_shards("Users", ARN, _shards(2))
+    mine = {lease.shard_id: lease for lease in a.acquire("Users", ARN)}
+    (stolen,) = b.acquire("Users", ARN)
+    a.acquire("Users", ARN)
+    # WHEN A's loop asks before writing THEN it must not write
+    with pytest.raises(LeaseLostError, match="it is now owned by worker worker-b;"):
+        a.write_window(mine[stolen.shard_id])

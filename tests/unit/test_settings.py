@@ -186,6 +186,9 @@ def test_load_settings_env_value_parses_to_field(
         ("CDCSYNC_MAX_RETRIES", "-1", 'CDCSYNC_MAX_RETRIES: expected an integer >= 0, got "-1"'),
         ("CDCSYNC_RETRY_MAX_SECONDS", "0", 'CDCSYNC_RETRY_MAX_SECONDS: expected a number > 0, got "0"'),
         ("CDCSYNC_RETRY_MAX_SECONDS", "1m", 'CDCSYNC_RETRY_MAX_SECONDS: expected a number, got "1m"'),
+        # Below 3 s a write round (capped a 10 % margin before the lease could lapse, renewed every
+        # third of it, 1 s kept by the bulk writer) would have too little time or none to write.
+        ("CDCSYNC_LEASE_SECONDS", "2", 'CDCSYNC_LEASE_SECONDS: expected a number >= 3, got "2"'),
         ("CDCSYNC_METRICS_ADDR", "9464", 'CDCSYNC_METRICS_ADDR: expected HOST:PORT, got "9464"'),
         (
             "CDCSYNC_METRICS_ADDR",
