@@ -130,8 +130,38 @@ class BulkWriter:
         )
 
     def write(self, actions: Sequence[Action], *, deadline: float | None = None) -> list[WriteResult]:
-        """Write ``actions`` (in stream order). ``deadline`` is a ``clock()`` time to answer by."""
-        pending = [_Pending(entry, action_lines(entry.action)) for entry in coalesce(actions)]
+        """Write ``actions`` (in stream order). ``deadline`` is a ``clock()`` time to answer by.
+
+        A document's steps (see ``coalesce``) go out in waves: the n-th step of every document in
+        the n-th wave, once the wave before has ended, so each step is in a later request than the
+        one before it. A step after one that failed is not sent but failed too: the records are
+        delivered again and the steps replayed in order, never a delete after its index.
+        """
+        documents = coalesce(actions)
+        results: list[WriteResult] = []
+        spent = _StopBeforeBudget(self.budget.max_seconds, self.clock)  # one budget for every wave
+        unfinished: set[int] = set()  # id() of steps that ended failed, or were held back
+        for wave in range(max(map(len, documents), default=0)):
+            entries: list[CoalescedAction] = []
+            for steps in documents:
+                if wave >= len(steps):
+                    continue
+                if wave and id(steps[wave - 1]) in unfinished:
+                    unfinished.add(id(steps[wave]))
+                    results.append(WriteResult(steps[wave], "failed", _held_back(steps[wave - 1]), 0))
+                    continue
+                entries.append(steps[wave])
+            for result in self._write_wave(entries, deadline, spent):
+                if result.outcome == "failed":
+                    unfinished.add(id(result.entry))
+                results.append(result)
+        return results
+
+    def _write_wave(
+        self, entries: list[CoalescedAction], deadline: float | None, spent: _StopBeforeBudget
+    ) -> list[WriteResult]:
+        """Write one action per document, retrying what fails transiently within the budget."""
+        pending = [_Pending(entry, action_lines(entry.action)) for entry in entries]
         results: list[WriteResult] = []
         if not pending:
             return results
@@ -145,9 +175,7 @@ class BulkWriter:
         retrying = Retrying(
             retry=retry_if_result(bool),
             stop=(
-                stop_after_attempt(budget.max_retries + 1)
-                | _StopBeforeBudget(budget.max_seconds, self.clock)
-                | _StopBeforeDeadline(deadline, self.clock)
+                stop_after_attempt(budget.max_retries + 1) | spent | _StopBeforeDeadline(deadline, self.clock)
             ),
             wait=wait_random_exponential(multiplier=budget.first_wait, max=budget.longest_wait),
             sleep=self.sleep,
@@ -279,6 +307,17 @@ class BulkWriter:
                 item.failed(item_error)
             results.append(WriteResult(item.entry, outcome, item_error, item.attempts, item.first_failure_at))
         return retry
+
+
+def _held_back(before: CoalescedAction) -> ItemError:
+    action = before.action
+    where = "without routing" if action.routing is None else f'at routing "{action.routing}"'
+    return ItemError(
+        None,
+        "held_back",
+        f'not sent: the {action.op} of "{action.id}" {where} in "{action.index}" before it failed; '
+        "reported as failed for redelivery",
+    )
 
 
 def _error_type(exc: TransportError) -> str:

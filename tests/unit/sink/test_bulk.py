@@ -15,6 +15,8 @@ from functools import cache
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opensearchpy.exceptions import (
     HTTP_EXCEPTIONS,
     ConnectionError,
@@ -50,14 +52,16 @@ def record(seq: int) -> ChangeRecord:
     return change("MODIFY", {"UserId": seq}, {"UserId": seq}, sequence=f"{seq:021d}")
 
 
-def index(doc_id: str, *, version: int = VERSION, seq: int = 1, size: int = 0) -> IndexAction:
+def index(
+    doc_id: str, *, version: int = VERSION, seq: int = 1, size: int = 0, routing: str | None = None
+) -> IndexAction:
     return IndexAction(
-        "users", doc_id, None, version, {"id": doc_id, "pad": "x" * size}, MAPPING, record(seq)
+        "users", doc_id, routing, version, {"id": doc_id, "pad": "x" * size}, MAPPING, record(seq)
     )
 
 
-def delete(doc_id: str, *, version: int = VERSION, seq: int = 1) -> DeleteAction:
-    return DeleteAction("users", doc_id, None, version, MAPPING, record(seq))
+def delete(doc_id: str, *, version: int = VERSION, seq: int = 1, routing: str | None = None) -> DeleteAction:
+    return DeleteAction("users", doc_id, routing, version, MAPPING, record(seq))
 
 
 def http_error(status: int, error_type: str | None = None, reason: str = "injected") -> TransportError:
@@ -576,3 +580,133 @@ def test_write_non_transport_exception_propagates() -> None:
     r = rig(ValueError("boom"))
     with pytest.raises(ValueError, match="boom"):
         r.write([index("1")])
+
+
+# --- routing moves: one document is deleted where it was strictly before it is indexed anew -----
+
+Sent = tuple[str, str, str | None, int]  # op, id, routing, version
+
+
+def sent(r: Rig) -> list[list[Sent]]:
+    """Every request, as the actions it carried."""
+    return [
+        [(op, meta["_id"], meta.get("routing"), meta["version"]) for op, meta in req.actions]
+        for req in r.client.requests
+    ]
+
+
+def by_step(results: list[WriteResult]) -> list[tuple[str, str | None, str, int]]:
+    """(op, routing, outcome, attempts) per result, in the order the results came."""
+    return [(res.entry.action.op, res.entry.action.routing, res.outcome, res.attempts) for res in results]
+
+
+def test_write_routing_move_sends_old_routing_delete_in_earlier_request() -> None:
+    # GIVEN a move of document "1" from routing a to b (delete a, index b, one version) and document "2"
+    r = rig()
+    # WHEN written
+    results = r.writer.write(
+        [delete("1", routing="a", seq=1), index("1", routing="b", seq=1), index("2", seq=2)]
+    )
+    # THEN the delete goes with the other documents, the index alone in a later request
+    assert sent(r) == [
+        [("delete", "1", "a", VERSION), ("index", "2", None, VERSION)],
+        [("index", "1", "b", VERSION)],
+    ]
+    assert by_step(results) == [
+        ("delete", "a", "written", 1),
+        ("index", None, "written", 1),
+        ("index", "b", "written", 1),
+    ]
+
+
+def test_write_routing_move_and_back_deletes_other_routing_before_index() -> None:
+    # GIVEN document "1" moved a -> b at V and back b -> a at V + 1000 in one batch
+    later = VERSION + 1000
+    actions: list[Action] = [
+        delete("1", routing="a", seq=1),
+        index("1", routing="b", seq=1),
+        delete("1", routing="b", seq=2, version=later),
+        index("1", routing="a", seq=2, version=later),
+    ]
+    r = rig()
+    # WHEN written
+    r.writer.write(actions)
+    # THEN the delete at b (the same document in a one-shard index) is sent first, the index at a after
+    # it, never [index a, delete b] at one version in one request, where the delete would win
+    assert sent(r) == [[("delete", "1", "b", later)], [("index", "1", "a", later)]]
+
+
+def test_write_routing_move_delete_retried_before_index_is_sent() -> None:
+    # GIVEN the move's delete is answered 429 once
+    r = rig([429])
+    # WHEN written
+    results = r.writer.write([delete("1", routing="a"), index("1", routing="b")])
+    # THEN the delete is retried, and the index is sent only after the delete succeeded
+    assert sent(r) == [
+        [("delete", "1", "a", VERSION)],
+        [("delete", "1", "a", VERSION)],
+        [("index", "1", "b", VERSION)],
+    ]
+    assert by_step(results) == [("delete", "a", "written", 2), ("index", "b", "written", 1)]
+
+
+def test_write_routing_move_delete_failing_holds_index_back() -> None:
+    # GIVEN the move's delete keeps failing with 429, within a budget of one retry
+    r = rig(default=[429], budget=RetryBudget(max_retries=1))
+    # WHEN written
+    results = r.writer.write([delete("1", routing="a", seq=1), index("1", routing="b", seq=1)])
+    # THEN the index is never sent, and both are failed, so the record is delivered again and the
+    # pair is replayed in order (a delete is never resent after its paired index was written)
+    assert sent(r) == [[("delete", "1", "a", VERSION)], [("delete", "1", "a", VERSION)]]
+    assert by_step(results) == [("delete", "a", "failed", 2), ("index", "b", "failed", 0)]
+    assert results[1].error == ItemError(
+        None,
+        "held_back",
+        'not sent: the delete of "1" at routing "a" in "users" before it failed; reported as failed '
+        "for redelivery",
+    )
+
+
+def test_write_routing_move_rejected_delete_still_sends_index() -> None:
+    # GIVEN the move's delete is refused (a 4xx: dead-lettered, never retried)
+    r = rig([400])
+    # WHEN written THEN the index at the new routing still goes out after it
+    results = r.writer.write([delete("1", routing="a"), index("1", routing="b")])
+    assert by_step(results) == [("delete", "a", "rejected", 1), ("index", "b", "written", 1)]
+
+
+_ids = st.sampled_from(["1", "2"])
+_routings = st.sampled_from(["a", "b", "c"])
+_steps = st.lists(st.tuples(st.booleans(), _ids, _routings), min_size=1, max_size=12)
+
+
+@given(_steps)
+@settings(max_examples=200, deadline=None)
+def test_write_any_batch_converges_in_one_and_many_shard_indices(steps: list[tuple[bool, str, str]]) -> None:
+    # GIVEN any batch of index/delete actions over two ids and three routings, versions in stream order
+    actions: list[Action] = [
+        (index if is_index else delete)(doc_id, routing=routing, seq=n + 1, version=VERSION + 1000 * n)
+        for n, (is_index, doc_id, routing) in enumerate(steps)
+    ]
+    r = rig()
+    # WHEN written
+    r.writer.write(actions)
+    # THEN no request carries one id twice
+    for request in r.client.requests:
+        assert len(request.ids) == len(set(request.ids))
+    # AND applying the requests in order with external_gte gives the state of the last action, both
+    # where every routing is one document (one shard) and where each routing is its own copy
+    one_shard: dict[str, tuple[int, str | None]] = {}  # id -> (version, routing if present)
+    many_shards: dict[tuple[str, str | None], tuple[int, bool]] = {}  # (id, routing) -> (version, present)
+    for op, doc_id, routing, version in (step for request in sent(r) for step in request):
+        if version >= one_shard.get(doc_id, (0, None))[0]:
+            one_shard[doc_id] = (version, routing if op == "index" else None)
+        if version >= many_shards.get((doc_id, routing), (0, False))[0]:
+            many_shards[(doc_id, routing)] = (version, op == "index")
+    last = {action.id: action for action in actions}
+    assert {k: v[1] for k, v in one_shard.items()} == {
+        k: a.routing if a.op == "index" else None for k, a in last.items()
+    }
+    assert {k for k, (_, present) in many_shards.items() if present} == {
+        (k, a.routing) for k, a in last.items() if a.op == "index"
+    }
