@@ -213,3 +213,122 @@ def test_writer_cluster_down_reports_failed_with_connection_error(index: str) ->
     assert outcome == "failed"
     assert error is not None
     assert (error.status, error.type) == (None, "connection_error")
+
+
+# --- routing moves: in a one-shard index two routings of one id are one document -----------------
+
+
+def routed_index(opensearch: OpenSearch, name: str, shards: int) -> str:
+    opensearch.indices.create(
+        index=name, body={"settings": {"index.gc_deletes": "24h", "index.number_of_shards": shards}}
+    )
+    return name
+
+
+def put_at(index: str, doc_id: str, routing: str, version: int, **doc: Any) -> IndexAction:
+    return IndexAction(index, doc_id, routing, version, doc, MAPPING, record(version % 1000))
+
+
+def remove_at(index: str, doc_id: str, routing: str, version: int) -> DeleteAction:
+    return DeleteAction(index, doc_id, routing, version, MAPPING, record(version % 1000))
+
+
+def move(index: str, doc_id: str, old: str, new: str, version: int, **doc: Any) -> list[Action]:
+    """What the planner emits when an item's routing changes: delete where it was, index where it is."""
+    return [remove_at(index, doc_id, old, version), put_at(index, doc_id, new, version, **doc)]
+
+
+def copies(opensearch: OpenSearch, index: str, doc_id: str, *routings: str) -> dict[str, tuple[int, Any]]:
+    """The document as each routing finds it (in a one-shard index every routing finds the one copy)."""
+    found = {}
+    for routing in routings:
+        got = opensearch.get(index=index, id=doc_id, routing=routing, ignore=404)
+        if got.get("found"):
+            found[routing] = (got["_version"], got["_source"])
+    return found
+
+
+def other_shard_routing(opensearch: OpenSearch, index: str, routing: str) -> str:
+    """A routing value whose shard is not ``routing``'s (probed with a throwaway document)."""
+    opensearch.index(index=index, id="probe", routing=routing, body={}, refresh=True)
+    try:
+        for candidate in "bcdefghijklmnop":
+            if not opensearch.get(index=index, id="probe", routing=candidate, ignore=404).get("found"):
+                return candidate
+    finally:
+        opensearch.delete(index=index, id="probe", routing=routing, refresh=True)
+    raise AssertionError(f"no routing lands on another shard than {routing!r} in {index}")
+
+
+def steps(results: list[WriteResult]) -> list[tuple[str, str | None, str]]:
+    return [(r.entry.action.op, r.entry.action.routing, r.outcome) for r in results]
+
+
+OPS = {"index", "create", "update", "delete"}
+
+
+def bulk_actions(proxy: FaultProxy) -> list[list[tuple[str, str | None]]]:
+    """(op, routing) of each action of each _bulk request the proxy saw."""
+    requests = []
+    for _, path, body in proxy.requests:
+        if path.startswith("/_bulk"):
+            metas = [json.loads(line) for line in body.splitlines() if line.strip()]
+            requests.append(
+                [(op, meta.get("routing")) for entry in metas for op, meta in entry.items() if op in OPS]
+            )
+    return requests
+
+
+def test_writer_routing_move_delete_throttled_never_undoes_index(
+    opensearch: OpenSearch, unique_name: str, proxy: FaultProxy
+) -> None:
+    # GIVEN a one-shard index (OpenSearch's default) holding document "1" at routing a
+    index = routed_index(opensearch, unique_name, shards=1)
+    w = writer(proxy.url)
+    assert steps(w.write([put_at(index, "1", "a", V, n=0)])) == [("index", "a", "written")]
+    # AND the next delete item is answered 429 while whatever comes with it is written
+    proxy.reject_bulk_items(times=1, item_status=429, every=1, operation="delete")
+    # WHEN the item moves to routing b
+    results = w.write(move(index, "1", "a", "b", V + 1000, n=1))
+    # THEN the document is there (every routing finds the one copy)
+    assert copies(opensearch, index, "1", "a", "b") == {"a": (V + 1000, {"n": 1}), "b": (V + 1000, {"n": 1})}
+    # AND the delete was retried before the index was sent
+    assert bulk_actions(proxy)[1:] == [[("delete", "a")], [("delete", "a")], [("index", "b")]]
+    assert steps(results) == [("delete", "a", "written"), ("index", "b", "written")]
+
+
+def test_writer_routing_move_and_back_in_one_batch_keeps_document(
+    opensearch: OpenSearch, opensearch_url: str, unique_name: str
+) -> None:
+    # GIVEN a one-shard index holding document "1" at routing a
+    index = routed_index(opensearch, unique_name, shards=1)
+    w = writer(opensearch_url)
+    w.write([put_at(index, "1", "a", V, n=0)])
+    # WHEN one batch moves it a -> b and back b -> a
+    results = w.write(
+        [*move(index, "1", "a", "b", V + 1000, n=1), *move(index, "1", "b", "a", V + 2000, n=2)]
+    )
+    # THEN it is deleted at b first and indexed at a after: the document holds the last state
+    assert copies(opensearch, index, "1", "a") == {"a": (V + 2000, {"n": 2})}
+    assert steps(results) == [("delete", "b", "written"), ("index", "a", "written")]
+
+
+@pytest.mark.parametrize(("back", "final"), [(False, "b"), (True, "a")], ids=["a-to-b", "a-to-b-to-a"])
+def test_writer_routing_moves_in_many_shard_index_leave_one_copy(
+    opensearch: OpenSearch, opensearch_url: str, unique_name: str, *, back: bool, final: str
+) -> None:
+    # GIVEN a three-shard index holding document "1" at routing a, and a routing b on another shard
+    index = routed_index(opensearch, unique_name, shards=3)
+    b = other_shard_routing(opensearch, index, "a")
+    w = writer(opensearch_url)
+    w.write([put_at(index, "1", "a", V, n=0)])
+    # WHEN one batch moves it to b (and back to a)
+    actions = move(index, "1", "a", b, V + 1000, n=1)
+    if back:
+        actions += move(index, "1", b, "a", V + 2000, n=2)
+    w.write(actions)
+    # THEN exactly one copy is left, at the last routing, holding the last state
+    expected = (V + 2000, {"n": 2}) if back else (V + 1000, {"n": 1})
+    assert copies(opensearch, index, "1", "a", b) == {final if final == "a" else b: expected}
+    opensearch.indices.refresh(index=index)
+    assert opensearch.count(index=index)["count"] == 1
