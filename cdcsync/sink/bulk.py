@@ -2,7 +2,9 @@
 
 Only failed items are resubmitted, with exponential backoff and full jitter (tenacity), within
 ``CDCSYNC_MAX_RETRIES`` / ``CDCSYNC_RETRY_MAX_SECONDS`` and, in Lambda, before the invocation's
-deadline. A 413 splits the request in halves. opensearch-py's own helpers are not used: its
+deadline. A 413 splits the request in halves; so does any other 4xx refusing the whole request
+(401/403 aside, which are retried), to reject only the actions it was refused for (see ``_isolate``).
+A routing move's steps go out in waves (see ``write``). opensearch-py's own helpers are not used: its
 ``streaming_bulk`` retries only 429 and resends whole chunks, ``parallel_bulk`` never retries.
 """
 
@@ -76,6 +78,9 @@ class _Pending:
         self.error = error
         if self.first_failure_at is None:
             self.first_failure_at = dt.datetime.now(dt.UTC)
+
+
+_Refusal = tuple[list[_Pending], ItemError]  # part of a request refused whole, and the error
 
 
 class _StopBeforeDeadline(stop_base):
@@ -217,9 +222,17 @@ class BulkWriter:
         return max(0.1, min(self.request_timeout, deadline - self.clock() - _DEADLINE_MARGIN_SECONDS))
 
     def _send(
-        self, chunk: list[_Pending], results: list[WriteResult], deadline: float | None
+        self,
+        chunk: list[_Pending],
+        results: list[WriteResult],
+        deadline: float | None,
+        refused: list[_Refusal] | None = None,
     ) -> list[_Pending]:
-        """Send one request; record final outcomes in ``results``; return the items to retry."""
+        """Send one request; record final outcomes in ``results``; return the items to retry.
+
+        A request refused whole with a client error is split to find the actions it was refused
+        for, or, with ``refused``, left there for the caller that is splitting it.
+        """
         if deadline is not None and self.clock() + _DEADLINE_MARGIN_SECONDS >= deadline:
             # A request started now could not be answered before the deadline: leave it unsent
             # (reported as failed, so the caller redelivers it) rather than overrun.
@@ -243,12 +256,17 @@ class BulkWriter:
         except TransportError as exc:
             # Observed before a 413 split sends the halves, which are observed on their own.
             self.metrics.bulk_request(self.clock() - started)
-            return self._request_failed(chunk, results, exc, deadline)
+            return self._request_failed(chunk, results, exc, deadline, refused)
         self.metrics.bulk_request(self.clock() - started)
         return self._items(chunk, results, response)
 
     def _request_failed(
-        self, chunk: list[_Pending], results: list[WriteResult], exc: TransportError, deadline: float | None
+        self,
+        chunk: list[_Pending],
+        results: list[WriteResult],
+        exc: TransportError,
+        deadline: float | None,
+        refused: list[_Refusal] | None = None,
     ) -> list[_Pending]:
         status = exc.status_code if isinstance(exc.status_code, int) else None
         if status == HTTP_TOO_LARGE:
@@ -279,10 +297,50 @@ class BulkWriter:
             for item in chunk:
                 item.failed(error)
             return chunk
+        if refused is not None:
+            refused.append((chunk, error))
+            return []
+        if len(chunk) > 1:
+            log.warning(
+                "bulk request of %d actions refused: %s; sending it in halves to find the actions it was "
+                "refused for",
+                len(chunk),
+                error,
+            )
+        return self._isolate(chunk, results, error, deadline)
+
+    def _isolate(
+        self, chunk: list[_Pending], results: list[WriteResult], error: ItemError, deadline: float | None
+    ) -> list[_Pending]:
+        """Reject only the actions a request refused whole with ``error`` (a 4xx) was refused for.
+
+        OpenSearch refuses a whole request for one bad action (an id over 512 bytes: 400
+        ``action_request_validation_exception``). Each level sends both halves, then splits the
+        refused ones, so one bad action of n is found in log2(n) levels of two requests each. When
+        both halves are refused exactly as the whole was, the refusal is request-wide (or names
+        nothing that tells the halves apart): all of it is rejected there, so splitting always ends.
+        """
+        if len(chunk) == 1:
+            _reject(chunk, results, error)
+            return []
         for item in chunk:
-            item.failed(error)
-            results.append(WriteResult(item.entry, "rejected", error, item.attempts, item.first_failure_at))
-        return []
+            item.attempts -= 1  # a split is not a retry
+        half = len(chunk) // 2
+        refusals: list[_Refusal] = []
+        retry = self._send(chunk[:half], results, deadline, refusals)
+        retry += self._send(chunk[half:], results, deadline, refusals)
+        if len(refusals) == 2 and all(part_error == error for _, part_error in refusals):  # noqa: PLR2004 - both halves
+            log.warning(
+                "both halves of the bulk request of %d actions refused alike: %s; rejecting all %d",
+                len(chunk),
+                error,
+                len(chunk),
+            )
+            _reject(chunk, results, error)
+            return retry
+        for part, part_error in refusals:
+            retry += self._isolate(part, results, part_error, deadline)
+        return retry
 
     def _items(
         self, chunk: list[_Pending], results: list[WriteResult], response: dict[str, Any]
@@ -307,6 +365,12 @@ class BulkWriter:
                 item.failed(item_error)
             results.append(WriteResult(item.entry, outcome, item_error, item.attempts, item.first_failure_at))
         return retry
+
+
+def _reject(chunk: list[_Pending], results: list[WriteResult], error: ItemError) -> None:
+    for item in chunk:
+        item.failed(error)
+        results.append(WriteResult(item.entry, "rejected", error, item.attempts, item.first_failure_at))
 
 
 def _held_back(before: CoalescedAction) -> ItemError:

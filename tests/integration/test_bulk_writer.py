@@ -332,3 +332,44 @@ def test_writer_routing_moves_in_many_shard_index_leave_one_copy(
     assert copies(opensearch, index, "1", "a", b) == {final if final == "a" else b: expected}
     opensearch.indices.refresh(index=index)
     assert opensearch.count(index=index)["count"] == 1
+
+
+# --- a request refused whole for one action: split to find it ------------------------------------
+
+
+def test_writer_overlong_id_rejects_only_that_action(
+    opensearch: OpenSearch, index: str, proxy: FaultProxy
+) -> None:
+    # GIVEN eight documents, the sixth with a 513-byte id: OpenSearch refuses the whole request (400)
+    long_id = "x" * 513
+    ids = ["0", "1", "2", "3", "4", long_id, "6", "7"]
+    # WHEN written
+    answer = write(writer(proxy.url), *(put(index, doc_id, V, n=n) for n, doc_id in enumerate(ids)))
+    # THEN the request is split in halves down to that action, which alone is rejected with
+    # OpenSearch's reason; the seven others are written
+    reason = (
+        f"Validation Failed: 1: id [{long_id}] is too long, must be no longer than 512 bytes but was: 513;"
+    )
+    assert answer == {
+        **{doc_id: ("written", None) for doc_id in ids if doc_id != long_id},
+        long_id: ("rejected", ItemError(400, "action_request_validation_exception", reason)),
+    }
+    assert bulk_sizes(proxy) == [8, 4, 4, 2, 2, 1, 1]
+    assert [stored(opensearch, index, doc_id) for doc_id in ids if doc_id != long_id] == [
+        (V, {"n": n}) for n, doc_id in enumerate(ids) if doc_id != long_id
+    ]
+
+
+def test_writer_request_refused_by_every_half_rejects_all_and_ends(
+    opensearch: OpenSearch, index: str, proxy: FaultProxy
+) -> None:
+    # GIVEN the next three bulk requests are refused whole with 400 (a request-wide refusal)
+    proxy.fail(status=400, times=3)
+    # WHEN eight documents are written
+    answer = write(writer(proxy.url), *(put(index, str(n), V, n=n) for n in range(8)))
+    # THEN both halves refused alike end the split: every action is rejected, after three requests
+    error = ItemError(400, "illegal_argument_exception", "injected by fault_proxy: HTTP 400")
+    assert answer == {str(n): ("rejected", error) for n in range(8)}
+    assert bulk_sizes(proxy) == [8, 4, 4]
+    assert proxy.faults_injected == 3
+    assert [stored(opensearch, index, str(n)) for n in range(8)] == [None] * 8

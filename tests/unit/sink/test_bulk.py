@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -109,6 +111,7 @@ class FakeClient:
     clock: FakeClock | None = None
     request_seconds: float = 0.0
     requests: list[Request] = field(default_factory=list)
+    refuse: Callable[[Request], Exception | None] | None = None  # refuses whole requests first
 
     def bulk(self, *, body: bytes, params: dict[str, Any]) -> dict[str, Any]:
         lines = [line for line in body.split(b"\n") if line]
@@ -120,6 +123,9 @@ class FakeClient:
         self.requests.append(Request(actions, params, len(body)))
         if self.clock is not None:
             self.clock.now += self.request_seconds
+        refusal = self.refuse(self.requests[-1]) if self.refuse is not None else None
+        if refusal is not None:
+            raise refusal
         answer = self.script.pop(0) if self.script else self.default
         if isinstance(answer, Exception):
             raise answer
@@ -491,17 +497,111 @@ def test_write_request_failure_logs_retry(caplog: pytest.LogCaptureFixture) -> N
         (http_error(405, "method_not_allowed"), ItemError(405, "method_not_allowed", "injected")),
     ],
 )
-def test_write_request_client_error_rejects_every_action(error: TransportError, expected: ItemError) -> None:
-    # GIVEN the whole request fails with a 4xx other than 401/403/413/429
-    r = rig(error)
-    # WHEN written THEN nothing is resent and every action is rejected with that error
-    results = r.write([index("1"), index("2")])
-    assert len(r.client.requests) == 1
+def test_write_request_client_error_on_every_half_rejects_every_action(
+    error: TransportError, expected: ItemError
+) -> None:
+    # GIVEN every request fails whole with a 4xx other than 401/403/413/429 (request-wide)
+    r = rig(default=error)
+    # WHEN eight actions are written
+    results = r.write([index(str(n)) for n in range(8)])
+    # THEN the request is tried in halves once; both halves refused alike end it: nothing is
+    # resent, and every action is rejected with that error
+    assert [len(req.ids) for req in r.client.requests] == [8, 4, 4]
     assert {k: (v.outcome, v.error, v.attempts) for k, v in results.items()} == {
-        "1": ("rejected", expected, 1),
-        "2": ("rejected", expected, 1),
+        str(n): ("rejected", expected, 1) for n in range(8)
     }
     assert all(result.first_failure_at is not None for result in results.values())
+    assert r.clock.sleeps == []
+
+
+LONG = "x" * 513  # OpenSearch refuses ids over 512 bytes, and with them the whole bulk request
+
+
+def refuse_long_ids(request: Request) -> Exception | None:
+    """Answer as OpenSearch does: a 400 for the whole request, listing every id over 512 bytes."""
+    bad = [doc_id for doc_id in request.ids if len(doc_id.encode()) > 512]
+    if not bad:
+        return None
+    return http_error(400, "action_request_validation_exception", validation_failed(*bad))
+
+
+def validation_failed(*ids: str) -> str:
+    problems = (
+        f"{n}: id [{doc_id}] is too long, must be no longer than 512 bytes but was: {len(doc_id)};"
+        for n, doc_id in enumerate(ids, 1)
+    )
+    return "Validation Failed: " + "".join(problems)
+
+
+def test_write_request_refused_for_one_action_isolates_it() -> None:
+    # GIVEN eight actions, the sixth with an id OpenSearch refuses (and the whole request with it)
+    ids = ["0", "1", "2", "3", "4", LONG, "6", "7"]
+    r = rig()
+    r.client.refuse = refuse_long_ids
+    # WHEN written
+    results = r.write([index(doc_id) for doc_id in ids])
+    # THEN the request is split in halves down to the refused action, which alone is rejected
+    assert [req.ids for req in r.client.requests] == [
+        ids,
+        ids[:4],
+        ids[4:],
+        ids[4:6],
+        ids[6:],
+        ["4"],
+        [LONG],
+    ]
+    assert {k: (v.outcome, v.attempts) for k, v in results.items()} == {
+        **{doc_id: ("written", 1) for doc_id in ids if doc_id != LONG},
+        LONG: ("rejected", 1),
+    }
+    assert results[LONG].error == ItemError(
+        400, "action_request_validation_exception", validation_failed(LONG)
+    )
+    assert r.clock.sleeps == []
+    assert r.metrics.retries == []
+
+
+def test_write_request_refused_for_two_actions_rejects_both_only() -> None:
+    # GIVEN two refused ids, one in each half
+    long_b = "y" * 600
+    ids = ["0", LONG, "2", "3", "4", "5", long_b, "7"]
+    r = rig()
+    r.client.refuse = refuse_long_ids
+    # WHEN written THEN each is isolated and rejected with its own reason, the rest written
+    results = r.write([index(doc_id) for doc_id in ids])
+    assert {k: v.outcome for k, v in results.items()} == {
+        doc_id: "rejected" if doc_id in (LONG, long_b) else "written" for doc_id in ids
+    }
+    assert results[long_b].error == ItemError(
+        400, "action_request_validation_exception", validation_failed(long_b)
+    )
+
+
+@pytest.mark.parametrize("position", [0, 499, 777, 999])
+def test_write_request_refused_splitting_takes_log2_levels(position: int) -> None:
+    # GIVEN 1000 actions, one of them refused
+    ids = [LONG if n == position else str(n) for n in range(1000)]
+    r = rig()
+    r.client.refuse = refuse_long_ids
+    # WHEN written
+    results = r.write([index(doc_id) for doc_id in ids])
+    # THEN at most ten levels of halves (1000 -> 500 -> ... -> 1), two requests each, find it
+    assert 1 + 2 * math.floor(math.log2(1000)) <= len(r.client.requests) <= 1 + 2 * math.ceil(math.log2(1000))
+    assert [k for k, v in results.items() if v.outcome != "written"] == [LONG]
+
+
+def test_write_request_refused_logs_split(caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN a request refused whole, then request-wide
+    r = rig(default=http_error(400, "illegal_argument_exception", "bad request"))
+    with caplog.at_level(logging.WARNING, logger="cdcsync.sink.bulk"):
+        r.write([index("1"), index("2")])
+    # THEN the operator reads what was refused, that it is split, and that it was request-wide
+    assert caplog.messages == [
+        "bulk request of 2 actions refused: illegal_argument_exception: bad request (status 400); "
+        "sending it in halves to find the actions it was refused for",
+        "both halves of the bulk request of 2 actions refused alike: illegal_argument_exception: bad "
+        "request (status 400); rejecting all 2",
+    ]
 
 
 def test_write_too_large_splits_in_halves_recursively() -> None:
