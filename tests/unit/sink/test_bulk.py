@@ -810,3 +810,70 @@ def test_write_any_batch_converges_in_one_and_many_shard_indices(steps: list[tup
     assert {k for k, (_, present) in many_shards.items() if present} == {
         (k, a.routing) for k, a in last.items() if a.op == "index"
     }
+
+
+@dataclass
+class ShardedStore:
+    """An in-memory ``_bulk`` endpoint: one copy per (id, shard), external_gte versions, injected 429s."""
+
+    shard_of: dict[str | None, int]
+    faults: list[bool]  # per action, in order sent: answer 429 (not applied); afterwards none
+    docs: dict[tuple[str, int], tuple[int, bool]] = field(default_factory=dict)  # -> (version, present)
+
+    def bulk(self, *, body: bytes, params: dict[str, Any]) -> dict[str, Any]:
+        lines = [json.loads(line) for line in body.split(b"\n") if line]
+        items = []
+        while lines:
+            ((op, meta),) = lines.pop(0).items()
+            if op == "index":
+                lines.pop(0)
+            key = (meta["_id"], self.shard_of[meta.get("routing")])
+            if self.faults and self.faults.pop(0):
+                status = 429
+            elif meta["version"] < self.docs.get(key, (0, False))[0]:
+                status = 409
+            else:
+                status = 201 if op == "index" else 200
+                self.docs[key] = (meta["version"], op == "index")
+            items.append(item(op, meta, status))
+        return {"took": 1, "errors": True, "items": items}
+
+
+@given(
+    st.lists(st.tuples(_ids, st.one_of(st.none(), _routings)), min_size=1, max_size=10),
+    st.sampled_from([{"a": 0, "b": 0, "c": 0}, {"a": 0, "b": 1, "c": 0}]),
+    st.lists(st.booleans(), max_size=30),
+)
+@settings(max_examples=200, deadline=None)
+def test_write_replayed_suffixes_with_throttled_items_converge(
+    history: list[tuple[str, str | None]], shard_of: dict[str | None, int], faults: list[bool]
+) -> None:
+    # GIVEN a history of items set to a routing or removed (None), planned as the planner does: a
+    # changed routing deletes where the item was, then indexes where it is, at the record's version
+    # (two records per second, so versions tie), and a store answering some actions 429
+    per_record: list[list[Action]] = []
+    where: dict[str, str | None] = {}
+    for n, (doc_id, routing) in enumerate(history):
+        version, before = VERSION + 1000 * (n // 2), where.get(doc_id)
+        steps: list[Action] = []
+        if before is not None and before != routing:
+            steps.append(delete(doc_id, routing=before, seq=n, version=version))
+        if routing is not None:
+            steps.append(index(doc_id, routing=routing, seq=n, version=version))
+        per_record.append(steps)
+        where[doc_id] = routing
+    store = ShardedStore(shard_of, faults)
+    writer = BulkWriter(store, NullMetrics(), budget=RetryBudget(max_retries=1), sleep=lambda _: None)  # type: ignore[arg-type]
+    # WHEN the batch is written, and replayed from the earliest failed record until nothing fails
+    start = 0
+    for _ in range(len(faults) + 1):
+        results = writer.write([a for steps in per_record[start:] for a in steps])
+        failed = [int(r.entry.earliest.sequence_number) for r in results if r.outcome == "failed"]
+        if not failed:
+            break
+        start = min(failed)
+    else:
+        raise AssertionError("still failing after every fault was used up")
+    # THEN each item has exactly one copy, where its last record put it, or none if it was removed
+    present = {key for key, (_, exists) in store.docs.items() if exists}
+    assert present == {(doc_id, shard_of[r]) for doc_id, r in where.items() if r is not None}
