@@ -329,7 +329,7 @@ class BulkWriter:
         refusals: list[_Refusal] = []
         retry = self._send(chunk[:half], results, deadline, refusals)
         retry += self._send(chunk[half:], results, deadline, refusals)
-        if len(refusals) == 2 and all(part_error == error for _, part_error in refusals):  # noqa: PLR2004 - both halves
+        if [part_error for _, part_error in refusals] == [error, error]:
             log.warning(
                 "both halves of the bulk request of %d actions refused alike: %s; rejecting all %d",
                 len(chunk),
