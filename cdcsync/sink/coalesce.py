@@ -13,7 +13,8 @@ later bulk request than the one before: a delete at every routing it left (at th
 last action there: an index left behind becomes a delete too), then its last action. The delete
 must come strictly first: sent together at one version, a delete at the old routing would undo the
 index at the new one in a one-shard index, and a per-item retry of the delete after the index
-succeeded would do the same.
+succeeded would do the same. An index move (a templated index) names two documents, one per
+index: its delete and its index are independent and go out together.
 """
 
 from __future__ import annotations
