@@ -3,7 +3,8 @@
     CdcsyncError
     ├── ConfigError            fix the configuration; the CLI exits 2
     │   ├── SettingsError      a CDCSYNC_* setting is invalid
-    │   └── MappingError       one or more mapping files are invalid (all problems, with file:line)
+    │   ├── MappingError       one or more mapping files are invalid (all problems, with file:line)
+    │   └── IndexTemplateError OpenSearch refused an index template a mapping needs (indices apply)
     ├── PatternError           a filter/where pattern is malformed (wrapped into MappingError on load)
     ├── RecordError            this record cannot be planned or written: it goes to the dead-letter queue
     │   └── PlanError          the planner could not build an action (missing attribute, bad version, ...)
@@ -56,6 +57,10 @@ class MappingError(ConfigError):
     def __init__(self, problems: Sequence[MappingProblem]) -> None:
         self.problems = tuple(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class IndexTemplateError(ConfigError):
+    """OpenSearch refused the index template of a templated index (``indices apply``)."""
 
 
 class PatternError(CdcsyncError):

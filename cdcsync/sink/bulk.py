@@ -2,7 +2,9 @@
 
 Only failed items are resubmitted, with exponential backoff and full jitter (tenacity), within
 ``CDCSYNC_MAX_RETRIES`` / ``CDCSYNC_RETRY_MAX_SECONDS`` and, in Lambda, before the invocation's
-deadline. A 413 splits the request in halves. opensearch-py's own helpers are not used: its
+deadline. A 413 splits the request in halves; so does any other 4xx refusing the whole request
+(401/403 aside, which are retried), to reject only the actions it was refused for (see ``_isolate``).
+A routing move's steps go out in waves (see ``write``). opensearch-py's own helpers are not used: its
 ``streaming_bulk`` retries only 429 and resends whole chunks, ``parallel_bulk`` never retries.
 """
 
@@ -78,6 +80,9 @@ class _Pending:
             self.first_failure_at = dt.datetime.now(dt.UTC)
 
 
+_Refusal = tuple[list[_Pending], ItemError]  # part of a request refused whole, and the error
+
+
 class _StopBeforeDeadline(stop_base):
     """Stop when the next wait plus one more round would overrun the caller's deadline."""
 
@@ -130,8 +135,38 @@ class BulkWriter:
         )
 
     def write(self, actions: Sequence[Action], *, deadline: float | None = None) -> list[WriteResult]:
-        """Write ``actions`` (in stream order). ``deadline`` is a ``clock()`` time to answer by."""
-        pending = [_Pending(entry, action_lines(entry.action)) for entry in coalesce(actions)]
+        """Write ``actions`` (in stream order). ``deadline`` is a ``clock()`` time to answer by.
+
+        A document's steps (see ``coalesce``) go out in waves: the n-th step of every document in
+        the n-th wave, once the wave before has ended, so each step is in a later request than the
+        one before it. A step after one that failed is not sent but failed too: the records are
+        delivered again and the steps replayed in order, never a delete after its index.
+        """
+        documents = coalesce(actions)
+        results: list[WriteResult] = []
+        spent = _StopBeforeBudget(self.budget.max_seconds, self.clock)  # one budget for every wave
+        unfinished: set[int] = set()  # id() of steps that ended failed, or were held back
+        for wave in range(max(map(len, documents), default=0)):
+            entries: list[CoalescedAction] = []
+            for steps in documents:
+                if wave >= len(steps):
+                    continue
+                if wave and id(steps[wave - 1]) in unfinished:
+                    unfinished.add(id(steps[wave]))
+                    results.append(WriteResult(steps[wave], "failed", _held_back(steps[wave - 1]), 0))
+                    continue
+                entries.append(steps[wave])
+            for result in self._write_wave(entries, deadline, spent):
+                if result.outcome == "failed":
+                    unfinished.add(id(result.entry))
+                results.append(result)
+        return results
+
+    def _write_wave(
+        self, entries: list[CoalescedAction], deadline: float | None, spent: _StopBeforeBudget
+    ) -> list[WriteResult]:
+        """Write one action per document, retrying what fails transiently within the budget."""
+        pending = [_Pending(entry, action_lines(entry.action)) for entry in entries]
         results: list[WriteResult] = []
         if not pending:
             return results
@@ -145,9 +180,7 @@ class BulkWriter:
         retrying = Retrying(
             retry=retry_if_result(bool),
             stop=(
-                stop_after_attempt(budget.max_retries + 1)
-                | _StopBeforeBudget(budget.max_seconds, self.clock)
-                | _StopBeforeDeadline(deadline, self.clock)
+                stop_after_attempt(budget.max_retries + 1) | spent | _StopBeforeDeadline(deadline, self.clock)
             ),
             wait=wait_random_exponential(multiplier=budget.first_wait, max=budget.longest_wait),
             sleep=self.sleep,
@@ -189,9 +222,17 @@ class BulkWriter:
         return max(0.1, min(self.request_timeout, deadline - self.clock() - _DEADLINE_MARGIN_SECONDS))
 
     def _send(
-        self, chunk: list[_Pending], results: list[WriteResult], deadline: float | None
+        self,
+        chunk: list[_Pending],
+        results: list[WriteResult],
+        deadline: float | None,
+        refused: list[_Refusal] | None = None,
     ) -> list[_Pending]:
-        """Send one request; record final outcomes in ``results``; return the items to retry."""
+        """Send one request; record final outcomes in ``results``; return the items to retry.
+
+        A request refused whole with a client error is split to find the actions it was refused
+        for, or, with ``refused``, left there for the caller that is splitting it.
+        """
         if deadline is not None and self.clock() + _DEADLINE_MARGIN_SECONDS >= deadline:
             # A request started now could not be answered before the deadline: leave it unsent
             # (reported as failed, so the caller redelivers it) rather than overrun.
@@ -215,12 +256,17 @@ class BulkWriter:
         except TransportError as exc:
             # Observed before a 413 split sends the halves, which are observed on their own.
             self.metrics.bulk_request(self.clock() - started)
-            return self._request_failed(chunk, results, exc, deadline)
+            return self._request_failed(chunk, results, exc, deadline, refused)
         self.metrics.bulk_request(self.clock() - started)
         return self._items(chunk, results, response)
 
     def _request_failed(
-        self, chunk: list[_Pending], results: list[WriteResult], exc: TransportError, deadline: float | None
+        self,
+        chunk: list[_Pending],
+        results: list[WriteResult],
+        exc: TransportError,
+        deadline: float | None,
+        refused: list[_Refusal] | None = None,
     ) -> list[_Pending]:
         status = exc.status_code if isinstance(exc.status_code, int) else None
         if status == HTTP_TOO_LARGE:
@@ -251,10 +297,50 @@ class BulkWriter:
             for item in chunk:
                 item.failed(error)
             return chunk
+        if refused is not None:
+            refused.append((chunk, error))
+            return []
+        if len(chunk) > 1:
+            log.warning(
+                "bulk request of %d actions refused: %s; sending it in halves to find the actions it was "
+                "refused for",
+                len(chunk),
+                error,
+            )
+        return self._isolate(chunk, results, error, deadline)
+
+    def _isolate(
+        self, chunk: list[_Pending], results: list[WriteResult], error: ItemError, deadline: float | None
+    ) -> list[_Pending]:
+        """Reject only the actions a request refused whole with ``error`` (a 4xx) was refused for.
+
+        OpenSearch refuses a whole request for one bad action (an id over 512 bytes: 400
+        ``action_request_validation_exception``). Each level sends both halves, then splits the
+        refused ones, so one bad action of n is found in log2(n) levels of two requests each. When
+        both halves are refused exactly as the whole was, the refusal is request-wide (or names
+        nothing that tells the halves apart): all of it is rejected there, so splitting always ends.
+        """
+        if len(chunk) == 1:
+            _reject(chunk, results, error)
+            return []
         for item in chunk:
-            item.failed(error)
-            results.append(WriteResult(item.entry, "rejected", error, item.attempts, item.first_failure_at))
-        return []
+            item.attempts -= 1  # a split is not a retry
+        half = len(chunk) // 2
+        refusals: list[_Refusal] = []
+        retry = self._send(chunk[:half], results, deadline, refusals)
+        retry += self._send(chunk[half:], results, deadline, refusals)
+        if [part_error for _, part_error in refusals] == [error, error]:
+            log.warning(
+                "both halves of the bulk request of %d actions refused alike: %s; rejecting all %d",
+                len(chunk),
+                error,
+                len(chunk),
+            )
+            _reject(chunk, results, error)
+            return retry
+        for part, part_error in refusals:
+            retry += self._isolate(part, results, part_error, deadline)
+        return retry
 
     def _items(
         self, chunk: list[_Pending], results: list[WriteResult], response: dict[str, Any]
@@ -279,6 +365,23 @@ class BulkWriter:
                 item.failed(item_error)
             results.append(WriteResult(item.entry, outcome, item_error, item.attempts, item.first_failure_at))
         return retry
+
+
+def _reject(chunk: list[_Pending], results: list[WriteResult], error: ItemError) -> None:
+    for item in chunk:
+        item.failed(error)
+        results.append(WriteResult(item.entry, "rejected", error, item.attempts, item.first_failure_at))
+
+
+def _held_back(before: CoalescedAction) -> ItemError:
+    action = before.action
+    where = "without routing" if action.routing is None else f'at routing "{action.routing}"'
+    return ItemError(
+        None,
+        "held_back",
+        f'not sent: the {action.op} of "{action.id}" {where} in "{action.index}" before it failed; '
+        "reported as failed for redelivery",
+    )
 
 
 def _error_type(exc: TransportError) -> str:

@@ -3,7 +3,9 @@
 Indices cdcsync creates get ``index.gc_deletes`` raised to 24 h (the stream retention): a delete
 leaves a versioned tombstone only that long, and a replayed older write arriving after the
 tombstone is gone would resurrect the document. A templated index (``orders-{Region}``) cannot be
-created up front; it gets an index template matching every index the template can name.
+created up front; it gets an index template matching every index the template can name, at a
+priority that grows with the pattern's fixed part (see ``template_priority``), so a rebuild's
+``orders-v2-*`` overrides ``orders-*``; a template OpenSearch refuses is an ``IndexTemplateError``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from typing import Any
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import RequestError
 
+from cdcsync.errors import IndexTemplateError
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 
 GC_DELETES = "24h"
+_BASE_PRIORITY = 100
 _GC_DELETES_SECONDS = 24 * 3600.0
 _DEFAULT_GC_DELETES = "60s"
 
@@ -99,6 +103,17 @@ def _template_name(mapping: CompiledMapping) -> str:
     return "cdcsync-" + re.sub(r"[^a-z0-9_-]+", "-", "-".join(mapping.index.literals).strip("-")).strip("-")
 
 
+def template_priority(pattern: str) -> int:
+    """More specific patterns win: 100 plus the pattern's fixed characters.
+
+    OpenSearch refuses two index templates whose patterns can match one index at one priority, and
+    applies the higher one. A rebuild's ``orders-v2-*`` (priority 110) so overrides ``orders-*``
+    (107) for the v2 indices. A pattern contained in another has at least as many fixed characters;
+    two of equal length that overlap are refused, which ``indices apply`` reports.
+    """
+    return _BASE_PRIORITY + len(pattern.replace("*", ""))
+
+
 def _apply_template(client: OpenSearch, mapping: CompiledMapping) -> IndexReport:
     # Adjacent placeholders ("{A}{B}") make one wildcard, not "**".
     pattern = re.sub(r"\*+", "*", "*".join(mapping.index.literals))
@@ -111,10 +126,26 @@ def _apply_template(client: OpenSearch, mapping: CompiledMapping) -> IndexReport
         )
         return IndexReport(mapping.index.source, "skipped", warning)
     body = _body(mapping)
-    client.indices.put_index_template(
-        name=_template_name(mapping), body={"index_patterns": [pattern], "template": body, "priority": 100}
-    )
+    name, priority = _template_name(mapping), template_priority(pattern)
+    try:
+        client.indices.put_index_template(
+            name=name, body={"index_patterns": [pattern], "template": body, "priority": priority}
+        )
+    except RequestError as exc:
+        reason = " ".join(_reason(exc).split())
+        raise IndexTemplateError(
+            f'{mapping.source}: index "{mapping.index.source}": OpenSearch refused index template {name} for '
+            f'"{pattern}" at priority {priority}: {reason}; rename the index so that no template of the same '
+            "priority matches the names it can take, or give the other template another priority"
+        ) from exc
     return IndexReport(pattern, "template")
+
+
+def _reason(exc: RequestError) -> str:
+    info = exc.info
+    if isinstance(info, dict) and isinstance(info.get("error"), dict):
+        return str(info["error"].get("reason", exc.error))
+    return str(exc.error)
 
 
 def apply_indices(client: OpenSearch, mappings: MappingSet) -> list[IndexReport]:

@@ -213,3 +213,163 @@ def test_writer_cluster_down_reports_failed_with_connection_error(index: str) ->
     assert outcome == "failed"
     assert error is not None
     assert (error.status, error.type) == (None, "connection_error")
+
+
+# --- routing moves: in a one-shard index two routings of one id are one document -----------------
+
+
+def routed_index(opensearch: OpenSearch, name: str, shards: int) -> str:
+    opensearch.indices.create(
+        index=name, body={"settings": {"index.gc_deletes": "24h", "index.number_of_shards": shards}}
+    )
+    return name
+
+
+def put_at(index: str, doc_id: str, routing: str, version: int, **doc: Any) -> IndexAction:
+    return IndexAction(index, doc_id, routing, version, doc, MAPPING, record(version % 1000))
+
+
+def remove_at(index: str, doc_id: str, routing: str, version: int) -> DeleteAction:
+    return DeleteAction(index, doc_id, routing, version, MAPPING, record(version % 1000))
+
+
+def move(index: str, doc_id: str, old: str, new: str, version: int, **doc: Any) -> list[Action]:
+    """What the planner emits when an item's routing changes: delete where it was, index where it is."""
+    return [remove_at(index, doc_id, old, version), put_at(index, doc_id, new, version, **doc)]
+
+
+def copies(opensearch: OpenSearch, index: str, doc_id: str, *routings: str) -> dict[str, tuple[int, Any]]:
+    """The document as each routing finds it (in a one-shard index every routing finds the one copy)."""
+    found = {}
+    for routing in routings:
+        got = opensearch.get(index=index, id=doc_id, routing=routing, ignore=404)
+        if got.get("found"):
+            found[routing] = (got["_version"], got["_source"])
+    return found
+
+
+def other_shard_routing(opensearch: OpenSearch, index: str, routing: str) -> str:
+    """A routing value whose shard is not ``routing``'s (probed with a throwaway document)."""
+    opensearch.index(index=index, id="probe", routing=routing, body={}, refresh=True)
+    try:
+        for candidate in "bcdefghijklmnop":
+            if not opensearch.get(index=index, id="probe", routing=candidate, ignore=404).get("found"):
+                return candidate
+    finally:
+        opensearch.delete(index=index, id="probe", routing=routing, refresh=True)
+    raise AssertionError(f"no routing lands on another shard than {routing!r} in {index}")
+
+
+def steps(results: list[WriteResult]) -> list[tuple[str, str | None, str]]:
+    return [(r.entry.action.op, r.entry.action.routing, r.outcome) for r in results]
+
+
+OPS = {"index", "create", "update", "delete"}
+
+
+def bulk_actions(proxy: FaultProxy) -> list[list[tuple[str, str | None]]]:
+    """(op, routing) of each action of each _bulk request the proxy saw."""
+    requests = []
+    for _, path, body in proxy.requests:
+        if path.startswith("/_bulk"):
+            metas = [json.loads(line) for line in body.splitlines() if line.strip()]
+            requests.append(
+                [(op, meta.get("routing")) for entry in metas for op, meta in entry.items() if op in OPS]
+            )
+    return requests
+
+
+def test_writer_routing_move_delete_throttled_never_undoes_index(
+    opensearch: OpenSearch, unique_name: str, proxy: FaultProxy
+) -> None:
+    # GIVEN a one-shard index (OpenSearch's default) holding document "1" at routing a
+    index = routed_index(opensearch, unique_name, shards=1)
+    w = writer(proxy.url)
+    assert steps(w.write([put_at(index, "1", "a", V, n=0)])) == [("index", "a", "written")]
+    # AND the next delete item is answered 429 while whatever comes with it is written
+    proxy.reject_bulk_items(times=1, item_status=429, every=1, operation="delete")
+    # WHEN the item moves to routing b
+    results = w.write(move(index, "1", "a", "b", V + 1000, n=1))
+    # THEN the document is there (every routing finds the one copy)
+    assert copies(opensearch, index, "1", "a", "b") == {"a": (V + 1000, {"n": 1}), "b": (V + 1000, {"n": 1})}
+    # AND the delete was retried before the index was sent
+    assert bulk_actions(proxy)[1:] == [[("delete", "a")], [("delete", "a")], [("index", "b")]]
+    assert steps(results) == [("delete", "a", "written"), ("index", "b", "written")]
+
+
+def test_writer_routing_move_and_back_in_one_batch_keeps_document(
+    opensearch: OpenSearch, opensearch_url: str, unique_name: str
+) -> None:
+    # GIVEN a one-shard index holding document "1" at routing a
+    index = routed_index(opensearch, unique_name, shards=1)
+    w = writer(opensearch_url)
+    w.write([put_at(index, "1", "a", V, n=0)])
+    # WHEN one batch moves it a -> b and back b -> a
+    results = w.write(
+        [*move(index, "1", "a", "b", V + 1000, n=1), *move(index, "1", "b", "a", V + 2000, n=2)]
+    )
+    # THEN it is deleted at b first and indexed at a after: the document holds the last state
+    assert copies(opensearch, index, "1", "a") == {"a": (V + 2000, {"n": 2})}
+    assert steps(results) == [("delete", "b", "written"), ("index", "a", "written")]
+
+
+@pytest.mark.parametrize(("back", "final"), [(False, "b"), (True, "a")], ids=["a-to-b", "a-to-b-to-a"])
+def test_writer_routing_moves_in_many_shard_index_leave_one_copy(
+    opensearch: OpenSearch, opensearch_url: str, unique_name: str, *, back: bool, final: str
+) -> None:
+    # GIVEN a three-shard index holding document "1" at routing a, and a routing b on another shard
+    index = routed_index(opensearch, unique_name, shards=3)
+    b = other_shard_routing(opensearch, index, "a")
+    w = writer(opensearch_url)
+    w.write([put_at(index, "1", "a", V, n=0)])
+    # WHEN one batch moves it to b (and back to a)
+    actions = move(index, "1", "a", b, V + 1000, n=1)
+    if back:
+        actions += move(index, "1", b, "a", V + 2000, n=2)
+    w.write(actions)
+    # THEN exactly one copy is left, at the last routing, holding the last state
+    expected = (V + 2000, {"n": 2}) if back else (V + 1000, {"n": 1})
+    assert copies(opensearch, index, "1", "a", b) == {final if final == "a" else b: expected}
+    opensearch.indices.refresh(index=index)
+    assert opensearch.count(index=index)["count"] == 1
+
+
+# --- a request refused whole for one action: split to find it ------------------------------------
+
+
+def test_writer_overlong_id_rejects_only_that_action(
+    opensearch: OpenSearch, index: str, proxy: FaultProxy
+) -> None:
+    # GIVEN eight documents, the sixth with a 513-byte id: OpenSearch refuses the whole request (400)
+    long_id = "x" * 513
+    ids = ["0", "1", "2", "3", "4", long_id, "6", "7"]
+    # WHEN written
+    answer = write(writer(proxy.url), *(put(index, doc_id, V, n=n) for n, doc_id in enumerate(ids)))
+    # THEN the request is split in halves down to that action, which alone is rejected with
+    # OpenSearch's reason; the seven others are written
+    reason = (
+        f"Validation Failed: 1: id [{long_id}] is too long, must be no longer than 512 bytes but was: 513;"
+    )
+    assert answer == {
+        **{doc_id: ("written", None) for doc_id in ids if doc_id != long_id},
+        long_id: ("rejected", ItemError(400, "action_request_validation_exception", reason)),
+    }
+    assert bulk_sizes(proxy) == [8, 4, 4, 2, 2, 1, 1]
+    assert [stored(opensearch, index, doc_id) for doc_id in ids if doc_id != long_id] == [
+        (V, {"n": n}) for n, doc_id in enumerate(ids) if doc_id != long_id
+    ]
+
+
+def test_writer_request_refused_by_every_half_rejects_all_and_ends(
+    opensearch: OpenSearch, index: str, proxy: FaultProxy
+) -> None:
+    # GIVEN the next three bulk requests are refused whole with 400 (a request-wide refusal)
+    proxy.fail(status=400, times=3)
+    # WHEN eight documents are written
+    answer = write(writer(proxy.url), *(put(index, str(n), V, n=n) for n in range(8)))
+    # THEN both halves refused alike end the split: every action is rejected, after three requests
+    error = ItemError(400, "illegal_argument_exception", "injected by fault_proxy: HTTP 400")
+    assert answer == {str(n): ("rejected", error) for n in range(8)}
+    assert bulk_sizes(proxy) == [8, 4, 4]
+    assert proxy.faults_injected == 3
+    assert [stored(opensearch, index, str(n)) for n in range(8)] == [None] * 8

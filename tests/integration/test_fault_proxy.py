@@ -290,12 +290,14 @@ _BULK_IDS = ["a", "b", "c", "d", "e"]
 
 
 @pytest.mark.parametrize(
-    ("every", "rejected"),
+    ("every", "operation", "rejected"),
     [
-        pytest.param(2, {1, 3}, id="every-2nd"),
-        pytest.param(3, {2}, id="every-3rd-update"),
-        pytest.param(1, {0, 1, 2, 3, 4}, id="all-answered-by-proxy"),
-        pytest.param(6, set(), id="fewer-than-every"),
+        pytest.param(2, None, {1, 3}, id="every-2nd"),
+        pytest.param(3, None, {2}, id="every-3rd-update"),
+        pytest.param(1, None, {0, 1, 2, 3, 4}, id="all-answered-by-proxy"),
+        pytest.param(6, None, set(), id="fewer-than-every"),
+        pytest.param(1, "delete", {3}, id="deletes-only"),
+        pytest.param(2, "index", {4}, id="every-2nd-index"),
     ],
 )
 def test_fault_proxy_reject_bulk_items_splices_failures_in_request_order(
@@ -305,12 +307,13 @@ def test_fault_proxy_reject_bulk_items_splices_failures_in_request_order(
     unique_name: str,
     *,
     every: int,
+    operation: str | None,
     rejected: set[int],
 ) -> None:
     # GIVEN documents c and d, and a partial rejection of the next bulk
     for doc_id in ("c", "d"):
         opensearch.index(index=unique_name, id=doc_id, body={"v": 0}, refresh=True)
-    proxy.reject_bulk_items(every=every, item_status=429)
+    proxy.reject_bulk_items(every=every, item_status=429, operation=operation)
     body = _bulk(
         {"index": {"_index": unique_name, "_id": "a"}},
         {"v": 1},

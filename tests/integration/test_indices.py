@@ -10,10 +10,11 @@ import pytest
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError
 
+from cdcsync.errors import ConfigError, IndexTemplateError
 from cdcsync.mapping.compiled import CompiledMapping
 from cdcsync.settings import load_settings
 from cdcsync.sink.client import build_client
-from cdcsync.sink.indices import IndexReport, apply_indices
+from cdcsync.sink.indices import IndexReport, apply_indices, template_priority
 from tests.support.records import compiled, mapping_set
 
 BODY = {
@@ -202,3 +203,72 @@ def test_apply_indices_same_index_in_two_mappings_applied_once(
         opensearch, mapping_set(mapping(unique_name, BODY), mapping(unique_name, table="Orders"))
     )
     assert reports == [IndexReport(unique_name, "created")]
+
+
+V2_BODY = {
+    "settings": {"index": {"number_of_shards": 1}},
+    "mappings": {"properties": {"username": {"type": "keyword"}, "total": {"type": "long"}}},
+}
+
+
+def test_apply_indices_rebuild_of_templated_index_gets_its_own_template(
+    opensearch: OpenSearch, unique_name: str, template_cleanup: list[str]
+) -> None:
+    # GIVEN a templated index and its rebuild, whose pattern orders-v2-* overlaps orders-*
+    template_cleanup += [f"cdcsync-{unique_name}-orders", f"cdcsync-{unique_name}-orders-v2"]
+    v1 = mapping(f"{unique_name}-orders-{{Region}}", BODY, table="Orders")
+    v2 = mapping(f"{unique_name}-orders-v2-{{Region}}", V2_BODY, table="Orders")
+    # WHEN applied
+    reports = apply_indices(opensearch, mapping_set(v1, v2))
+    # THEN both templates are put, the more specific pattern at the higher priority
+    assert reports == [
+        IndexReport(f"{unique_name}-orders-*", "template"),
+        IndexReport(f"{unique_name}-orders-v2-*", "template"),
+    ]
+    priorities = {
+        entry["name"]: entry["index_template"]["priority"]
+        for entry in opensearch.indices.get_index_template(name=f"cdcsync-{unique_name}-orders*")[
+            "index_templates"
+        ]
+    }
+    assert priorities[f"cdcsync-{unique_name}-orders-v2"] > priorities[f"cdcsync-{unique_name}-orders"]
+    # AND a v2 index created by a write gets the rebuild's field mapping, a v1 index the old one
+    for name in (f"{unique_name}-orders-v2-eu", f"{unique_name}-orders-eu"):
+        opensearch.index(index=name, id="1", body={"username": "a"})
+    props = {
+        name: opensearch.indices.get_mapping(index=name)[name]["mappings"]["properties"]
+        for name in (f"{unique_name}-orders-v2-eu", f"{unique_name}-orders-eu")
+    }
+    assert props[f"{unique_name}-orders-v2-eu"]["total"] == {"type": "long"}
+    assert "total" not in props[f"{unique_name}-orders-eu"]
+    assert gc_deletes(opensearch, f"{unique_name}-orders-v2-eu") == "24h"
+
+
+def test_apply_indices_refused_template_is_one_line_config_error(
+    opensearch: OpenSearch, unique_name: str, template_cleanup: list[str]
+) -> None:
+    # GIVEN another application's template with the same pattern, at the priority cdcsync would use
+    pattern = f"{unique_name}-orders-*"
+    template_cleanup += [f"other-{unique_name}", f"cdcsync-{unique_name}-orders"]
+    opensearch.indices.put_index_template(
+        name=f"other-{unique_name}",
+        body={"index_patterns": [pattern], "priority": template_priority(pattern)},
+    )
+    orders = mapping(f"{unique_name}-orders-{{Region}}", BODY, table="Orders")
+    # WHEN applied
+    with pytest.raises(IndexTemplateError) as caught:
+        apply_indices(opensearch, mapping_set(orders))
+    # THEN a configuration error names the mapping, the template, the pattern and what to do, on one line
+    assert isinstance(caught.value, ConfigError)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(
+        f'{orders.source}: index "{unique_name}-orders-{{Region}}": OpenSearch refused index template '
+        f'cdcsync-{unique_name}-orders for "{pattern}" at priority {template_priority(pattern)}: '
+        f"index template [cdcsync-{unique_name}-orders] has index patterns [{pattern}] matching patterns "
+        f"from existing templates [other-{unique_name}]"
+    )
+    assert message.endswith(
+        "; rename the index so that no template of the same priority matches the names it can take, "
+        "or give the other template another priority"
+    )

@@ -72,6 +72,7 @@ class _Fault:
     seconds: float = 0.0
     every: int = 2
     error_type: str = ""
+    operation: str | None = None
 
 
 def error_body(status: int, reason: str, error_type: str | None = None) -> bytes:
@@ -132,8 +133,12 @@ class FaultProxy:
         every: int = 2,
         error_type: str = "es_rejected_execution_exception",
         path: str | None = r"/_bulk$",
+        operation: str | None = None,
     ) -> None:
         """Reject every ``every``-th action (1-based: every=2 rejects the 2nd, 4th, ...) of a bulk.
+
+        With ``operation`` (``"delete"``, ``"index"``...), only actions of that operation are counted
+        and rejected.
 
         The rejected actions are cut from the body, the rest is forwarded, and failure items
         (``status: item_status``) are spliced into the real response at the cut positions, with
@@ -144,6 +149,7 @@ class FaultProxy:
             raise ValueError(f"fault_proxy: reject_bulk_items(every={every}) must be at least 1")
         fault = _Fault("reject_bulk_items", times, _compile(path), status=item_status, every=every)
         fault.error_type = error_type
+        fault.operation = operation
         self._add(fault)
 
     def reset(self) -> None:
@@ -280,7 +286,8 @@ class _Handler(BaseHTTPRequestHandler):
             reason = f"fault_proxy could not split the bulk body of {self.path} into actions: {exc!r}"
             self._answer(400, [("Content-Type", _JSON)], error_body(400, reason))
             return
-        rejected = {n for n in range(len(actions)) if (n + 1) % fault.every == 0}
+        counted = [n for n, action in enumerate(actions) if fault.operation in (None, *json.loads(action[0]))]
+        rejected = {n for k, n in enumerate(counted) if (k + 1) % fault.every == 0}
         kept = b"".join(
             line + b"\n" for n, action in enumerate(actions) if n not in rejected for line in action
         )

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opensearchpy.exceptions import (
     HTTP_EXCEPTIONS,
     ConnectionError,
@@ -50,14 +54,16 @@ def record(seq: int) -> ChangeRecord:
     return change("MODIFY", {"UserId": seq}, {"UserId": seq}, sequence=f"{seq:021d}")
 
 
-def index(doc_id: str, *, version: int = VERSION, seq: int = 1, size: int = 0) -> IndexAction:
+def index(
+    doc_id: str, *, version: int = VERSION, seq: int = 1, size: int = 0, routing: str | None = None
+) -> IndexAction:
     return IndexAction(
-        "users", doc_id, None, version, {"id": doc_id, "pad": "x" * size}, MAPPING, record(seq)
+        "users", doc_id, routing, version, {"id": doc_id, "pad": "x" * size}, MAPPING, record(seq)
     )
 
 
-def delete(doc_id: str, *, version: int = VERSION, seq: int = 1) -> DeleteAction:
-    return DeleteAction("users", doc_id, None, version, MAPPING, record(seq))
+def delete(doc_id: str, *, version: int = VERSION, seq: int = 1, routing: str | None = None) -> DeleteAction:
+    return DeleteAction("users", doc_id, routing, version, MAPPING, record(seq))
 
 
 def http_error(status: int, error_type: str | None = None, reason: str = "injected") -> TransportError:
@@ -105,6 +111,7 @@ class FakeClient:
     clock: FakeClock | None = None
     request_seconds: float = 0.0
     requests: list[Request] = field(default_factory=list)
+    refuse: Callable[[Request], Exception | None] | None = None  # refuses whole requests first
 
     def bulk(self, *, body: bytes, params: dict[str, Any]) -> dict[str, Any]:
         lines = [line for line in body.split(b"\n") if line]
@@ -116,6 +123,9 @@ class FakeClient:
         self.requests.append(Request(actions, params, len(body)))
         if self.clock is not None:
             self.clock.now += self.request_seconds
+        refusal = self.refuse(self.requests[-1]) if self.refuse is not None else None
+        if refusal is not None:
+            raise refusal
         answer = self.script.pop(0) if self.script else self.default
         if isinstance(answer, Exception):
             raise answer
@@ -487,17 +497,111 @@ def test_write_request_failure_logs_retry(caplog: pytest.LogCaptureFixture) -> N
         (http_error(405, "method_not_allowed"), ItemError(405, "method_not_allowed", "injected")),
     ],
 )
-def test_write_request_client_error_rejects_every_action(error: TransportError, expected: ItemError) -> None:
-    # GIVEN the whole request fails with a 4xx other than 401/403/413/429
-    r = rig(error)
-    # WHEN written THEN nothing is resent and every action is rejected with that error
-    results = r.write([index("1"), index("2")])
-    assert len(r.client.requests) == 1
+def test_write_request_client_error_on_every_half_rejects_every_action(
+    error: TransportError, expected: ItemError
+) -> None:
+    # GIVEN every request fails whole with a 4xx other than 401/403/413/429 (request-wide)
+    r = rig(default=error)
+    # WHEN eight actions are written
+    results = r.write([index(str(n)) for n in range(8)])
+    # THEN the request is tried in halves once; both halves refused alike end it: nothing is
+    # resent, and every action is rejected with that error
+    assert [len(req.ids) for req in r.client.requests] == [8, 4, 4]
     assert {k: (v.outcome, v.error, v.attempts) for k, v in results.items()} == {
-        "1": ("rejected", expected, 1),
-        "2": ("rejected", expected, 1),
+        str(n): ("rejected", expected, 1) for n in range(8)
     }
     assert all(result.first_failure_at is not None for result in results.values())
+    assert r.clock.sleeps == []
+
+
+LONG = "x" * 513  # OpenSearch refuses ids over 512 bytes, and with them the whole bulk request
+
+
+def refuse_long_ids(request: Request) -> Exception | None:
+    """Answer as OpenSearch does: a 400 for the whole request, listing every id over 512 bytes."""
+    bad = [doc_id for doc_id in request.ids if len(doc_id.encode()) > 512]
+    if not bad:
+        return None
+    return http_error(400, "action_request_validation_exception", validation_failed(*bad))
+
+
+def validation_failed(*ids: str) -> str:
+    problems = (
+        f"{n}: id [{doc_id}] is too long, must be no longer than 512 bytes but was: {len(doc_id)};"
+        for n, doc_id in enumerate(ids, 1)
+    )
+    return "Validation Failed: " + "".join(problems)
+
+
+def test_write_request_refused_for_one_action_isolates_it() -> None:
+    # GIVEN eight actions, the sixth with an id OpenSearch refuses (and the whole request with it)
+    ids = ["0", "1", "2", "3", "4", LONG, "6", "7"]
+    r = rig()
+    r.client.refuse = refuse_long_ids
+    # WHEN written
+    results = r.write([index(doc_id) for doc_id in ids])
+    # THEN the request is split in halves down to the refused action, which alone is rejected
+    assert [req.ids for req in r.client.requests] == [
+        ids,
+        ids[:4],
+        ids[4:],
+        ids[4:6],
+        ids[6:],
+        ["4"],
+        [LONG],
+    ]
+    assert {k: (v.outcome, v.attempts) for k, v in results.items()} == {
+        **{doc_id: ("written", 1) for doc_id in ids if doc_id != LONG},
+        LONG: ("rejected", 1),
+    }
+    assert results[LONG].error == ItemError(
+        400, "action_request_validation_exception", validation_failed(LONG)
+    )
+    assert r.clock.sleeps == []
+    assert r.metrics.retries == []
+
+
+def test_write_request_refused_for_two_actions_rejects_both_only() -> None:
+    # GIVEN two refused ids, one in each half
+    long_b = "y" * 600
+    ids = ["0", LONG, "2", "3", "4", "5", long_b, "7"]
+    r = rig()
+    r.client.refuse = refuse_long_ids
+    # WHEN written THEN each is isolated and rejected with its own reason, the rest written
+    results = r.write([index(doc_id) for doc_id in ids])
+    assert {k: v.outcome for k, v in results.items()} == {
+        doc_id: "rejected" if doc_id in (LONG, long_b) else "written" for doc_id in ids
+    }
+    assert results[long_b].error == ItemError(
+        400, "action_request_validation_exception", validation_failed(long_b)
+    )
+
+
+@pytest.mark.parametrize("position", [0, 499, 777, 999])
+def test_write_request_refused_splitting_takes_log2_levels(position: int) -> None:
+    # GIVEN 1000 actions, one of them refused
+    ids = [LONG if n == position else str(n) for n in range(1000)]
+    r = rig()
+    r.client.refuse = refuse_long_ids
+    # WHEN written
+    results = r.write([index(doc_id) for doc_id in ids])
+    # THEN at most ten levels of halves (1000 -> 500 -> ... -> 1), two requests each, find it
+    assert 1 + 2 * math.floor(math.log2(1000)) <= len(r.client.requests) <= 1 + 2 * math.ceil(math.log2(1000))
+    assert [k for k, v in results.items() if v.outcome != "written"] == [LONG]
+
+
+def test_write_request_refused_logs_split(caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN a request refused whole, then request-wide
+    r = rig(default=http_error(400, "illegal_argument_exception", "bad request"))
+    with caplog.at_level(logging.WARNING, logger="cdcsync.sink.bulk"):
+        r.write([index("1"), index("2")])
+    # THEN the operator reads what was refused, that it is split, and that it was request-wide
+    assert caplog.messages == [
+        "bulk request of 2 actions refused: illegal_argument_exception: bad request (status 400); "
+        "sending it in halves to find the actions it was refused for",
+        "both halves of the bulk request of 2 actions refused alike: illegal_argument_exception: bad "
+        "request (status 400); rejecting all 2",
+    ]
 
 
 def test_write_too_large_splits_in_halves_recursively() -> None:
@@ -576,3 +680,200 @@ def test_write_non_transport_exception_propagates() -> None:
     r = rig(ValueError("boom"))
     with pytest.raises(ValueError, match="boom"):
         r.write([index("1")])
+
+
+# --- routing moves: one document is deleted where it was strictly before it is indexed anew -----
+
+Sent = tuple[str, str, str | None, int]  # op, id, routing, version
+
+
+def sent(r: Rig) -> list[list[Sent]]:
+    """Every request, as the actions it carried."""
+    return [
+        [(op, meta["_id"], meta.get("routing"), meta["version"]) for op, meta in req.actions]
+        for req in r.client.requests
+    ]
+
+
+def by_step(results: list[WriteResult]) -> list[tuple[str, str | None, str, int]]:
+    """(op, routing, outcome, attempts) per result, in the order the results came."""
+    return [(res.entry.action.op, res.entry.action.routing, res.outcome, res.attempts) for res in results]
+
+
+def test_write_routing_move_sends_old_routing_delete_in_earlier_request() -> None:
+    # GIVEN a move of document "1" from routing a to b (delete a, index b, one version) and document "2"
+    r = rig()
+    # WHEN written
+    results = r.writer.write(
+        [delete("1", routing="a", seq=1), index("1", routing="b", seq=1), index("2", seq=2)]
+    )
+    # THEN the delete goes with the other documents, the index alone in a later request
+    assert sent(r) == [
+        [("delete", "1", "a", VERSION), ("index", "2", None, VERSION)],
+        [("index", "1", "b", VERSION)],
+    ]
+    assert by_step(results) == [
+        ("delete", "a", "written", 1),
+        ("index", None, "written", 1),
+        ("index", "b", "written", 1),
+    ]
+
+
+def test_write_routing_move_and_back_deletes_other_routing_before_index() -> None:
+    # GIVEN document "1" moved a -> b at V and back b -> a at V + 1000 in one batch
+    later = VERSION + 1000
+    actions: list[Action] = [
+        delete("1", routing="a", seq=1),
+        index("1", routing="b", seq=1),
+        delete("1", routing="b", seq=2, version=later),
+        index("1", routing="a", seq=2, version=later),
+    ]
+    r = rig()
+    # WHEN written
+    r.writer.write(actions)
+    # THEN the delete at b (the same document in a one-shard index) is sent first, the index at a after
+    # it, never [index a, delete b] at one version in one request, where the delete would win
+    assert sent(r) == [[("delete", "1", "b", later)], [("index", "1", "a", later)]]
+
+
+def test_write_routing_move_delete_retried_before_index_is_sent() -> None:
+    # GIVEN the move's delete is answered 429 once
+    r = rig([429])
+    # WHEN written
+    results = r.writer.write([delete("1", routing="a"), index("1", routing="b")])
+    # THEN the delete is retried, and the index is sent only after the delete succeeded
+    assert sent(r) == [
+        [("delete", "1", "a", VERSION)],
+        [("delete", "1", "a", VERSION)],
+        [("index", "1", "b", VERSION)],
+    ]
+    assert by_step(results) == [("delete", "a", "written", 2), ("index", "b", "written", 1)]
+
+
+def test_write_routing_move_delete_failing_holds_index_back() -> None:
+    # GIVEN the move's delete keeps failing with 429, within a budget of one retry
+    r = rig(default=[429], budget=RetryBudget(max_retries=1))
+    # WHEN written
+    results = r.writer.write([delete("1", routing="a", seq=1), index("1", routing="b", seq=1)])
+    # THEN the index is never sent, and both are failed, so the record is delivered again and the
+    # pair is replayed in order (a delete is never resent after its paired index was written)
+    assert sent(r) == [[("delete", "1", "a", VERSION)], [("delete", "1", "a", VERSION)]]
+    assert by_step(results) == [("delete", "a", "failed", 2), ("index", "b", "failed", 0)]
+    assert results[1].error == ItemError(
+        None,
+        "held_back",
+        'not sent: the delete of "1" at routing "a" in "users" before it failed; reported as failed '
+        "for redelivery",
+    )
+
+
+def test_write_routing_move_rejected_delete_still_sends_index() -> None:
+    # GIVEN the move's delete is refused (a 4xx: dead-lettered, never retried)
+    r = rig([400])
+    # WHEN written THEN the index at the new routing still goes out after it
+    results = r.writer.write([delete("1", routing="a"), index("1", routing="b")])
+    assert by_step(results) == [("delete", "a", "rejected", 1), ("index", "b", "written", 1)]
+
+
+_ids = st.sampled_from(["1", "2"])
+_routings = st.sampled_from(["a", "b", "c"])
+_steps = st.lists(st.tuples(st.booleans(), _ids, _routings), min_size=1, max_size=12)
+
+
+@given(_steps)
+@settings(max_examples=200, deadline=None)
+def test_write_any_batch_converges_in_one_and_many_shard_indices(steps: list[tuple[bool, str, str]]) -> None:
+    # GIVEN any batch of index/delete actions over two ids and three routings, versions in stream order
+    actions: list[Action] = [
+        (index if is_index else delete)(doc_id, routing=routing, seq=n + 1, version=VERSION + 1000 * n)
+        for n, (is_index, doc_id, routing) in enumerate(steps)
+    ]
+    r = rig()
+    # WHEN written
+    r.writer.write(actions)
+    # THEN no request carries one id twice
+    for request in r.client.requests:
+        assert len(request.ids) == len(set(request.ids))
+    # AND applying the requests in order with external_gte gives the state of the last action, both
+    # where every routing is one document (one shard) and where each routing is its own copy
+    one_shard: dict[str, tuple[int, str | None]] = {}  # id -> (version, routing if present)
+    many_shards: dict[tuple[str, str | None], tuple[int, bool]] = {}  # (id, routing) -> (version, present)
+    for op, doc_id, routing, version in (step for request in sent(r) for step in request):
+        if version >= one_shard.get(doc_id, (0, None))[0]:
+            one_shard[doc_id] = (version, routing if op == "index" else None)
+        if version >= many_shards.get((doc_id, routing), (0, False))[0]:
+            many_shards[(doc_id, routing)] = (version, op == "index")
+    last = {action.id: action for action in actions}
+    assert {k: v[1] for k, v in one_shard.items()} == {
+        k: a.routing if a.op == "index" else None for k, a in last.items()
+    }
+    assert {k for k, (_, present) in many_shards.items() if present} == {
+        (k, a.routing) for k, a in last.items() if a.op == "index"
+    }
+
+
+@dataclass
+class ShardedStore:
+    """An in-memory ``_bulk`` endpoint: one copy per (id, shard), external_gte versions, injected 429s."""
+
+    shard_of: dict[str | None, int]
+    faults: list[bool]  # per action, in order sent: answer 429 (not applied); afterwards none
+    docs: dict[tuple[str, int], tuple[int, bool]] = field(default_factory=dict)  # -> (version, present)
+
+    def bulk(self, *, body: bytes, params: dict[str, Any]) -> dict[str, Any]:
+        lines = [json.loads(line) for line in body.split(b"\n") if line]
+        items = []
+        while lines:
+            ((op, meta),) = lines.pop(0).items()
+            if op == "index":
+                lines.pop(0)
+            key = (meta["_id"], self.shard_of[meta.get("routing")])
+            if self.faults and self.faults.pop(0):
+                status = 429
+            elif meta["version"] < self.docs.get(key, (0, False))[0]:
+                status = 409
+            else:
+                status = 201 if op == "index" else 200
+                self.docs[key] = (meta["version"], op == "index")
+            items.append(item(op, meta, status))
+        return {"took": 1, "errors": True, "items": items}
+
+
+@given(
+    st.lists(st.tuples(_ids, st.one_of(st.none(), _routings)), min_size=1, max_size=10),
+    st.sampled_from([{"a": 0, "b": 0, "c": 0}, {"a": 0, "b": 1, "c": 0}]),
+    st.lists(st.booleans(), max_size=30),
+)
+@settings(max_examples=200, deadline=None)
+def test_write_replayed_suffixes_with_throttled_items_converge(
+    history: list[tuple[str, str | None]], shard_of: dict[str | None, int], faults: list[bool]
+) -> None:
+    # GIVEN a history of items set to a routing or removed (None), planned as the planner does: a
+    # changed routing deletes where the item was, then indexes where it is, at the record's version
+    # (two records per second, so versions tie), and a store answering some actions 429
+    per_record: list[list[Action]] = []
+    where: dict[str, str | None] = {}
+    for n, (doc_id, routing) in enumerate(history):
+        version, before = VERSION + 1000 * (n // 2), where.get(doc_id)
+        steps: list[Action] = []
+        if before is not None and before != routing:
+            steps.append(delete(doc_id, routing=before, seq=n, version=version))
+        if routing is not None:
+            steps.append(index(doc_id, routing=routing, seq=n, version=version))
+        per_record.append(steps)
+        where[doc_id] = routing
+    store = ShardedStore(shard_of, faults)
+    writer = BulkWriter(store, NullMetrics(), budget=RetryBudget(max_retries=1), sleep=lambda _: None)  # type: ignore[arg-type]
+    # WHEN the batch is written, and replayed from the earliest failed record until nothing fails
+    start = 0
+    for _ in range(len(faults) + 1):
+        results = writer.write([a for steps in per_record[start:] for a in steps])
+        failed = [int(r.entry.earliest.sequence_number) for r in results if r.outcome == "failed"]
+        if not failed:
+            break
+        start = min(failed)
+    else:
+        raise AssertionError("still failing after every fault was used up")
+    # THEN each item has exactly one copy, where its last record put it, or none if it was removed
+    present = {key for key, (_, exists) in store.docs.items() if exists}
+    assert present == {(doc_id, shard_of[r]) for doc_id, r in where.items() if r is not None}
