@@ -7,10 +7,11 @@ stream's shards (new shards after a split are found), create their leases, renew
 fair share, start a loop for each owned shard whose parents are finished (lineage: a child never
 runs ahead of its parent), and stop loops whose lease was lost.
 
-A leased shard that DescribeStream no longer lists was trimmed by the 24 h retention before it was
-read to its end (the worker was down, or stuck, that long): it is finished as it stands, the loss
-is counted in ``cdcsync_trimmed_data_total`` with an ERROR line saying to backfill, and its children
-start. A stream that is gone for good (24 h after it was replaced) has no shards listed at all.
+A leased shard that DescribeStream no longer lists (in two listings in a row: one answer may be
+stale) was trimmed by the 24 h retention before it was read to its end (the worker was down, or
+stuck, that long): it is finished as it stands, the loss is counted in
+``cdcsync_trimmed_data_total`` with an ERROR line saying to backfill, and its children start. A
+stream that is gone for good (24 h after it was replaced) has no shards listed at all.
 
 **Errors stay where they happen.** An error in one table's round is logged (once while it lasts),
 counted in ``cdcsync_worker_errors_total`` and tried again next round; the other tables go on and
@@ -55,6 +56,9 @@ log = logging.getLogger(__name__)
 SHUTDOWN_SECONDS = 25.0  # SIGTERM to exit within 30 s: in-flight batches end by then (shard_loop)
 # A shard loop stopped by a fatal error (a missing permission) is tried again this long after.
 FAILED_SHARD_RETRY_SECONDS = 300.0
+# A leased shard is trimmed once this many listings in a row leave it out: a new shard missing
+# from one stale DescribeStream answer must not be finished unread.
+TRIMMED_AFTER_LISTINGS = 2
 
 
 def error_kind(exc: BaseException) -> str:
@@ -132,6 +136,7 @@ class Coordinator:
     _table_caught_up_ms: dict[str, int] = field(default_factory=dict)
     _table_failing: set[str] = field(default_factory=set)
     _retry_at: dict[tuple[str, str], float] = field(default_factory=dict)  # failed shards, monotonic
+    _unlisted: dict[tuple[str, str], int] = field(default_factory=dict)  # listings in a row without it
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -214,24 +219,12 @@ class Coordinator:
             shards = []  # a replaced stream past its retention: every shard of it was trimmed
         self.store.sync_shards(table, arn, shards)
         owned = {lease.shard_id: lease for lease in self.store.acquire(table, arn)}
-        listed = {shard.shard_id for shard in shards}
-        for shard_id in [s for s in owned if s not in listed and not self._is_reading(table, s)]:
-            self._finish_trimmed(owned.pop(shard_id))
-            self._forget(table, shard_id)
+        self._trim_unlisted(table, owned, {shard.shard_id for shard in shards})
         every = self.store.leases(table, arn)
         finished = {lease.shard_id for lease in every if lease.finished}
         known = {lease.shard_id for lease in every}
         ready = {shard.shard_id for shard in ready_shards(shards, finished, known)}
-        for (loop_table, shard_id), loop in list(self.loops.items()):
-            if loop_table != table or loop.lease.stream_arn != arn:
-                continue
-            if shard_id not in owned or loop.done:
-                if shard_id not in owned and loop.alive:
-                    log.info("lease of shard %s moved to another worker; stopping it", shard_id)
-                    loop.stopping.set()
-                    self.retiring.append(loop)
-                del self.loops[(loop_table, shard_id)]
-        self.retiring = [loop for loop in self.retiring if loop.alive]
+        self._retire(table, arn, owned)
         busy = {(loop.lease.table, loop.shard_id) for loop in self.retiring}
         now = time.monotonic()
         for shard_id, lease in owned.items():
@@ -247,6 +240,31 @@ class Coordinator:
             self._arns[table].remove(arn)
             log.info("read every shard of the replaced stream %s of table %s", arn, table)
         return set(owned)
+
+    def _trim_unlisted(self, table: str, owned: dict[str, Lease], listed: set[str]) -> None:
+        """Finish (and drop from ``owned``) the leases whose shards stopped being listed."""
+        for shard_id in list(owned):
+            key = (table, shard_id)
+            if shard_id in listed or self._is_reading(table, shard_id):
+                self._unlisted.pop(key, None)
+                continue
+            self._unlisted[key] = self._unlisted.get(key, 0) + 1
+            if self._unlisted[key] >= TRIMMED_AFTER_LISTINGS:
+                self._finish_trimmed(owned.pop(shard_id))
+                self._forget(table, shard_id)
+
+    def _retire(self, table: str, arn: str, owned: dict[str, Lease]) -> None:
+        """Drop loops that ended; stop those whose lease moved (they finish their write first)."""
+        for (loop_table, shard_id), loop in list(self.loops.items()):
+            if loop_table != table or loop.lease.stream_arn != arn:
+                continue
+            if shard_id not in owned or loop.done:
+                if shard_id not in owned and loop.alive:
+                    log.info("lease of shard %s moved to another worker; stopping it", shard_id)
+                    loop.stopping.set()
+                    self.retiring.append(loop)
+                del self.loops[(loop_table, shard_id)]
+        self.retiring = [loop for loop in self.retiring if loop.alive]
 
     def _is_reading(self, table: str, shard_id: str) -> bool:
         loop = self.loops.get((table, shard_id))
@@ -277,6 +295,7 @@ class Coordinator:
         with self._lock:
             self._caught_up_ms.pop(key, None)
             self._retry_at.pop(key, None)
+        self._unlisted.pop(key, None)
         self.health.clear(_shard_where(table, shard_id))
 
     def _shard_stopped(self, loop: ShardLoop, exc: BaseException) -> None:

@@ -157,6 +157,7 @@ class StubAws:
         self.latest: dict[str, str] = {}  # table -> the last ARN it had (kept 24 h after disabling)
         self.streams: dict[str, dict[str, StubShard]] = {}  # ARN -> shards, in DescribeStream order
         self.gone: set[str] = set()  # ARNs past their retention: every call on them is refused
+        self.stale: set[str] = set()  # shards the next DescribeStream leaves out (a stale answer)
         self.denied: dict[str, str] = {}  # operation -> error code
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
@@ -186,7 +187,9 @@ class StubAws:
         shards = [
             {"ShardId": shard_id, **({"ParentShardId": shard.parent} if shard.parent else {})}
             for shard_id, shard in self.streams[request["StreamArn"]].items()
+            if shard_id not in self.stale
         ]
+        self.stale.clear()
         return {"StreamDescription": {"Shards": shards}}
 
     def get_shard_iterator(self, **request: Any) -> dict[str, Any]:
@@ -296,6 +299,29 @@ def test_coordinator_leased_shard_trimmed_away_is_finished_and_its_child_starts(
         'its child shards are read now. Run "cdcsync backfill --table Users" to load the items that '
         "changed meanwhile"
     ]
+
+
+def test_coordinator_shard_missing_from_one_stale_listing_is_not_trimmed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a leased shard that is not read yet, and one DescribeStream answer that leaves it out
+    aws = StubAws()
+    aws.current["Users"] = ARN
+    aws.streams[ARN] = {"new": StubShard([record("1000")])}
+    aws.denied["GetShardIterator"] = "ThrottlingException"  # nothing of it is read yet
+    coordinator, pipeline, store, metrics = make_coordinator(tmp_path, aws)
+    rounds_until(coordinator, lambda: ("Users", "new") in coordinator.loops)
+    coordinator.shutdown()
+    aws.stale.add("new")
+    del aws.denied["GetShardIterator"]
+    # WHEN the worker coordinates
+    with caplog.at_level(logging.ERROR):
+        rounds_until(coordinator, lambda: pipeline.written == ["1000"])
+    coordinator.shutdown()
+    # THEN the shard is read, not finished as trimmed
+    assert not leases_of(store)["new"].finished
+    assert sample(metrics, "cdcsync_trimmed_data_total", table="Users", shard="new") is None
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 def test_coordinator_shard_not_read_reports_rising_lag_not_zero(tmp_path: Path) -> None:
