@@ -90,7 +90,8 @@ ITERATOR_AGE = MetricSpec(
     "cdcsync_iterator_age_seconds",
     "gauge",
     "How far a shard is behind: now minus the oldest record read but not yet written, else minus "
-    "the last written record's creation time; 0 when caught up.",
+    "the last written record's creation time; 0 when caught up. A shard this worker owns but does "
+    "not read (waiting for its parent, stopped by an error): the time since it was last caught up.",
     ("table", "shard"),
     unit="Seconds",
     emf_dimensions=("table",),
@@ -98,8 +99,9 @@ ITERATOR_AGE = MetricSpec(
 REPLICATION_LAG = MetricSpec(
     "cdcsync_replication_lag_seconds",
     "gauge",
-    "The table's lag: the largest iterator age over its shards (worker); the newest record's age "
-    "when its batch was handled (Lambda).",
+    "The table's lag: the largest iterator age over its shards, and while its coordination round "
+    "fails at least the time since its last good round (worker); the newest record's age when its "
+    "batch was handled (Lambda).",
     ("table",),
     unit="Seconds",
 )
