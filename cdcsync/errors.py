@@ -9,7 +9,9 @@
     ├── RecordError            this record cannot be planned or written: it goes to the dead-letter queue
     │   └── PlanError          the planner could not build an action (missing attribute, bad version, ...)
     ├── TransientError         the sink may succeed later: retry with backoff within the budget
-    ├── FatalError             the worker cannot go on (lost lease, unreadable stream): stop it
+    ├── FatalError             cannot go on by itself (access denied, unreadable stream): the CLI
+    │   │                      exits 1; the worker stops that table or shard, is not ready (the
+    │   │                      reason on /readyz) and tries it again later
     │   └── BackfillStoppedError   (backfill/run.py) a page kept failing; --resume continues
     ├── DeadLetterQueueError   (dlq/letter.py) the DLQ cannot be written: report the records failed
     ├── LeaseLostError         (checkpoint/__init__.py) another worker owns the shard: stop writing
@@ -90,4 +92,5 @@ class TransientError(CdcsyncError):
 
 
 class FatalError(CdcsyncError):
-    """The worker cannot continue (e.g. its lease was taken): stop and let the supervisor restart it."""
+    """Cannot go on without a fix (e.g. a missing IAM permission): a command stops (exit 1); the
+    worker stops only the table or shard it happened to, reports it on ``/readyz`` and tries again."""

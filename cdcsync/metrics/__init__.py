@@ -44,6 +44,8 @@ __all__ = [
     "REPLICATION_LAG",
     "SHARDS_OWNED",
     "TRIMMED_DATA",
+    "WORKER_ERRORS",
+    "WORKER_ERROR_KINDS",
     "EmfMetrics",
     "MetricSpec",
     "Metrics",
@@ -88,7 +90,8 @@ ITERATOR_AGE = MetricSpec(
     "cdcsync_iterator_age_seconds",
     "gauge",
     "How far a shard is behind: now minus the oldest record read but not yet written, else minus "
-    "the last written record's creation time; 0 when caught up.",
+    "the last written record's creation time; 0 when caught up. A shard this worker owns but does "
+    "not read (waiting for its parent, stopped by an error): the time since it was last caught up.",
     ("table", "shard"),
     unit="Seconds",
     emf_dimensions=("table",),
@@ -96,8 +99,9 @@ ITERATOR_AGE = MetricSpec(
 REPLICATION_LAG = MetricSpec(
     "cdcsync_replication_lag_seconds",
     "gauge",
-    "The table's lag: the largest iterator age over its shards (worker); the newest record's age "
-    "when its batch was handled (Lambda).",
+    "The table's lag: the largest iterator age over its shards, and while its coordination round "
+    "fails at least the time since its last good round (worker); the newest record's age when its "
+    "batch was handled (Lambda).",
     ("table",),
     unit="Seconds",
 )
@@ -137,6 +141,13 @@ TRIMMED_DATA = MetricSpec(
     ("table", "shard"),
     emf_dimensions=("table",),
 )
+WORKER_ERRORS = MetricSpec(
+    "cdcsync_worker_errors_total",
+    "counter",
+    "Worker: a table's coordination round or a shard's loop stopped on an error, by kind "
+    "(transient, stream_gone, config, fatal, bug); the worker goes on and tries again.",
+    ("table", "error"),
+)
 
 METRICS: tuple[MetricSpec, ...] = (
     RECORDS,
@@ -148,6 +159,7 @@ METRICS: tuple[MetricSpec, ...] = (
     SHARDS_OWNED,
     BACKFILL_ITEMS,
     TRIMMED_DATA,
+    WORKER_ERRORS,
 )
 
 # A bulk request takes a few ms on a local node and up to the client timeout (30 s) on a loaded one.
@@ -155,6 +167,8 @@ BULK_REQUEST_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 
 EVENTS = frozenset({"INSERT", "MODIFY", "REMOVE", "BACKFILL", "REDRIVE"})
 OUTCOMES = frozenset({"indexed", "deleted", "skipped", "stale", "dlq"})
+# What stopped a worker's table round or shard loop: the error tree's branches, and bugs.
+WORKER_ERROR_KINDS = frozenset({"transient", "stream_gone", "config", "fatal", "bug"})
 UNKNOWN_EVENT = "UNKNOWN"
 OTHER_REASON = "other"
 # OpenSearch error types (mapper_parsing_exception), our own (plan_error), exception class names.
@@ -175,6 +189,16 @@ def outcome_label(outcome: str) -> str:
             "pass one of those"
         )
     return outcome
+
+
+def error_label(error: str) -> str:
+    """``error`` checked against ``WORKER_ERROR_KINDS``; anything else is a bug in the caller."""
+    if error not in WORKER_ERROR_KINDS:
+        raise ValueError(
+            f'{WORKER_ERRORS.name}: error "{error}" is not one of {", ".join(sorted(WORKER_ERROR_KINDS))}; '
+            "pass one of those"
+        )
+    return error
 
 
 def reason_label(reason: str) -> str:
@@ -226,6 +250,9 @@ class Metrics(Protocol):
     def trimmed_data(self, table: str, shard: str) -> None:
         """``cdcsync_trimmed_data_total{table,shard}``: a shard's records were lost to the retention."""
 
+    def worker_errors(self, table: str, error: str) -> None:
+        """``cdcsync_worker_errors_total{table,error}``: a table round or shard loop stopped on an error."""
+
     def release_shard(self, table: str, shard: str) -> None:
         """Forget a shard's gauges when its lease is lost or it is finished.
 
@@ -266,6 +293,9 @@ class NullMetrics:
 
     def trimmed_data(self, table: str, shard: str) -> None:
         return
+
+    def worker_errors(self, table: str, error: str) -> None:
+        error_label(error)
 
     def release_shard(self, table: str, shard: str) -> None:
         return

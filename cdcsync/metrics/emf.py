@@ -34,9 +34,11 @@ from cdcsync.metrics import (
     REPLICATION_LAG,
     SHARDS_OWNED,
     TRIMMED_DATA,
+    WORKER_ERRORS,
     MetricSpec,
     check_count,
     check_value,
+    error_label,
     event_label,
     outcome_label,
     reason_label,
@@ -105,6 +107,9 @@ class EmfMetrics:
 
     def trimmed_data(self, table: str, shard: str) -> None:
         self._add(TRIMMED_DATA, (table, shard), 1)
+
+    def worker_errors(self, table: str, error: str) -> None:
+        self._add(WORKER_ERRORS, (table, error_label(error)), 1)
 
     def release_shard(self, table: str, shard: str) -> None:
         """Nothing to forget: EMF lines describe one invocation and are not repeated."""

@@ -15,9 +15,11 @@ from cdcsync.metrics import (
     REPLICATION_LAG,
     SHARDS_OWNED,
     TRIMMED_DATA,
+    WORKER_ERRORS,
     MetricSpec,
     check_count,
     check_value,
+    error_label,
     event_label,
     outcome_label,
     reason_label,
@@ -55,6 +57,7 @@ class PrometheusMetrics:
         self._shards_owned = _gauge(SHARDS_OWNED, self._registry)
         self._backfill_items = _counter(BACKFILL_ITEMS, self._registry)
         self._trimmed_data = _counter(TRIMMED_DATA, self._registry)
+        self._worker_errors = _counter(WORKER_ERRORS, self._registry)
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -89,6 +92,9 @@ class PrometheusMetrics:
 
     def trimmed_data(self, table: str, shard: str) -> None:
         self._trimmed_data.labels(table, shard).inc()
+
+    def worker_errors(self, table: str, error: str) -> None:
+        self._worker_errors.labels(table, error_label(error)).inc()
 
     def release_shard(self, table: str, shard: str) -> None:
         """Drop the shard's iterator age: the new owner reports it now, or the shard is finished.

@@ -100,7 +100,11 @@ def call_streams(
 
 
 def unreadable(exc: ClientError, what: str, stream_arn: str, shard_id: str | None = None) -> CdcsyncError:
-    """The error to raise for a call that failed for good: gone stream, or a fatal one."""
+    """The error to raise for a call that failed for good: gone stream, or a fatal one.
+
+    ``what`` is the DynamoDB Streams operation (``GetRecords``): it is also the IAM action to name
+    when the call was denied.
+    """
     code = error_code(exc)
     if code == "ResourceNotFoundException":
         return StreamGoneError(
@@ -109,9 +113,39 @@ def unreadable(exc: ClientError, what: str, stream_arn: str, shard_id: str | Non
             stream_arn=stream_arn,
             shard_id=shard_id,
         )
+    where = stream_arn if shard_id is None else f"{stream_arn} shard {shard_id}"
+    if code == "AccessDeniedException":
+        return denied(exc, what, where, _streams_of_table(stream_arn))
     return FatalError(
-        f"{what}: DynamoDB Streams refused the call ({code}: {exc}); "
-        "check the worker's IAM permissions (dynamodb:DescribeStream, GetShardIterator, GetRecords)"
+        f"{what} {where}: DynamoDB Streams refused the call ({code}: {_message(exc)}); "
+        "check the worker's IAM permissions and credentials"
+    )
+
+
+def denied(exc: ClientError, action: str, where: str, resource: str) -> FatalError:
+    """The fatal error for a call IAM refused: which permission the worker's role lacks, on what."""
+    return FatalError(
+        f"{action} {where}: access denied ({error_code(exc)}: {_message(exc)}); "
+        f"grant the worker's IAM role dynamodb:{action} on {resource}"
+    )
+
+
+def _message(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Message", "")) or str(exc)
+
+
+def _streams_of_table(stream_arn: str) -> str:
+    """``arn:...:table/T/stream/*`` for a stream ARN: a policy on it survives a re-enabled stream."""
+    table_arn, found, _ = stream_arn.partition("/stream/")
+    return f"{table_arn}/stream/*" if found else stream_arn
+
+
+def no_stream_error(table: str) -> ConfigError:
+    """A mapped table without an enabled stream: how to enable one."""
+    return ConfigError(
+        f"table {table} has no enabled stream; enable one with NEW_AND_OLD_IMAGES: "
+        f"aws dynamodb update-table --table-name {table} "
+        "--stream-specification StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES"
     )
 
 
@@ -136,6 +170,8 @@ def stream_arn_of(dynamodb: Any, table: str, *, required: bool = True) -> str | 
                 f"table {table} does not exist in this account and region ({error_code(exc)}); "
                 "check the mapping's table name and AWS_REGION"
             ) from exc
+        if error_code(exc) == "AccessDeniedException":
+            raise denied(exc, "DescribeTable", f"table {table}", f"table {table}") from exc
         raise FatalError(f"DescribeTable {table} failed ({error_code(exc)}: {exc})") from exc
     enabled = bool(description.get("StreamSpecification", {}).get("StreamEnabled"))
     arn = description.get("LatestStreamArn")
@@ -143,11 +179,7 @@ def stream_arn_of(dynamodb: Any, table: str, *, required: bool = True) -> str | 
         return str(arn)
     if not required:
         return None
-    raise ConfigError(
-        f"table {table} has no enabled stream; enable one with NEW_AND_OLD_IMAGES: "
-        f"aws dynamodb update-table --table-name {table} "
-        "--stream-specification StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES"
-    )
+    raise no_stream_error(table)
 
 
 def list_shards(

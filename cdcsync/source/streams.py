@@ -48,6 +48,7 @@ __all__ = [
     "StreamGoneError",
     "list_shards",
     "ready_shards",
+    "report_lost_records",
     "stream_arn_of",
 ]
 
@@ -227,18 +228,14 @@ class ShardReader:
 
     def _lost_records(self, exc: ClientError) -> None:
         """Records past the retention are gone: tell the operator, count it, go on from the start."""
-        log.error(
-            "%s shard %s: records %s were trimmed by the stream's 24 h retention before they were "
-            "read (%s), so changes were lost; reading on from TRIM_HORIZON. "
-            'Run "cdcsync backfill --table %s" to load the items that changed meanwhile',
+        report_lost_records(
+            self.metrics,
             self.table,
             self.shard_id,
-            self._where(),
-            error_code(exc),
-            self.table,
-            extra=self._fields(),
+            self._position,
+            why=error_code(exc),
+            then="reading on from TRIM_HORIZON",
         )
-        self.metrics.trimmed_data(self.table, self.shard_id)
         self._position = TRIM_HORIZON
 
     def _millis_behind(self, records: list[dict[str, Any]]) -> float | None:
@@ -261,9 +258,36 @@ class ShardReader:
         return max(0.0, self._wall() * 1000 - created_ms)
 
     def _where(self) -> str:
-        if self._position == TRIM_HORIZON:
-            return "from the start of the shard"
-        return f"after sequence number {self._position}"
+        return _after(self._position)
 
     def _fields(self) -> dict[str, Any]:
         return {"table": self.table, "shard": self.shard_id, "seq": self._position}
+
+
+def _after(position: str) -> str:
+    if position == TRIM_HORIZON:
+        return "from the start of the shard"
+    return f"after sequence number {position}"
+
+
+def report_lost_records(
+    metrics: Metrics, table: str, shard_id: str, position: str, *, why: str, then: str
+) -> None:
+    """Records of a shard expired before they were read: one ERROR line saying to backfill, counted.
+
+    ``position`` is the last sequence number read (or TRIM_HORIZON), ``why`` how the loss showed
+    (an error code), ``then`` what the worker does next.
+    """
+    log.error(
+        "%s shard %s: records %s were trimmed by the stream's 24 h retention before they were "
+        "read (%s), so changes were lost; %s. "
+        'Run "cdcsync backfill --table %s" to load the items that changed meanwhile',
+        table,
+        shard_id,
+        _after(position),
+        why,
+        then,
+        table,
+        extra={"table": table, "shard": shard_id, "seq": position},
+    )
+    metrics.trimmed_data(table, shard_id)

@@ -1,7 +1,8 @@
 """``/metrics``, ``/healthz`` and ``/readyz`` on CDCSYNC_METRICS_ADDR.
 
 ``/healthz``: the process is alive and its coordinator loop is not stuck (a round finished within
-three round periods). ``/readyz``: the last round reached DynamoDB and OpenSearch.
+three round periods). ``/readyz``: the last round reached DynamoDB and OpenSearch, and no table or
+shard is stopped by an error (each one is a line of the answer: where, and why).
 """
 
 from __future__ import annotations
@@ -30,10 +31,7 @@ class _Handler(BaseHTTPRequestHandler):
                 200 if healthy else 503, f"{'ok' if healthy else 'stuck'}: last round {age:.0f} s ago\n"
             )
         elif path == "/readyz":
-            health = self.server.health
-            ready = health.dynamodb_ok and health.opensearch_ok
-            text = f"dynamodb {'ok' if health.dynamodb_ok else 'unreachable'}, "
-            text += f"opensearch {'ok' if health.opensearch_ok else 'unreachable'}\n"
+            ready, text = self.server.health.readiness()
             self._answer(200 if ready else 503, text)
         else:
             self._answer(404, "not found: try /metrics, /healthz or /readyz\n")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdcsync.checkpoint import TRIM_HORIZON, Lease, LeaseLostError, LeaseStore
-from cdcsync.errors import TransientError
+from cdcsync.errors import CdcsyncError, TransientError
 from cdcsync.logs import record_fields
 from cdcsync.pipeline import Pipeline
 from cdcsync.source.streams import ShardReader, StreamGoneError
@@ -49,10 +49,12 @@ class ShardLoop:
     # Creation time (epoch ms) of the oldest record read but not yet written; None when caught up.
     # Lag keeps rising from it while writes fail, even between reads.
     unwritten_since_ms: int | None = None
-    stream_gone: bool = False
     done: bool = False
     on_progress: Callable[[], None] | None = field(default=None, repr=False)  # lag changed: report it
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)  # the bulk writer's clock
+    # The loop stopped on an error (called from its thread): the coordinator counts it, and for a
+    # fatal one or a bug logs it and makes the worker not ready.
+    on_error: Callable[[ShardLoop, BaseException], None] | None = field(default=None, repr=False)
     thread: threading.Thread | None = field(default=None, repr=False)
 
     @property
@@ -74,17 +76,47 @@ class ShardLoop:
         return self.thread is not None and self.thread.is_alive()
 
     def run(self) -> None:
+        """Read until told to stop; every error ends here, as a log line or a report to ``on_error``.
+
+        A lost lease or a gone shard is news the coordinator acts on in its next round (the shard
+        moved, or the stream is listed again); a transient failure restarts the loop next round; a
+        fatal error or a bug is reported for the coordinator to log once and show on ``/readyz``.
+        """
         try:
             self._loop()
         except LeaseLostError as exc:
             log.info("stopped reading shard %s: %s", self.shard_id, exc, extra=self._fields())
         except StreamGoneError as exc:
-            self.stream_gone = True
-            log.warning("stream of %s is gone: %s", self.lease.table, exc, extra=self._fields())
-        except Exception:  # the thread must report, not die silently; the coordinator restarts it
-            log.exception("shard %s stopped on an unexpected error", self.shard_id, extra=self._fields())
+            log.warning(
+                "shard %s of table %s cannot be read: %s; listing the stream's shards again",
+                self.shard_id,
+                self.lease.table,
+                exc,
+                extra=self._fields(),
+            )
+            self._report(exc)
+        except TransientError as exc:
+            log.warning(
+                "shard %s of table %s stopped: %s; starting it again next round",
+                self.shard_id,
+                self.lease.table,
+                exc,
+                extra=self._fields(),
+            )
+            self._report(exc)
+        except CdcsyncError as exc:  # fatal, configuration: the coordinator logs it once
+            self._report(exc)
+        except Exception as exc:  # a bug: show where, and let the coordinator make the worker not ready
+            log.exception(
+                "shard %s stopped on an unexpected error (a bug)", self.shard_id, extra=self._fields()
+            )
+            self._report(exc)
         finally:
             self.done = True
+
+    def _report(self, exc: BaseException) -> None:
+        if self.on_error is not None:
+            self.on_error(self, exc)
 
     def _progress(self) -> None:
         if self.on_progress is not None:

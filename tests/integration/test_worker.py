@@ -332,3 +332,69 @@ def test_worker_replica_killed_with_sigkill_loses_its_shard_to_the_other(
             if process.poll() is None:
                 process.kill()
             process.wait(timeout=10)
+
+
+def test_worker_table_deleted_leaves_other_tables_syncing(
+    dynamodb: Any,
+    table: str,
+    unique_name: str,
+    opensearch: OpenSearch,
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], Coordinator],
+    tmp_path: Path,
+) -> None:
+    # GIVEN a worker over two tables, both syncing
+    orders = f"Orders-{unique_name}"
+    dynamodb.create_table(
+        TableName=orders,
+        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    mappings = tmp_path / "two.yaml"
+    mappings.write_text(
+        f"mappings:\n  - {{table: {table}, index: {unique_name}}}\n"
+        f"  - {{table: {orders}, index: {unique_name}-orders}}\n"
+    )
+    worker = start_worker(make_settings(mappings=mappings))
+    put(dynamodb, table, 1, "ada")
+    put(dynamodb, orders, 1, "order")
+    eventually(
+        lambda: "1" in docs(opensearch, unique_name) and "1" in docs(opensearch, f"{unique_name}-orders")
+    )
+    # WHEN one table is deleted (its stream goes with it)
+    dynamodb.delete_table(TableName=orders)
+    put(dynamodb, table, 2, "grace")
+    # THEN the other table goes on syncing, and /readyz says which table stopped and why
+    eventually(lambda: "2" in docs(opensearch, unique_name))
+    port = free_port()
+    server = MetricsServer(("127.0.0.1", port), worker.metrics.registry, worker.health, stuck_after=5)  # type: ignore[attr-defined]
+    server.start()
+    try:
+
+        def readyz() -> tuple[int, str]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz") as answer:
+                    return answer.status, answer.read().decode()
+            except urllib.error.HTTPError as failed:
+                with failed:
+                    return failed.code, failed.read().decode()
+
+        eventually(lambda: f"\ntable {orders}: table {orders} does not exist" in readyz()[1])
+        status, text = readyz()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert status == 503
+    assert text == (
+        "dynamodb ok, opensearch ok\n"
+        f"table {orders}: table {orders} does not exist in this account and region "
+        "(ResourceNotFoundException); check the mapping's table name and AWS_REGION\n"
+    )
+    rounds = worker.health.last_round
+    eventually(lambda: worker.health.last_round > rounds)  # the coordinator is still going
+    registry = worker.metrics.registry  # type: ignore[attr-defined]
+    errors = registry.get_sample_value("cdcsync_worker_errors_total", {"table": orders, "error": "config"})
+    assert errors is not None
+    assert errors >= 1

@@ -34,6 +34,7 @@ CONTRACT_NAMES = {
     "cdcsync_shards_owned",
     "cdcsync_backfill_items_total",
     "cdcsync_trimmed_data_total",
+    "cdcsync_worker_errors_total",
 }
 NOW = 1_714_564_800.123  # 2024-05-01T12:00:00.123Z
 # CloudWatch's standard units (MetricDatum.Unit).
@@ -210,6 +211,12 @@ def test_metrics_unknown_attribute_raises_attribute_error() -> None:
             {"table": "Users", "shard": "shardId-1"},
             2.0,
         ),
+        (
+            lambda m: (m.worker_errors("Users", "fatal"), m.worker_errors("Users", "fatal")),
+            "cdcsync_worker_errors_total",
+            {"table": "Users", "error": "fatal"},
+            2.0,
+        ),
     ],
 )
 def test_prometheus_metrics_reported_values_appear_in_registry(
@@ -306,6 +313,11 @@ def test_prometheus_metrics_given_registry_is_used() -> None:
             "cdcsync_iterator_age_seconds: value must be a finite number, got inf",
         ),
         (lambda m: m.shards_owned("Users", -1), "cdcsync_shards_owned: count must be >= 0, got -1"),
+        (
+            lambda m: m.worker_errors("Users", "oops"),
+            'cdcsync_worker_errors_total: error "oops" is not one of bug, config, fatal, stream_gone, '
+            "transient; pass one of those",
+        ),
     ],
 )
 def test_metrics_caller_bug_raises_value_error(

@@ -122,10 +122,11 @@ def test_dashboard_shows_every_metric_the_issue_asks_for() -> None:
 @pytest.mark.parametrize(
     ("alert", "metric"),
     [
-        ("CdcsyncIteratorAgeHigh", "cdcsync_iterator_age_seconds"),
+        ("CdcsyncIteratorAgeHigh", "cdcsync_replication_lag_seconds"),
         ("CdcsyncDeadLettersGrowing", "cdcsync_dlq_records_total"),
         ("CdcsyncBulkErrorRatioHigh", "cdcsync_records_total"),
         ("CdcsyncTrimmedData", "cdcsync_trimmed_data_total"),
+        ("CdcsyncWorkerErrors", "cdcsync_worker_errors_total"),
     ],
 )
 def test_prometheus_rule_alert_watches_exported_metric(alert: str, metric: str) -> None:
@@ -138,6 +139,20 @@ def test_prometheus_rule_alert_watches_exported_metric(alert: str, metric: str) 
     assert metric in names
     assert names <= _EXPORTED
     assert rules[alert]["annotations"]["summary"]
+
+
+def test_prometheus_rule_alerts_when_no_worker_is_up() -> None:
+    # GIVEN the PrometheusRule's alerts and the scrape job of the worker (the Service's name, which the
+    # Prometheus Operator gives as the job label, and the Compose Prometheus's job)
+    rules = {
+        rule["alert"]: rule for group in _kind("PrometheusRule")["spec"]["groups"] for rule in group["rules"]
+    }
+    scrape = yaml.safe_load((COMPOSE / "prometheus" / "prometheus.yml").read_text())
+    job = _kind("Service")["metadata"]["name"]
+    # THEN an alert fires when no target of that job is up (none left, or none answering)
+    assert rules["CdcsyncWorkerDown"]["expr"] == f'absent(up{{job="{job}"}} == 1)'
+    assert rules["CdcsyncWorkerDown"]["labels"]["severity"] == "critical"
+    assert job in {config["job_name"] for config in scrape["scrape_configs"]}
 
 
 def test_prometheus_rule_iterator_age_threshold_is_five_minutes() -> None:
@@ -223,6 +238,11 @@ def test_kubernetes_service_and_monitor_reach_the_metrics_port() -> None:
     assert {e["path"] for e in monitor["spec"]["endpoints"]} == {"/metrics"}
 
 
+def test_kubernetes_service_keeps_not_ready_pods_scraped() -> None:
+    # A worker that is not ready (a table or shard stopped on an error) must still show its lag
+    assert _kind("Service")["spec"]["publishNotReadyAddresses"] is True
+
+
 def test_kubernetes_configmap_holds_the_shipped_users_mapping(tmp_path: Path) -> None:
     # GIVEN the ConfigMap's mapping files
     data = _kind("ConfigMap")["data"]
@@ -299,6 +319,10 @@ def test_compose_wires_worker_opensearch_prometheus_and_grafana() -> None:
     mounted = {v.split(":")[1]: v.split(":")[0] for v in services["grafana"]["volumes"]}
     folder = provider["providers"][0]["options"]["path"]
     assert (COMPOSE / mounted[folder] / "cdcsync.json").is_file()
+
+
+def test_compose_worker_is_restarted_when_it_exits() -> None:
+    assert _compose()["services"]["cdcsync"]["restart"] == "unless-stopped"
 
 
 # --- Lambda: SAM template and serverless.yml ----------------------------------------------------------

@@ -453,15 +453,46 @@ def test_reader_throttled_then_served_returns_records() -> None:
 
 
 @pytest.mark.parametrize(
-    ("code", "error"), [("ResourceNotFoundException", StreamGoneError), ("AccessDeniedException", FatalError)]
+    ("code", "error", "message"),
+    [
+        ("ResourceNotFoundException", StreamGoneError, r"^GetRecords: .*\(ResourceNotFoundException: "),
+        ("ValidationException", FatalError, rf"^GetRecords {ARN} shard {SHARD}: .*\(ValidationException: "),
+    ],
 )
-def test_reader_unrecoverable_error_raises_specific_error(code: str, error: type[Exception]) -> None:
-    # GIVEN a stream that is gone, or a worker without permission
+def test_reader_unrecoverable_error_raises_specific_error(
+    code: str, error: type[Exception], message: str
+) -> None:
+    # GIVEN a stream that is gone, or a call DynamoDB Streams refuses
     streams = FakeStreams(get_shard_iterator=[{}], get_records=[aws_error(code)])
     reader, _, _ = make_reader(streams)
     # WHEN the shard is read THEN the error says what the worker must do next
-    with pytest.raises(error, match=rf"^GetRecords: .*\({code}: "):
+    with pytest.raises(error, match=message):
         reader.read()
+
+
+@pytest.mark.parametrize("operation", ["GetShardIterator", "GetRecords"])
+def test_reader_access_denied_raises_fatal_error_naming_the_missing_permission(operation: str) -> None:
+    # GIVEN a worker whose IAM role lacks one of the read permissions
+    denied = aws_error("AccessDeniedException", operation=operation)
+    if operation == "GetShardIterator":
+        streams = FakeStreams(get_shard_iterator=[denied])
+    else:
+        streams = FakeStreams(get_shard_iterator=[{}], get_records=[denied])
+    reader, _, _ = make_reader(streams)
+    # WHEN the shard is read THEN one fatal error names the permission and the streams to grant it on
+    with pytest.raises(FatalError) as caught:
+        reader.read()
+    assert str(caught.value) == (
+        f"{operation} {ARN} shard {SHARD}: access denied (AccessDeniedException: AccessDeniedException "
+        f"happened); grant the worker's IAM role dynamodb:{operation} on "
+        "arn:aws:dynamodb:us-east-1:123456789012:table/Users/stream/*"
+    )
+
+
+def test_list_shards_access_denied_names_describe_stream() -> None:
+    streams = FakeStreams(describe_stream=[aws_error("AccessDeniedException", operation="DescribeStream")])
+    with pytest.raises(FatalError, match=r"grant the worker's IAM role dynamodb:DescribeStream on "):
+        list_shards(streams, ARN)
 
 
 @pytest.mark.parametrize(
