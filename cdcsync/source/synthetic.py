@@ -35,7 +35,7 @@ Decisions:
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal
@@ -100,27 +100,33 @@ def _binary_length(value: Any) -> int:
         return len(str(value))
 
 
+def _string_length(value: str) -> int:
+    return len(value.encode("utf-8"))
+
+
+_SCALAR_SIZES: Final[dict[str, Callable[[Any], int]]] = {
+    "S": _string_length,
+    "N": _number_size,
+    "B": _binary_length,
+    "BOOL": lambda _: 1,
+    "NULL": lambda _: 1,
+}
+_SET_MEMBERS: Final = {"SS": "S", "NS": "N", "BS": "B"}
+
+
 def value_size(value: Mapping[str, Any]) -> int:
     """The size DynamoDB counts for one attribute value, without its name."""
     (tag, payload), *_ = value.items()
-    if tag == "S":
-        return len(payload.encode("utf-8"))
-    if tag == "N":
-        return _number_size(payload)
-    if tag == "B":
-        return _binary_length(payload)
-    if tag in ("BOOL", "NULL"):
-        return 1
+    scalar = _SCALAR_SIZES.get(tag)
+    if scalar is not None:
+        return scalar(payload)
+    if tag in _SET_MEMBERS:
+        member = _SCALAR_SIZES[_SET_MEMBERS[tag]]
+        return sum(member(element) for element in payload)
     if tag == "M":
         return _LIST_OVERHEAD + sum(item_size({name: v}) + 1 for name, v in payload.items())
     if tag == "L":
         return _LIST_OVERHEAD + sum(value_size(v) + 1 for v in payload)
-    if tag == "SS":
-        return sum(len(s.encode("utf-8")) for s in payload)
-    if tag == "NS":
-        return sum(_number_size(n) for n in payload)
-    if tag == "BS":
-        return sum(_binary_length(b) for b in payload)
     return 0
 
 
@@ -159,7 +165,9 @@ def _record(
     seconds: int,
     sequence: str,
 ) -> dict[str, Any]:
-    body["SizeBytes"] = sum(item_size(body[part]) for part in ("Keys", "NewImage", "OldImage") if part in body)
+    body["SizeBytes"] = sum(
+        item_size(body[part]) for part in ("Keys", "NewImage", "OldImage") if part in body
+    )
     body["ApproximateCreationDateTime"] = seconds
     body["SequenceNumber"] = sequence
     body["StreamViewType"] = stream.view
@@ -223,7 +231,9 @@ def filter_paths(mapping: CompiledMapping) -> frozenset[tuple[str, ...]]:
 
 def names_old_image(mapping: CompiledMapping) -> bool:
     """Whether the filter depends on the old image (directly, or through ``SizeBytes``)."""
-    return any(path[:2] in (("dynamodb", "OldImage"), ("dynamodb", "SizeBytes")) for path in filter_paths(mapping))
+    return any(
+        path[:2] in (("dynamodb", "OldImage"), ("dynamodb", "SizeBytes")) for path in filter_paths(mapping)
+    )
 
 
 def filter_warnings(mapping: CompiledMapping) -> list[str]:
