@@ -450,9 +450,7 @@ def test_backfill_filter_on_fields_of_a_real_insert_indexes_items(
     # GIVEN a mapping whose filter names fields every real INSERT carries (SizeBytes > 0, event
     # version 1.1, a creation time in whole seconds): Lambda passes every INSERT through it
     mapping = Path(world.settings.mappings)
-    mapping.write_text(
-        f"table: {world.table}\nindex: {world.index}\nfilter: {json.dumps(record_filter)}\n"
-    )
+    mapping.write_text(f"table: {world.table}\nindex: {world.index}\nfilter: {json.dumps(record_filter)}\n")
     items = [sample_item(number) for number in range(1, 6)]
     world.load(items)
     # WHEN the table is backfilled
