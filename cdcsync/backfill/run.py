@@ -5,8 +5,9 @@ Each scanned item becomes a synthetic stream INSERT shaped like the table's real
 and goes through the same ``Pipeline.process`` as the stream path, so filter, where, fields, id and
 version rules are those of the stream, and a backfilled document is byte-identical to one built
 from a stream INSERT of the same item. Its version is ``backfill_version(scan start)``
-(``read_version(export time)`` for an export), below every stream record created after the read, so a backfill beside the live stream
-never overwrites a newer change (``version: attribute:<Name>`` mappings use the item's own version).
+(``read_version(export time)`` for an export), below every stream record created after the read,
+so a backfill beside the live stream never overwrites a newer change (``version: attribute:<Name>``
+mappings use the item's own version).
 
 Progress lives in the checkpoint store under ``backfill|<table>``: per segment (per data file for
 an export) the ``LastEvaluatedKey`` after which every item is written or dead-lettered. It is saved
