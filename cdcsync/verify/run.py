@@ -6,24 +6,33 @@
 2. Plan each item as a stream INSERT (``compare.expected_documents``), ``mget`` the expected
    documents (500 per request, with routing) and classify: missing, stale (different ``_source``).
 3. Full runs only: walk each index with point-in-time + ``search_after`` (a scroll where PIT is not
-   supported) and look up every document in the hashes of the expected ones. A document the scan
-   did not expect is an extra only if it still exists (realtime ``mget``: search lags deletes
-   until a refresh) and a consistent read shows its item is gone or excluded by the mapping now.
+   supported) and look up every document in the hashes of the expected ones. A literal index (or
+   alias) is walked as it is; a templated one index by index: only indices its template renders in
+   full and no other mapping (of any table) names or renders; a template that starts with a
+   placeholder is not walked at all. What is not walked is a ``note:`` line.
+   A document the scan did not expect is an extra only if it still exists (realtime ``mget``:
+   search lags deletes until a refresh) and a consistent read of *every* key its id can be read as
+   (``compare.candidate_keys``) finds no item that puts it there now. It is deletable only with
+   proof: exactly one key, whose item is excluded by the mapping now, or gone and deleted by the
+   mapping's REMOVE rules (``reread.judge_gone``). A gone item's document that ``deletes: ignore``,
+   the filter or a keys-only ``where`` keeps is ``kept`` (counted, not drift, never deleted); one
+   whose fate cannot be proved (several keys, no key, a filter on the old image) is an extra that
+   is "not deletable".
 4. ``--repair``: re-read the drifted items with a consistent read and write what the table holds,
-   versioned ``read_version(time just before the read)``; delete extras after that same read
-   confirms them. A write that answers 409 lost to a newer change: that is the point, not a failure.
+   versioned ``read_version(time just before the read)``; delete deletable extras after that same
+   read confirms them. A write that answers 409 lost to a newer change: that is the point, not a
+   failure.
 
-Exit codes (``VerifyReport.exit_code``): without ``--repair`` 0 when clean and 1 on any drift or
-problem. With ``--repair`` 0 when every drift was repaired (written, deleted, already gone, or
-superseded by a newer change) and 1 when something is left: a failed or rejected write, an extra
-whose item key cannot be told from the document, an item the planner rejects.
+Exit codes (``VerifyReport.exit_code``): without ``--repair`` 0 when clean (kept documents are not
+drift) and 1 on any drift or problem. With ``--repair`` 0 when every drift was repaired (written,
+deleted, already gone, or superseded by a newer change) and 1 when something is left: a failed or
+rejected write, an extra that is not deletable, an item the planner rejects.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import re
 import sys
 import threading
 import time
@@ -61,13 +70,13 @@ from cdcsync.verify.reads import (
     MGET_BATCH,
     default_segments,
     describe_table,
-    matching_indices,
     mget_documents,
     sample_segments,
     scan_segment,
     walk_documents,
 )
 from cdcsync.verify.report import VerifyReport
+from cdcsync.verify.scope import hash_scope, indices_to_walk, walk_pattern
 from cdcsync.versions import read_version
 
 log = logging.getLogger(__name__)
@@ -79,30 +88,6 @@ class ReadsItems(Protocol):
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def walk_pattern(mapping: CompiledMapping) -> str:
-    """The index (or wildcard over templated names) that holds the mapping's documents."""
-    return mapping.index.source if mapping.index.is_literal else "*".join(mapping.index.literals)
-
-
-def hash_scope(mapping: CompiledMapping, index: str) -> str:
-    # A literal index may be an alias: documents come back from the walk with the concrete index
-    # name, so they are named by the mapping's index instead. Templated names are concrete.
-    return mapping.index.source if mapping.index.is_literal else index
-
-
-def template_regex(mapping: CompiledMapping) -> re.Pattern[str]:
-    """The index names the mapping's index template can render (placeholders: any text)."""
-    literals = [re.escape(literal) for literal in mapping.index.literals]
-    return re.compile("(?:.*)".join(literals) if not mapping.index.is_literal else literals[0])
-
-
-def claims(mapping: CompiledMapping, index: str) -> bool:
-    """Whether ``mapping`` may write to ``index`` (its literal index, or a name its template renders)."""
-    if mapping.index.is_literal:
-        return mapping.index.source == index
-    return template_regex(mapping).fullmatch(index) is not None
 
 
 def _keys_text(keys: Mapping[str, Any]) -> str:
@@ -221,7 +206,10 @@ class Verifier:
                 continue
             hashes = self._hashes[pattern]
             hashes.freeze()
-            for index in self._indices(pattern, group):
+            walked, notes = indices_to_walk(self.client, self.mappings, pattern, group)
+            for note in notes:
+                self.report.note(note)
+            for index in walked:
                 for hits in walk_documents(self.client, index):
                     unexpected = [
                         hit
@@ -230,36 +218,6 @@ class Verifier:
                     ]
                     if unexpected:
                         self._confirm_extras(group, unexpected)
-
-    def _indices(self, pattern: str, group: Sequence[CompiledMapping]) -> list[str]:
-        """What to walk for one group: its literal index, or the indices only its template names.
-
-        A templated index is walked index by index: only names the template renders in full, and
-        none that another mapping (of any table) names or renders too. A template that starts with
-        a placeholder could name any index: nothing is walked. What is left out is noted.
-        """
-        if group[0].index.is_literal:
-            return [pattern]
-        if not pattern.split("*", 1)[0]:
-            self.report.note(
-                f'extra documents not looked for in "{group[0].index.source}": an index template that '
-                "starts with a placeholder could name any index; give it a literal prefix"
-            )
-            return []
-        others = [m for m in self.mappings if all(m is not g for g in group)]
-        walked = []
-        for index in matching_indices(self.client, pattern):
-            if not any(claims(mapping, index) for mapping in group):
-                continue  # e.g. "orders-*" matches "orders", which "orders-{Region}" never renders
-            claimant = next((m for m in others if claims(m, index)), None)
-            if claimant is not None:
-                self.report.note(
-                    f"extra documents not looked for in {index}: {claimant.name} ({claimant.source}) "
-                    "writes there"
-                )
-                continue
-            walked.append(index)
-        return walked
 
     def _confirm_extras(self, group: Sequence[CompiledMapping], hits: Sequence[Mapping[str, Any]]) -> None:
         """Judge documents the scan did not expect by what a consistent read of their items says.
