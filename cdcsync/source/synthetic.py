@@ -84,11 +84,15 @@ def table_stream(description: Mapping[str, Any], region: str) -> TableStream:
 
 
 def _number_size(text: str) -> int:
-    try:
-        digits = Decimal(text).normalize().as_tuple().digits
-    except InvalidOperation:
-        return 1
-    return (len(digits) + 1) // 2 + 1
+    """1 byte per two significant digits (leading and trailing zeros trimmed), plus 1."""
+    if "e" in text or "E" in text:
+        try:
+            digits = len(Decimal(text).normalize().as_tuple().digits)
+        except InvalidOperation:
+            return 1
+    else:
+        digits = len(text.lstrip("+-").replace(".", "").strip("0")) or 1
+    return (digits + 1) // 2 + 1
 
 
 def _binary_length(value: Any) -> int:
@@ -100,33 +104,37 @@ def _binary_length(value: Any) -> int:
         return len(str(value))
 
 
-def _string_length(value: str) -> int:
-    return len(value.encode("utf-8"))
+def _map_size(payload: Mapping[str, Mapping[str, Any]]) -> int:
+    return _LIST_OVERHEAD + sum(len(name.encode("utf-8")) + value_size(v) + 1 for name, v in payload.items())
 
 
-_SCALAR_SIZES: Final[dict[str, Callable[[Any], int]]] = {
-    "S": _string_length,
+def _list_size(payload: list[Mapping[str, Any]]) -> int:
+    return _LIST_OVERHEAD + sum(value_size(v) + 1 for v in payload)
+
+
+def _string_size(payload: str) -> int:
+    return len(payload.encode("utf-8"))
+
+
+_SIZES: Final[dict[str, Callable[[Any], int]]] = {
+    "S": _string_size,
     "N": _number_size,
-    "B": _binary_length,
+    "M": _map_size,
+    "L": _list_size,
     "BOOL": lambda _: 1,
     "NULL": lambda _: 1,
+    "B": _binary_length,
+    "SS": lambda members: sum(_string_size(m) for m in members),
+    "NS": lambda members: sum(_number_size(m) for m in members),
+    "BS": lambda members: sum(_binary_length(m) for m in members),
 }
-_SET_MEMBERS: Final = {"SS": "S", "NS": "N", "BS": "B"}
 
 
 def value_size(value: Mapping[str, Any]) -> int:
     """The size DynamoDB counts for one attribute value, without its name."""
-    (tag, payload), *_ = value.items()
-    scalar = _SCALAR_SIZES.get(tag)
-    if scalar is not None:
-        return scalar(payload)
-    if tag in _SET_MEMBERS:
-        member = _SCALAR_SIZES[_SET_MEMBERS[tag]]
-        return sum(member(element) for element in payload)
-    if tag == "M":
-        return _LIST_OVERHEAD + sum(item_size({name: v}) + 1 for name, v in payload.items())
-    if tag == "L":
-        return _LIST_OVERHEAD + sum(value_size(v) + 1 for v in payload)
+    for tag, payload in value.items():
+        size = _SIZES.get(tag)
+        return 0 if size is None else size(payload)
     return 0
 
 
@@ -140,20 +148,23 @@ def item_size(image: Mapping[str, Mapping[str, Any]]) -> int:
 
 def _lambda_value(value: Mapping[str, Any]) -> Mapping[str, Any]:
     """Binary as base64 text, as Lambda delivers it (boto3 gives bytes); others unchanged."""
-    (tag, payload), *_ = value.items()
-    if tag == "B" and isinstance(payload, bytes | bytearray):
-        return {"B": base64.b64encode(payload).decode("ascii")}
-    if tag == "BS" and any(isinstance(b, bytes | bytearray) for b in payload):
-        return {"BS": [base64.b64encode(b).decode("ascii") if isinstance(b, bytes) else b for b in payload]}
-    if tag == "M":
-        return {"M": lambda_image(payload)}
-    if tag == "L":
-        return {"L": [_lambda_value(v) for v in payload]}
+    if "S" in value or "N" in value:
+        return value
+    if "M" in value:
+        return {"M": lambda_image(value["M"])}
+    if "L" in value:
+        return {"L": [_lambda_value(v) for v in value["L"]]}
+    if "B" in value and isinstance(value["B"], bytes | bytearray):
+        return {"B": base64.b64encode(value["B"]).decode("ascii")}
+    if "BS" in value:
+        return {
+            "BS": [base64.b64encode(b).decode("ascii") if isinstance(b, bytes) else b for b in value["BS"]]
+        }
     return value
 
 
 def lambda_image(image: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """An item image (boto3 or Lambda shape) in Lambda's shape."""
+    """An item image (boto3 or Lambda shape) in Lambda's shape: only binaries are rewritten."""
     return {name: _lambda_value(value) for name, value in image.items()}
 
 
