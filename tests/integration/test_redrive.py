@@ -196,3 +196,24 @@ def test_redrive_letter_of_gone_item_keeps_document_its_mapping_keeps(
     assert capsys.readouterr().out.strip() == f"redriven 1, left 0 in file://{world.dlq_path}"
     assert world.doc("1") == {"UserId": 1}
     assert world.dead_letters() == []
+
+
+def test_redrive_letter_of_mapping_no_longer_configured_stays_in_queue(
+    world: LambdaWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a dead letter of mapping "users", and mappings that now write only another index
+    item = put(world, 1, "thirty")
+    world.invoke(world.record("INSERT", 1, item, seconds=T0))
+    (letter,) = world.dead_letters()
+    (tmp_path / "mappings.yaml").write_text(
+        f'table: {world.table}\nindex: {world.index}-new\nid: "{{UserId}}"\n'
+    )
+    # WHEN redriven THEN nothing is written for another mapping, and the letter stays (exit 1)
+    assert main(["dlq", "redrive"]) == 1
+    out, err = capsys.readouterr()
+    assert out.strip() == f"redriven 0, left 1 in file://{world.dlq_path}"
+    assert err.strip() == (
+        f"{world.table} {letter.keys} (letter {letter.letter_id}): no mapping {world.table} -> {world.index} "
+        "any more; left in the queue"
+    )
+    assert not world.opensearch.indices.exists(index=f"{world.index}-new")
