@@ -146,10 +146,15 @@ def _from_kinesis(record: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
     return payload, str(kinesis.get("sequenceNumber", ""))
 
 
-def parse_record(record: Mapping[str, Any], *, stream_arn: str | None = None) -> ChangeRecord:
+def parse_record(
+    record: Mapping[str, Any], *, stream_arn: str | None = None, version_ms: int | None = None
+) -> ChangeRecord:
     """Parse one record of any of the three shapes. Raises ``RecordError`` when it is malformed.
 
-    ``stream_arn`` names the stream for GetRecords records, which do not carry it.
+    ``stream_arn`` names the stream for GetRecords records, which do not carry it. ``version_ms``
+    replaces the creation time as the version of the record's writes: synthetic records of a
+    table read (``source/synthetic.py``) carry the read's time in whole seconds, as a filter sees
+    it, and write with ``read_version`` of the read's start.
     """
     source = record
     kinesis_sequence = None
@@ -182,7 +187,9 @@ def parse_record(record: Mapping[str, Any], *, stream_arn: str | None = None) ->
         event=event,
         raw_keys=raw_keys,
         sequence_number=str(sequence),
-        created_ms=stream_version(body["ApproximateCreationDateTime"]),
+        created_ms=(
+            stream_version(body["ApproximateCreationDateTime"]) if version_ms is None else version_ms
+        ),
         # TTL deletions are REMOVEs made by the DynamoDB service principal.
         is_ttl_expiry=(
             event == "REMOVE"

@@ -126,13 +126,16 @@ class Pipeline:
         *,
         stream_arn: str | None = None,
         deadline: float | None = None,
+        version_ms: int | None = None,
     ) -> BatchResult:
+        """Plan, write and settle one batch. ``version_ms``: synthetic records of a table read
+        (backfill) write with this version, not their creation time (see ``parse_record``)."""
         batch = _Batch(raw_records)
         per_record: list[list[Step]] = []
         records: list[ChangeRecord | None] = []
         for position, raw in enumerate(raw_records):
             try:
-                record = parse_record(raw, stream_arn=stream_arn)
+                record = parse_record(raw, stream_arn=stream_arn, version_ms=version_ms)
             except RecordError as exc:
                 error = DeadLetterError(status=None, type="invalid_record", reason=str(exc))
                 batch.letters.append((position, dead_letter(raw, record=None, mapping=None, error=error)))

@@ -1,28 +1,36 @@
 """``cdcsync dlq redrive``: re-apply dead letters from what the table holds now.
 
 A stored image may be older than the item; replaying it could put an old state back. So redrive
-re-reads each item with a consistent read and writes that (or deletes the document when the item
-is gone), versioned with ``read_version`` of the time taken just before the read (that time less
-5 s, because stream times are whole seconds): any change made after the read still wins. An
-entry is removed only when every action for it succeeded.
+re-reads each item with a consistent read and writes that, versioned with ``read_version`` of the
+time taken just before the read (that time less 5 s, because stream times are whole seconds): any
+change made after the read still wins. An entry is removed only when every action for it
+succeeded.
+
+A letter is redriven for its own mapping only (the one named in it; every mapping of the table
+when the record failed before any mapping was chosen): the table's other mappings handled the
+record when it arrived. When the item is gone, the document is deleted only if the mapping's
+REMOVE rules delete it however the item went (``reread.judge_gone``): ``deletes: ignore`` or a
+filter that skips REMOVEs keeps it, and the letter is done.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from cdcsync.change import ChangeRecord
-from cdcsync.dlq.letter import DeadLetterQueue, StoredLetter
+from cdcsync.dlq.letter import DeadLetter, DeadLetterQueue, StoredLetter
 from cdcsync.errors import TransientError
-from cdcsync.mapping.compiled import MappingSet
+from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.metrics import Metrics
 from cdcsync.plan import Action, DeleteAction, FetchItem, IndexAction, Rejected, plan_fetched
+from cdcsync.reread import judge_gone, reread_record
 from cdcsync.sink.bulk import BulkWriter
 from cdcsync.source.items import ItemReader, key_id
-from cdcsync.versions import read_version
+from cdcsync.source.synthetic import DEFAULT_VIEW, TableStream
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +47,29 @@ class RedriveReport:
 
 def _record(stored: StoredLetter, read_ms: int) -> ChangeRecord:
     letter = stored.letter
-    return ChangeRecord(
+    sequence = letter.sequence_number or f"redrive:{letter.letter_id}"
+    return reread_record(letter.table, letter.keys, read_ms, sequence=sequence, raw=letter.record)
+
+
+def _stream(letter: DeadLetter) -> TableStream:
+    """The table's stream as the letter's record shows it (what synthetic REMOVEs must look like)."""
+    record: Mapping[str, Any] = letter.record
+    body = record.get("dynamodb") if isinstance(record.get("dynamodb"), Mapping) else {}
+    arn = record.get("eventSourceARN")
+    return TableStream(
         table=letter.table,
-        event="MODIFY",
-        raw_keys=letter.keys,
-        sequence_number=letter.sequence_number or f"redrive:{letter.letter_id}",
-        created_ms=read_version(read_ms),
-        is_ttl_expiry=False,
-        stream_view_type="REDRIVE",
-        raw=letter.record,
+        key_names=tuple(letter.keys),
+        stream_arn=str(arn) if arn else f"arn:aws:dynamodb:::table/{letter.table}/stream/redrive",
+        region=str(record.get("awsRegion") or ""),
+        view=str((body or {}).get("StreamViewType") or DEFAULT_VIEW),
     )
+
+
+def _own_mappings(letter: DeadLetter, table_mappings: tuple[CompiledMapping, ...]) -> list[CompiledMapping]:
+    """The mappings a letter is redriven for: the one it names, or all when it names none."""
+    if letter.mapping is None:
+        return list(table_mappings)
+    return [mapping for mapping in table_mappings if mapping.name == letter.mapping]
 
 
 def redrive(
@@ -109,14 +130,13 @@ def _redrive_table(
     for entry in entries:
         record = _record(entry, read_ms)
         item = found.get(key_id(table, entry.letter.keys))
-        for mapping in table_mappings:
-            for step in plan_fetched(FetchItem(mapping, record), item):
-                if isinstance(step, IndexAction | DeleteAction):
-                    actions.append(step)
-                    owner[id(step.record)] = entry
-                elif isinstance(step, Rejected):
-                    failed.add(entry.letter.letter_id)
-                    report.problems.append(f"{_name(entry)}: {step.error}")
+        steps, problems = _plan_letter(entry.letter, record, item, table_mappings, read_ms)
+        if problems:
+            failed.add(entry.letter.letter_id)
+            report.problems += [f"{_name(entry)}: {problem}" for problem in problems]
+        for step in steps:
+            owner[id(step.record)] = entry
+        actions += steps
     for result in writer.write(actions):
         if result.outcome in ("rejected", "failed"):
             for record in result.entry.records:
@@ -124,6 +144,35 @@ def _redrive_table(
                 failed.add(entry.letter.letter_id)
                 report.problems.append(f"{_name(entry)}: {result.outcome}: {result.error}")
     return [entry for entry in entries if entry.letter.letter_id not in failed]
+
+
+def _plan_letter(
+    letter: DeadLetter,
+    record: ChangeRecord,
+    item: dict[str, Any] | None,
+    table_mappings: tuple[CompiledMapping, ...],
+    read_ms: int,
+) -> tuple[list[Action], list[str]]:
+    """The actions for one letter's own mappings, and the problems that keep it in the queue."""
+    own = _own_mappings(letter, table_mappings)
+    if not own:
+        return [], [f"no mapping {letter.mapping} any more; left in the queue"]
+    actions: list[Action] = []
+    problems: list[str] = []
+    for mapping in own:
+        if item is None:
+            gone = judge_gone(_stream(letter), mapping, letter.keys, seconds=read_ms // 1000)
+            if gone.verdict == "kept":
+                continue  # the mapping keeps the document of a gone item: nothing to do
+            if gone.verdict == "unknown":
+                problems.append(f"item gone, but {gone.reason}; left in the queue")
+                continue
+        for step in plan_fetched(FetchItem(mapping, record), item):
+            if isinstance(step, IndexAction | DeleteAction):
+                actions.append(step)
+            elif isinstance(step, Rejected):
+                problems.append(str(step.error))
+    return actions, problems
 
 
 def _name(entry: StoredLetter) -> str:

@@ -1,11 +1,13 @@
 """``cdcsync backfill``: load the items already in a table (or in an export of it) into OpenSearch.
 
-Each scanned item becomes a synthetic stream INSERT with ``NEW_IMAGE`` and goes through the same
-``Pipeline.process`` as the stream path, so filter, where, fields, id and version rules are those of
-the stream, and a backfilled document is byte-identical to one built from a stream INSERT of the
-same item. Its version is ``backfill_version(scan start)`` (``read_version(export time)`` for an
-export), below every stream record created after the read, so a backfill beside the live stream
-never overwrites a newer change (``version: attribute:<Name>`` mappings use the item's own version).
+Each scanned item becomes a synthetic stream INSERT shaped like the table's real ones
+(``source/synthetic.py``: ``SizeBytes``, ``eventVersion``, whole-second time, the stream's view)
+and goes through the same ``Pipeline.process`` as the stream path, so filter, where, fields, id and
+version rules are those of the stream, and a backfilled document is byte-identical to one built
+from a stream INSERT of the same item. Its version is ``backfill_version(scan start)``
+(``read_version(export time)`` for an export), below every stream record created after the read,
+so a backfill beside the live stream never overwrites a newer change (``version: attribute:<Name>``
+mappings use the item's own version).
 
 Progress lives in the checkpoint store under ``backfill|<table>``: per segment (per data file for
 an export) the ``LastEvaluatedKey`` after which every item is written or dead-lettered. It is saved
@@ -56,6 +58,7 @@ from cdcsync.settings import Settings
 from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client
 from cdcsync.source.items import ItemReader
+from cdcsync.source.synthetic import TableStream, insert_record, table_stream
 from cdcsync.versions import backfill_version, read_version
 
 log = logging.getLogger(__name__)
@@ -102,9 +105,7 @@ class _Source:
     """The table as the records need it."""
 
     table: str
-    key_names: tuple[str, ...]
-    arn: str  # the table's ARN
-    region: str
+    stream: TableStream  # what synthetic records say about the table and its stream
     item_count: int
     size_bytes: int
 
@@ -134,23 +135,19 @@ class _Run:
     def records(
         self, items: Sequence[Mapping[str, Any]], unit: int, page: int, first: int = 0
     ) -> list[dict[str, Any]]:
-        """Synthetic Lambda-shaped INSERT records, one per item."""
-        arn = f"{self.source.arn}/stream/backfill"
+        """Synthetic Lambda-shaped INSERT records, one per item (``source/synthetic.py``).
+
+        Their time is the version's, in whole seconds; ``write`` gives the pipeline the exact
+        version, so the rounding a filter sees never lowers what the writes carry.
+        """
+        seconds = self.version_ms // 1000
         return [
-            {
-                "eventID": "backfill",
-                "eventName": "INSERT",
-                "eventSource": "aws:dynamodb",
-                "awsRegion": self.source.region,
-                "eventSourceARN": arn,
-                "dynamodb": {
-                    "Keys": {name: item[name] for name in self.source.key_names},
-                    "NewImage": item,
-                    "ApproximateCreationDateTime": self.version_ms,
-                    "SequenceNumber": f"backfill-{unit:05d}-{page:09d}-{number:06d}",
-                    "StreamViewType": "NEW_IMAGE",
-                },
-            }
+            insert_record(
+                self.source.stream,
+                item,
+                seconds=seconds,
+                sequence=f"backfill-{unit:05d}-{page:09d}-{number:06d}",
+            )
             for number, item in enumerate(items, start=first)
         ]
 
@@ -159,7 +156,7 @@ class _Run:
         dead_letters = 0
         pending = records
         for attempt in range(self.settings.max_retries + 1):
-            result = self.pipeline.process(pending)
+            result = self.pipeline.process(pending, version_ms=self.version_ms)
             with self.lock:
                 self.report.add(result)
             dead_letters += result.dead_letters
@@ -239,12 +236,9 @@ def _describe(dynamodb: Any, table: str, region: str) -> _Source:
         raise ConfigError(f"backfill: cannot describe table {table}: {exc}") from exc
     except BotoCoreError as exc:
         raise ConfigError(f"backfill: cannot reach DynamoDB to describe table {table}: {exc}") from exc
-    keys = tuple(element["AttributeName"] for element in description["KeySchema"])
     return _Source(
         table=table,
-        key_names=keys,
-        arn=str(description["TableArn"]),
-        region=region,
+        stream=table_stream(description, region),
         item_count=int(description.get("ItemCount", 0)),
         size_bytes=int(description.get("TableSizeBytes", 0)),
     )

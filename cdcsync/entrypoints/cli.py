@@ -23,6 +23,7 @@ from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client
 from cdcsync.sink.indices import apply_indices
 from cdcsync.source.items import ItemReader
+from cdcsync.source.synthetic import filter_warnings
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
 
@@ -57,6 +58,8 @@ def _validate(args: argparse.Namespace) -> int:
         return EXIT_PROBLEMS
     for mapping in mappings:
         print(_summary(mapping))
+        for warning in filter_warnings(mapping):
+            print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK
 
 

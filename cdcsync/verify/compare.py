@@ -21,7 +21,7 @@ import hashlib
 import heapq
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -29,10 +29,12 @@ from typing import Any, Literal
 from cdcsync.change import ChangeRecord, parse_record
 from cdcsync.errors import CdcsyncError
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
+from cdcsync.mapping.templates import Template, parse_template
 from cdcsync.plan import IndexAction, Rejected, plan_record
 from cdcsync.plan.planner import document_id  # one definition of the id for every path
+from cdcsync.source.synthetic import DEFAULT_VIEW, TableStream, insert_record
 
-DriftKind = Literal["missing", "stale", "extra"]
+DriftKind = Literal["missing", "stale", "extra", "kept"]  # kept: item gone, the mapping keeps it
 _RUN = 1 << 18  # hashes sorted per run: ~12 MB of transient Python ints while sorting one run
 
 
@@ -110,31 +112,18 @@ class TableShape:
     key_types: dict[str, str]  # key attribute name -> S, N or B (from KeySchema/AttributeDefinitions)
     region: str
     account: str = "000000000000"
+    view: str = DEFAULT_VIEW  # the table's StreamViewType (NEW_AND_OLD_IMAGES without a stream)
+    stream_arn: str | None = None  # the table's LatestStreamArn, when it has one
 
     @property
     def arn(self) -> str:
         return f"arn:aws:dynamodb:{self.region}:{self.account}:table/{self.table}/stream/verify"
 
-
-def synthetic_insert(shape: TableShape, item: Mapping[str, Any], sequence: str) -> dict[str, Any]:
-    """The Lambda-shaped INSERT record of a scanned (typed) item, as backfill builds it.
-
-    The version is irrelevant for a comparison, so the record's time is 0.
-    """
-    return {
-        "eventID": "verify",
-        "eventName": "INSERT",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": shape.region,
-        "eventSourceARN": shape.arn,
-        "dynamodb": {
-            "Keys": {name: item[name] for name in shape.key_types if name in item},
-            "NewImage": dict(item),
-            "ApproximateCreationDateTime": 0,
-            "SequenceNumber": sequence,
-            "StreamViewType": "NEW_IMAGE",
-        },
-    }
+    @property
+    def stream(self) -> TableStream:
+        return TableStream(
+            self.table, tuple(self.key_types), self.stream_arn or self.arn, self.region, self.view
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,10 +136,11 @@ class Expected:
 
 
 def expected_documents(
-    shape: TableShape, item: Mapping[str, Any], sequence: str, mappings: MappingSet
+    shape: TableShape, item: Mapping[str, Any], sequence: str, mappings: MappingSet, *, seconds: int
 ) -> Expected:
-    """Plan the item's synthetic INSERT. Raises ``RecordError`` when the item cannot be parsed."""
-    record = parse_record(synthetic_insert(shape, item, sequence))
+    """Plan the item's synthetic INSERT, read at ``seconds`` (``source/synthetic.py``, as backfill
+    builds it). Raises ``RecordError`` when the item cannot be parsed."""
+    record = parse_record(insert_record(shape.stream, item, seconds=seconds, sequence=sequence))
     documents: list[IndexAction] = []
     rejected: list[Rejected] = []
     for step in plan_record(record, mappings):
@@ -256,6 +246,8 @@ class DocumentHashes:
 
 
 def _typed(name_type: str, text: str) -> dict[str, Any] | None:
+    if not text:
+        return None  # key attributes are never empty
     if name_type == "S":
         return {"S": text}
     if name_type == "N":
@@ -278,73 +270,91 @@ def _typed_from_source(name_type: str, value: Any) -> dict[str, Any] | None:
     return None
 
 
-def _candidates_from_id(
-    mapping: CompiledMapping, key_types: Mapping[str, str], doc_id: str
-) -> Iterable[dict[str, str]]:
-    names = sorted(key_types)
-    if mapping.id is None:
-        parts = doc_id.split("|")
-        if len(parts) == len(names):
-            yield dict(zip(names, parts, strict=True))
+MAX_READINGS = 16  # readings of one id tried at most; more: the key cannot be told
+
+
+def _default_id_template(key_types: Mapping[str, str]) -> Template:
+    return parse_template("|".join(f"{{{name}}}" for name in sorted(key_types)))
+
+
+def _readings(template: Template, doc_id: str) -> Iterator[dict[str, str]]:
+    """Every way of filling the template's placeholders so that it renders ``doc_id`` exactly."""
+    literals, names = template.literals, template.names
+    if not doc_id.startswith(literals[0]):
         return
-    template = mapping.id
-    if not set(names) <= set(template.names):
-        return
-    # Walk the literals left to right; each placeholder takes the text up to the next literal.
-    values: dict[str, str] = {}
-    rest = doc_id
-    if not rest.startswith(template.literals[0]):
-        return
-    rest = rest[len(template.literals[0]) :]
-    for name, literal in zip(template.names, template.literals[1:], strict=True):
-        if literal:
-            end = rest.find(literal)
-            if end < 0:
-                return
+
+    def walk(position: int, start: int, values: dict[str, str]) -> Iterator[dict[str, str]]:
+        if position == len(names):
+            if start == len(doc_id):
+                yield dict(values)
+            return
+        literal = literals[position + 1]
+        if position == len(names) - 1:
+            end = len(doc_id) - len(literal)
+            ends = [end] if end >= start and doc_id.endswith(literal) else []
+        elif literal:
+            ends = []
+            found = doc_id.find(literal, start)
+            while found >= 0:
+                ends.append(found)
+                found = doc_id.find(literal, found + 1)
         else:
-            end = len(rest)
-        values[name], rest = rest[:end], rest[end + len(literal) :]
-    if not rest:
-        yield {name: values[name] for name in names}
+            ends = list(range(start, len(doc_id) + 1))
+        name = names[position]
+        for end in ends:
+            text = doc_id[start:end]
+            if values.get(name, text) != text:
+                continue  # a name used twice must read the same both times
+            yield from walk(position + 1, end + len(literal), {**values, name: text})
+
+    yield from walk(0, len(literals[0]), {})
 
 
-def keys_from_document(
+def candidate_keys(
     mapping: CompiledMapping, key_types: Mapping[str, str], doc_id: str, source: Mapping[str, Any] | None
-) -> dict[str, Any] | None:
-    """The typed key of the item a document was written for, or None when it cannot be told.
+) -> list[dict[str, Any]]:
+    """Every typed key whose item the mapping would give id ``doc_id``, most certain first.
 
-    Tried in order: the key attributes in the document (through ``fields.rename``), then the id
-    read back through the ``id`` template. A candidate counts only if it renders to ``doc_id`` again.
+    The key attributes in the document (through ``fields.rename``) name the item when they render
+    back to ``doc_id``: that is the only candidate then. Otherwise every reading of the id through the
+    ``id`` template (or the default ``|``-joined id) that renders back to it is a candidate: an id
+    ``{PK}#{SK}`` of ``CUST#1#ORDER#7`` reads as three keys. More than ``MAX_READINGS``: none.
     """
     rename = mapping.model.fields.rename
-    candidates: list[dict[str, Any] | None] = []
     if source is not None:
-        candidates.append(
-            {
-                name: _typed_from_source(kind, source.get(rename.get(name, name)))
-                for name, kind in key_types.items()
-            }
-        )
-    candidates += [
-        {name: _typed(key_types[name], text) for name, text in texts.items()}
-        for texts in _candidates_from_id(mapping, key_types, doc_id)
-    ]
-    for candidate in candidates:
-        if candidate is None or any(value is None for value in candidate.values()):
-            continue
-        record = ChangeRecord(
-            table=mapping.table,
-            event="INSERT",
-            raw_keys=candidate,
-            sequence_number="verify",
-            created_ms=0,
-            is_ttl_expiry=False,
-            stream_view_type="VERIFY",
-            raw={},
-        )
-        try:
-            if document_id(record, mapping) == doc_id:
-                return candidate
-        except CdcsyncError:
-            continue
-    return None
+        from_source = {
+            name: _typed_from_source(kind, source.get(rename.get(name, name)))
+            for name, kind in key_types.items()
+        }
+        if _renders_to(mapping, from_source, doc_id):
+            return [from_source]
+    template = mapping.id if mapping.id is not None else _default_id_template(key_types)
+    if not set(key_types) <= set(template.names):
+        return []
+    found: list[dict[str, Any]] = []
+    for number, texts in enumerate(_readings(template, doc_id)):
+        if number >= MAX_READINGS:
+            return []
+        candidate = {name: _typed(kind, texts[name]) for name, kind in key_types.items()}
+        if _renders_to(mapping, candidate, doc_id) and candidate not in found:
+            found.append(candidate)
+    return found
+
+
+def _renders_to(mapping: CompiledMapping, candidate: Mapping[str, Any | None], doc_id: str) -> bool:
+    if any(value is None for value in candidate.values()):
+        return False
+    record = ChangeRecord(
+        table=mapping.table,
+        event="INSERT",
+        raw_keys=candidate,
+        sequence_number="verify",
+        created_ms=0,
+        is_ttl_expiry=False,
+        stream_view_type="VERIFY",
+        raw={},
+    )
+    try:
+        return document_id(record, mapping) == doc_id
+    except CdcsyncError:
+        return False

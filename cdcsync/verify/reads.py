@@ -34,8 +34,9 @@ MgetAnswer = dict[str, Any] | str | None  # the document; a text when OpenSearch
 # --- table ---------------------------------------------------------------------------------------
 
 
-def describe_table(dynamodb: Any, table: str) -> tuple[dict[str, str], int]:
-    """The key attributes with their types (S, N, B), and DynamoDB's (six-hourly) item count."""
+def describe_table(dynamodb: Any, table: str) -> tuple[dict[str, str], int, dict[str, Any]]:
+    """The key attributes with their types (S, N, B), DynamoDB's (six-hourly) item count, and the
+    whole description (stream view and ARN, for synthetic records)."""
     try:
         description = dynamodb.describe_table(TableName=table)["Table"]
     except ClientError as exc:
@@ -48,7 +49,7 @@ def describe_table(dynamodb: Any, table: str) -> tuple[dict[str, str], int]:
         raise TransientError(f"cannot describe table {table}: {exc}") from exc
     types = {d["AttributeName"]: d["AttributeType"] for d in description.get("AttributeDefinitions", [])}
     keys = {k["AttributeName"]: types.get(k["AttributeName"], "S") for k in description["KeySchema"]}
-    return keys, int(description.get("ItemCount", 0))
+    return keys, int(description.get("ItemCount", 0)), description
 
 
 def default_segments(item_count: int) -> int:
@@ -134,6 +135,19 @@ def _release(pattern: str, call: Callable[[], Any]) -> None:
         call()
     except TransportError as exc:  # the context expires by itself after KEEP_ALIVE
         log.warning("could not release the search context on %s: %s", pattern, exc)
+
+
+def matching_indices(client: OpenSearch, pattern: str) -> list[str]:
+    """The open concrete indices ``pattern`` matches (none when nothing matches), sorted."""
+    try:
+        answer = client.indices.get(
+            index=pattern, params={"allow_no_indices": "true", "ignore_unavailable": "true"}
+        )
+    except NotFoundError:
+        return []
+    except TransportError as exc:
+        raise TransientError(f"cannot list the indices matching {pattern}: {exc}") from exc
+    return sorted(answer)
 
 
 def walk_documents(client: OpenSearch, pattern: str) -> Iterator[list[dict[str, Any]]]:

@@ -10,7 +10,8 @@ from cdcsync.verify.compare import Drift
 
 EXAMPLES = 5  # ids shown per kind of drift
 PROBLEMS_SHOWN = 10
-KINDS = ("missing", "stale", "extra")
+KINDS = ("missing", "stale", "extra", "kept")
+DRIFT_KINDS = ("missing", "stale", "extra")  # kept: item gone, the mapping keeps the document by its rules
 EXIT_CLEAN, EXIT_DRIFT = 0, 1
 
 
@@ -35,7 +36,7 @@ class VerifyReport:
         default_factory=lambda: dict.fromkeys(("written", "deleted", "superseded", "gone"), 0)
     )
     repair_failures: int = 0
-    unrepairable: int = 0  # extras whose item key cannot be told: reported, never deleted
+    unrepairable: int = 0  # extras without proof their item is gone: reported, never deleted
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, drifts: Iterable[Drift]) -> None:
@@ -63,7 +64,7 @@ class VerifyReport:
 
     @property
     def drift(self) -> int:
-        return sum(self.counts.values())
+        return sum(self.counts[kind] for kind in DRIFT_KINDS)
 
     @property
     def exit_code(self) -> int:
@@ -80,6 +81,7 @@ class VerifyReport:
             head = (
                 f"checked {_plural(self.checked, 'item')}: {counts['missing']} missing, "
                 f"{counts['stale']} stale, {counts['extra']} extra"
+                + (f", {counts['kept']} kept" if counts["kept"] else "")
             )
         else:
             head = (

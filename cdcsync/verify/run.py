@@ -6,17 +6,27 @@
 2. Plan each item as a stream INSERT (``compare.expected_documents``), ``mget`` the expected
    documents (500 per request, with routing) and classify: missing, stale (different ``_source``).
 3. Full runs only: walk each index with point-in-time + ``search_after`` (a scroll where PIT is not
-   supported) and look up every document in the hashes of the expected ones. A document the scan
-   did not expect is an extra only if it still exists (realtime ``mget``: search lags deletes
-   until a refresh) and a consistent read shows its item is gone or excluded by the mapping now.
+   supported) and look up every document in the hashes of the expected ones. A literal index (or
+   alias) is walked as it is; a templated one index by index: only indices its template renders in
+   full and no other mapping (of any table) names or renders; a template that starts with a
+   placeholder is not walked at all. What is not walked is a ``note:`` line.
+   A document the scan did not expect is an extra only if it still exists (realtime ``mget``:
+   search lags deletes until a refresh) and a consistent read of *every* key its id can be read as
+   (``compare.candidate_keys``) finds no item that puts it there now. It is deletable only with
+   proof: exactly one key, whose item is excluded by the mapping now, or gone and deleted by the
+   mapping's REMOVE rules (``reread.judge_gone``). A gone item's document that ``deletes: ignore``,
+   the filter or a keys-only ``where`` keeps is ``kept`` (counted, not drift, never deleted); one
+   whose fate cannot be proved (several keys, no key, a filter on the old image) is an extra that
+   is "not deletable".
 4. ``--repair``: re-read the drifted items with a consistent read and write what the table holds,
-   versioned ``read_version(time just before the read)``; delete extras after that same read
-   confirms them. A write that answers 409 lost to a newer change: that is the point, not a failure.
+   versioned ``read_version(time just before the read)``; delete deletable extras after that same
+   read confirms them. A write that answers 409 lost to a newer change: that is the point, not a
+   failure.
 
-Exit codes (``VerifyReport.exit_code``): without ``--repair`` 0 when clean and 1 on any drift or
-problem. With ``--repair`` 0 when every drift was repaired (written, deleted, already gone, or
-superseded by a newer change) and 1 when something is left: a failed or rejected write, an extra
-whose item key cannot be told from the document, an item the planner rejects.
+Exit codes (``VerifyReport.exit_code``): without ``--repair`` 0 when clean (kept documents are not
+drift) and 1 on any drift or problem. With ``--repair`` 0 when every drift was repaired (written,
+deleted, already gone, or superseded by a newer change) and 1 when something is left: a failed or
+rejected write, an extra that is not deletable, an item the planner rejects.
 """
 
 from __future__ import annotations
@@ -34,25 +44,27 @@ from typing import Any, Protocol, TextIO
 import boto3
 from opensearchpy import OpenSearch
 
-from cdcsync.change import ChangeRecord
 from cdcsync.errors import ConfigError, RecordError
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.mapping.loader import load_mappings
 from cdcsync.metrics import NullMetrics
 from cdcsync.plan import Action, DeleteAction, FetchItem, IndexAction, Rejected, plan_fetched
+from cdcsync.reread import Gone, judge_gone, reread_record
 from cdcsync.settings import Settings
 from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client
 from cdcsync.source.items import ItemReader, key_id
+from cdcsync.source.synthetic import filter_warnings, table_stream
+from cdcsync.values import image_to_plain
 from cdcsync.verify.compare import (
     DocumentHashes,
     Drift,
     DriftKind,
     TableShape,
+    candidate_keys,
     compare_document,
     document_hash,
     expected_documents,
-    keys_from_document,
 )
 from cdcsync.verify.reads import (
     MGET_BATCH,
@@ -64,6 +76,7 @@ from cdcsync.verify.reads import (
     walk_documents,
 )
 from cdcsync.verify.report import VerifyReport
+from cdcsync.verify.scope import hash_scope, indices_to_walk, walk_pattern
 from cdcsync.versions import read_version
 
 log = logging.getLogger(__name__)
@@ -77,28 +90,12 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def walk_pattern(mapping: CompiledMapping) -> str:
-    """The index (or wildcard over templated names) that holds the mapping's documents."""
-    return mapping.index.source if mapping.index.is_literal else "*".join(mapping.index.literals)
-
-
-def hash_scope(mapping: CompiledMapping, index: str) -> str:
-    # A literal index may be an alias: documents come back from the walk with the concrete index
-    # name, so they are named by the mapping's index instead. Templated names are concrete.
-    return mapping.index.source if mapping.index.is_literal else index
-
-
-def _repair_record(table: str, keys: Mapping[str, Any], read_ms: int, event: str) -> ChangeRecord:
-    return ChangeRecord(
-        table=table,
-        event="INSERT" if event == "INSERT" else "MODIFY",
-        raw_keys=keys,
-        sequence_number=f"verify:{read_ms}",
-        created_ms=read_version(read_ms),
-        is_ttl_expiry=False,
-        stream_view_type="VERIFY",
-        raw={"Keys": dict(keys)},
-    )
+def _keys_text(keys: Mapping[str, Any]) -> str:
+    try:
+        plain = image_to_plain(keys)
+    except RecordError:
+        plain = dict(keys)
+    return ", ".join(f"{name}={value!r}" for name, value in sorted(plain.items()))
 
 
 @dataclass
@@ -154,7 +151,13 @@ class Verifier:
         documents: list[IndexAction] = []
         for position, item in enumerate(items):
             try:
-                expected = expected_documents(self.shape, item, f"verify-{page}-{position}", self.mappings)
+                expected = expected_documents(
+                    self.shape,
+                    item,
+                    f"verify-{page}-{position}",
+                    self.mappings,
+                    seconds=self.clock_ms() // 1000,
+                )
             except RecordError as exc:
                 self.report.problem(
                     f"item {_key_text(self.shape, item)} of {self.table} cannot be read: {exc}"
@@ -203,76 +206,116 @@ class Verifier:
                 continue
             hashes = self._hashes[pattern]
             hashes.freeze()
-            for hits in walk_documents(self.client, pattern):
-                unexpected = [
-                    hit
-                    for hit in hits
-                    if document_hash(hash_scope(group[0], hit["_index"]), hit["_id"]) not in hashes
-                ]
-                if unexpected:
-                    self._confirm_extras(group, unexpected)
+            walked, notes = indices_to_walk(self.client, self.mappings, pattern, group)
+            for note in notes:
+                self.report.note(note)
+            for index in walked:
+                for hits in walk_documents(self.client, index):
+                    unexpected = [
+                        hit
+                        for hit in hits
+                        if document_hash(hash_scope(group[0], hit["_index"]), hit["_id"]) not in hashes
+                    ]
+                    if unexpected:
+                        self._confirm_extras(group, unexpected)
 
     def _confirm_extras(self, group: Sequence[CompiledMapping], hits: Sequence[Mapping[str, Any]]) -> None:
+        """Judge documents the scan did not expect by what a consistent read of their items says.
+
+        Every reading of a document's id is read. A document is an extra when no reading's item
+        puts it where it is, and it is deletable only when its item is known: one reading, and
+        that item either excluded by the mapping, or gone and deleted by the mapping's REMOVE
+        rules (``reread.judge_gone``). Otherwise it is reported and left alone.
+        """
         refs = [(hit["_index"], hit["_id"], hit.get("_routing")) for hit in hits]
         present = [
             (ref, answer)
             for ref, answer in zip(refs, mget_documents(self.client, refs, self.table), strict=True)
             if isinstance(answer, dict)
         ]
-        keyed: list[tuple[Drift, Mapping[str, Any]]] = []
+        judged: list[tuple[Drift, list[tuple[CompiledMapping, dict[str, Any]]]]] = []
         for (index, doc_id, routing), answer in present:
             version = answer.get("_version") if isinstance(answer.get("_version"), int) else None
-            for mapping in group:
-                derived = keys_from_document(mapping, self.shape.key_types, doc_id, answer.get("_source"))
-                if derived is not None:
-                    drift = Drift("extra", index, doc_id, routing, mapping, keys=derived, version=version)
-                    keyed.append((drift, derived))
-                    break
-            else:
-                detail = "the item key cannot be told from the id or the document; not deleted"
-                self.report.record(
-                    [Drift("extra", index, doc_id, routing, group[0], detail, version=version)]
-                )
-                self.report.unrepairable += 1
-        if not keyed:
+            readings = [
+                (mapping, keys)
+                for mapping in group
+                for keys in candidate_keys(mapping, self.shape.key_types, doc_id, answer.get("_source"))
+            ]
+            drift = Drift("extra", index, doc_id, routing, group[0], version=version)
+            if not readings:
+                self._not_deletable(drift, "the item key cannot be told from the id or the document")
+                continue
+            judged.append((drift, readings))
+        if not judged:
             return
         read_ms = self.clock_ms()  # before the read: a change after it carries a later time
-        found = self.items.read(self.table, [keys for _, keys in keyed])
-        extras: list[Drift] = []
-        for drift, keys in keyed:
-            item = found.get(key_id(self.table, keys))
-            if item is None:
-                extras.append(_with_detail(drift, "item not in the table"))
-            elif not self._expected_now(group, drift, keys, item, read_ms):
-                extras.append(_with_detail(drift, "item excluded by the mapping"))
-        self.report.record(extras)
-        if self.writer is not None and extras:
-            self._write([self._delete(d, read_ms) for d in extras])
+        found = self.items.read(self.table, [keys for _, readings in judged for _, keys in readings])
+        deletable: list[Drift] = []
+        for extra, readings in judged:
+            items = [(mapping, keys, found.get(key_id(self.table, keys))) for mapping, keys in readings]
+            if any(
+                item is not None and self._expected_now(mapping, extra, keys, item, read_ms)
+                for mapping, keys, item in items
+            ):
+                continue  # created (or changed) since the scan: not an extra
+            distinct = {key_id(self.table, keys): keys for _, keys in readings}
+            if len(distinct) > 1:
+                texts = " or ".join(_keys_text(keys) for keys in distinct.values())
+                self._not_deletable(extra, f"the id reads as {len(distinct)} different keys: {texts}")
+                continue
+            mapping, keys, item = items[0]
+            drift = _with_keys(extra, mapping, keys)
+            if item is not None:
+                deletable.append(_with_detail(drift, "item excluded by the mapping"))
+                continue
+            gone = self._judge_gone([m for m, _, _ in items], keys, read_ms)
+            if gone.verdict == "delete":
+                deletable.append(_with_detail(drift, "item not in the table"))
+            elif gone.verdict == "kept":
+                self.report.record([_with_detail(drift, f"item not in the table; {gone.reason}", "kept")])
+            else:
+                self._not_deletable(drift, f"item not in the table, but {gone.reason}")
+        self.report.record(deletable)
+        if self.writer is not None and deletable:
+            self._write([self._delete(d, read_ms) for d in deletable])
+
+    def _not_deletable(self, drift: Drift, why: str) -> None:
+        self.report.record([_with_detail(drift, f"{why}; not deleted")])
+        self.report.unrepairable += 1
+
+    def _judge_gone(self, mappings: Sequence[CompiledMapping], keys: Mapping[str, Any], read_ms: int) -> Gone:
+        """One verdict for the mappings that could have written the document: any doubt keeps it."""
+        unique = list({id(m): m for m in mappings}.values())
+        verdicts = [judge_gone(self.shape.stream, m, keys, seconds=read_ms // 1000) for m in unique]
+        for kind in ("unknown", "kept"):
+            reasons = [v.reason for v in verdicts if v.verdict == kind]
+            if reasons:
+                return Gone(kind, "; ".join(dict.fromkeys(reasons)))
+        return Gone("delete")
 
     def _expected_now(
         self,
-        group: Sequence[CompiledMapping],
+        mapping: CompiledMapping,
         drift: Drift,
         keys: Mapping[str, Any],
         item: dict[str, Any],
         read_ms: int,
     ) -> bool:
         """Whether the item as read now puts a document where ``drift`` found one (created meanwhile)."""
-        record = _repair_record(self.table, keys, read_ms, "INSERT")
-        for mapping in group:
-            for step in plan_fetched(FetchItem(mapping, record), item):
-                if (
-                    isinstance(step, IndexAction)
-                    and step.id == drift.id
-                    and hash_scope(mapping, step.index) == hash_scope(mapping, drift.index)
-                ):
-                    return True
+        record = reread_record(self.table, keys, read_ms, sequence=f"verify:{read_ms}")
+        for step in plan_fetched(FetchItem(mapping, record), item):
+            if (
+                isinstance(step, IndexAction)
+                and step.id == drift.id
+                and hash_scope(mapping, step.index) == hash_scope(mapping, drift.index)
+            ):
+                return True
         return False
 
     # --- repair ----------------------------------------------------------------------------------
 
     def _delete(self, drift: Drift, read_ms: int) -> DeleteAction:
-        record = _repair_record(self.table, drift.keys or {}, read_ms, "MODIFY")
+        record = reread_record(self.table, drift.keys or {}, read_ms, sequence=f"verify:{read_ms}")
         # Attribute versions are the item's own counter, not times: delete at the document's own
         # version, which external_gte applies unless a newer write has landed meanwhile.
         version = read_version(read_ms) if drift.mapping.version_attribute is None else (drift.version or 0)
@@ -284,14 +327,18 @@ class Verifier:
         found = self.items.read(self.table, [d.keys or {} for d in drifts])
         actions: list[Action] = []
         for drift in drifts:
-            item = found.get(key_id(self.table, drift.keys or {}))
+            keys = drift.keys or {}
+            item = found.get(key_id(self.table, keys))
             if item is None:
-                if drift.kind == "missing":
-                    self.report.repair["gone"] += 1  # deleted since the scan: nothing to write
-                else:
+                # Deleted since the scan: its REMOVE is on its way through the stream. A stale
+                # document goes only if the mapping's rules delete it.
+                gone = self._judge_gone([drift.mapping], keys, read_ms)
+                if drift.kind == "stale" and gone.verdict == "delete":
                     actions.append(self._delete(drift, read_ms))
+                else:
+                    self.report.repair["gone"] += 1
                 continue
-            record = _repair_record(self.table, drift.keys or {}, read_ms, "MODIFY")
+            record = reread_record(self.table, keys, read_ms, sequence=f"verify:{read_ms}")
             for step in plan_fetched(FetchItem(drift.mapping, record), item):
                 if isinstance(step, IndexAction | DeleteAction):
                     actions.append(step)
@@ -312,9 +359,20 @@ class Verifier:
                 self.report.failed(f"repair of {action.index}/{action.id}: {result.outcome}: {result.error}")
 
 
-def _with_detail(drift: Drift, detail: str) -> Drift:
+def _with_keys(drift: Drift, mapping: CompiledMapping, keys: Mapping[str, Any]) -> Drift:
+    return Drift(drift.kind, drift.index, drift.id, drift.routing, mapping, drift.detail, keys, drift.version)
+
+
+def _with_detail(drift: Drift, detail: str, kind: DriftKind | None = None) -> Drift:
     return Drift(
-        drift.kind, drift.index, drift.id, drift.routing, drift.mapping, detail, drift.keys, drift.version
+        kind or drift.kind,
+        drift.index,
+        drift.id,
+        drift.routing,
+        drift.mapping,
+        detail,
+        drift.keys,
+        drift.version,
     )
 
 
@@ -339,11 +397,12 @@ def build_verifier(
         known = ", ".join(mappings.tables) or "none"
         raise ConfigError(f"no mapping for table {table} (tables with mappings: {known})")
     dynamodb = session.client("dynamodb")
-    key_types, item_count = describe_table(dynamodb, table)
+    key_types, item_count, description = describe_table(dynamodb, table)
+    stream = table_stream(description, session.region_name or "us-east-1")
     client = build_client(settings, session=session)
     writer = BulkWriter.from_settings(settings, client, NullMetrics()) if repair else None
     verifier = Verifier(
-        shape=TableShape(table, key_types, session.region_name or "us-east-1"),
+        shape=TableShape(table, key_types, stream.region, view=stream.view, stream_arn=stream.stream_arn),
         mappings=mappings,
         dynamodb=dynamodb,
         client=client,
@@ -357,6 +416,9 @@ def build_verifier(
 def verify(verifier: Verifier, item_count: int, out: TextIO = sys.stdout) -> VerifyReport:
     """Run a built verifier (full or sample, as its report says) and print the report."""
     report = verifier.report
+    for mapping in verifier.table_mappings:
+        for warning in filter_warnings(mapping):
+            report.note(warning)
     if report.sample is None:
         verifier.verify_all(default_segments(item_count))
     else:

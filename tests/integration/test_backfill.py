@@ -433,3 +433,31 @@ def test_backfill_from_prefix_without_export_raises_config_error(
         f"--from-export: no manifest-summary.json under s3://{unique_name}/nothing "
         "(expected PREFIX/AWSDynamoDB/<export-id>/)"
     )
+
+
+@pytest.mark.parametrize(
+    "record_filter",
+    [
+        {"dynamodb": {"SizeBytes": [{"numeric": [">", 0]}]}},
+        {"eventVersion": ["1.1"]},
+        {"dynamodb": {"ApproximateCreationDateTime": [{"numeric": ["<", 10**11]}]}},
+    ],
+    ids=["size-bytes", "event-version", "time-in-seconds"],
+)
+def test_backfill_filter_on_fields_of_a_real_insert_indexes_items(
+    world: World, record_filter: dict[str, Any]
+) -> None:
+    # GIVEN a mapping whose filter names fields every real INSERT carries (SizeBytes > 0, event
+    # version 1.1, a creation time in whole seconds): Lambda passes every INSERT through it
+    mapping = Path(world.settings.mappings)
+    mapping.write_text(f"table: {world.table}\nindex: {world.index}\nfilter: {json.dumps(record_filter)}\n")
+    items = [sample_item(number) for number in range(1, 6)]
+    world.load(items)
+    # WHEN the table is backfilled
+    report = run_backfill(world.settings, world.table, segments=1, session=boto3.Session(),
+                          wall_ms=lambda: SCAN_START_MS)  # fmt: skip
+    # THEN every item is indexed, at the backfill version (not the record's whole-second time)
+    assert (report.written, report.skipped) == (5, 0)
+    documents = world.documents()
+    assert sorted(documents) == sorted(doc_id(item) for item in items)
+    assert {version for _, version in documents.values()} == {backfill_version(SCAN_START_MS)}

@@ -142,3 +142,78 @@ def test_cli_backfill_loads_existing_items(
     assert main(["backfill", "--table", world.table, "--segments", "2"]) == 0
     assert capsys.readouterr().out.startswith(f"backfill of {world.table}: 3 items read, 3 written")
     assert world.docs() == {str(k): {"UserId": k, "Age": 20 + k} for k in (1, 2, 3)}
+
+
+def _index_doc(world: LambdaWorld, index: str, key: int) -> None:
+    world.opensearch.index(
+        index=index, id=str(key), body={"UserId": key}, params={"version": 1, "version_type": "external"}
+    )
+
+
+def test_redrive_letter_of_removed_item_deletes_only_its_own_mappings_document(
+    world: LambdaWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a dead letter of mapping "users" for an item since removed, and a second mapping of the
+    # table, "users-archive", whose deletes say on_remove: ignore, holding the item's document
+    item = put(world, 1, "thirty")
+    world.invoke(world.record("INSERT", 1, item, seconds=T0))
+    (letter,) = world.dead_letters()
+    archive = f"{world.index}-archive"
+    (tmp_path / "mappings.yaml").write_text(
+        "mappings:\n"
+        f'  - {{table: {world.table}, index: {world.index}, id: "{{UserId}}"}}\n'
+        f'  - {{table: {world.table}, index: {archive}, id: "{{UserId}}", deletes: {{on_remove: ignore}}}}\n'
+    )
+    _index_doc(world, world.index, 1)
+    _index_doc(world, archive, 1)
+    world.dynamodb.delete_item(TableName=world.table, Key={"UserId": {"N": "1"}})
+    # WHEN the letter is redriven
+    assert main(["dlq", "redrive"]) == 0
+    # THEN the letter's own mapping's document is deleted, the archive's stays, the letter is gone
+    assert capsys.readouterr().out.strip() == f"redriven 1, left 0 in file://{world.dlq_path}"
+    assert letter.mapping == f"{world.table} -> {world.index}"
+    assert world.doc("1") is None
+    assert world.opensearch.get(index=archive, id="1")["_source"] == {"UserId": 1}
+    assert world.dead_letters() == []
+
+
+@pytest.mark.parametrize("rule", ["on_remove: ignore", "on_ttl_expiry: ignore"])
+def test_redrive_letter_of_gone_item_keeps_document_its_mapping_keeps(
+    world: LambdaWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str], rule: str
+) -> None:
+    # GIVEN a dead letter for an item since gone (removed or expired: the table cannot tell), and
+    # a mapping whose deletes keep the documents of one of the two
+    item = put(world, 1, "thirty")
+    world.invoke(world.record("INSERT", 1, item, seconds=T0))
+    (tmp_path / "mappings.yaml").write_text(
+        f'table: {world.table}\nindex: {world.index}\nid: "{{UserId}}"\ndeletes: {{{rule}}}\n'
+    )
+    _index_doc(world, world.index, 1)
+    world.dynamodb.delete_item(TableName=world.table, Key={"UserId": {"N": "1"}})
+    # WHEN the letter is redriven
+    assert main(["dlq", "redrive"]) == 0
+    # THEN the document stays, and the letter is done
+    assert capsys.readouterr().out.strip() == f"redriven 1, left 0 in file://{world.dlq_path}"
+    assert world.doc("1") == {"UserId": 1}
+    assert world.dead_letters() == []
+
+
+def test_redrive_letter_of_mapping_no_longer_configured_stays_in_queue(
+    world: LambdaWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a dead letter of mapping "users", and mappings that now write only another index
+    item = put(world, 1, "thirty")
+    world.invoke(world.record("INSERT", 1, item, seconds=T0))
+    (letter,) = world.dead_letters()
+    (tmp_path / "mappings.yaml").write_text(
+        f'table: {world.table}\nindex: {world.index}-new\nid: "{{UserId}}"\n'
+    )
+    # WHEN redriven THEN nothing is written for another mapping, and the letter stays (exit 1)
+    assert main(["dlq", "redrive"]) == 1
+    out, err = capsys.readouterr()
+    assert out.strip() == f"redriven 0, left 1 in file://{world.dlq_path}"
+    assert err.strip() == (
+        f"{world.table} {letter.keys} (letter {letter.letter_id}): no mapping {world.table} -> {world.index} "
+        "any more; left in the queue"
+    )
+    assert not world.opensearch.indices.exists(index=f"{world.index}-new")

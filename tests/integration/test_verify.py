@@ -274,3 +274,185 @@ def test_verify_parallel_segments_find_drift_once(world: World) -> None:
         f"missing: {world.index}/3",
         f"extra: {world.index}/99 (item not in the table)",
     ]
+
+
+def _remap(world: World, text: str) -> None:
+    Path(world.settings.mappings).write_text(text)
+
+
+def test_verify_filter_on_size_bytes_finds_missing_documents(world: World) -> None:
+    # GIVEN a filter every real INSERT passes (SizeBytes > 0), and one document missing
+    _remap(
+        world,
+        f'table: {world.table}\nindex: {world.index}\nid: "{{UserId}}"\n'
+        "filter: {eventVersion: ['1.1'], dynamodb: {SizeBytes: [{numeric: ['>', 0]}]}}\n",
+    )
+    _delete_doc(world)
+    # WHEN verify runs THEN the synthetic INSERTs pass the filter and the missing document is found,
+    # and the report says SizeBytes is DynamoDB's estimate
+    assert world.verify() == (
+        1,
+        [
+            "checked 5 items: 1 missing, 0 stale, 0 extra",
+            f"missing: {world.index}/3",
+            f"note: {world.settings.mappings}:1: filter names dynamodb.SizeBytes: backfill, verify, "
+            "redrive and repair compute it from the item with DynamoDB's documented size rules, which "
+            "estimate numbers; an item within a few bytes of the threshold may be judged differently "
+            "from Lambda",
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("rules", "detail"),
+    [
+        ("deletes: {on_ttl_expiry: ignore}\n", "deletes.on_ttl_expiry: ignore"),
+        ("deletes: {on_remove: ignore}\n", "deletes.on_remove: ignore"),
+        (
+            "filter: {eventName: [INSERT, MODIFY]}\n",
+            "the filter skips its REMOVE; the filter skips its TTL expiry",
+        ),
+    ],
+    ids=["ttl-ignored", "remove-ignored", "filter-skips-remove"],
+)
+def test_verify_document_the_mapping_keeps_is_kept_not_extra_and_never_deleted(
+    world: World, rules: str, detail: str
+) -> None:
+    # GIVEN a mapping that keeps the documents of deleted items, and such a document
+    _remap(world, f'table: {world.table}\nindex: {world.index}\nid: "{{UserId}}"\n{rules}')
+    _orphan_doc(world)
+    # WHEN verify runs THEN the document is counted as kept, not drift (exit 0)
+    kept = f"kept: {world.index}/99 (item not in the table; {detail})"
+    assert world.verify() == (0, ["checked 5 items: 0 missing, 0 stale, 0 extra, 1 kept", kept])
+    # WHEN verify --repair runs THEN the document stays
+    code, lines = world.verify(repair=True)
+    assert (code, lines[:2]) == (0, ["checked 5 items: 0 missing, 0 stale, 0 extra, 1 kept", kept])
+    assert world.doc("99") == {"UserId": 99, "Name": "ghost", "Status": STATUS_ACTIVE}
+
+
+def test_verify_repair_templated_index_leaves_indices_other_mappings_claim(world: World) -> None:
+    # GIVEN index "<name>-{Status}" (documents in <name>-active), and another table's mapping
+    # writing "<name>-v2-{Status}", which the walk "<name>-*" also matches
+    prefix = world.index
+    _remap(
+        world,
+        "mappings:\n"
+        f'  - {{table: {world.table}, index: "{prefix}-{{Status}}", id: "{{UserId}}"}}\n'
+        f'  - {{table: Other-{prefix}, index: "{prefix}-v2-{{Status}}", id: "{{UserId}}"}}\n',
+    )
+    world.index = f"{prefix}-active"
+    for key, name in enumerate("abcde", start=1):
+        world.index_doc(key, name)
+    world.index_doc(99, "ghost")  # a real extra
+    world.opensearch.index(index=f"{prefix}-v2-active", id="42", body={"UserId": 42}, refresh=True)
+    # WHEN verify --repair runs
+    code, lines = world.verify(repair=True)
+    # THEN only the real extra is deleted; the other mapping's index is named as not looked at
+    assert code == 0
+    assert lines == [
+        "checked 5 items: 0 missing, 0 stale, 1 extra",
+        f"extra: {prefix}-active/99 (item not in the table)",
+        f"note: extra documents not looked for in {prefix}-v2-active: "
+        f"Other-{prefix} -> {prefix}-v2-{{Status}} ({world.settings.mappings}:3) writes there",
+        "repaired: 0 written, 1 deleted, 0 superseded by newer changes, 0 gone since the scan, "
+        "0 failed, 0 extra not deletable",
+    ]
+    assert world.opensearch.get(index=f"{prefix}-v2-active", id="42")["found"]
+
+
+def test_verify_index_template_without_literal_prefix_walks_nothing(world: World) -> None:
+    # GIVEN index "{Name}" (it could be any index) and a where no item matches
+    _remap(
+        world,
+        f'table: {world.table}\nindex: "{{Name}}"\nid: "{{UserId}}"\nwhere: {{Status: [nobody]}}\n',
+    )
+    # WHEN verify runs THEN no index is walked, and the report says why
+    assert world.verify() == (
+        0,
+        [
+            "checked 5 items: 0 missing, 0 stale, 0 extra",
+            'note: extra documents not looked for in "{Name}": an index template that starts with a '
+            "placeholder could name any index; give it a literal prefix",
+        ],
+    )
+
+
+def test_verify_repair_id_with_separator_in_keys_never_deletes_a_live_document(
+    world: World, dynamodb: Any
+) -> None:
+    # GIVEN a table keyed PK/SK, id "{PK}#{SK}", documents without key attributes, and a document
+    # "CUST#1#ORDER#7" whose item (PK "CUST#1", SK "ORDER#7") is created after the scan: read
+    # back naively the id says PK "CUST", SK "1#ORDER#7", an item that does not exist
+    table = f"Orders-{world.index}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "PK", "AttributeType": "S"},
+            {"AttributeName": "SK", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    world.index = f"{world.index}-orders"
+    _remap(
+        world, f'table: {table}\nindex: {world.index}\nid: "{{PK}}#{{SK}}"\nfields: {{include: [Total]}}\n'
+    )
+    world.opensearch.index(index=world.index, id="CUST#1#ORDER#7", body={"Total": 5}, refresh=True)
+    verifier, count = build_verifier(world.settings, table, repair=True, session=world.session)
+    inner = ItemReader(verifier.dynamodb)
+
+    @dataclass
+    class CreatingReader:
+        def read(self, name: str, keys: Sequence[Mapping[str, Any]]) -> dict[bytes, dict[str, Any] | None]:
+            item = {"PK": {"S": "CUST#1"}, "SK": {"S": "ORDER#7"}, "Total": {"N": "5"}}
+            dynamodb.put_item(TableName=table, Item=item)
+            return inner.read(name, keys)
+
+    verifier.items = CreatingReader()
+    # WHEN verify --repair runs
+    out = io.StringIO()
+    report = verify(verifier, count, out)
+    # THEN the document is not an extra (its item exists under one reading of the id) and stays
+    assert (report.exit_code, out.getvalue().splitlines()[0]) == (
+        0,
+        "checked 0 items: 0 missing, 0 stale, 0 extra",
+    )
+    assert world.doc("CUST#1#ORDER#7") == {"Total": 5}
+
+
+def test_verify_repair_id_with_several_readings_is_not_deletable(world: World, dynamodb: Any) -> None:
+    # GIVEN id "{PK}#{SK}", a document "A#B#C" and an item (PK "A#B", SK "C") that exists but the
+    # mapping's where excludes: the document may be that item's, or a gone item (PK "A", SK "B#C")
+    table = f"Orders-{world.index}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "PK", "AttributeType": "S"},
+            {"AttributeName": "SK", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    world.index = f"{world.index}-orders"
+    _remap(
+        world,
+        f'table: {table}\nindex: {world.index}\nid: "{{PK}}#{{SK}}"\nfields: {{include: [Total]}}\n'
+        "where: {Total: [{numeric: ['>', 10]}]}\n",
+    )
+    dynamodb.put_item(TableName=table, Item={"PK": {"S": "A#B"}, "SK": {"S": "C"}, "Total": {"N": "5"}})
+    world.opensearch.index(index=world.index, id="A#B#C", body={"Total": 5}, refresh=True)
+    # WHEN verify --repair runs
+    out = io.StringIO()
+    report = run_verify(world.settings, table, repair=True, session=world.session, out=out)
+    # THEN it is reported as not deletable (exit 1) and stays
+    assert (report.exit_code, out.getvalue().splitlines()) == (
+        1,
+        [
+            "checked 1 item: 0 missing, 0 stale, 1 extra",
+            f"extra: {world.index}/A#B#C (the id reads as 2 different keys: "
+            "PK='A', SK='B#C' or PK='A#B', SK='C'; not deleted)",
+            "repaired: 0 written, 0 deleted, 0 superseded by newer changes, 0 gone since the scan, "
+            "0 failed, 1 extra not deletable",
+        ],
+    )
+    assert world.doc("A#B#C") == {"Total": 5}

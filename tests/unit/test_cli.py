@@ -93,3 +93,18 @@ def test_cli_filters_mapping_without_filter_prints_nothing_and_exits_1(
     assert err.startswith(
         f"warning: Mapping {path}:5 of table Users has no filter and needs every stream record"
     )
+
+
+def test_cli_validate_size_bytes_filter_warns_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a mapping whose filter names dynamodb.SizeBytes
+    path = tmp_path / "m.yaml"
+    path.write_text("table: T\nindex: t\nfilter: {dynamodb: {SizeBytes: [{numeric: ['<', 4000]}]}}\n")
+    # WHEN validated THEN it is valid, and the operator is told what synthetic records estimate
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        f"warning: {path}:1: filter names dynamodb.SizeBytes: backfill, verify, redrive and repair "
+        "compute it from the item with DynamoDB's documented size rules, which estimate numbers; an item "
+        "within a few bytes of the threshold may be judged differently from Lambda"
+    ]

@@ -10,11 +10,11 @@ from cdcsync.verify import compare
 from cdcsync.verify.compare import (
     DocumentHashes,
     TableShape,
+    candidate_keys,
     compare_document,
     document_hash,
     expected_documents,
     first_difference,
-    keys_from_document,
 )
 from tests.support.records import compiled, mapping_set, typed
 
@@ -49,7 +49,7 @@ def test_expected_documents_where_excluded_item_expects_nothing() -> None:
     )
     item = typed({"TenantId": "t1", "OrderId": 7, "Status": "banned"})
     # WHEN the expected documents of the item are built
-    expected = expected_documents(SHAPE, item, "s1", mappings)
+    expected = expected_documents(SHAPE, item, "s1", mappings, seconds=1)
     # THEN there are none, and nothing is rejected
     assert (expected.documents, expected.rejected) == ([], [])
 
@@ -66,7 +66,7 @@ def test_expected_documents_templates_index_routing_and_id() -> None:
     )
     item = typed({"TenantId": "t1", "OrderId": 7, "Region": "EU"})
     # WHEN the expected documents are built
-    (document,) = expected_documents(SHAPE, item, "s1", mappings).documents
+    (document,) = expected_documents(SHAPE, item, "s1", mappings, seconds=1).documents
     # THEN they are the stream INSERT's: lowercased index, routing, default id, projection
     assert (document.index, document.id, document.routing, document.document) == (
         "orders-eu",
@@ -80,7 +80,9 @@ def test_expected_documents_missing_template_attribute_is_rejected() -> None:
     # GIVEN an item without the attribute its index template names
     mappings = mapping_set(compiled(table="Orders", index="orders-{Region}"))
     # WHEN its documents are built THEN the mapping rejects it with the planner's message
-    (rejected,) = expected_documents(SHAPE, typed({"TenantId": "t", "OrderId": 1}), "s", mappings).rejected
+    (rejected,) = expected_documents(
+        SHAPE, typed({"TenantId": "t", "OrderId": 1}), "s", mappings, seconds=1
+    ).rejected
     assert str(rejected.error).startswith(
         'index: "orders-{Region}" names Region, which is not in the new image'
     )
@@ -102,7 +104,9 @@ def test_expected_documents_missing_template_attribute_is_rejected() -> None:
 def test_compare_document_classifies_answer(answer: Any, kind: str | None, detail: str) -> None:
     # GIVEN an expected document and the mget answer for it
     mappings = mapping_set(compiled(table="Orders", index="orders"))
-    (document,) = expected_documents(SHAPE, typed({"TenantId": "t1", "OrderId": 7}), "s", mappings).documents
+    (document,) = expected_documents(
+        SHAPE, typed({"TenantId": "t1", "OrderId": 7}), "s", mappings, seconds=1
+    ).documents
     # WHEN compared THEN the drift kind (or none) and its detail are as expected
     drift = compare_document(document, answer)
     assert (drift.kind if drift else None, drift.detail if drift else "") == (kind, detail)
@@ -155,12 +159,38 @@ def test_document_hashes_lookup_before_freeze_raises() -> None:
         ),
         ({}, "x|t1", None, None),  # OrderId is a number
         ({"id": "order#{OrderId}"}, "order#7", None, None),  # the id does not hold TenantId
+        ({}, "07|t1", None, None),  # 07 renders as 7: not this id
     ],
 )
-def test_keys_from_document_reads_key_back(
+def test_candidate_keys_reads_the_one_key_back(
     mapping_keys: dict[str, Any], doc_id: str, source: dict[str, Any] | None, keys: dict[str, Any] | None
 ) -> None:
     # GIVEN a document the scan did not expect
     mapping = compiled(table="Orders", index="orders", **mapping_keys)
-    # WHEN its item key is derived THEN it is the key that renders its id again, or None
-    assert keys_from_document(mapping, SHAPE.key_types, doc_id, source) == keys
+    # WHEN its item key is derived THEN it is the one key that renders its id again, or none
+    assert candidate_keys(mapping, SHAPE.key_types, doc_id, source) == ([keys] if keys else [])
+
+
+@pytest.mark.parametrize(
+    ("template", "doc_id", "readings"),
+    [
+        (
+            "{PK}#{SK}",
+            "CUST#1#ORDER#7",
+            [("CUST", "1#ORDER#7"), ("CUST#1", "ORDER#7"), ("CUST#1#ORDER", "7")],
+        ),
+        ("{PK}#{SK}", "A#B", [("A", "B")]),
+        ("x-{PK}{SK}", "x-ab", [("a", "b")]),  # key values are never empty
+        (None, "a|b|c", [("a", "b|c"), ("a|b", "c")]),  # the default id joins with |
+        ("{PK}#{SK}", "nohash", []),
+    ],
+)
+def test_candidate_keys_every_reading_of_an_ambiguous_id(
+    template: str | None, doc_id: str, readings: list[tuple[str, str]]
+) -> None:
+    # GIVEN string keys PK and SK and an id template whose separator may occur inside them
+    mapping = compiled(table="T", index="t", **({"id": template} if template else {}))
+    # WHEN the keys of a document are derived THEN every reading that renders back is a candidate
+    assert candidate_keys(mapping, {"PK": "S", "SK": "S"}, doc_id, None) == [
+        {"PK": {"S": pk}, "SK": {"S": sk}} for pk, sk in readings
+    ]
