@@ -11,7 +11,8 @@ Layout (AWS "DynamoDB table export output format")::
 ``manifest-summary.json``) or the prefix given to the export request, if exactly one export lies
 under it. Refused, with the reason: ION exports, incremental exports (their lines are changes, not
 items) and exports of another table. Binary values are base64 text in the export, which
-``cdcsync.values`` reads like boto3's bytes.
+``cdcsync.values`` reads like boto3's bytes. An export too old to load safely is refused by
+``cdcsync.backfill.export_age``.
 """
 
 from __future__ import annotations

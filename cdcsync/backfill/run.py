@@ -35,6 +35,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cdcsync.backfill.export import export_items, export_plan, find_export
+from cdcsync.backfill.export_age import check_export_age
 from cdcsync.backfill.progress import Progress
 from cdcsync.backfill.scan import (
     MAX_TOTAL_SEGMENTS,
@@ -272,6 +273,7 @@ def run_backfill(
     max_rcu: float | None = None,
     resume: bool = False,
     from_export: str | None = None,
+    allow_old_export: bool = False,
     session: boto3.Session | None = None,
     out: TextIO = sys.stderr,
     metrics: Metrics | None = None,
@@ -288,6 +290,8 @@ def run_backfill(
         raise ConfigError(
             f"--segments: expected a whole number from 1 to {MAX_TOTAL_SEGMENTS}, got {segments}"
         )
+    if allow_old_export and from_export is None:
+        raise ConfigError("--allow-old-export: only meaningful with --from-export s3://BUCKET/PREFIX")
     session = session or boto3.Session()
     metrics = metrics or NullMetrics()
     started = clock()
@@ -311,7 +315,8 @@ def run_backfill(
         return _run_export(
             settings, source, from_export, previous=previous, resume=resume, segments=segments,
             session=session, pipeline=pipeline, store=store, metrics=metrics, out=out, on_page=on_page,
-            clock=clock, sleep=sleep, started=started, max_rcu=max_rcu,
+            clock=clock, sleep=sleep, started=started, max_rcu=max_rcu, allow_old=allow_old_export,
+            now_ms=wall_ms(),
         )  # fmt: skip
     default = default_segments(source.size_bytes, source.item_count)
     state, todo = scan_plan(
@@ -357,12 +362,19 @@ def _run_export(
     sleep: Callable[[float], None],
     started: float,
     max_rcu: float | None,
+    allow_old: bool,
+    now_ms: int,
 ) -> BackfillReport:
     """Load an export instead of scanning: one task per data file, ``segments`` files at a time."""
     s3 = session.client("s3")
     manifest = find_export(s3, url, source.table)
     table = source.table
-    state, todo = export_plan(table, manifest, previous, resume=resume, now_ms=time.time_ns() // 1_000_000)
+    targets = [mapping.index for mapping in pipeline.mappings.for_table(table)]
+    check_export_age(
+        manifest.url, manifest.export_time_ms, table, targets, build_client(settings, session=session),
+        now_ms=now_ms, allow_old=allow_old,
+    )  # fmt: skip
+    state, todo = export_plan(table, manifest, previous, resume=resume, now_ms=now_ms)
     store.save_progress(f"backfill|{table}", state)
     workers = segments or MIN_SEGMENTS
     report = BackfillReport(table, segments=workers)

@@ -1,4 +1,4 @@
-"""``file://PATH`` lease store: one process owns every shard; state is one JSON document on disk.
+"""``file://PATH`` lease store: one worker process owns every shard; state is one JSON document on disk.
 
 The document is ``{"leases": {"<table>|<shard_id>": {...}}, "progress": {"<key>": {...}}}``. Every
 change rewrites it whole: a temporary file in the same folder is written, flushed and fsynced,
@@ -6,17 +6,21 @@ then ``os.replace``-d over the old one and the folder is fsynced. A crash at any
 either the old or the new document, never half of one (a leftover ``.PATH.*.tmp`` file is
 harmless and may be deleted).
 
-Concurrency: one lock per store object serialises every call, so the worker's shard threads may
-checkpoint at the same time. Two *processes* on one file are not safe: each keeps the document
-in memory and would overwrite the other's checkpoints. Run several replicas only with
-``dynamodb://TABLE``, which has leases and conditional writes.
+Concurrency: every change is a read-modify-write under an exclusive ``flock`` on the sidecar
+``PATH.lock`` (plus a thread lock): the document is re-read under the lock, only the caller's own
+keys change (a shard's lease, a backfill's progress record), and the whole document is written
+back atomically as above. So the worker's shard threads, and ``cdcsync run`` and ``cdcsync
+backfill`` sharing one file as the runbook has them, never overwrite each other's state. Reads
+take a shared lock and read the disk, never a copy in memory. The lock file is created beside the
+document and never deleted. ``flock`` is local to one host: processes on several hosts (one file on
+NFS) and several ``run`` replicas need ``dynamodb://TABLE``, which has leases and conditional writes.
 
 Decisions:
 - One process owns everything, so ``acquire`` returns every unfinished lease of the stream,
   ``checkpoint`` never raises ``LeaseLostError`` (there is nobody to lose a lease to) and
   ``write_window`` never closes.
-- A write that fails leaves the in-memory state as it was (changes are applied to a copy and
-  swapped in only after ``os.replace``), so memory never claims progress the disk does not hold.
+- Nothing is kept in memory between calls: the disk is the only state, so nobody ever claims
+  progress the disk does not hold, and a write that fails leaves the previous document in force.
 - An unreadable or malformed file stops the worker (``FatalError``) rather than being treated as
   empty: silently starting over would replay every shard from ``TRIM_HORIZON``.
 - The parent folder is not created: a mistyped path should fail loudly, not write elsewhere.
@@ -25,12 +29,13 @@ Decisions:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -47,58 +52,60 @@ def lease_key(table: str, shard_id: str) -> str:
 
 
 class FileLeaseStore:
-    """``LeaseStore`` on one local JSON file, for a single worker process."""
+    """``LeaseStore`` on one local JSON file: one worker process, plus backfills beside it."""
 
     def __init__(self, path: Path, *, worker_id: str) -> None:
         self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
         self.worker_id = worker_id
         self._lock = threading.Lock()
-        self._leases, self._progress = _load(path)
+        _load(path)  # an unreadable or malformed file stops the caller now, not at its first write
 
     def describe(self) -> str:
         """The store as ``CDCSYNC_CHECKPOINTS`` would name it."""
         return f"file://{self.path.absolute()}"
 
     def sync_shards(self, table: str, stream_arn: str, shards: Sequence[ShardInfo]) -> None:
-        with self._lock:
-            leases = dict(self._leases)
-            for shard in shards:
-                key = lease_key(table, shard.shard_id)
-                if key not in leases:
-                    leases[key] = Lease(
-                        table=table,
-                        stream_arn=stream_arn,
-                        shard_id=shard.shard_id,
-                        parent_shard_ids=shard.parent_shard_ids,
-                        owner=None,
-                        counter=0,
-                        checkpoint=TRIM_HORIZON,
-                        finished=False,
-                    )
-            if len(leases) != len(self._leases):
-                self._commit(leases, self._progress)
+        with self._exclusive() as (leases, progress):
+            added = {
+                lease_key(table, shard.shard_id): Lease(
+                    table=table,
+                    stream_arn=stream_arn,
+                    shard_id=shard.shard_id,
+                    parent_shard_ids=shard.parent_shard_ids,
+                    owner=None,
+                    counter=0,
+                    checkpoint=TRIM_HORIZON,
+                    finished=False,
+                )
+                for shard in shards
+                if lease_key(table, shard.shard_id) not in leases
+            }
+            if added:
+                self._write({**leases, **added}, progress)
 
     def leases(self, table: str, stream_arn: str) -> list[Lease]:
-        with self._lock:
-            return _of_stream(self._leases, table, stream_arn)
+        leases, _ = self._read()
+        return _of_stream(leases, table, stream_arn)
 
     def acquire(self, table: str, stream_arn: str) -> list[Lease]:
-        with self._lock:
-            leases = dict(self._leases)
-            for lease in _of_stream(leases, table, stream_arn):
-                if not lease.finished and lease.owner != self.worker_id:
-                    leases[lease_key(table, lease.shard_id)] = replace(lease, owner=self.worker_id)
-            if leases != self._leases:
-                self._commit(leases, self._progress)
-            return [lease for lease in _of_stream(self._leases, table, stream_arn) if not lease.finished]
+        with self._exclusive() as (stored, progress):
+            taken = {
+                lease_key(table, lease.shard_id): replace(lease, owner=self.worker_id)
+                for lease in _of_stream(stored, table, stream_arn)
+                if not lease.finished and lease.owner != self.worker_id
+            }
+            leases = {**stored, **taken}
+            if taken:
+                self._write(leases, progress)
+        return [lease for lease in _of_stream(leases, table, stream_arn) if not lease.finished]
 
     def checkpoint(self, lease: Lease, sequence_number: str, *, finished: bool = False) -> Lease:
-        updated = replace(lease, owner=self.worker_id, checkpoint=sequence_number, finished=finished)
-        with self._lock:
-            stored = self._leases.get(lease_key(lease.table, lease.shard_id))
-            if stored is not None:  # the stored lineage and counter win over the caller's copy
-                updated = replace(stored, owner=self.worker_id, checkpoint=sequence_number, finished=finished)
-            self._commit({**self._leases, lease_key(lease.table, lease.shard_id): updated}, self._progress)
+        key = lease_key(lease.table, lease.shard_id)
+        with self._exclusive() as (leases, progress):
+            stored = leases.get(key, lease)  # the stored lineage and counter win over the caller's copy
+            updated = replace(stored, owner=self.worker_id, checkpoint=sequence_number, finished=finished)
+            self._write({**leases, key: updated}, progress)
         return updated
 
     def write_window(self, lease: Lease) -> WriteWindow:
@@ -106,29 +113,66 @@ class FileLeaseStore:
 
     def release(self, lease: Lease) -> None:
         key = lease_key(lease.table, lease.shard_id)
-        with self._lock:
-            stored = self._leases.get(key)
+        with self._exclusive() as (leases, progress):
+            stored = leases.get(key)
             if stored is not None and stored.owner is not None:
-                self._commit({**self._leases, key: replace(stored, owner=None)}, self._progress)
+                self._write({**leases, key: replace(stored, owner=None)}, progress)
 
     def save_progress(self, key: str, value: Mapping[str, Any]) -> None:
         record = json.loads(json.dumps(value))  # a private, JSON-shaped copy; fails early if not JSON-able
-        with self._lock:
-            self._commit(self._leases, {**self._progress, key: record})
+        with self._exclusive() as (leases, progress):
+            self._write(leases, {**progress, key: record})
 
     def load_progress(self, key: str) -> dict[str, Any] | None:
-        with self._lock:
-            record = self._progress.get(key)
-        return None if record is None else json.loads(json.dumps(record))
+        _, progress = self._read()
+        return progress.get(key)  # freshly parsed: the caller's copy is its own
 
-    def _commit(self, leases: dict[str, Lease], progress: dict[str, dict[str, Any]]) -> None:
-        """Write the new state to disk atomically, then make it the in-memory state."""
+    def _read(self) -> tuple[dict[str, Lease], dict[str, dict[str, Any]]]:
+        """The state on disk now, read under a shared lock (no half-replaced view is possible anyway)."""
+        if not self.path.exists():
+            return {}, {}  # nothing stored yet; reading creates no lock file
+        with self._lock, self._locked(fcntl.LOCK_SH):
+            return _load(self.path)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[tuple[dict[str, Lease], dict[str, dict[str, Any]]]]:
+        """Hold this process's lock and the cross-process ``flock``; yield the state on disk now.
+
+        Every change is a read-modify-write inside this block: re-read, change only the caller's
+        own keys, ``_write``. So a worker's checkpoints and a backfill's progress, written by two
+        processes, never overwrite each other.
+        """
+        with self._lock, self._locked(fcntl.LOCK_EX):
+            yield _load(self.path)
+
+    @contextlib.contextmanager
+    def _locked(self, mode: int) -> Iterator[None]:
+        """``flock`` on the sidecar ``PATH.lock``.
+
+        Not on the document itself: every write swaps in a new inode, and a process waiting for a
+        lock on the old one would go on to read a file that is no longer the document. A fresh
+        descriptor per call, closed (so unlocked) on the way out, also on error.
+        """
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise FatalError(
+                f"cannot write checkpoint file {self.path}: {exc.strerror or exc} ({_WRITE_HINT}); "
+                "the previous checkpoints are kept"
+            ) from exc
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)
+
+    def _write(self, leases: dict[str, Lease], progress: dict[str, dict[str, Any]]) -> None:
+        """Write the whole new state to disk atomically (the caller holds the exclusive lock)."""
         document = {
             "leases": {key: _lease_to_json(lease) for key, lease in sorted(leases.items())},
             "progress": progress,
         }
         _write_atomically(self.path, json.dumps(document, indent=2, sort_keys=True).encode() + b"\n")
-        self._leases, self._progress = leases, progress
 
 
 def _of_stream(leases: Mapping[str, Lease], table: str, stream_arn: str) -> list[Lease]:

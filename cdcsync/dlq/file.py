@@ -4,10 +4,15 @@ Every ``send`` appends its letters in one write, then flushes and fsyncs, so a l
 ``send`` returned for survives a crash. ``remove`` rewrites the file through a temporary file and
 ``os.replace``, so a crash leaves either the old or the new file, never half of one.
 
-Concurrency: one lock per queue object serialises send, read and remove, so an appender and a
-remover in the same process (threads) never lose a letter. Two *processes* writing one file are
-not safe (a remover's rewrite can drop a line appended by the other process meanwhile): run more
-than one writer only with the SQS or S3 backend.
+Concurrency: every ``send`` and ``remove`` holds an exclusive ``flock`` on a sidecar lock file,
+``PATH.lock``, and ``read`` a shared one; so a worker appending and ``cdcsync dlq redrive``
+removing, in threads or in separate processes on one host, never lose a letter: a rewrite reads
+the file under the lock that every appender needs, so nothing can be appended between its read and
+its swap. The lock sits on a file of its own because ``remove`` swaps in a new inode: a lock on the
+queue file itself would let an appender that locked the old inode append to a file no longer
+linked. The lock file is created beside the queue on first use and never deleted (deleting it
+while a process waits on it would split the lock in two). ``flock`` is advisory and local: a
+queue on a network file system (NFS) shared by several hosts needs the SQS or S3 backend.
 
 Decisions:
 - A line that is not a dead letter (hand-edited, or cut short by a crash mid-append) makes
@@ -22,10 +27,10 @@ Decisions:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
-import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cdcsync.dlq.letter import DeadLetter, DeadLetterQueueError, StoredLetter, count, letter_id_of
@@ -36,7 +41,7 @@ class FileDeadLetterQueue:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.Lock()
+        self.lock_path = path.with_name(path.name + ".lock")
 
     def describe(self) -> str:
         return f"file://{self.path.absolute()}"
@@ -46,7 +51,7 @@ class FileDeadLetterQueue:
             return
         payload = b"".join(letter.to_json() + b"\n" for letter in letters)
         try:
-            with self._lock:
+            with self._locked(fcntl.LOCK_EX):
                 created = not self.path.exists()
                 with self.path.open("a+b") as file:
                     if not created and _lacks_final_newline(file.fileno()):
@@ -64,8 +69,16 @@ class FileDeadLetterQueue:
             ) from exc
 
     def read(self, limit: int | None = None) -> list[StoredLetter]:
-        with self._lock:
-            lines = self._read_lines()
+        if not self.path.exists():
+            return []  # nothing was ever sent; reading creates no lock file either
+        try:
+            with self._locked(fcntl.LOCK_SH):
+                lines = self._read_lines()
+        except OSError as exc:
+            raise DeadLetterQueueError(
+                f"cannot read {self.describe()}: {exc.strerror or exc} (check the file and its folder are "
+                f"readable and {self.lock_path.name} can be created there)"
+            ) from exc
         stored: list[StoredLetter] = []
         for number, line in enumerate(lines, start=1):
             if limit is not None and len(stored) >= limit:
@@ -80,7 +93,7 @@ class FileDeadLetterQueue:
             return
         doomed = {item.letter.letter_id for item in stored}
         try:
-            with self._lock:
+            with self._locked(fcntl.LOCK_EX):
                 kept = [line for line in self._read_lines() if letter_id_of(line) not in doomed]
                 self._replace(kept)
         except OSError as exc:
@@ -89,6 +102,20 @@ class FileDeadLetterQueue:
                 "(check the directory is writable and has free space)",
                 failed_ids=sorted(doomed),
             ) from exc
+
+    @contextlib.contextmanager
+    def _locked(self, mode: int) -> Iterator[None]:
+        """Hold ``flock(mode)`` on the sidecar lock file: every process and thread sees the same lock.
+
+        A fresh open per call: ``flock`` locks belong to an open file description, so two threads
+        of one process, each with its own descriptor, exclude each other like two processes do.
+        """
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, mode)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def _read_lines(self) -> list[bytes]:
         try:

@@ -163,6 +163,7 @@ def _backfill(args: argparse.Namespace) -> int:
         max_rcu=args.max_rcu,
         resume=args.resume,
         from_export=args.from_export,
+        allow_old_export=args.allow_old_export,
         session=session,
     )
     print(
@@ -218,6 +219,12 @@ def _add_table_verbs(verbs: Any) -> None:
     backfill.add_argument("--resume", action="store_true", help="continue an interrupted backfill")
     backfill.add_argument(
         "--from-export", metavar="s3://BUCKET/PREFIX", help="load a DynamoDB export instead"
+    )
+    backfill.add_argument(
+        "--allow-old-export",
+        action="store_true",
+        help="load an export older than the indices keep deletes (index.gc_deletes, at most the stream's "
+        "24h); items deleted since can come back: run verify --repair afterwards",
     )
     backfill.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
     backfill.set_defaults(run=_backfill)

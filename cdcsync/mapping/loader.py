@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -160,11 +161,56 @@ def _load_file(file: FsPath, display: str) -> tuple[list[CompiledMapping], list[
 
 
 def mapping_files(path: str | FsPath) -> list[FsPath]:
-    """The mapping files at ``path``: the file itself, or every *.yaml / *.yml below the folder."""
+    """The mapping files at ``path``: the file itself, or every *.yaml / *.yml below the folder.
+
+    Each file counts once, however many names lead to it. Names starting with a dot are skipped,
+    files and folders alike: a Kubernetes ConfigMap mount holds its files in ``..<timestamp>/``
+    behind a ``..data`` link, with ``users.yaml -> ..data/users.yaml`` beside them, and only that
+    last name is the user's; ``.git`` and editor files are not mappings either. Linked folders are
+    followed (a git-sync checkout is one), once each, so a link back up cannot loop. Of several
+    names for one file the one nearest the top is kept (then the first in sorted order), so
+    ``file:line`` messages are stable.
+    """
     root = FsPath(path)
-    if root.is_dir():
-        return sorted(p for p in root.rglob("*") if p.suffix in MAPPING_SUFFIXES and p.is_file())
-    return [root]
+    if not root.is_dir():
+        return [root]
+    found: dict[FsPath, FsPath] = {}  # resolved file -> the name it was found under first
+    visited: set[FsPath] = set()
+    for folder, folders, files in os.walk(root, followlinks=True):
+        here = FsPath(folder)
+        if here.resolve() in visited:
+            folders.clear()  # reached again through a link: already walked
+            continue
+        visited.add(here.resolve())
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        for name in sorted(files):
+            file = here / name
+            if name.startswith(".") or file.suffix not in MAPPING_SUFFIXES or not file.is_file():
+                continue
+            found.setdefault(file.resolve(), file)
+    return sorted(set(found.values()))
+
+
+def _duplicate_targets(mappings: list[CompiledMapping]) -> list[MappingProblem]:
+    """Two mappings of one table writing one index (or index template): each would overwrite the other."""
+    first: dict[tuple[str, str], CompiledMapping] = {}
+    problems = []
+    for mapping in mappings:
+        target = (mapping.table, mapping.index.source)
+        if target not in first:
+            first[target] = mapping
+            continue
+        file, _, line = mapping.source.rpartition(":")
+        problems.append(
+            MappingProblem(
+                file,
+                int(line),
+                f'table {mapping.table}: index "{mapping.index.source}" is also written by the mapping at '
+                f"{first[target].source}; two mappings writing one index for one table overwrite each "
+                "other's documents (merge them into one mapping, or give each its own index)",
+            )
+        )
+    return problems
 
 
 def load_mappings(path: str | FsPath) -> MappingSet:
@@ -183,6 +229,7 @@ def load_mappings(path: str | FsPath) -> MappingSet:
         found, found_problems = _load_file(file, str(file))
         mappings += found
         problems += found_problems
+    problems += _duplicate_targets(mappings)
     if problems:
         raise MappingError(problems)
     return MappingSet(tuple(mappings))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import gzip
 import json
 import logging
@@ -24,6 +25,7 @@ from boto3.dynamodb.types import TypeSerializer
 from cdcsync.backfill import BackfillStoppedError, run_backfill
 from cdcsync.backfill.run import build_pipeline
 from cdcsync.change import parse_record
+from cdcsync.entrypoints.cli import main
 from cdcsync.errors import ConfigError
 from cdcsync.mapping.compiled import MappingSet
 from cdcsync.mapping.loader import load_mappings
@@ -32,6 +34,7 @@ from cdcsync.plan import IndexAction, plan_record
 from cdcsync.settings import Settings, load_settings
 from cdcsync.sink.bulk_body import action_lines
 from cdcsync.versions import backfill_version, read_version
+from tests.support.fault_proxy import fault_proxy
 
 _serializer = TypeSerializer()
 SCAN_START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z, injected as the scan start
@@ -372,13 +375,14 @@ def export_json(value: Any) -> Any:
 def test_backfill_from_export_loads_items_at_the_export_time_without_scanning(
     world: World, s3: Any, unique_name: str
 ) -> None:
-    # GIVEN an export of 300 items in S3 (and an empty table)
+    # GIVEN an export of 300 items in S3, 30 s old (the index keeps deletes 60 s), and an empty table
     items = [sample_item(number) for number in range(300)]
     url = write_export(s3, unique_name, world.table, items, "2026-01-01T00:00:00.000Z")
     scans: list[int] = []
     # WHEN it is loaded
     report = run_backfill(world.settings, world.table, from_export=url, session=boto3.Session(),
-                          on_scan=lambda: scans.append(1))  # fmt: skip
+                          on_scan=lambda: scans.append(1),
+                          wall_ms=lambda: SCAN_START_MS + 30_000)  # fmt: skip
     # THEN every item is indexed as a stream INSERT builds it, versioned by the export time
     assert (report.items_read, report.written, report.finished, scans) == (300, 300, True, [])
     documents = world.documents()
@@ -461,3 +465,192 @@ def test_backfill_filter_on_fields_of_a_real_insert_indexes_items(
     documents = world.documents()
     assert sorted(documents) == sorted(doc_id(item) for item in items)
     assert {version for _, version in documents.values()} == {backfill_version(SCAN_START_MS)}
+
+
+EXPORT_TIME = "2026-01-01T00:00:00.000Z"  # = SCAN_START_MS
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+EXPORT_FIX = (
+    "take a new export and load it sooner, or scan the table instead (no --from-export), or pass "
+    "--allow-old-export and then run cdcsync verify --table {table} --repair to delete what came back"
+)
+
+
+@pytest.mark.parametrize(
+    ("gc_deletes", "age_ms", "reason"),
+    [
+        pytest.param(
+            None, 2 * MINUTE_MS,
+            'index "{index}" forgets a delete after 60s (index.gc_deletes, the default)',
+            id="default-60s",
+        ),
+        pytest.param(
+            "2h", 3 * HOUR_MS, 'index "{index}" forgets a delete after 2h (index.gc_deletes)', id="2h"
+        ),
+        pytest.param(
+            "7d", 25 * HOUR_MS,
+            "the stream keeps a delete for only 24h, so deletes made before that may never have reached "
+            "the index",
+            id="stream-retention",
+        ),
+    ],
+)  # fmt: skip
+def test_backfill_from_export_older_than_deletes_are_remembered_is_refused(
+    world: World, s3: Any, unique_name: str, gc_deletes: str | None, age_ms: int, reason: str
+) -> None:
+    # GIVEN an export older than the target index remembers deletes (its tombstones' index.gc_deletes,
+    # or the stream's 24 h retention when that is shorter)
+    if gc_deletes is not None:
+        world.http("PUT", f"/{world.index}/_settings", {"index.gc_deletes": gc_deletes})
+    url = write_export(s3, unique_name, world.table, [sample_item(1)], EXPORT_TIME)
+    # WHEN it is loaded
+    with pytest.raises(ConfigError) as caught:
+        run_backfill(world.settings, world.table, from_export=url, session=boto3.Session(),
+                     wall_ms=lambda: SCAN_START_MS + age_ms)  # fmt: skip
+    # THEN it is refused, saying why and what to do instead, and nothing was written or checkpointed
+    folder = f"s3://{unique_name}/exports/AWSDynamoDB/01767225600000-abcd1234"
+    age = {2 * MINUTE_MS: "2m", 3 * HOUR_MS: "3h", 25 * HOUR_MS: "1d 1h"}[age_ms]
+    assert str(caught.value) == (
+        f"--from-export: {folder} was exported at 2026-01-01T00:00:00.000Z, {age} ago, but "
+        f"{reason.format(index=world.index)}: an item deleted since the export would come back; "
+        + EXPORT_FIX.format(table=world.table)
+    )
+    assert world.documents() == {}
+    assert not (world.tmp / "checkpoints.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("gc_deletes", "age_ms"), [(None, 30_000), ("24h", 23 * HOUR_MS), ("2h", 90 * MINUTE_MS)]
+)
+def test_backfill_from_export_younger_than_deletes_are_remembered_loads(
+    world: World, s3: Any, unique_name: str, gc_deletes: str | None, age_ms: int
+) -> None:
+    # GIVEN an export younger than the index remembers deletes
+    if gc_deletes is not None:
+        world.http("PUT", f"/{world.index}/_settings", {"index.gc_deletes": gc_deletes})
+    url = write_export(s3, unique_name, world.table, [sample_item(n) for n in range(4)], EXPORT_TIME)
+    # WHEN it is loaded THEN every item is written
+    report = run_backfill(world.settings, world.table, from_export=url, session=boto3.Session(),
+                          wall_ms=lambda: SCAN_START_MS + age_ms)  # fmt: skip
+    assert (report.written, report.finished, len(world.documents())) == (4, True, 4)
+
+
+def test_backfill_from_old_export_allowed_loads_and_warns(
+    world: World, s3: Any, unique_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN an export older than the index's 60 s gc_deletes
+    url = write_export(s3, unique_name, world.table, [sample_item(n) for n in range(4)], EXPORT_TIME)
+    # WHEN it is loaded with allow_old_export (--allow-old-export)
+    with caplog.at_level(logging.WARNING, logger="cdcsync.backfill"):
+        report = run_backfill(world.settings, world.table, from_export=url, session=boto3.Session(),
+                              allow_old_export=True, wall_ms=lambda: SCAN_START_MS + HOUR_MS)  # fmt: skip
+    # THEN it loads, and the risk and the repair are logged
+    assert (report.written, report.finished) == (4, True)
+    folder = f"s3://{unique_name}/exports/AWSDynamoDB/01767225600000-abcd1234"
+    assert caplog.messages == [
+        f'backfill of {world.table}: {folder} was exported 1h ago, but index "{world.index}" forgets a '
+        "delete after 60s (index.gc_deletes, the default); loading it anyway (--allow-old-export): "
+        f"run cdcsync verify --table {world.table} --repair afterwards to delete items that came back"
+    ]
+
+
+def test_backfill_from_export_with_unreadable_gc_deletes_assumes_the_default(
+    world: World, s3: Any, unique_name: str, opensearch_url: str
+) -> None:
+    # GIVEN an index with a 24 h gc_deletes whose settings cannot be read (403 on GET _settings)
+    world.http("PUT", f"/{world.index}/_settings", {"index.gc_deletes": "24h"})
+    url = write_export(s3, unique_name, world.table, [sample_item(1)], EXPORT_TIME)
+    with fault_proxy(opensearch_url) as proxy:
+        proxy.fail(times=1, status=403, path=r"/_settings")
+        settings = world.settings.model_copy(update={"opensearch_url": (proxy.url,)})
+        # WHEN a 2 minute old export is loaded
+        with pytest.raises(ConfigError) as caught:
+            run_backfill(settings, world.table, from_export=url, session=boto3.Session(),
+                         wall_ms=lambda: SCAN_START_MS + 2 * MINUTE_MS)  # fmt: skip
+    # THEN the 60 s default is assumed, and the message says the setting could not be read
+    assert (
+        f'but index.gc_deletes of index "{world.index}" cannot be read (HTTP 403), so the 60s default is '
+        "assumed: an item deleted since the export would come back; "
+    ) in str(caught.value)
+
+
+def test_backfill_from_export_to_templated_index_uses_shortest_matching_gc_deletes(
+    world: World, s3: Any, unique_name: str, opensearch: Any
+) -> None:
+    # GIVEN a mapping writing "<name>-{Pk}", with indices eu (24h) and us (1h), and a 2 h old export
+    (world.tmp / "mappings.yaml").write_text(f"table: {world.table}\nindex: '{unique_name}-{{Pk}}'\n")
+    opensearch.indices.create(index=f"{unique_name}-eu", body={"settings": {"index.gc_deletes": "24h"}})
+    opensearch.indices.create(index=f"{unique_name}-us", body={"settings": {"index.gc_deletes": "1h"}})
+    url = write_export(s3, unique_name, world.table, [sample_item(1)], EXPORT_TIME)
+    # WHEN it is loaded THEN the index that forgets deletes first is named
+    with pytest.raises(ConfigError) as caught:
+        run_backfill(world.settings, world.table, from_export=url, session=boto3.Session(),
+                     wall_ms=lambda: SCAN_START_MS + 2 * HOUR_MS)  # fmt: skip
+    assert f'but index "{unique_name}-us" forgets a delete after 1h (index.gc_deletes): ' in str(caught.value)
+
+
+def test_backfill_from_export_to_missing_index_uses_its_index_template(
+    world: World, s3: Any, unique_name: str, opensearch: Any
+) -> None:
+    # GIVEN a mapping writing an index that does not exist yet, and an index template giving it 24h
+    (world.tmp / "mappings.yaml").write_text(f"table: {world.table}\nindex: {unique_name}-new\n")
+    template = {
+        "index_patterns": [f"{unique_name}-new*"],
+        "template": {"settings": {"index.gc_deletes": "24h"}},
+    }
+    opensearch.indices.put_index_template(name=unique_name, body=template)
+    url = write_export(s3, unique_name, world.table, [sample_item(1)], EXPORT_TIME)
+    try:
+        # WHEN a 2 h old export is loaded THEN it loads: the index will be created with 24 h
+        report = run_backfill(world.settings, world.table, from_export=url, session=boto3.Session(),
+                              wall_ms=lambda: SCAN_START_MS + 2 * HOUR_MS)  # fmt: skip
+        assert report.written == 1
+        # AND without the template, it would keep the 60 s default, so a 2 h old export is refused
+        opensearch.indices.delete_index_template(name=unique_name)
+        opensearch.indices.delete(index=f"{unique_name}-new")
+        with pytest.raises(ConfigError) as caught:
+            run_backfill(world.settings, world.table, from_export=url, session=boto3.Session(),
+                         wall_ms=lambda: SCAN_START_MS + 2 * HOUR_MS)  # fmt: skip
+        assert (
+            f'but index "{unique_name}-new" does not exist and no index template sets index.gc_deletes, '
+            "so it would forget a delete after 60s (the default): "
+        ) in str(caught.value)
+    finally:
+        opensearch.indices.delete_index_template(name=unique_name, ignore=404)
+
+
+def test_cli_backfill_old_export_exits_2_with_one_line_unless_allowed(
+    world: World,
+    s3: Any,
+    unique_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN an export made an hour ago, for an index that keeps deletes 60 s, and the CLI's settings
+    exported = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    url = write_export(s3, unique_name, world.table, [sample_item(1)], exported.isoformat())
+    for name, value in {
+        "CDCSYNC_OPENSEARCH_URL": world.opensearch_url,
+        "CDCSYNC_DLQ": f"file://{world.tmp / 'dlq.jsonl'}",
+        "CDCSYNC_CHECKPOINTS": f"file://{world.tmp / 'checkpoints.json'}",
+    }.items():
+        monkeypatch.setenv(name, value)
+    command = [
+        "backfill",
+        "--table",
+        world.table,
+        "--from-export",
+        url,
+        "--mappings",
+        str(world.settings.mappings),
+    ]
+    # WHEN it is loaded without --allow-old-export THEN exit 2 with one line saying why and what to do
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cdcsync: --from-export: s3://{unique_name}/exports/AWSDynamoDB/")
+    assert f'1h ago, but index "{world.index}" forgets a delete after 60s' in err
+    assert err.count("\n") == 1
+    assert world.documents() == {}
+    # AND with --allow-old-export it loads
+    assert main([*command, "--allow-old-export"]) == 0
+    assert len(world.documents()) == 1

@@ -27,6 +27,26 @@ def test_cli_validate_shipped_mappings_prints_one_line_per_mapping(
     assert len(out) == 3
 
 
+def test_cli_validate_configmap_mount_lists_each_mapping_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the shipped mappings mounted from a Kubernetes ConfigMap (as deploy/kubernetes does)
+    root = tmp_path / "mappings"
+    stamp = root / "..2026_11_28_10_00_00.123"
+    stamp.mkdir(parents=True)
+    for file in sorted((ROOT / "mappings").iterdir()):
+        (stamp / file.name).write_bytes(file.read_bytes())
+        (root / file.name).symlink_to(f"..data/{file.name}")
+    (root / "..data").symlink_to(stamp.name)
+    # WHEN validated
+    code = main(["validate", str(root)])
+    out = capsys.readouterr().out.splitlines()
+    # THEN each mapping is listed once, under the mounted name
+    assert code == 0
+    assert len(out) == 3, out
+    assert all(line.startswith(f"{root}/") and "..data" not in line and "..2026" not in line for line in out)
+
+
 def test_cli_validate_broken_mapping_lists_every_problem_and_exits_1(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

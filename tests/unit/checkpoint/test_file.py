@@ -15,6 +15,7 @@ from cdcsync.checkpoint.file import FileLeaseStore
 from cdcsync.checkpoint.open import open_lease_store
 from cdcsync.errors import FatalError
 from cdcsync.settings import parse_checkpoints
+from tests.support.store_processes import checkpoint_shards, run_together, save_backfill_progress
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/Users/stream/2024-05-01T00:00:00.000"
 OTHER_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/Users/stream/2024-06-01T00:00:00.000"
@@ -145,10 +146,11 @@ def test_file_store_crash_before_replace_keeps_old_file(
         "(check the folder exists, is writable and has free space); the previous checkpoints are kept"
     )
     # AND the old file is intact and readable, memory agrees with disk, no temporary file is left
+    # (the lock file beside it stays: it is created once and never deleted)
     assert path.read_bytes() == before
     assert FileLeaseStore(path, worker_id="w").leases("Users", ARN)[0].checkpoint == "00000000000000000000100"
     assert store.leases("Users", ARN)[0].checkpoint == "00000000000000000000100"
-    assert [entry.name for entry in path.parent.iterdir()] == [path.name]
+    assert sorted(entry.name for entry in path.parent.iterdir()) == [path.name, f"{path.name}.lock"]
 
 
 def test_file_store_leftover_temporary_file_is_ignored(store: FileLeaseStore, path: Path) -> None:
@@ -194,6 +196,22 @@ def test_file_store_threads_checkpoint_concurrently_without_losing_any(
         "shardId-3": TRIM_HORIZON,
         **expected,
     }
+
+
+def test_file_store_run_and_backfill_processes_share_one_file_without_losing_any(path: Path) -> None:
+    # GIVEN one file:// store used by `cdcsync run` (4 shards) and `cdcsync backfill`, side by side
+    # as the runbook has them, each in its own OS process
+    # WHEN the worker checkpoints every shard 40 times while the backfill saves its progress 80 times
+    codes = run_together(
+        (checkpoint_shards, (str(path), ARN, 4, 40)), (save_backfill_progress, (str(path), 80))
+    )
+    # THEN both finished, and the file holds the last write of each: no process overwrote the other
+    assert codes == [0, 0]
+    reopened = FileLeaseStore(path, worker_id="w")
+    assert {lease.shard_id: lease.checkpoint for lease in reopened.leases("Users", ARN)} == {
+        f"shardId-{n:02d}": f"{40:021d}" for n in range(4)
+    }
+    assert reopened.load_progress("backfill|Users") == {"kind": "scan", "pages": 80}
 
 
 @pytest.mark.parametrize(

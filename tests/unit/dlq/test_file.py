@@ -19,6 +19,7 @@ from cdcsync.dlq import (
 from cdcsync.dlq.file import FileDeadLetterQueue
 from cdcsync.settings import parse_dlq
 from tests.support.records import stream_record
+from tests.support.store_processes import append_letters, dead_letter, remove_letters, run_together
 
 AT = dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC)
 
@@ -79,9 +80,9 @@ def test_file_queue_remove_drops_only_removed_letters(queue: FileDeadLetterQueue
     # WHEN two are removed (one twice: removal is idempotent)
     queue.remove([stored[0], stored[2]])
     queue.remove([stored[2]])
-    # THEN the others remain, in order, and no temporary file is left behind
+    # THEN the others remain, in order, and no temporary file is left behind (only the lock file)
     assert [item.letter for item in queue.read()] == [letters[1], letters[3]]
-    assert sorted(p.name for p in queue.path.parent.iterdir()) == ["dlq.jsonl"]
+    assert sorted(p.name for p in queue.path.parent.iterdir()) == ["dlq.jsonl", "dlq.jsonl.lock"]
 
 
 def test_file_queue_corrupt_line_read_raises_with_file_and_line(queue: FileDeadLetterQueue) -> None:
@@ -172,6 +173,22 @@ def test_file_queue_concurrent_send_and_remove_keeps_every_letter(queue: FileDea
     # THEN every appended letter survived and every removed one is gone
     left = {item.letter.letter_id for item in queue.read()}
     assert left == {letter.letter_id for batch in new for letter in batch}
+
+
+def test_file_queue_two_processes_append_and_remove_keep_every_letter(tmp_path: Path) -> None:
+    # GIVEN 60 letters stored, which a redrive process removes one by one while a worker process
+    # appends 150 new ones (the default file DLQ beside `cdcsync dlq redrive`)
+    path = tmp_path / "dlq.jsonl"
+    FileDeadLetterQueue(path).send([dead_letter(n) for n in range(60)])
+    appended = list(range(1000, 1150))
+    # WHEN both run at once, each in its own OS process
+    codes = run_together(
+        (append_letters, (str(path), appended)), (remove_letters, (str(path), list(range(60))))
+    )
+    # THEN both finished, every appended letter is there exactly once and every removed one is gone
+    assert codes == [0, 0]
+    left = [item.letter.sequence_number for item in FileDeadLetterQueue(path).read()]
+    assert sorted(left) == [dead_letter(n).sequence_number for n in appended]
 
 
 def test_open_dead_letter_queue_file_target_describes_absolute_url(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cdcsync.errors import MappingError
-from cdcsync.mapping.loader import load_mappings
+from cdcsync.mapping.loader import load_mappings, mapping_files
 
 VALID = """\
 table: Users
@@ -256,3 +256,111 @@ def test_load_yaml_merge_keys_expand(tmp_path: Path) -> None:
     # WHEN loaded THEN the second mapping has the shared keys and its own index
     first, second = load_mappings(path)
     assert (second.table, second.index.source, second.where) == ("App", "b", first.where)
+
+
+def configmap_mount(root: Path, files: dict[str, str]) -> Path:
+    """The layout kubelet gives a mounted ConfigMap: a timestamped folder, ``..data`` and file links."""
+    root.mkdir()
+    stamp = root / "..2026_11_28_10_00_00.123"
+    stamp.mkdir()
+    for name, text in files.items():
+        (stamp / name).write_text(text)
+        (root / name).symlink_to(f"..data/{name}")
+    (root / "..data").symlink_to(stamp.name)
+    return root
+
+
+def test_load_configmap_mount_loads_each_file_once(tmp_path: Path) -> None:
+    # GIVEN mappings mounted from a Kubernetes ConfigMap (..data -> ..<timestamp>, users.yaml -> ..data/)
+    root = configmap_mount(
+        tmp_path / "mappings", {"users.yaml": VALID, "orders.yml": "table: Orders\nindex: orders\n"}
+    )
+    # WHEN the folder is walked and loaded
+    files = mapping_files(root)
+    mappings = load_mappings(root)
+    # THEN each mapping file counts once, under the name the user gave it
+    assert files == [root / "orders.yml", root / "users.yaml"]
+    assert [(m.source, m.name) for m in mappings] == [
+        (f"{root}/orders.yml:1", "Orders -> orders"),
+        (f"{root}/users.yaml:1", "Users -> users"),
+    ]
+
+
+def test_load_folder_links_to_one_file_or_back_to_itself_count_once(tmp_path: Path) -> None:
+    # GIVEN a mapping reachable under two names, a folder link back to the root, and a hidden folder
+    write(tmp_path, "users.yaml", VALID)
+    (tmp_path / "current").mkdir()
+    (tmp_path / "current" / "users.yaml").symlink_to("../users.yaml")
+    (tmp_path / "again").symlink_to(".")
+    (tmp_path / ".git").mkdir()
+    write(tmp_path / ".git", "old.yaml", VALID)
+    # WHEN the folder is walked THEN the file counts once, under its name nearest the top, and the walk ends
+    assert mapping_files(tmp_path) == [tmp_path / "users.yaml"]
+    assert len(load_mappings(tmp_path)) == 1
+
+
+def test_load_linked_folder_of_mappings_is_followed(tmp_path: Path) -> None:
+    # GIVEN a folder of mappings linked into the mappings folder under a plain name
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    write(shared, "orders.yaml", "table: Orders\nindex: orders\n")
+    root = tmp_path / "mappings"
+    root.mkdir()
+    (root / "team").symlink_to(shared)
+    # WHEN walked THEN its files are found under the linked name
+    assert mapping_files(root) == [root / "team" / "orders.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        pytest.param(
+            {"a.yaml": VALID, "b.yaml": "# the same again\n" + VALID},
+            [
+                '{b.yaml}:2: table Users: index "users" is also written by the mapping at {a.yaml}:1; '
+                "two mappings writing one index for one table overwrite each other's documents "
+                "(merge them into one mapping, or give each its own index)"
+            ],
+            id="two-files",
+        ),
+        pytest.param(
+            {
+                "app.yaml": """\
+                mappings:
+                  - {table: App, index: "orders-{Region}", where: {SK: [{prefix: "ORDER#"}]}}
+                  - {table: App, index: "orders-{Region}", where: {SK: [{prefix: "RETURN#"}]}}
+                """
+            },
+            [
+                '{app.yaml}:3: table App: index "orders-{Region}" is also written by the mapping at '
+                "{app.yaml}:2; two mappings writing one index for one table overwrite each other's "
+                "documents (merge them into one mapping, or give each its own index)"
+            ],
+            id="one-file-templated",
+        ),
+    ],
+)
+def test_load_two_mappings_writing_one_index_of_one_table_are_refused(
+    tmp_path: Path, files: dict[str, str], expected: list[str]
+) -> None:
+    # GIVEN two mappings of one table that write the same index (name or template)
+    for name, text in files.items():
+        write(tmp_path, name, text)
+    # WHEN loaded THEN the second is refused, naming both files and lines
+    for name in files:
+        expected = [line.replace("{" + name + "}", str(tmp_path / name)) for line in expected]
+    assert problems(tmp_path) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("table: Orders\nindex: users\n", id="other-table-same-index"),
+        pytest.param("table: Users\nindex: users-{Region}\n", id="same-table-other-template"),
+    ],
+)
+def test_load_mappings_of_other_tables_or_indices_are_not_duplicates(tmp_path: Path, text: str) -> None:
+    # GIVEN a second mapping with another table or another index WHEN loaded THEN both load
+    write(tmp_path, "a.yaml", VALID)
+    write(tmp_path, "b.yaml", text)
+    assert len(load_mappings(tmp_path)) == 2
