@@ -41,11 +41,19 @@ class CompiledMapping:
     index_body: dict[str, Any] | None
     model: MappingModel = field(repr=False, compare=False)
     where_fields: frozenset[str] = frozenset()  # top-level attributes the where pattern names
+    # Whether the filter names only what the record that wrote an OldImage shares with this one
+    # (see filter_can_judge_old_image); if not, no OldImage is trusted to be what the index holds.
+    filter_can_judge_old_image: bool = True
 
     @property
     def compares_old_image(self) -> bool:
         """Whether planning an index write looks at the old image (moves, skip_unchanged)."""
-        return self.skip_unchanged or not self.index.is_literal or self.routing is not None
+        return self.skip_unchanged or self.places_by_item
+
+    @property
+    def places_by_item(self) -> bool:
+        """Whether the document's place (index, routing) depends on the item, so it can move."""
+        return not self.index.is_literal or self.routing is not None
 
     @property
     def name(self) -> str:
@@ -78,6 +86,45 @@ class MappingSet:
 
     def __len__(self) -> int:
         return len(self.mappings)
+
+
+# What the record that wrote an item's OldImage (an INSERT or MODIFY of the same item, whose
+# NewImage it was) surely shared with this record. Anything else a filter names (the earlier
+# record's own OldImage, sequence number, time, size, event id) is unknown.
+_SHARED_RECORD_FIELDS = frozenset(
+    {
+        "eventName",
+        "eventSource",
+        "eventVersion",
+        "awsRegion",
+        "eventSourceARN",
+        "tableName",
+        "recordFormat",
+        "userIdentity",  # known: an INSERT or MODIFY has none
+    }
+)
+_SHARED_DYNAMODB_FIELDS = frozenset({"Keys", "NewImage", "StreamViewType"})
+
+
+def filter_can_judge_old_image(
+    pattern: dict[str, Any], shared: frozenset[str] = _SHARED_RECORD_FIELDS
+) -> bool:
+    """Whether a filter can be asked if the record that wrote an OldImage passed it.
+
+    That record is rebuilt from this one (its NewImage is this OldImage, its eventName INSERT or
+    MODIFY, no userIdentity: only TTL removals carry one); a filter naming a field it cannot
+    rebuild cannot answer, and the OldImage is then never trusted.
+    """
+    for key, value in pattern.items():
+        if key == "$or" and isinstance(value, list):
+            if not all(filter_can_judge_old_image(alt, shared) for alt in value if isinstance(alt, dict)):
+                return False
+        elif key == "dynamodb" and shared is _SHARED_RECORD_FIELDS and isinstance(value, dict):
+            if not filter_can_judge_old_image(value, _SHARED_DYNAMODB_FIELDS):
+                return False
+        elif key not in shared:
+            return False
+    return True
 
 
 @dataclass
@@ -226,5 +273,6 @@ def compile_mapping(
         index_body=index_body,
         model=model,
         where_fields=_top_level_fields(model.where) if model.where else frozenset(),
+        filter_can_judge_old_image=model.filter is None or filter_can_judge_old_image(model.filter),
     )
     return mapping, []
