@@ -44,6 +44,7 @@ __all__ = [
     "REPLICATION_LAG",
     "SHARDS_OWNED",
     "TRIMMED_DATA",
+    "UNKNOWN_LOCATION_WRITES",
     "EmfMetrics",
     "MetricSpec",
     "Metrics",
@@ -137,6 +138,13 @@ TRIMMED_DATA = MetricSpec(
     ("table", "shard"),
     emf_dimensions=("table",),
 )
+UNKNOWN_LOCATION_WRITES = MetricSpec(
+    "cdcsync_unknown_location_writes_total",
+    "counter",
+    "Writes to a templated index or routing of an item whose earlier place was unknown (no old image, "
+    "or one the filter would have skipped): if the item moved, a copy stays in the old place.",
+    ("table",),
+)
 
 METRICS: tuple[MetricSpec, ...] = (
     RECORDS,
@@ -148,6 +156,7 @@ METRICS: tuple[MetricSpec, ...] = (
     SHARDS_OWNED,
     BACKFILL_ITEMS,
     TRIMMED_DATA,
+    UNKNOWN_LOCATION_WRITES,
 )
 
 # A bulk request takes a few ms on a local node and up to the client timeout (30 s) on a loaded one.
@@ -226,6 +235,9 @@ class Metrics(Protocol):
     def trimmed_data(self, table: str, shard: str) -> None:
         """``cdcsync_trimmed_data_total{table,shard}``: a shard's records were lost to the retention."""
 
+    def unknown_location_writes(self, table: str, count: int = 1) -> None:
+        """``cdcsync_unknown_location_writes_total{table}``: writes that may leave a copy elsewhere."""
+
     def release_shard(self, table: str, shard: str) -> None:
         """Forget a shard's gauges when its lease is lost or it is finished.
 
@@ -266,6 +278,9 @@ class NullMetrics:
 
     def trimmed_data(self, table: str, shard: str) -> None:
         return
+
+    def unknown_location_writes(self, table: str, count: int = 1) -> None:
+        check_count(UNKNOWN_LOCATION_WRITES, count)
 
     def release_shard(self, table: str, shard: str) -> None:
         return

@@ -34,6 +34,7 @@ from cdcsync.metrics import (
     REPLICATION_LAG,
     SHARDS_OWNED,
     TRIMMED_DATA,
+    UNKNOWN_LOCATION_WRITES,
     MetricSpec,
     check_count,
     check_value,
@@ -105,6 +106,9 @@ class EmfMetrics:
 
     def trimmed_data(self, table: str, shard: str) -> None:
         self._add(TRIMMED_DATA, (table, shard), 1)
+
+    def unknown_location_writes(self, table: str, count: int = 1) -> None:
+        self._add(UNKNOWN_LOCATION_WRITES, (table,), check_count(UNKNOWN_LOCATION_WRITES, count))
 
     def release_shard(self, table: str, shard: str) -> None:
         """Nothing to forget: EMF lines describe one invocation and are not repeated."""

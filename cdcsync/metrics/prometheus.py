@@ -15,6 +15,7 @@ from cdcsync.metrics import (
     REPLICATION_LAG,
     SHARDS_OWNED,
     TRIMMED_DATA,
+    UNKNOWN_LOCATION_WRITES,
     MetricSpec,
     check_count,
     check_value,
@@ -55,6 +56,7 @@ class PrometheusMetrics:
         self._shards_owned = _gauge(SHARDS_OWNED, self._registry)
         self._backfill_items = _counter(BACKFILL_ITEMS, self._registry)
         self._trimmed_data = _counter(TRIMMED_DATA, self._registry)
+        self._unknown_location_writes = _counter(UNKNOWN_LOCATION_WRITES, self._registry)
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -89,6 +91,9 @@ class PrometheusMetrics:
 
     def trimmed_data(self, table: str, shard: str) -> None:
         self._trimmed_data.labels(table, shard).inc()
+
+    def unknown_location_writes(self, table: str, count: int = 1) -> None:
+        self._unknown_location_writes.labels(table).inc(check_count(UNKNOWN_LOCATION_WRITES, count))
 
     def release_shard(self, table: str, shard: str) -> None:
         """Drop the shard's iterator age: the new owner reports it now, or the shard is finished.
