@@ -44,6 +44,8 @@ class CompiledMapping:
     # Whether the filter names only what the record that wrote an OldImage shares with this one
     # (see filter_can_judge_old_image); if not, no OldImage is trusted to be what the index holds.
     filter_can_judge_old_image: bool = True
+    # ``file:line: warning: ...`` lines about a valid mapping (cdcsync validate prints them).
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def compares_old_image(self) -> bool:

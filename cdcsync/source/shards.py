@@ -115,6 +115,29 @@ def unreadable(exc: ClientError, what: str, stream_arn: str, shard_id: str | Non
     )
 
 
+def _describe_table(dynamodb: Any, table: str) -> dict[str, Any]:
+    try:
+        description: dict[str, Any] = call_streams(
+            dynamodb.describe_table, {"TableName": table}, what=f"DescribeTable {table}"
+        )["Table"]
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            raise ConfigError(
+                f"table {table} does not exist in this account and region ({error_code(exc)}); "
+                "check the mapping's table name and AWS_REGION"
+            ) from exc
+        raise FatalError(f"DescribeTable {table} failed ({error_code(exc)}: {exc})") from exc
+    return description
+
+
+def table_stream(dynamodb: Any, table: str) -> tuple[str | None, frozenset[str]]:
+    """The view type of ``table``'s enabled stream (None: no stream) and its key attribute names."""
+    description = _describe_table(dynamodb, table)
+    spec = description.get("StreamSpecification", {})
+    view = str(spec.get("StreamViewType")) if spec.get("StreamEnabled") else None
+    return view, frozenset(str(key["AttributeName"]) for key in description.get("KeySchema", []))
+
+
 @overload
 def stream_arn_of(dynamodb: Any, table: str, *, required: Literal[True] = ...) -> str: ...
 @overload
@@ -126,17 +149,7 @@ def stream_arn_of(dynamodb: Any, table: str, *, required: bool = True) -> str | 
     waiting for a disabled stream to be enabled again). A disabled stream keeps its
     ``LatestStreamArn`` for 24 h, so ``StreamSpecification.StreamEnabled`` decides, not the ARN.
     """
-    try:
-        description = call_streams(
-            dynamodb.describe_table, {"TableName": table}, what=f"DescribeTable {table}"
-        )["Table"]
-    except ClientError as exc:
-        if error_code(exc) == "ResourceNotFoundException":
-            raise ConfigError(
-                f"table {table} does not exist in this account and region ({error_code(exc)}); "
-                "check the mapping's table name and AWS_REGION"
-            ) from exc
-        raise FatalError(f"DescribeTable {table} failed ({error_code(exc)}: {exc})") from exc
+    description = _describe_table(dynamodb, table)
     enabled = bool(description.get("StreamSpecification", {}).get("StreamEnabled"))
     arn = description.get("LatestStreamArn")
     if enabled and arn:
