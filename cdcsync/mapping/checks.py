@@ -8,11 +8,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Literal
 
-from cdcsync.mapping.compiled import CompiledMapping
+from cdcsync.mapping.compiled import CompiledMapping, filter_can_judge_old_image
 
 OldImageTrust = Literal["always", "never", "per record"]
 VIEWS_WITHOUT_OLD_IMAGE = frozenset({"NEW_IMAGE", "KEYS_ONLY"})
-_EARLIER_EVENTS = ("INSERT", "MODIFY")
 _UNKNOWN_PLACE = (
     "a document moved meanwhile stays in its old place (counted in cdcsync_unknown_location_writes_total) "
     "and a REMOVE is a dead letter (unknown_location)"
@@ -20,19 +19,11 @@ _UNKNOWN_PLACE = (
 
 
 def old_image_trust(mapping: CompiledMapping) -> OldImageTrust:
-    """Whether the planner trusts a record's OldImage to be what the index holds (see plan/planner.py).
-
-    A filter that names only ``eventName`` is decided here once; one naming images per record.
-    """
-    pattern, source = mapping.filter, mapping.model.filter
-    if pattern is None or source is None:
-        return "always"
-    if not mapping.filter_can_judge_old_image:
+    """Whether the planner trusts a record's OldImage to be what the index holds (see plan/planner.py)."""
+    patterns = mapping.old_image_filters
+    if patterns is None:
         return "never"
-    if set(source) <= {"eventName"}:
-        passes = all(pattern.matches({"eventName": event}) for event in _EARLIER_EVENTS)
-        return "always" if passes else "never"
-    return "per record"
+    return "per record" if patterns else "always"
 
 
 def filter_warning(mapping: CompiledMapping) -> str | None:
@@ -43,7 +34,7 @@ def filter_warning(mapping: CompiledMapping) -> str | None:
     if trust == "never":
         why = (
             "names what the record that wrote an OldImage need not share (its OldImage, time, size or id)"
-            if not mapping.filter_can_judge_old_image
+            if mapping.model.filter is not None and not filter_can_judge_old_image(mapping.model.filter)
             else "skips INSERT or MODIFY records, and either may have written an OldImage"
         )
         head = f"filter: {why}, so no OldImage is trusted to be what the index holds"

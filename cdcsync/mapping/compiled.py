@@ -41,9 +41,9 @@ class CompiledMapping:
     index_body: dict[str, Any] | None
     model: MappingModel = field(repr=False, compare=False)
     where_fields: frozenset[str] = frozenset()  # top-level attributes the where pattern names
-    # Whether the filter names only what the record that wrote an OldImage shares with this one
-    # (see filter_can_judge_old_image); if not, no OldImage is trusted to be what the index holds.
-    filter_can_judge_old_image: bool = True
+    # The filter as it applies to the record that wrote an OldImage, to match on this record (see
+    # old_image_filters): () trusts every OldImage, None none.
+    old_image_filters: tuple[Pattern, ...] | None = ()
     # ``file:line: warning: ...`` lines about a valid mapping (cdcsync validate prints them).
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
@@ -127,6 +127,63 @@ def filter_can_judge_old_image(
         elif key not in shared:
             return False
     return True
+
+
+def old_image_filters(pattern: dict[str, Any]) -> tuple[Pattern, ...] | None:
+    """``pattern`` rewritten to ask, of a record, whether the record that wrote its OldImage passed.
+
+    That record was an INSERT or a MODIFY (which one is unknown, so both must pass) whose NewImage
+    is this OldImage, without userIdentity (only TTL removals carry one), sharing the keys, table and
+    stream. So ``eventName`` and ``userIdentity`` conditions are decided here, once, and
+    ``dynamodb.NewImage`` becomes ``dynamodb.OldImage``: planning then costs one match per pattern
+    and builds nothing. Returns None when no OldImage can pass (or the filter names what that
+    record need not share), and () when every one does.
+    """
+    if not filter_can_judge_old_image(pattern):
+        return None
+    rewritten: list[dict[str, Any]] = []
+    for event in ("INSERT", "MODIFY"):
+        earlier = _as_earlier_record(pattern, event)
+        if earlier is None:
+            return None
+        if earlier and earlier not in rewritten:
+            rewritten.append(earlier)
+    return tuple(compile_pattern(part) for part in rewritten)
+
+
+def _as_earlier_record(pattern: dict[str, Any], event: str) -> dict[str, Any] | None:
+    """``pattern`` for an earlier ``event`` record, on this record; None: never matches, {}: always."""
+    result: dict[str, Any] = {}
+    for key, value in pattern.items():
+        if key == "$or":
+            alternatives: list[dict[str, Any]] = []
+            for alternative in value:
+                earlier = _as_earlier_record(alternative, event)
+                if earlier == {}:
+                    break  # this alternative always matches, and so does the $or
+                if earlier is not None:
+                    alternatives.append(earlier)
+            else:
+                if not alternatives:
+                    return None
+                result["$or"] = alternatives if len(alternatives) > 1 else alternatives * 2  # AWS wants two
+        elif key in ("eventName", "userIdentity"):
+            if not compile_pattern({key: value}).matches({"eventName": event}):
+                return None
+        elif key == "dynamodb":
+            result[key] = _new_image_as_old(value)
+        else:
+            result[key] = value
+    return result
+
+
+def _new_image_as_old(pattern: dict[str, Any]) -> dict[str, Any]:
+    return {
+        ("OldImage" if key == "NewImage" else key): (
+            [_new_image_as_old(alternative) for alternative in value] if key == "$or" else value
+        )
+        for key, value in pattern.items()
+    }
 
 
 @dataclass
@@ -275,6 +332,6 @@ def compile_mapping(
         index_body=index_body,
         model=model,
         where_fields=_top_level_fields(model.where) if model.where else frozenset(),
-        filter_can_judge_old_image=model.filter is None or filter_can_judge_old_image(model.filter),
+        old_image_filters=() if model.filter is None else old_image_filters(model.filter),
     )
     return mapping, []

@@ -36,7 +36,6 @@ from cdcsync.versions import MAX_VERSION, attribute_version
 Target = tuple[str, str, str | None]  # index, id, routing
 
 ID_MAX_BYTES = 512  # OpenSearch refuses longer _id values (UTF-8), failing the whole bulk request
-_EARLIER_EVENTS = ("INSERT", "MODIFY")  # the records that can have written an item's OldImage
 _VIEWS_WITHOUT_OLD_IMAGE = frozenset({"KEYS_ONLY", "NEW_IMAGE"})
 
 
@@ -72,30 +71,19 @@ def _old_image_indexed(record: ChangeRecord, mapping: CompiledMapping) -> bool:
     """Whether the record's OldImage is what this mapping wrote last (so the index may hold it).
 
     The OldImage was the NewImage of an earlier INSERT or MODIFY of the item; if the filter skipped
-    that record, the index holds something older (or nothing). That record is rebuilt from this
-    one and must pass the filter both as an INSERT and as a MODIFY, since which one it was is
-    unknown; a filter naming what cannot be rebuilt (its OldImage, time, ...) trusts no OldImage.
+    that record, the index holds something older (or nothing). The mapping carries the filter
+    rewritten for that record (``old_image_filters``: as an INSERT and as a MODIFY, since which one
+    it was is unknown), matched here on this record.
     """
     if record.raw_old_image is None:
         return False
-    pattern = mapping.filter
-    if pattern is None:
+    patterns = mapping.old_image_filters
+    if patterns is None:
+        return False
+    if not patterns:
         return True
-    if not mapping.filter_can_judge_old_image:
-        return False
     view = record.event_view
-    body = view.get("dynamodb")
-    if not isinstance(body, Mapping) or "OldImage" not in body:
-        return False
-    earlier_body = {name: value for name, value in body.items() if name != "OldImage"}
-    earlier_body["NewImage"] = body["OldImage"]
-    earlier = {name: value for name, value in view.items() if name != "userIdentity"}
-    earlier["dynamodb"] = earlier_body
-    for event in _EARLIER_EVENTS:
-        earlier["eventName"] = event
-        if not pattern.matches(earlier):
-            return False
-    return True
+    return all(pattern.matches(view) for pattern in patterns)
 
 
 def _indexed_old_image(record: ChangeRecord, mapping: CompiledMapping) -> dict[str, Any] | None:

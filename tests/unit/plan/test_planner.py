@@ -569,8 +569,30 @@ def test_plan_skip_unchanged_old_image_the_filter_passed_skips() -> None:
             False,
         ),  # the earlier OldImage is unknown
         ({"dynamodb": {"Keys": {"UserId": {"N": ["1"]}}}}, True),
+        ({"$or": [{"eventName": ["REMOVE"]}, PUBLISHED]}, True),
+        ({"$or": [{"eventName": ["INSERT"]}, {"eventName": ["MODIFY"]}]}, True),
+        ({"eventName": [{"prefix": "MOD"}]}, False),
+        ({"dynamodb": {"$or": [PUBLISHED["dynamodb"], {"Keys": {"UserId": {"N": ["2"]}}}]}}, True),
+        (
+            {
+                "dynamodb": {
+                    "$or": [{"NewImage": {"Views": {"N": ["2"]}}}, {"Keys": {"UserId": {"N": ["2"]}}}]
+                }
+            },
+            False,
+        ),
     ],
-    ids=["insert-and-modify", "modify-only", "names-old-image", "keys"],
+    ids=[
+        "insert-and-modify",
+        "modify-only",
+        "names-old-image",
+        "keys",
+        "or-remove-or-published",
+        "or-of-events",
+        "event-prefix",
+        "nested-or-passing",
+        "nested-or-failing",
+    ],
 )
 def test_plan_old_image_trusted_only_when_every_record_that_wrote_it_passes(
     filter_pattern: dict[str, Any], skipped: bool
