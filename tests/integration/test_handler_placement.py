@@ -90,3 +90,38 @@ def test_handler_new_image_view_makes_unknown_places_visible(world: LambdaWorld)
         f"{world.index} by hand, and stream NEW_AND_OLD_IMAGES",
     )
     assert _sample(world, "cdcsync_dlq_records_total", reason="unknown_location") == 1
+
+
+def test_handler_id_over_512_bytes_is_dead_letter_and_batch_goes_on(
+    tmp_path: Path,
+    unique_name: str,
+    opensearch: OpenSearch,
+    opensearch_url: str,
+    dynamodb: Any,
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a table with string keys, and a batch holding one key too long for an OpenSearch id
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    world = make_world(
+        tmp_path,
+        unique_name=unique_name,
+        opensearch=opensearch,
+        opensearch_url=opensearch_url,
+        dynamodb=dynamodb,
+        key_type="S",
+    )
+    long_key = "k" * 513
+    keys: list[Any] = ["a", long_key, "b"]
+    records = [world.record("INSERT", key, {"UserId": key}, seconds=T0) for key in keys]
+    # WHEN the handler runs
+    assert world.invoke(*records) == {"batchItemFailures": []}
+    # THEN the others are indexed and the long one is a dead letter naming the limit and the fix
+    assert set(world.docs()) == {"a", "b"}
+    (letter,) = world.dead_letters()
+    assert (letter.error.type, letter.error.reason) == (
+        "id_too_long",
+        'id: the id made by "{UserId}" is 513 bytes; OpenSearch refuses ids over 512 bytes (UTF-8): '
+        'give the mapping an id template over shorter key attributes (id: "{...}")',
+    )
+    assert _sample(world, "cdcsync_dlq_records_total", reason="id_too_long") == 1
