@@ -7,7 +7,8 @@
     │   └── IndexTemplateError OpenSearch refused an index template a mapping needs (indices apply)
     ├── PatternError           a filter/where pattern is malformed (wrapped into MappingError on load)
     ├── RecordError            this record cannot be planned or written: it goes to the dead-letter queue
-    │   └── PlanError          the planner could not build an action (missing attribute, bad version, ...)
+    │   └── PlanError          the planner could not build an action (missing attribute, bad version, ...);
+    │                          its reason (plan_error, id_too_long, unknown_location) labels the dead letter
     ├── TransientError         the sink may succeed later: retry with backoff within the budget
     ├── FatalError             cannot go on by itself (access denied, unreadable stream): the CLI
     │   │                      exits 1; the worker stops that table or shard, is not ready (the
@@ -84,7 +85,16 @@ class RecordError(CdcsyncError):
 
 
 class PlanError(RecordError):
-    """The planner could not build an action for a record (e.g. a template names a missing attribute)."""
+    """The planner could not build an action for a record (e.g. a template names a missing attribute).
+
+    ``reason`` is the dead letter's error type (the ``reason`` label of ``cdcsync_dlq_records_total``):
+    ``plan_error``, or a narrower one an operator acts on differently (``id_too_long``,
+    ``unknown_location``).
+    """
+
+    def __init__(self, message: str, *, reason: str = "plan_error") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class TransientError(CdcsyncError):

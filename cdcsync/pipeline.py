@@ -69,6 +69,7 @@ class _Batch:
     newest_ms: dict[str, int] = field(default_factory=dict)
 
     counted: list[tuple[int, str, str, str]] = field(default_factory=list)  # position, table, event, outcome
+    unknown_location: list[tuple[int, str]] = field(default_factory=list)  # position, table
 
     def fail(self, record: ChangeRecord) -> None:
         self.failed.add(self.position[id(record)])
@@ -186,7 +187,7 @@ class Pipeline:
                 elif isinstance(step, Skip):
                     batch.count(step.record, "skipped")
                 elif isinstance(step, Rejected):
-                    error = DeadLetterError(status=None, type="plan_error", reason=str(step.error))
+                    error = DeadLetterError(status=None, type=step.reason, reason=str(step.error))
                     letter = dead_letter(
                         step.record.raw, record=step.record, mapping=step.mapping, error=error
                     )
@@ -221,6 +222,9 @@ class Pipeline:
                 if result.outcome == "stale"
                 else ("indexed" if action.op == "index" else "deleted")
             )
+            if action.op == "index" and not action.old_location_known:
+                last = records[-1]
+                batch.unknown_location.append((batch.position[id(last)], last.table))
             for record in records:
                 batch.count(record, outcome)
 
@@ -251,6 +255,12 @@ class Pipeline:
                 tally[(table, event, outcome)] = tally.get((table, event, outcome), 0) + 1
         for (table, event, outcome), count in tally.items():  # one call per label set, not per record
             self.metrics.records(table, event, outcome, count)
+        unknown: dict[str, int] = {}
+        for position, table in batch.unknown_location:
+            if retry_from is None or position < retry_from:
+                unknown[table] = unknown.get(table, 0) + 1
+        for table, count in unknown.items():
+            self.metrics.unknown_location_writes(table, count)
         retry_record = records[retry_from] if retry_from is not None else None
         retry_sequence = (
             retry_record.sequence_number

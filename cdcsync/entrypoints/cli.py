@@ -13,6 +13,7 @@ import orjson
 from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.errors import ConfigError, FatalError, MappingError, TransientError
 from cdcsync.logs import configure_logging
+from cdcsync.mapping.checks import view_problems
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.mapping.filter_criteria import filter_criteria
 from cdcsync.mapping.loader import load_mappings
@@ -23,6 +24,7 @@ from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client
 from cdcsync.sink.indices import apply_indices
 from cdcsync.source.items import ItemReader
+from cdcsync.source.shards import stream_view_and_keys
 from cdcsync.source.synthetic import filter_warnings
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
@@ -58,9 +60,33 @@ def _validate(args: argparse.Namespace) -> int:
         return EXIT_PROBLEMS
     for mapping in mappings:
         print(_summary(mapping))
+        for warning in mapping.warnings:
+            print(warning, file=sys.stderr)
         for warning in filter_warnings(mapping):
             print(f"warning: {warning}", file=sys.stderr)
+    if not args.tables:
+        return EXIT_OK
+    stream_problems = _table_problems(mappings, boto3.Session().client("dynamodb"))
+    for line in stream_problems:
+        print(line, file=sys.stderr)
+    if stream_problems:
+        count = len(stream_problems)
+        print(f"{count} problem{'s' if count != 1 else ''} with the tables' streams", file=sys.stderr)
+        return EXIT_PROBLEMS
     return EXIT_OK
+
+
+def _table_problems(mappings: MappingSet, dynamodb: Any) -> list[str]:
+    """``validate --tables``: each mapping against its table's stream view type and key schema."""
+    problems = []
+    for table in mappings.tables:
+        view, key_names = stream_view_and_keys(dynamodb, table)
+        for mapping in mappings.for_table(table):
+            problems += [
+                f"{mapping.source}: {key}: {message}"
+                for key, message in view_problems(mapping, view, key_names)
+            ]
+    return problems
 
 
 def _load(path: str | None) -> MappingSet:
@@ -259,6 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check mapping files; list every problem as file:line.",
     )
     validate.add_argument("path", nargs="?", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
+    validate.add_argument(
+        "--tables",
+        action="store_true",
+        help="also read each mapped table (DescribeTable) and check the mappings against its stream's "
+        "view type and key schema; exit 1 on what the stream cannot carry",
+    )
     validate.set_defaults(run=_validate)
 
     filters = verbs.add_parser(

@@ -41,11 +41,21 @@ class CompiledMapping:
     index_body: dict[str, Any] | None
     model: MappingModel = field(repr=False, compare=False)
     where_fields: frozenset[str] = frozenset()  # top-level attributes the where pattern names
+    # The filter as it applies to the record that wrote an OldImage, to match on this record (see
+    # old_image_filters): () trusts every OldImage, None none.
+    old_image_filters: tuple[Pattern, ...] | None = ()
+    # ``file:line: warning: ...`` lines about a valid mapping (cdcsync validate prints them).
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def compares_old_image(self) -> bool:
         """Whether planning an index write looks at the old image (moves, skip_unchanged)."""
-        return self.skip_unchanged or not self.index.is_literal or self.routing is not None
+        return self.skip_unchanged or self.places_by_item
+
+    @property
+    def places_by_item(self) -> bool:
+        """Whether the document's place (index, routing) depends on the item, so it can move."""
+        return not self.index.is_literal or self.routing is not None
 
     @property
     def name(self) -> str:
@@ -78,6 +88,102 @@ class MappingSet:
 
     def __len__(self) -> int:
         return len(self.mappings)
+
+
+# What the record that wrote an item's OldImage (an INSERT or MODIFY of the same item, whose
+# NewImage it was) surely shared with this record. Anything else a filter names (the earlier
+# record's own OldImage, sequence number, time, size, event id) is unknown.
+_SHARED_RECORD_FIELDS = frozenset(
+    {
+        "eventName",
+        "eventSource",
+        "eventVersion",
+        "awsRegion",
+        "eventSourceARN",
+        "tableName",
+        "recordFormat",
+        "userIdentity",  # known: an INSERT or MODIFY has none
+    }
+)
+_SHARED_DYNAMODB_FIELDS = frozenset({"Keys", "NewImage", "StreamViewType"})
+
+
+def filter_can_judge_old_image(
+    pattern: dict[str, Any], shared: frozenset[str] = _SHARED_RECORD_FIELDS
+) -> bool:
+    """Whether a filter can be asked if the record that wrote an OldImage passed it.
+
+    That record is rebuilt from this one (its NewImage is this OldImage, its eventName INSERT or
+    MODIFY, no userIdentity: only TTL removals carry one); a filter naming a field it cannot
+    rebuild cannot answer, and the OldImage is then never trusted.
+    """
+    for key, value in pattern.items():
+        if key == "$or" and isinstance(value, list):
+            if not all(filter_can_judge_old_image(alt, shared) for alt in value if isinstance(alt, dict)):
+                return False
+        elif key == "dynamodb" and shared is _SHARED_RECORD_FIELDS and isinstance(value, dict):
+            if not filter_can_judge_old_image(value, _SHARED_DYNAMODB_FIELDS):
+                return False
+        elif key not in shared:
+            return False
+    return True
+
+
+def old_image_filters(pattern: dict[str, Any]) -> tuple[Pattern, ...] | None:
+    """``pattern`` rewritten to ask, of a record, whether the record that wrote its OldImage passed.
+
+    That record was an INSERT or a MODIFY (which one is unknown, so both must pass) whose NewImage
+    is this OldImage, without userIdentity (only TTL removals carry one), sharing the keys, table and
+    stream. So ``eventName`` and ``userIdentity`` conditions are decided here, once, and
+    ``dynamodb.NewImage`` becomes ``dynamodb.OldImage``: planning then costs one match per pattern
+    and builds nothing. Returns None when no OldImage can pass (or the filter names what that
+    record need not share), and () when every one does.
+    """
+    if not filter_can_judge_old_image(pattern):
+        return None
+    rewritten: list[dict[str, Any]] = []
+    for event in ("INSERT", "MODIFY"):
+        earlier = _as_earlier_record(pattern, event)
+        if earlier is None:
+            return None
+        if earlier and earlier not in rewritten:
+            rewritten.append(earlier)
+    return tuple(compile_pattern(part) for part in rewritten)
+
+
+def _as_earlier_record(pattern: dict[str, Any], event: str) -> dict[str, Any] | None:
+    """``pattern`` for an earlier ``event`` record, on this record; None: never matches, {}: always."""
+    result: dict[str, Any] = {}
+    for key, value in pattern.items():
+        if key == "$or":
+            alternatives: list[dict[str, Any]] = []
+            for alternative in value:
+                earlier = _as_earlier_record(alternative, event)
+                if earlier == {}:
+                    break  # this alternative always matches, and so does the $or
+                if earlier is not None:
+                    alternatives.append(earlier)
+            else:
+                if not alternatives:
+                    return None
+                result["$or"] = alternatives if len(alternatives) > 1 else alternatives * 2  # AWS wants two
+        elif key in ("eventName", "userIdentity"):
+            if not compile_pattern({key: value}).matches({"eventName": event}):
+                return None
+        elif key == "dynamodb":
+            result[key] = _new_image_as_old(value)
+        else:
+            result[key] = value
+    return result
+
+
+def _new_image_as_old(pattern: dict[str, Any]) -> dict[str, Any]:
+    return {
+        ("OldImage" if key == "NewImage" else key): (
+            [_new_image_as_old(alternative) for alternative in value] if key == "$or" else value
+        )
+        for key, value in pattern.items()
+    }
 
 
 @dataclass
@@ -226,5 +332,6 @@ def compile_mapping(
         index_body=index_body,
         model=model,
         where_fields=_top_level_fields(model.where) if model.where else frozenset(),
+        old_image_filters=() if model.filter is None else old_image_filters(model.filter),
     )
     return mapping, []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path as FsPath
 from typing import Any
@@ -11,6 +12,7 @@ import yaml
 from pydantic import BaseModel
 
 from cdcsync.errors import MappingError, MappingProblem
+from cdcsync.mapping.checks import filter_warning
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet, compile_mapping
 from cdcsync.mapping.model import MappingModel
 from cdcsync.mapping.yaml_lines import LocatedDocument, Path, load_documents
@@ -98,6 +100,9 @@ def _validate(
         return [], problems
     compiled, found = compile_mapping(model, f"{file}:{document.line_of(prefix)}")
     problems = [_locate((*prefix, *path), message, document, file) for path, message in found]
+    if compiled is not None and (warning := filter_warning(compiled)) is not None:
+        line = document.line_of((*prefix, "filter"))
+        compiled = dataclasses.replace(compiled, warnings=(f"{file}:{line}: warning: {warning}",))
     return ([compiled] if compiled else []), problems
 
 

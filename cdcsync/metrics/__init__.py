@@ -44,6 +44,7 @@ __all__ = [
     "REPLICATION_LAG",
     "SHARDS_OWNED",
     "TRIMMED_DATA",
+    "UNKNOWN_LOCATION_WRITES",
     "WORKER_ERRORS",
     "WORKER_ERROR_KINDS",
     "EmfMetrics",
@@ -149,6 +150,14 @@ WORKER_ERRORS = MetricSpec(
     ("table", "error"),
 )
 
+UNKNOWN_LOCATION_WRITES = MetricSpec(
+    "cdcsync_unknown_location_writes_total",
+    "counter",
+    "Writes to a templated index or routing of an item whose earlier place was unknown (no old image, "
+    "or one the filter would have skipped): if the item moved, a copy stays in the old place.",
+    ("table",),
+)
+
 METRICS: tuple[MetricSpec, ...] = (
     RECORDS,
     ITERATOR_AGE,
@@ -160,6 +169,7 @@ METRICS: tuple[MetricSpec, ...] = (
     BACKFILL_ITEMS,
     TRIMMED_DATA,
     WORKER_ERRORS,
+    UNKNOWN_LOCATION_WRITES,
 )
 
 # A bulk request takes a few ms on a local node and up to the client timeout (30 s) on a loaded one.
@@ -253,6 +263,9 @@ class Metrics(Protocol):
     def worker_errors(self, table: str, error: str) -> None:
         """``cdcsync_worker_errors_total{table,error}``: a table round or shard loop stopped on an error."""
 
+    def unknown_location_writes(self, table: str, count: int = 1) -> None:
+        """``cdcsync_unknown_location_writes_total{table}``: writes that may leave a copy elsewhere."""
+
     def release_shard(self, table: str, shard: str) -> None:
         """Forget a shard's gauges when its lease is lost or it is finished.
 
@@ -296,6 +309,9 @@ class NullMetrics:
 
     def worker_errors(self, table: str, error: str) -> None:
         error_label(error)
+
+    def unknown_location_writes(self, table: str, count: int = 1) -> None:
+        check_count(UNKNOWN_LOCATION_WRITES, count)
 
     def release_shard(self, table: str, shard: str) -> None:
         return

@@ -34,6 +34,7 @@ from cdcsync.metrics import (
     REPLICATION_LAG,
     SHARDS_OWNED,
     TRIMMED_DATA,
+    UNKNOWN_LOCATION_WRITES,
     WORKER_ERRORS,
     MetricSpec,
     check_count,
@@ -110,6 +111,9 @@ class EmfMetrics:
 
     def worker_errors(self, table: str, error: str) -> None:
         self._add(WORKER_ERRORS, (table, error_label(error)), 1)
+
+    def unknown_location_writes(self, table: str, count: int = 1) -> None:
+        self._add(UNKNOWN_LOCATION_WRITES, (table,), check_count(UNKNOWN_LOCATION_WRITES, count))
 
     def release_shard(self, table: str, shard: str) -> None:
         """Nothing to forget: EMF lines describe one invocation and are not repeated."""

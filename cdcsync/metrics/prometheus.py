@@ -15,6 +15,7 @@ from cdcsync.metrics import (
     REPLICATION_LAG,
     SHARDS_OWNED,
     TRIMMED_DATA,
+    UNKNOWN_LOCATION_WRITES,
     WORKER_ERRORS,
     MetricSpec,
     check_count,
@@ -58,6 +59,7 @@ class PrometheusMetrics:
         self._backfill_items = _counter(BACKFILL_ITEMS, self._registry)
         self._trimmed_data = _counter(TRIMMED_DATA, self._registry)
         self._worker_errors = _counter(WORKER_ERRORS, self._registry)
+        self._unknown_location_writes = _counter(UNKNOWN_LOCATION_WRITES, self._registry)
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -95,6 +97,9 @@ class PrometheusMetrics:
 
     def worker_errors(self, table: str, error: str) -> None:
         self._worker_errors.labels(table, error_label(error)).inc()
+
+    def unknown_location_writes(self, table: str, count: int = 1) -> None:
+        self._unknown_location_writes.labels(table).inc(check_count(UNKNOWN_LOCATION_WRITES, count))
 
     def release_shard(self, table: str, shard: str) -> None:
         """Drop the shard's iterator age: the new owner reports it now, or the shard is finished.

@@ -14,14 +14,23 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from cdcsync.change import ChangeRecord
-from cdcsync.errors import RecordError
+from cdcsync.errors import PlanError, RecordError
 from cdcsync.mapping.compiled import CompiledMapping
 
-SkipReason = Literal["no_mapping", "filter", "where", "unchanged", "ignored_remove", "ignored_ttl_expiry"]
+SkipReason = Literal[
+    "no_mapping", "filter", "where", "unchanged", "ignored_remove", "ignored_ttl_expiry", "id_too_long"
+]
 
 
 @dataclass(slots=True, eq=False)
 class IndexAction:
+    """``old_location_known`` is False when the document may also sit where nothing says.
+
+    That is a write to a templated index or routing of an item that existed before, without an
+    OldImage to find its earlier place (NEW_IMAGE or KEYS_ONLY view, or an OldImage the filter
+    would have skipped): if the item moved, a copy stays in the old place. It is counted.
+    """
+
     index: str
     id: str
     routing: str | None
@@ -31,6 +40,7 @@ class IndexAction:
     record: ChangeRecord
 
     op: Literal["index"] = "index"
+    old_location_known: bool = True
 
 
 @dataclass(slots=True, eq=False)
@@ -67,6 +77,11 @@ class Rejected:
     error: RecordError
     mapping: CompiledMapping | None
     record: ChangeRecord
+
+    @property
+    def reason(self) -> str:
+        """The dead letter's error type: ``plan_error``, ``id_too_long``, ``unknown_location``."""
+        return self.error.reason if isinstance(self.error, PlanError) else "plan_error"
 
 
 Action = IndexAction | DeleteAction

@@ -2,11 +2,20 @@
 
 Rules, in order, for each mapping of the record's table:
 1. ``filter`` on the record as Lambda sees it; no match -> Skip("filter").
-2. REMOVE: ``deletes`` decides (TTL expiries separately); a delete needs only the keys.
+2. REMOVE: ``deletes`` decides (TTL expiries separately); a delete needs only the keys, unless the
+   index or routing is templated over other attributes: then it needs the old image, and without
+   one the document's place is unknown -> Rejected("unknown_location").
 3. INSERT/MODIFY without a new image (KEYS_ONLY, OLD_IMAGE views) -> FetchItem.
 4. ``where`` decides membership: an item that stops matching is deleted, one that starts is indexed.
-5. A document whose index or routing changed is deleted where it was, then indexed where it is.
+5. A document whose index or routing changed is deleted where it was, then indexed where it is. A
+   new image that names no place (a template attribute removed) still deletes the old one, and the
+   record is Rejected for its new side.
 6. ``skip_unchanged``: a MODIFY whose projected document and target did not change -> Skip.
+The old image is what the index holds only if the record that wrote it passed the filter; it is
+trusted only when the filter would pass a record built from it (as INSERT and as MODIFY), and
+otherwise every rule plans as if the record had none (NEW_IMAGE view).
+Ids over OpenSearch's 512 bytes: a write is Rejected("id_too_long"), a delete Skip("id_too_long")
+(such a document can never have been written, and one over-long id fails a whole bulk request).
 A ``RecordError`` for one mapping becomes ``Rejected`` (dead-letter queue) and the others go on.
 """
 
@@ -26,19 +35,101 @@ from cdcsync.versions import MAX_VERSION, attribute_version
 
 Target = tuple[str, str, str | None]  # index, id, routing
 
+ID_MAX_BYTES = 512  # OpenSearch refuses longer _id values (UTF-8), failing the whole bulk request
+_VIEWS_WITHOUT_OLD_IMAGE = frozenset({"KEYS_ONLY", "NEW_IMAGE"})
+
 
 def document_id(record: ChangeRecord, mapping: CompiledMapping) -> str:
     if mapping.id is not None:
-        return mapping.id.render(record.keys, what="id", scope=lambda: f"the keys of table {record.table}")
-    # Sorted key names make the default id the same from every path (stream, backfill, redrive),
-    # none of which can rely on the order of the Keys map.
-    parts = []
-    for name in sorted(record.keys):
-        text = format_scalar(record.keys[name])
-        if text is None:
-            raise PlanError(f"id: key attribute {name} of table {record.table} is not a scalar")
-        parts.append(text)
-    return "|".join(parts)
+        doc_id = mapping.id.render(record.keys, what="id", scope=lambda: f"the keys of table {record.table}")
+    else:
+        # Sorted key names make the default id the same from every path (stream, backfill,
+        # redrive), none of which can rely on the order of the Keys map.
+        parts = []
+        for name in sorted(record.keys):
+            text = format_scalar(record.keys[name])
+            if text is None:
+                raise PlanError(f"id: key attribute {name} of table {record.table} is not a scalar")
+            parts.append(text)
+        doc_id = "|".join(parts)
+    # A character is at most 4 bytes in UTF-8: only long ids are encoded to be measured.
+    if len(doc_id) * 4 > ID_MAX_BYTES and (size := len(doc_id.encode())) > ID_MAX_BYTES:
+        made_by = (
+            f'the id made by "{mapping.id.source}"'
+            if mapping.id is not None
+            else "the default id (the key values joined by |)"
+        )
+        raise PlanError(
+            f"id: {made_by} is {size} bytes; OpenSearch refuses ids over {ID_MAX_BYTES} bytes "
+            '(UTF-8): give the mapping an id template over shorter key attributes (id: "{...}")',
+            reason="id_too_long",
+        )
+    return doc_id
+
+
+def _old_image_indexed(record: ChangeRecord, mapping: CompiledMapping) -> bool:
+    """Whether the record's OldImage is what this mapping wrote last (so the index may hold it).
+
+    The OldImage was the NewImage of an earlier INSERT or MODIFY of the item; if the filter skipped
+    that record, the index holds something older (or nothing). The mapping carries the filter
+    rewritten for that record (``old_image_filters``: as an INSERT and as a MODIFY, since which one
+    it was is unknown), matched here on this record.
+    """
+    if record.raw_old_image is None:
+        return False
+    patterns = mapping.old_image_filters
+    if patterns is None:
+        return False
+    if not patterns:
+        return True
+    view = record.event_view
+    return all(pattern.matches(view) for pattern in patterns)
+
+
+def _indexed_old_image(record: ChangeRecord, mapping: CompiledMapping) -> dict[str, Any] | None:
+    """The old image if the index may hold it (see ``_old_image_indexed``), else None."""
+    return record.old_image if _old_image_indexed(record, mapping) else None
+
+
+def _placed_by_keys(record: ChangeRecord, mapping: CompiledMapping) -> bool:
+    """Whether the keys alone (which never change) name the document's index and routing."""
+    keys = record.keys
+    return all(name in keys for name in mapping.index.names) and (
+        mapping.routing is None or all(name in keys for name in mapping.routing.names)
+    )
+
+
+def _delete_from_unknown_place(record: ChangeRecord, mapping: CompiledMapping) -> Skip:
+    """A deleted item whose document's place is named by attributes no trusted old image carries.
+
+    Raises ``PlanError("unknown_location")``: the document stays, and an operator must find it.
+    """
+    try:
+        doc_id = document_id(record, mapping)
+    except PlanError as exc:
+        if exc.reason == "id_too_long":
+            return Skip("id_too_long", mapping, record)
+        raise
+    keys = record.keys
+    template = mapping.index
+    if all(name in keys for name in template.names) and mapping.routing is not None:
+        template = mapping.routing
+    what = "index" if template is mapping.index else "routing"
+    if record.raw_old_image is not None:
+        why = "the filter would have skipped the record that wrote its OldImage"
+        fix = ""
+    else:
+        why = f"the record carries none (stream view {record.stream_view_type})"
+        fix = ", and stream NEW_AND_OLD_IMAGES" if record.stream_view_type in _VIEWS_WITHOUT_OLD_IMAGE else ""
+    index = mapping.index
+    place = (
+        f"the index {index.source}" if index.is_literal else f"the indices {'*'.join(index.literals).lower()}"
+    )
+    raise PlanError(
+        f'{what}: "{template.source}" needs the old image to find the document of this {record.event}, and '
+        f"{why}; the document stays: delete id {doc_id} from {place} by hand{fix}",
+        reason="unknown_location",
+    )
 
 
 def _target(record: ChangeRecord, mapping: CompiledMapping, item: Mapping[str, Any], scope: str) -> Target:
@@ -69,6 +160,19 @@ def _delete(record: ChangeRecord, mapping: CompiledMapping, target: Target, vers
     return DeleteAction(index, doc_id, routing, version, mapping, record)
 
 
+def _delete_at(
+    record: ChangeRecord, mapping: CompiledMapping, item: Mapping[str, Any], scope: str, version: int
+) -> DeleteAction | Skip:
+    """Delete the document ``item`` places; one whose id is too long was never written: Skip."""
+    try:
+        target = _target(record, mapping, item, scope)
+    except PlanError as exc:
+        if exc.reason == "id_too_long":
+            return Skip("id_too_long", mapping, record)
+        raise
+    return _delete(record, mapping, target, version)
+
+
 def _where_decided_by_keys(record: ChangeRecord, mapping: CompiledMapping) -> bool:
     """Whether ``where`` names only key attributes, so the keys alone (which never change) decide it.
 
@@ -83,27 +187,36 @@ def _plan_remove(record: ChangeRecord, mapping: CompiledMapping) -> Step:
         return Skip("ignored_ttl_expiry", mapping, record)
     if not record.is_ttl_expiry and not mapping.delete_on_remove:
         return Skip("ignored_remove", mapping, record)
-    old = record.old_image
-    where = mapping.where
-    if where is not None:
-        if old is not None and not where.matches(old):
-            return Skip("where", mapping, record)
-        if old is None and _where_decided_by_keys(record, mapping) and not where.matches(record.keys):
-            return Skip("where", mapping, record)
-    item = old if old is not None else record.keys
-    scope = "the old image" if old is not None else f"the keys (stream view {record.stream_view_type})"
+    old = _indexed_old_image(record, mapping)
+    if not _removed_member(record, mapping, old):
+        return Skip("where", mapping, record)
     # Attribute versions: the delete outranks the last write it removes, so a replay of that write
-    # is stale; a re-created item must carry a higher version than the deleted one.
-    return _delete(
-        record, mapping, _target(record, mapping, item, scope), _version(record, mapping, old, bump=1)
-    )
+    # is stale; a re-created item must carry a higher version than the deleted one. The item's
+    # counter is in any OldImage, trusted or not.
+    version = _version(record, mapping, record.old_image, bump=1)
+    if old is not None:
+        return _delete_at(record, mapping, old, "the old image", version)
+    if mapping.places_by_item and not _placed_by_keys(record, mapping):
+        return _delete_from_unknown_place(record, mapping)
+    scope = f"the keys (stream view {record.stream_view_type})"
+    return _delete_at(record, mapping, record.keys, scope, version)
+
+
+def _removed_member(record: ChangeRecord, mapping: CompiledMapping, old: dict[str, Any] | None) -> bool:
+    """Whether a removed item may have been in the index by ``where`` (the keys decide alone if they can)."""
+    where = mapping.where
+    if where is None:
+        return True
+    if old is not None:
+        return where.matches(old)
+    return not _where_decided_by_keys(record, mapping) or where.matches(record.keys)
 
 
 def _plan_leaving(
     record: ChangeRecord, mapping: CompiledMapping, where: Pattern, new: dict[str, Any]
 ) -> list[Step]:
     """The item does not match ``where`` now: delete its document if it may have been indexed."""
-    old = record.old_image
+    old = _indexed_old_image(record, mapping)
     if old is not None:
         was_member = where.matches(old)
     else:
@@ -112,14 +225,13 @@ def _plan_leaving(
         was_member = record.event != "INSERT" and not _where_decided_by_keys(record, mapping)
     if not was_member:
         return [Skip("where", mapping, record)]
-    if old is not None:
-        try:
-            target = _target(record, mapping, old, "the old image")
-        except PlanError:
-            return [Skip("where", mapping, record)]  # the old image could not name a place: never indexed
-    else:
-        target = _target(record, mapping, new, "the new image")
-    return [_delete(record, mapping, target, _version(record, mapping, new))]
+    version = _version(record, mapping, new)
+    if old is None:
+        return [_delete_at(record, mapping, new, "the new image", version)]
+    try:
+        return [_delete_at(record, mapping, old, "the old image", version)]
+    except PlanError:
+        return [Skip("where", mapping, record)]  # the old image could not name a place: never indexed
 
 
 def _cheaply_unchanged(record: ChangeRecord, mapping: CompiledMapping) -> bool | None:
@@ -138,6 +250,8 @@ def _cheaply_unchanged(record: ChangeRecord, mapping: CompiledMapping) -> bool |
     new, old = record.raw_new_image, record.raw_old_image
     if new is None or old is None:
         return None
+    if not _old_image_indexed(record, mapping):
+        return False  # the index may hold something older: write, as without an old image
     return mapping.projection.raw_unchanged(new, old)
 
 
@@ -173,7 +287,12 @@ def _plan_image(
     where = mapping.where
     if where is not None and not where.matches(new):
         return _plan_leaving(record, mapping, where, new)
-    target = _target(record, mapping, new, "the new image")
+    try:
+        target = _target(record, mapping, new, "the new image")
+    except PlanError as exc:
+        if exc.reason != "plan_error" or not mapping.places_by_item:
+            raise
+        return _plan_placeless(record, mapping, new, exc)
     version = _version(record, mapping, new)
     document = mapping.projection.apply(new)
     steps: list[Step] = []
@@ -182,7 +301,10 @@ def _plan_image(
         return _cheaply_decided_steps(
             record, mapping, verdict, target=target, version=version, document=document
         )
-    old = record.old_image if mapping.compares_old_image else None
+    index, doc_id, routing = target
+    if not mapping.compares_old_image:
+        return [IndexAction(index, doc_id, routing, version, document, mapping, record)]
+    old = _indexed_old_image(record, mapping)
     if old is not None and (where is None or where.matches(old)):
         try:
             old_target: Target | None = _target(record, mapping, old, "the old image")
@@ -197,9 +319,53 @@ def _plan_image(
             and mapping.projection.apply(old) == document
         ):
             return [Skip("unchanged", mapping, record)]
-    index, doc_id, routing = target
-    steps.append(IndexAction(index, doc_id, routing, version, document, mapping, record))
+    # Without a trusted old image, an item that existed may have been placed elsewhere before.
+    known = (
+        old is not None
+        or record.event == "INSERT"
+        or not mapping.places_by_item
+        or _placed_by_keys(record, mapping)
+    )
+    steps.append(
+        IndexAction(index, doc_id, routing, version, document, mapping, record, old_location_known=known)
+    )
     return steps
+
+
+def _plan_placeless(
+    record: ChangeRecord, mapping: CompiledMapping, new: dict[str, Any], error: PlanError
+) -> list[Step]:
+    """The new image names no index or routing: delete the document where the old image put it.
+
+    Otherwise it stays there for good: no later record can name that place either. The record is
+    still a dead letter for its new side (redrive writes the item once it names a place again).
+    """
+    old = _indexed_old_image(record, mapping)
+    where = mapping.where
+    if old is None or (where is not None and not where.matches(old)):
+        raise error
+    try:
+        old_target = _target(record, mapping, old, "the old image")
+    except PlanError:
+        raise error from None  # nor did the old image: nothing was indexed
+    index, _, routing = old_target
+    place = index if routing is None else f"{index} (routing {routing})"
+    rejected = PlanError(f"{error}; its document was deleted from {place}", reason=error.reason)
+    return [
+        _delete(record, mapping, old_target, _version(record, mapping, new)),
+        Rejected(rejected, mapping, record),
+    ]
+
+
+def _plan_gone(record: ChangeRecord, mapping: CompiledMapping) -> Step:
+    """The fetched item no longer exists: delete its document where the old image (if any) put it."""
+    version = _version(record, mapping, None)
+    old = _indexed_old_image(record, mapping)
+    if old is not None:
+        return _delete_at(record, mapping, old, "the old image", version)
+    if mapping.places_by_item and not _placed_by_keys(record, mapping):
+        return _delete_from_unknown_place(record, mapping)
+    return _delete_at(record, mapping, record.keys, "the keys (the item no longer exists)", version)
 
 
 def _plan_one(record: ChangeRecord, mapping: CompiledMapping) -> list[Step]:
@@ -235,8 +401,7 @@ def plan_fetched(fetch: FetchItem, item: dict[str, Any] | None) -> list[Step]:
     record, mapping = fetch.record, fetch.mapping
     try:
         if item is None:
-            target = _target(record, mapping, record.keys, "the keys (the item no longer exists)")
-            return [_delete(record, mapping, target, _version(record, mapping, None))]
+            return [_plan_gone(record, mapping)]
         return _plan_image(record, mapping, item, fetched=True)
     except RecordError as exc:
         return [Rejected(exc, mapping, record)]

@@ -149,19 +149,9 @@ def no_stream_error(table: str) -> ConfigError:
     )
 
 
-@overload
-def stream_arn_of(dynamodb: Any, table: str, *, required: Literal[True] = ...) -> str: ...
-@overload
-def stream_arn_of(dynamodb: Any, table: str, *, required: bool) -> str | None: ...
-def stream_arn_of(dynamodb: Any, table: str, *, required: bool = True) -> str | None:
-    """The ARN of ``table``'s enabled stream (``DescribeTable`` ``LatestStreamArn``).
-
-    Without an enabled stream: ``ConfigError`` when ``required`` (start-up), else None (a worker
-    waiting for a disabled stream to be enabled again). A disabled stream keeps its
-    ``LatestStreamArn`` for 24 h, so ``StreamSpecification.StreamEnabled`` decides, not the ARN.
-    """
+def _describe_table(dynamodb: Any, table: str) -> dict[str, Any]:
     try:
-        description = call_streams(
+        description: dict[str, Any] = call_streams(
             dynamodb.describe_table, {"TableName": table}, what=f"DescribeTable {table}"
         )["Table"]
     except ClientError as exc:
@@ -173,6 +163,29 @@ def stream_arn_of(dynamodb: Any, table: str, *, required: bool = True) -> str | 
         if error_code(exc) == "AccessDeniedException":
             raise denied(exc, "DescribeTable", f"table {table}", f"table {table}") from exc
         raise FatalError(f"DescribeTable {table} failed ({error_code(exc)}: {exc})") from exc
+    return description
+
+
+def stream_view_and_keys(dynamodb: Any, table: str) -> tuple[str | None, frozenset[str]]:
+    """The view type of ``table``'s enabled stream (None: no stream) and its key attribute names."""
+    description = _describe_table(dynamodb, table)
+    spec = description.get("StreamSpecification", {})
+    view = str(spec.get("StreamViewType")) if spec.get("StreamEnabled") else None
+    return view, frozenset(str(key["AttributeName"]) for key in description.get("KeySchema", []))
+
+
+@overload
+def stream_arn_of(dynamodb: Any, table: str, *, required: Literal[True] = ...) -> str: ...
+@overload
+def stream_arn_of(dynamodb: Any, table: str, *, required: bool) -> str | None: ...
+def stream_arn_of(dynamodb: Any, table: str, *, required: bool = True) -> str | None:
+    """The ARN of ``table``'s enabled stream (``DescribeTable`` ``LatestStreamArn``).
+
+    Without an enabled stream: ``ConfigError`` when ``required`` (start-up), else None (a worker
+    waiting for a disabled stream to be enabled again). A disabled stream keeps its
+    ``LatestStreamArn`` for 24 h, so ``StreamSpecification.StreamEnabled`` decides, not the ARN.
+    """
+    description = _describe_table(dynamodb, table)
     enabled = bool(description.get("StreamSpecification", {}).get("StreamEnabled"))
     arn = description.get("LatestStreamArn")
     if enabled and arn:

@@ -128,3 +128,70 @@ def test_cli_validate_size_bytes_filter_warns_and_exits_0(
         "compute it from the item with DynamoDB's documented size rules, which estimate numbers; an item "
         "within a few bytes of the threshold may be judged differently from Lambda"
     ]
+
+
+POSTS = (
+    'table: Posts\nindex: "posts-{Category}"\n'
+    "filter:\n  dynamodb:\n    NewImage:\n      Status: {S: [published]}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("extra", "warning"),
+    [
+        (
+            "skip_unchanged: true\n",
+            "warning: filter: an OldImage is trusted to be what the index holds only if the filter would "
+            "have passed the record that wrote it (as an INSERT and as a MODIFY); for the others, "
+            "skip_unchanged writes; a document moved meanwhile stays in its old place (counted in "
+            "cdcsync_unknown_location_writes_total) and a REMOVE is a dead letter (unknown_location)",
+        ),
+        (
+            'id: "{PostId}"\n',
+            "warning: filter: an OldImage is trusted to be what the index holds only if the filter would "
+            "have passed the record that wrote it (as an INSERT and as a MODIFY); for the others, "
+            "a document moved meanwhile stays in its old place (counted in "
+            "cdcsync_unknown_location_writes_total) and a REMOVE is a dead letter (unknown_location)",
+        ),
+    ],
+    ids=["skip-unchanged", "templated-index"],
+)
+def test_cli_validate_filter_meeting_old_image_rules_warns_and_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str, warning: str
+) -> None:
+    # GIVEN a valid mapping whose filter meets skip_unchanged or a templated index
+    path = tmp_path / "posts.yaml"
+    path.write_text(POSTS + extra)
+    # WHEN validated
+    code = main(["validate", str(path)])
+    captured = capsys.readouterr()
+    # THEN it is valid, and a warning on the filter's line says what the filter costs
+    assert code == 0
+    assert captured.err.splitlines() == [f"{path}:3: {warning}"]
+    assert len(captured.out.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("filter_text", "expected"),
+    [
+        ("filter: {eventName: [INSERT, MODIFY, REMOVE]}\n", []),
+        (
+            "filter: {eventName: [MODIFY]}\n",
+            ["filter: skips INSERT or MODIFY records, and either may have written an OldImage, so no "
+             "OldImage is trusted to be what the index holds: skip_unchanged never skips"],
+        ),
+        (
+            "filter: {dynamodb: {OldImage: {Status: {S: [published]}}}}\n",
+            ["filter: names what the record that wrote an OldImage need not share (its OldImage, time, "
+             "size or id), so no OldImage is trusted to be what the index holds: skip_unchanged never skips"],
+        ),
+    ],
+    ids=["insert-and-modify", "modify-only", "names-old-image"],
+)  # fmt: skip
+def test_cli_validate_filter_decided_once_warns_only_when_it_never_trusts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], filter_text: str, expected: list[str]
+) -> None:
+    path = tmp_path / "users.yaml"
+    path.write_text("table: Users\nindex: users\nskip_unchanged: true\n" + filter_text)
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().err.splitlines() == [f"{path}:4: warning: {line}" for line in expected]

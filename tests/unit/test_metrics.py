@@ -23,7 +23,8 @@ from cdcsync.metrics import (
     PrometheusMetrics,
 )
 
-# The contract's "Metrics" section, plus cdcsync_trimmed_data_total (an addition).
+# The contract's "Metrics" section, plus cdcsync_trimmed_data_total and
+# cdcsync_unknown_location_writes_total (additions).
 CONTRACT_NAMES = {
     "cdcsync_records_total",
     "cdcsync_iterator_age_seconds",
@@ -35,6 +36,7 @@ CONTRACT_NAMES = {
     "cdcsync_backfill_items_total",
     "cdcsync_trimmed_data_total",
     "cdcsync_worker_errors_total",
+    "cdcsync_unknown_location_writes_total",
 }
 NOW = 1_714_564_800.123  # 2024-05-01T12:00:00.123Z
 # CloudWatch's standard units (MetricDatum.Unit).
@@ -216,6 +218,12 @@ def test_metrics_unknown_attribute_raises_attribute_error() -> None:
             "cdcsync_worker_errors_total",
             {"table": "Users", "error": "fatal"},
             2.0,
+        ),
+        (
+            lambda m: (m.unknown_location_writes("Users", 2), m.unknown_location_writes("Users")),
+            "cdcsync_unknown_location_writes_total",
+            {"table": "Users"},
+            3.0,
         ),
     ],
 )

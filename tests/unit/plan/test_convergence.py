@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdcsync.change import parse_record
+from cdcsync.mapping.compiled import MappingSet
 from cdcsync.plan import DeleteAction, IndexAction, plan_record
 from tests.support.records import compiled, mapping_set, stream_record
 
@@ -111,9 +112,11 @@ def deliver(records: list[dict[str, Any]], crashes: list[tuple[int, int]]) -> li
     return delivered + records[position:]
 
 
-def apply_delivery(store: VersionedStore, delivered: list[dict[str, Any]]) -> None:
+def apply_delivery(
+    store: VersionedStore, delivered: list[dict[str, Any]], mappings: MappingSet = MAPPINGS
+) -> None:
     for raw in delivered:
-        for step in plan_record(parse_record(raw), MAPPINGS):
+        for step in plan_record(parse_record(raw), mappings):
             if isinstance(step, IndexAction | DeleteAction):
                 store.apply(step)
 
@@ -176,3 +179,56 @@ def test_convergence_harness_detects_unversioned_writes() -> None:
     apply_delivery(unversioned, delivered)
     assert versioned.visible() == expected_index(table)
     assert unversioned.visible() != expected_index(table)
+
+
+# Posts indexed only while not drafts, titles only (Payload), unchanged documents skipped: the
+# filter skips records, so the index holds each item's last state that passed the filter.
+FILTERED = mapping_set(
+    compiled(
+        table="Users",
+        index="users",
+        id="{UserId}",
+        filter={
+            "$or": [
+                {"eventName": ["REMOVE"]},
+                {"dynamodb": {"NewImage": {"Status": {"S": [{"anything-but": ["draft"]}]}}}},
+            ]
+        },
+        skip_unchanged=True,
+        fields={"include": ["UserId", "Payload"]},
+    )
+)
+draft_operations = st.tuples(
+    st.integers(min_value=1, max_value=3),
+    st.sampled_from(["put", "update", "update", "delete"]),
+    st.sampled_from(["active", "draft", "draft", None]),
+    st.integers(min_value=0, max_value=2),
+    st.sampled_from([0, 0, 1]),
+)
+
+
+def expected_filtered_index(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each item's last record that passed the filter: a REMOVE deletes, a write leaves its state."""
+    index: dict[str, dict[str, Any]] = {}
+    for raw in records:
+        record = parse_record(raw)
+        key = str(record.keys["UserId"])
+        if record.event == "REMOVE":
+            index.pop(key, None)
+        elif record.new_image is not None and record.new_image.get("Status", "draft") != "draft":
+            index[key] = {"UserId": record.new_image["UserId"], "Payload": record.new_image["Payload"]}
+    return index
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(draft_operations, min_size=1, max_size=20), crash_lists)
+def test_convergence_filter_with_skip_unchanged_leaves_last_state_that_passed(
+    ops: list[tuple[int, str, str | None, int, int]], crashes: list[tuple[int, int]]
+) -> None:
+    # GIVEN a history in which items are edited as drafts (skipped by the filter) and published
+    records, _ = run_history(ops)
+    # WHEN delivered with replays
+    store = VersionedStore()
+    apply_delivery(store, deliver(records, crashes), FILTERED)
+    # THEN the index holds each item's last published state, never one a skipped draft hid
+    assert store.visible() == expected_filtered_index(records)

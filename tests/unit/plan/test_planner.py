@@ -389,3 +389,318 @@ def test_plan_skip_unchanged_decides_from_typed_images(
     record = change("MODIFY", {"UserId": 1}, {"UserId": 1, **new}, {"UserId": 1, **old})
     # WHEN planned THEN only a real change of the document (or of its membership) is written
     assert isinstance(only(plan_record(record, mapping_set(mapping))), expected)
+
+
+# --- A new image that can no longer name its target (templated index or routing) ---------------
+
+
+@pytest.mark.parametrize(
+    ("keys", "new", "old", "deleted", "message"),
+    [
+        (
+            {"index": "orders-{Region}"},
+            {"UserId": 1},
+            {"UserId": 1, "Region": "EU"},
+            ("orders-eu", None),
+            'index: "orders-{Region}" names Region, which is not in the new image (has: UserId); '
+            "its document was deleted from orders-eu",
+        ),
+        (
+            {"index": "orders", "routing": "{Tenant}"},
+            {"UserId": 1},
+            {"UserId": 1, "Tenant": "t1"},
+            ("orders", "t1"),
+            'routing: "{Tenant}" names Tenant, which is not in the new image (has: UserId); '
+            "its document was deleted from orders (routing t1)",
+        ),
+    ],
+    ids=["index", "routing"],
+)
+def test_plan_modify_new_image_naming_no_target_deletes_old_document_and_rejects(
+    keys: dict[str, str],
+    new: dict[str, Any],
+    old: dict[str, Any],
+    deleted: tuple[str, str | None],
+    message: str,
+) -> None:
+    # GIVEN a templated mapping and a MODIFY that removed the attribute the template names
+    mapping = compiled(table="Users", id="{UserId}", **keys)
+    record = change("MODIFY", {"UserId": 1}, new, old, seconds=T0)
+    # WHEN planned
+    steps = plan_record(record, mapping_set(mapping))
+    # THEN the document is deleted where the old image put it, and the record is a dead letter
+    assert [type(s) for s in steps] == [DeleteAction, Rejected]
+    assert (steps[0].index, steps[0].routing, steps[0].id, steps[0].version) == (*deleted, "1", T0 * 1000)
+    assert str(steps[1].error) == message
+    assert steps[1].reason == "plan_error"
+
+
+def test_plan_fetched_item_naming_no_index_deletes_old_document_and_rejects() -> None:
+    # GIVEN an OLD_IMAGE stream: the item read back no longer has the attribute the index names
+    mapping = compiled(table="Users", index="orders-{Region}", id="{UserId}")
+    record = change("MODIFY", {"UserId": 1}, None, {"UserId": 1, "Region": "EU"}, view="OLD_IMAGE")
+    fetch = only(plan_record(record, mapping_set(mapping)))
+    steps = plan_fetched(fetch, {"UserId": 1})
+    # THEN the old document is deleted and the record is a dead letter for its new side
+    assert [(type(s).__name__, getattr(s, "index", None)) for s in steps] == [
+        ("DeleteAction", "orders-eu"),
+        ("Rejected", None),
+    ]
+
+
+def test_plan_modify_naming_no_target_without_old_image_rejects_only() -> None:
+    mapping = compiled(table="Users", index="orders-{Region}", id="{UserId}")
+    record = change("MODIFY", {"UserId": 1}, {"UserId": 1}, view="NEW_IMAGE")
+    step = only(plan_record(record, mapping_set(mapping)))
+    assert isinstance(step, Rejected)
+
+
+# --- Ids over OpenSearch's 512-byte limit ------------------------------------------------------
+
+LONG_KEY = {"UserId": "é" * 257}  # 514 bytes in UTF-8, 257 characters
+
+
+@pytest.mark.parametrize(
+    ("id_template", "message"),
+    [
+        (
+            None,
+            "id: the default id (the key values joined by |) is 514 bytes; OpenSearch refuses ids over "
+            '512 bytes (UTF-8): give the mapping an id template over shorter key attributes (id: "{...}")',
+        ),
+        (
+            "{UserId}",
+            'id: the id made by "{UserId}" is 514 bytes; OpenSearch refuses ids over 512 bytes '
+            '(UTF-8): give the mapping an id template over shorter key attributes (id: "{...}")',
+        ),
+    ],
+    ids=["default-id", "id-template"],
+)
+def test_plan_id_over_512_bytes_rejects_record_naming_limit(id_template: str | None, message: str) -> None:
+    # GIVEN a key whose id would be 514 bytes
+    mapping = compiled(table="Users", index="users", **({"id": id_template} if id_template else {}))
+    # WHEN its INSERT is planned
+    step = only(plan_record(change("INSERT", LONG_KEY, LONG_KEY), mapping_set(mapping)))
+    # THEN it is a dead letter of its own reason, not an action that fails its whole bulk request
+    assert isinstance(step, Rejected)
+    assert str(step.error) == message
+    assert step.reason == "id_too_long"
+
+
+def test_plan_id_of_512_bytes_indexes() -> None:
+    keys = {"UserId": "é" * 256}
+    action = only(plan_record(change("INSERT", keys, keys), mapping_set(USERS)))
+    assert isinstance(action, IndexAction)
+    assert len(action.id.encode()) == 512
+
+
+@pytest.mark.parametrize(
+    ("event", "new", "old", "view"),
+    [
+        ("REMOVE", None, {**LONG_KEY, "Status": "active"}, "NEW_AND_OLD_IMAGES"),
+        ("REMOVE", None, None, "KEYS_ONLY"),
+        ("MODIFY", {**LONG_KEY, "Status": "banned"}, {**LONG_KEY, "Status": "active"}, "NEW_AND_OLD_IMAGES"),
+        ("MODIFY", {**LONG_KEY, "Status": "banned"}, None, "NEW_IMAGE"),
+    ],
+    ids=["remove", "keys-only-remove", "leaving-where", "leaving-where-new-image"],
+)
+def test_plan_delete_of_id_over_512_bytes_skips(
+    event: str, new: dict[str, Any] | None, old: dict[str, Any] | None, view: str
+) -> None:
+    # GIVEN a document OpenSearch could never have stored (its id is over 512 bytes)
+    mapping = compiled(table="Users", index="users", where={"Status": ["active"]})
+    # WHEN a record would delete it THEN there is nothing to delete: skipped, no dead letter
+    step = only(plan_record(change(event, LONG_KEY, new, old, view=view), mapping_set(mapping)))
+    assert isinstance(step, Skip)
+    assert step.reason == "id_too_long"
+
+
+def test_plan_fetched_gone_item_with_id_over_512_bytes_skips() -> None:
+    fetch = only(plan_record(change("MODIFY", LONG_KEY, view="KEYS_ONLY"), mapping_set(USERS)))
+    step = only(plan_fetched(fetch, None))
+    assert isinstance(step, Skip)
+    assert step.reason == "id_too_long"
+
+
+# --- A filter: the OldImage is trusted only if the record that wrote it passed the filter ---------
+
+PUBLISHED = {"dynamodb": {"NewImage": {"Status": {"S": ["published"]}}}}
+
+
+@pytest.mark.parametrize(
+    "index", ["posts", "posts-{Category}"], ids=["literal-index-fast-path", "templated-index"]
+)
+def test_plan_skip_unchanged_old_image_the_filter_skipped_writes(index: str) -> None:
+    # GIVEN posts indexed only when published, titles only, unchanged documents skipped
+    mapping = compiled(
+        table="Users",
+        index=index,
+        id="{UserId}",
+        filter=PUBLISHED,
+        skip_unchanged=True,
+        fields={"include": ["UserId", "Title", "Category"]},
+    )
+    # WHEN a post edited as a draft (a record the filter skipped) is published
+    old = {"UserId": 1, "Category": "a", "Title": "new", "Status": "draft"}
+    new = {**old, "Status": "published"}
+    step = only(plan_record(change("MODIFY", {"UserId": 1}, new, old), mapping_set(mapping)))
+    # THEN it is written: the index never saw the draft's title
+    assert isinstance(step, IndexAction)
+    assert step.document == {"UserId": 1, "Title": "new", "Category": "a"}
+
+
+def test_plan_skip_unchanged_old_image_the_filter_passed_skips() -> None:
+    mapping = compiled(
+        table="Users", index="posts", filter=PUBLISHED, skip_unchanged=True, fields={"include": ["Title"]}
+    )
+    old = {"UserId": 1, "Title": "t", "Status": "published", "Views": 1}
+    step = only(plan_record(change("MODIFY", {"UserId": 1}, {**old, "Views": 2}, old), mapping_set(mapping)))
+    assert isinstance(step, Skip)
+    assert step.reason == "unchanged"
+
+
+@pytest.mark.parametrize(
+    ("filter_pattern", "skipped"),
+    [
+        ({"eventName": ["INSERT", "MODIFY"]}, True),
+        ({"eventName": ["MODIFY"]}, False),  # the old state may come from an INSERT the filter skipped
+        (
+            {"dynamodb": {"OldImage": {"Status": {"S": ["published"]}}}},
+            False,
+        ),  # the earlier OldImage is unknown
+        ({"dynamodb": {"Keys": {"UserId": {"N": ["1"]}}}}, True),
+        ({"$or": [{"eventName": ["REMOVE"]}, PUBLISHED]}, True),
+        ({"$or": [{"eventName": ["INSERT"]}, {"eventName": ["MODIFY"]}]}, True),
+        ({"eventName": [{"prefix": "MOD"}]}, False),
+        ({"dynamodb": {"$or": [PUBLISHED["dynamodb"], {"Keys": {"UserId": {"N": ["2"]}}}]}}, True),
+        (
+            {
+                "dynamodb": {
+                    "$or": [{"NewImage": {"Views": {"N": ["2"]}}}, {"Keys": {"UserId": {"N": ["2"]}}}]
+                }
+            },
+            False,
+        ),
+    ],
+    ids=[
+        "insert-and-modify",
+        "modify-only",
+        "names-old-image",
+        "keys",
+        "or-remove-or-published",
+        "or-of-events",
+        "event-prefix",
+        "nested-or-passing",
+        "nested-or-failing",
+    ],
+)
+def test_plan_old_image_trusted_only_when_every_record_that_wrote_it_passes(
+    filter_pattern: dict[str, Any], skipped: bool
+) -> None:
+    mapping = compiled(
+        table="Users", index="posts", filter=filter_pattern, skip_unchanged=True, fields={"include": ["T"]}
+    )
+    old = {"UserId": 1, "T": "t", "Status": "published", "Views": 1}
+    record = change("MODIFY", {"UserId": 1}, {**old, "Views": 2}, old)
+    step = only(plan_record(record, mapping_set(mapping)))
+    assert isinstance(step, Skip if skipped else IndexAction)
+
+
+# --- Where the document was, when nothing says (templated index without a trusted old image) ----
+
+REGIONAL = compiled(table="Users", index="orders-{Region}", id="{UserId}")
+
+
+@pytest.mark.parametrize(
+    ("record", "mapping", "known"),
+    [
+        (
+            change("MODIFY", {"UserId": 1}, {"UserId": 1, "Region": "US"}, {"UserId": 1, "Region": "EU"}),
+            REGIONAL,
+            True,
+        ),
+        (change("MODIFY", {"UserId": 1}, {"UserId": 1, "Region": "US"}, view="NEW_IMAGE"), REGIONAL, False),
+        (change("INSERT", {"UserId": 1}, {"UserId": 1, "Region": "US"}, view="NEW_IMAGE"), REGIONAL, True),
+        (change("MODIFY", {"UserId": 1}, {"UserId": 1, "Region": "US"}, view="NEW_IMAGE"), USERS, True),
+        (
+            change(
+                "MODIFY",
+                {"UserId": 1},
+                {"UserId": 1, "Region": "US", "Status": "published"},
+                {"UserId": 1, "Region": "EU", "Status": "draft"},
+            ),
+            compiled(table="Users", index="orders-{Region}", id="{UserId}", filter=PUBLISHED),
+            False,
+        ),
+    ],
+    ids=["old-image", "new-image-view", "insert", "literal-index", "old-image-the-filter-skipped"],
+)
+def test_plan_index_action_says_whether_old_location_is_known(record: Any, mapping: Any, known: bool) -> None:
+    steps = plan_record(record, mapping_set(mapping))
+    action = steps[-1]
+    assert isinstance(action, IndexAction)
+    assert action.old_location_known is known
+    if not known:  # nothing is deleted where the old image says: that place is not known to hold it
+        assert len(steps) == 1
+
+
+def test_plan_keys_only_fetched_templated_write_has_unknown_old_location() -> None:
+    fetch = only(plan_record(change("MODIFY", {"UserId": 1}, view="KEYS_ONLY"), mapping_set(REGIONAL)))
+    action = only(plan_fetched(fetch, {"UserId": 1, "Region": "US"}))
+    assert isinstance(action, IndexAction)
+    assert action.old_location_known is False
+
+
+@pytest.mark.parametrize(
+    ("record", "mapping", "message"),
+    [
+        (
+            change("REMOVE", {"UserId": 1}, view="KEYS_ONLY"),
+            REGIONAL,
+            'index: "orders-{Region}" needs the old image to find the document of this REMOVE, and the '
+            "record carries none (stream view KEYS_ONLY); the document stays: delete id 1 from the "
+            "indices orders-* by hand, and stream NEW_AND_OLD_IMAGES",
+        ),
+        (
+            change("REMOVE", {"UserId": 1}, None, {"UserId": 1, "Tenant": "t", "Status": "draft"}),
+            compiled(
+                table="Users",
+                index="posts",
+                id="{UserId}",
+                routing="{Tenant}",
+                filter={"$or": [{"eventName": ["REMOVE"]}, PUBLISHED]},
+            ),
+            'routing: "{Tenant}" needs the old image to find the document of this REMOVE, and the '
+            "filter would have skipped the record that wrote its OldImage; the document stays: delete "
+            "id 1 from the index posts by hand",
+        ),
+    ],
+    ids=["keys-only", "old-image-the-filter-skipped"],
+)
+def test_plan_remove_with_unknown_location_rejects_as_unknown_location(
+    record: Any, mapping: Any, message: str
+) -> None:
+    step = only(plan_record(record, mapping_set(mapping)))
+    assert isinstance(step, Rejected)
+    assert str(step.error) == message
+    assert step.reason == "unknown_location"
+
+
+@pytest.mark.parametrize(
+    ("view", "old", "expected"),
+    [
+        ("OLD_IMAGE", {"UserId": 1, "Region": "EU"}, ("delete", "orders-eu")),
+        ("KEYS_ONLY", None, "unknown_location"),
+    ],
+)
+def test_plan_fetched_gone_item_deletes_where_old_image_put_it(
+    view: str, old: dict[str, Any] | None, expected: Any
+) -> None:
+    # GIVEN a MODIFY without a new image whose item is gone when read back
+    fetch = only(plan_record(change("MODIFY", {"UserId": 1}, None, old, view=view), mapping_set(REGIONAL)))
+    step = only(plan_fetched(fetch, None))
+    # THEN the document is deleted where the old image put it; without one its place is unknown
+    if isinstance(step, Rejected):
+        assert step.reason == expected
+    else:
+        assert (step.op, step.index) == expected
