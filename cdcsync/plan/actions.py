@@ -18,7 +18,14 @@ from cdcsync.errors import PlanError, RecordError
 from cdcsync.mapping.compiled import CompiledMapping
 
 SkipReason = Literal[
-    "no_mapping", "filter", "where", "unchanged", "ignored_remove", "ignored_ttl_expiry", "id_too_long"
+    "no_mapping",
+    "filter",
+    "where",
+    "unchanged",
+    "ignored_remove",
+    "ignored_ttl_expiry",
+    "id_too_long",
+    "item_gone",
 ]
 
 

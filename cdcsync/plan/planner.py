@@ -5,7 +5,8 @@ Rules, in order, for each mapping of the record's table:
 2. REMOVE: ``deletes`` decides (TTL expiries separately); a delete needs only the keys, unless the
    index or routing is templated over other attributes: then it needs the old image, and without
    one the document's place is unknown -> Rejected("unknown_location").
-3. INSERT/MODIFY without a new image (KEYS_ONLY, OLD_IMAGE views) -> FetchItem.
+3. INSERT/MODIFY without a new image (KEYS_ONLY, OLD_IMAGE views) -> FetchItem. An item gone by
+   then is deleted only if ``deletes`` deletes on both REMOVE kinds, else Skip("item_gone").
 4. ``where`` decides membership: an item that stops matching is deleted, one that starts is indexed.
 5. A document whose index or routing changed is deleted where it was, then indexed where it is. A
    new image that names no place (a template attribute removed) still deletes the old one, and the
@@ -358,7 +359,13 @@ def _plan_placeless(
 
 
 def _plan_gone(record: ChangeRecord, mapping: CompiledMapping) -> Step:
-    """The fetched item no longer exists: delete its document where the old image (if any) put it."""
+    """The fetched item no longer exists: delete its document where the old image (if any) put it.
+
+    Only when every REMOVE that could have removed it deletes it: with ``deletes`` keeping either
+    kind, the REMOVE record that follows in the shard decides by its own kind.
+    """
+    if not (mapping.delete_on_remove and mapping.delete_on_ttl_expiry):
+        return Skip("item_gone", mapping, record)
     version = _version(record, mapping, None)
     old = _indexed_old_image(record, mapping)
     if old is not None:

@@ -92,6 +92,30 @@ def test_plan_keys_only_modify_asks_for_fetch_then_indexes_fetched_item() -> Non
     assert gone.version == 1627992120000
 
 
+@pytest.mark.parametrize(
+    ("deletes", "expected"),
+    [
+        ({}, "delete"),
+        ({"on_remove": "ignore"}, "item_gone"),
+        ({"on_ttl_expiry": "ignore"}, "item_gone"),
+        ({"on_remove": "ignore", "on_ttl_expiry": "ignore"}, "item_gone"),
+    ],
+)
+def test_plan_fetched_gone_item_follows_deletes_setting(deletes: dict[str, str], expected: str) -> None:
+    # GIVEN a KEYS_ONLY MODIFY of a mapping whose deletes may keep a removed item's document
+    mapping = compiled(table="Users", index="users", deletes=deletes)
+    fetch = only(plan_record(parse_record(fixture_event("keys_only")), mapping_set(mapping)))
+    # WHEN the item is gone by the time it is read
+    step = only(plan_fetched(fetch, None))
+    # THEN the document is deleted only if every REMOVE that could have removed it deletes it;
+    # otherwise the REMOVE record that follows in the shard decides by its own kind
+    if expected == "delete":
+        assert isinstance(step, DeleteAction)
+    else:
+        assert isinstance(step, Skip)
+        assert step.reason == expected
+
+
 def test_plan_keys_only_remove_deletes_by_keys() -> None:
     record = change("REMOVE", {"UserId": 7}, view="KEYS_ONLY")
     action = only(plan_record(record, mapping_set(USERS)))
