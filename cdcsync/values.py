@@ -169,10 +169,7 @@ def _number(s: str) -> int | float | Decimal:
     if not d.is_finite() or (not d.is_zero() and not _MIN_EXPONENT <= d.adjusted() <= _MAX_EXPONENT):
         # Also bounds int() below: int(Decimal("1E+999999999")) would run out of memory.
         raise ValueError("not a number in DynamoDB's range")
-    if d == d.to_integral_value():
-        return int(d)
-    f = float(d)
-    return f if Decimal(repr(f)) == d else d
+    return plain_number(d)
 
 
 def _binary(b: Any) -> str:
@@ -202,6 +199,14 @@ def number_text(value: int | float | Decimal) -> str:
     if isinstance(value, Decimal):
         return format(value, "f")
     return repr(value) if isinstance(value, float) else str(value)
+
+
+def plain_number(value: Decimal) -> int | float | Decimal:
+    """A computed ``Decimal`` as the converter gives numbers: int, float when exact, else itself."""
+    if value == value.to_integral_value():
+        return int(value)
+    as_float = float(value)
+    return as_float if Decimal(repr(as_float)) == value else value
 
 
 def dump_json(value: Any, *, sort_keys: bool = False) -> bytes:
