@@ -63,7 +63,7 @@ class ExactJSONSerializer(JSONSerializer):
             raise SerializationError(s, exc) from exc
 
     def dumps(self, data: Any) -> Any:
-        if isinstance(data, str):
+        if isinstance(data, str | bytes):  # already serialized (bulk bodies), as the default does
             return data
         try:
             return dump_json(data).decode()

@@ -193,6 +193,9 @@ def test_build_client_reads_and_writes_numbers_exactly() -> None:
     # AND a request body with them is written exactly
     body = client.transport.serializer.dumps({"p": Decimal("12345678901234567.89"), "b": 2**64 + 1})
     assert body == '{"p":12345678901234567.89,"b":18446744073709551617}'
+    # AND a body serialized already (a bulk body) is passed through
+    assert client.transport.serializer.dumps(b'{"a":1}\n') == b'{"a":1}\n'
+    assert client.transport.serializer.dumps('{"a":1}') == '{"a":1}'
 
 
 def test_build_client_malformed_response_raises_serialization_error() -> None:
