@@ -16,7 +16,8 @@ for speed first and explain failures second:
 * Numbers are exact. A string without ``.`` is tried with ``int()`` (exact at any size). A fraction
   becomes a ``float`` when the float *is* that number, i.e. its shortest text (``repr``, which is
   also what JSON writers print) reads back as the same decimal: a string compare for the common
-  spellings (``0.1``, ``12.34``), an exact ``Decimal`` compare otherwise. A fraction no float holds
+  spellings (``0.1``, ``12.34``; nothing at all for up to 15 digits, which a float always holds),
+  an exact ``Decimal`` compare otherwise. A fraction no float holds
   (``12345678901234567.89``, ``0.10000000000000000001``; DynamoDB keeps 38 digits) stays a
   ``Decimal``, which compares exactly and which ``dump_json`` writes as its exact text. Only what is
   left (``1E+3``, ``10.0``, extreme exponents) pays for ``Decimal`` up front. Raising and catching
@@ -54,6 +55,9 @@ _MAX_EXPONENT: Final = 125
 _FLOAT_FLOOR: Final = 1e-130
 _FLOAT_CEILING: Final = 1e125
 _SHOW_CHARS: Final = 60
+# A decimal of at most 15 significant digits (DBL_DIG) is the shortest text of its nearest double,
+# so a fraction of at most 16 characters (a point and 15 digits at most) needs no exactness check.
+_SURELY_EXACT_CHARS: Final = 16
 # The integers orjson writes itself; it refuses the others without asking ``default``.
 _ORJSON_INT_MIN: Final = -(2**63)
 _ORJSON_INT_MAX: Final = 2**64 - 1
@@ -160,6 +164,8 @@ def _number(s: str) -> int | float | Decimal:
     # Inside these bounds a non-integral float is certainly a non-integral, in-range number (an
     # integral decimal always rounds to an integral float). Everything else is decided exactly.
     if not f.is_integer() and _FLOAT_FLOOR < abs(f) < _FLOAT_CEILING:
+        if len(s) <= _SURELY_EXACT_CHARS:
+            return f
         text = repr(f)
         if text == s:
             return f
@@ -211,7 +217,7 @@ def plain_number(value: Decimal) -> int | float | Decimal:
 
 def dump_json(value: Any, *, sort_keys: bool = False) -> bytes:
     """Compact JSON of plain values with every number exact; ``TypeError`` for a non-JSON value."""
-    option = orjson.OPT_SORT_KEYS if sort_keys else 0
+    option = orjson.OPT_SORT_KEYS if sort_keys else None  # None: no option, the cheapest call
     try:
         return orjson.dumps(value, default=_json_default, option=option)
     except orjson.JSONEncodeError:

@@ -31,6 +31,8 @@ def format_scalar(value: Any) -> str | None:
     # bool before int: bool is an int subclass, and True must not render as "1".
     if type(value) is str:
         return value
+    if type(value) is int:  # the common numeric key, before the slower checks
+        return str(value)
     if isinstance(value, str):
         return value
     if isinstance(value, bool):

@@ -476,3 +476,20 @@ def test_dump_json_any_dynamodb_number_reads_back_as_the_same_value_and_type(num
     assert back == plain
     assert type(back) is type(plain)
     assert Decimal(str(back)) == number if not isinstance(back, float) else Decimal(repr(back)) == number
+
+
+short_fractions = st.builds(_decimal, st.integers(-(10**15) + 1, 10**15 - 1), st.integers(-145, 110)).filter(
+    lambda d: _storable(d) and d != d.to_integral_value()
+)
+
+
+@settings(deadline=None)
+@given(number=short_fractions)
+def test_to_plain_fraction_of_at_most_15_digits_is_the_float_that_is_exactly_it(number: Decimal) -> None:
+    # GIVEN a fraction of at most 15 significant digits, spelled as DynamoDB or in plain notation
+    for text in (str(number), format(number, "f")):
+        # WHEN it is converted
+        got = to_plain({"N": text})
+        # THEN it is a float whose shortest text is the same number (no digit lost, none invented)
+        assert type(got) is float
+        assert Decimal(repr(got)) == number
