@@ -91,7 +91,7 @@ class _Functions(jmespath.functions.Functions):
     def _func_min(self, arg: Any) -> Any:
         return min(arg, key=_sort_key) if _has_decimal(arg) else _BASE._func_min(self, arg)
 
-    @signature({"types": ["array-number", "array-string"]})
+    @signature({"types": ["array-string", "array-number"]})
     def _func_sort(self, arg: Any) -> Any:
         return sorted(arg, key=_sort_key) if _has_decimal(arg) else _BASE._func_sort(self, arg)
 
