@@ -13,9 +13,21 @@ for speed first and explain failures second:
   maps and lists, so a string or number leaf costs no function call. Measured on a 12-attribute
   user profile (30 values) this takes ~35% less time than ``((tag, v),) = av.items()`` plus a
   dispatch dict, and ~1/5 of boto3's TypeDeserializer followed by a Decimal conversion.
-* Numbers: a string without ``.`` is tried with ``int()`` (exact at any size); a fraction goes
-  through ``float()``, and only what is left (``1E+3``, ``10.0``, extreme exponents) pays for
-  ``Decimal``. Raising and catching ``ValueError`` costs ~2 us here, so fractions skip ``int()``.
+* Numbers are exact. A string without ``.`` is tried with ``int()`` (exact at any size). A fraction
+  becomes a ``float`` when the float *is* that number, i.e. its shortest text (``repr``, which is
+  also what JSON writers print) reads back as the same decimal: a string compare for the common
+  spellings (``0.1``, ``12.34``; nothing at all for up to 15 digits, which a float always holds),
+  an exact ``Decimal`` compare otherwise. A fraction no float holds
+  (``12345678901234567.89``, ``0.10000000000000000001``; DynamoDB keeps 38 digits) stays a
+  ``Decimal``, which compares exactly and which ``dump_json`` writes as its exact text. Only what is
+  left (``1E+3``, ``10.0``, extreme exponents) pays for ``Decimal`` up front. Raising and catching
+  ``ValueError`` costs ~2 us here, so fractions skip ``int()``. Keeping floats where they are exact
+  keeps the hot path and existing document ids (``p|0.1``) as they were.
+
+Plain values go out as JSON through ``dump_json`` (orjson, with ``Decimal`` written as its exact
+text and integers beyond 64 bits, which orjson refuses, written exactly) and come back through
+``load_json`` (a fraction is a float only when the float is the same number, else a ``Decimal``).
+``number_text`` is the one text of a plain number in ids, index names and exact pattern matches.
 
 Both input shapes are accepted: Lambda events (JSON; ``B``/``BS`` are base64 strings, kept as they
 are) and boto3 low-level client responses (``B``/``BS`` are ``bytes``, base64-encoded here).
@@ -23,10 +35,13 @@ are) and boto3 low-level client responses (``B``/``BS`` are ``bytes``, base64-en
 
 from __future__ import annotations
 
+import json
 from base64 import b64decode, b64encode
 from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any, Final
+
+import orjson
 
 from cdcsync.errors import RecordError
 
@@ -40,6 +55,12 @@ _MAX_EXPONENT: Final = 125
 _FLOAT_FLOOR: Final = 1e-130
 _FLOAT_CEILING: Final = 1e125
 _SHOW_CHARS: Final = 60
+# A decimal of at most 15 significant digits (DBL_DIG) is the shortest text of its nearest double,
+# so a fraction of at most 16 characters (a point and 15 digits at most) needs no exactness check.
+_SURELY_EXACT_CHARS: Final = 16
+# The integers orjson writes itself; it refuses the others without asking ``default``.
+_ORJSON_INT_MIN: Final = -(2**63)
+_ORJSON_INT_MAX: Final = 2**64 - 1
 # Everything the fast path can raise on malformed input; anything else is a bug and propagates.
 _CONVERSION_ERRORS: Final = (AttributeError, KeyError, TypeError, ValueError, ArithmeticError)
 
@@ -132,7 +153,7 @@ def _rare(av: Mapping[str, Any]) -> Any:
     raise KeyError("unknown type tag")
 
 
-def _number(s: str) -> int | float:
+def _number(s: str) -> int | float | Decimal:
     # A non-str raises TypeError on the `in` test (bytes) or in int()/float(): located later.
     if "." not in s:
         try:
@@ -143,12 +164,18 @@ def _number(s: str) -> int | float:
     # Inside these bounds a non-integral float is certainly a non-integral, in-range number (an
     # integral decimal always rounds to an integral float). Everything else is decided exactly.
     if not f.is_integer() and _FLOAT_FLOOR < abs(f) < _FLOAT_CEILING:
-        return f
+        if len(s) <= _SURELY_EXACT_CHARS:
+            return f
+        text = repr(f)
+        if text == s:
+            return f
+        d = Decimal(s)
+        return f if Decimal(text) == d else d
     d = Decimal(s)
     if not d.is_finite() or (not d.is_zero() and not _MIN_EXPONENT <= d.adjusted() <= _MAX_EXPONENT):
         # Also bounds int() below: int(Decimal("1E+999999999")) would run out of memory.
         raise ValueError("not a number in DynamoDB's range")
-    return int(d) if d == d.to_integral_value() else float(d)
+    return plain_number(d)
 
 
 def _binary(b: Any) -> str:
@@ -165,6 +192,69 @@ def _set_members(members: list[Any]) -> list[Any]:
     if not isinstance(members, list):
         raise TypeError("set is not a list")
     return members
+
+
+# --- plain numbers as text, plain values as JSON -----------------------------------------------------
+
+
+def number_text(value: int | float | Decimal) -> str:
+    """The text of a plain number: ``5``, ``0.1`` (a float's shortest text), ``0.10000000000000000001``.
+
+    A ``Decimal`` is written in positional notation, as DynamoDB spells its numbers.
+    """
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def plain_number(value: Decimal) -> int | float | Decimal:
+    """A computed ``Decimal`` as the converter gives numbers: int, float when exact, else itself."""
+    if value == value.to_integral_value():
+        return int(value)
+    as_float = float(value)
+    return as_float if Decimal(repr(as_float)) == value else value
+
+
+def dump_json(value: Any, *, sort_keys: bool = False) -> bytes:
+    """Compact JSON of plain values with every number exact; ``TypeError`` for a non-JSON value."""
+    option = orjson.OPT_SORT_KEYS if sort_keys else None  # None: no option, the cheapest call
+    try:
+        return orjson.dumps(value, default=_json_default, option=option)
+    except orjson.JSONEncodeError:
+        # Most likely an integer beyond 64 bits (DynamoDB integers have up to 126 digits): write
+        # those as text fragments and try again; anything else fails again, with orjson's message.
+        return orjson.dumps(_big_integers_as_text(value), default=_json_default, option=option)
+
+
+def load_json(text: str | bytes) -> Any:
+    """Parse JSON with every number exact: a fraction is a float only when the float is that number."""
+    return json.loads(text, parse_float=json_number)
+
+
+def json_number(text: str) -> float | Decimal:
+    """A JSON fraction's value: the float when its shortest text is the same number, else a ``Decimal``."""
+    f = float(text)
+    shortest = repr(f)
+    if shortest == text:
+        return f
+    d = Decimal(text)
+    return f if shortest not in ("inf", "-inf") and Decimal(shortest) == d else d
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(number_text(value).encode("ascii"))
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _big_integers_as_text(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _big_integers_as_text(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_big_integers_as_text(item) for item in value]
+    if type(value) is int and not _ORJSON_INT_MIN <= value <= _ORJSON_INT_MAX:
+        return orjson.Fragment(str(value).encode("ascii"))
+    return value
 
 
 # --- slow path: say where and what, only once something failed -------------------------------------

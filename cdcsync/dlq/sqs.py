@@ -36,6 +36,7 @@ from cdcsync.dlq.aws import AwsError, failure
 from cdcsync.dlq.letter import DeadLetter, DeadLetterQueueError, StoredLetter, count
 from cdcsync.dlq.s3 import join_key
 from cdcsync.settings import S3Target, SqsTarget
+from cdcsync.values import dump_json
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -144,7 +145,7 @@ class SqsDeadLetterQueue:
             "to keep them",
             letter.letter_id,
             letter.table,
-            orjson.dumps(letter.keys).decode(),
+            dump_json(letter.keys).decode(),
             letter.sequence_number,
             len(body),
             MAX_MESSAGE_BYTES,
@@ -165,7 +166,7 @@ class SqsDeadLetterQueue:
                 f"{failure(exc, permission='s3:PutObject', region=self._region)}"
             ) from exc
         small = letter.model_dump(mode="json", include=set(_POINTER_FIELDS))
-        pointer = orjson.dumps({"s3_pointer": uri, **small})
+        pointer = dump_json({"s3_pointer": uri, **small})
         if len(pointer) > MAX_MESSAGE_BYTES:
             raise _UnsendableError(f"the pointer message to {uri} is {len(pointer)} bytes, over SQS's limit")
         return pointer

@@ -26,6 +26,7 @@ from cdcsync.sink.indices import apply_indices
 from cdcsync.source.items import ItemReader
 from cdcsync.source.shards import stream_view_and_keys
 from cdcsync.source.synthetic import filter_warnings
+from cdcsync.values import dump_json
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
 
@@ -138,7 +139,7 @@ def _dlq_show(args: argparse.Namespace) -> int:
             print(letter.to_json().decode())
             continue
         where = f"{letter.index}/{letter.id}" if letter.index else "-"
-        keys = orjson.dumps(letter.keys).decode()
+        keys = dump_json(letter.keys).decode()
         print(
             f"{letter.last_failure_at:%Y-%m-%dT%H:%M:%SZ} {letter.table} {keys} seq {letter.sequence_number} "
             f"-> {where}: {letter.error.type}: {letter.error.reason} (attempts {letter.attempts})"

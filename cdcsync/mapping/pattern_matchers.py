@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from cdcsync.errors import PatternError
+from cdcsync.values import number_text as exact_text
 
 Path = tuple[str | int, ...]
 LeafTest = Callable[[tuple[Any, ...]], bool]  # takes the leaf values found at one field
@@ -23,7 +24,7 @@ MATCHERS: Final = ("anything-but", "equals-ignore-case", "exists", "numeric", "p
 _ANYTHING_BUT_OBJECTS: Final = ("equals-ignore-case", "prefix", "suffix", "wildcard")
 _LOWER_OPS: Final = (">", ">=")
 _UPPER_OPS: Final = ("<", "<=")
-_NUMERIC_OPS: Final[dict[str, Callable[[float, float], bool]]] = {
+_NUMERIC_OPS: Final[dict[str, Callable[[Any, Any], bool]]] = {
     "<": operator.lt,
     "<=": operator.le,
     "=": operator.eq,
@@ -53,15 +54,36 @@ def is_number(value: Any) -> bool:
 
 
 def number_text(value: int | float | Decimal) -> str:
-    """The JSON text a number would have, which is what AWS compares for exact matches."""
+    """The JSON text a number would have, which is what AWS compares for exact matches.
+
+    A Decimal is spelled as the converter in ``values`` would give it: an integer, else a float's
+    shortest text when the float is that number, else its exact digits (``0.10000000000000000001``
+    is not ``0.1``).
+    """
     if isinstance(value, Decimal):
         exponent = value.as_tuple().exponent
-        return str(int(value)) if isinstance(exponent, int) and exponent >= 0 else repr(float(value))
+        if isinstance(exponent, int) and exponent >= 0:
+            return str(int(value))
+        as_float = float(value)
+        return repr(as_float) if Decimal(repr(as_float)) == value else exact_text(value)
     return str(value) if isinstance(value, int) else repr(value)
 
 
+def exact_value(value: int | float | Decimal) -> int | Decimal | None:
+    """A number as the exact decimal it stands for (a float: its shortest text); None for NaN.
+
+    Comparing these is exact across int, float and Decimal: ``2**64 + 1 > 2**64`` and
+    ``0.10000000000000000001 > 0.1`` hold, where comparing floats would say no.
+    """
+    if isinstance(value, float):
+        return Decimal(repr(value)) if value == value else None  # noqa: PLR0124 - NaN test
+    return value
+
+
 def check_finite(value: Any, path: Path) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
+    if (isinstance(value, float) and not math.isfinite(value)) or (
+        isinstance(value, Decimal) and not value.is_finite()
+    ):
         raise PatternError(path, f"numbers in a pattern must be finite, got {value}")
 
 
@@ -179,7 +201,7 @@ def _compile_numeric(operand: Any, path: Path) -> LeafTest:
     if not isinstance(operand, list) or len(operand) not in (2, 4):
         found = f"{len(operand)} item(s)" if isinstance(operand, list) else kind(operand)
         raise PatternError(path, f'numeric expects [operator, number] or [">", low, "<=", high], got {found}')
-    bounds: list[tuple[str, float]] = []
+    bounds: list[tuple[str, int | Decimal]] = []
     for index in range(0, len(operand), 2):
         name, number = operand[index], operand[index + 1]
         if not isinstance(name, str) or name not in _NUMERIC_OPS:
@@ -192,7 +214,7 @@ def _compile_numeric(operand: Any, path: Path) -> LeafTest:
                 (*path, index + 1), f'numeric operand after "{name}" must be a number, got {kind(number)}'
             )
         check_finite(number, (*path, index + 1))
-        bounds.append((name, float(number)))
+        bounds.append((name, Decimal(repr(number)) if isinstance(number, float) else number))
     if len(bounds) == 2:  # noqa: PLR2004
         (low_op, low), (high_op, high) = bounds
         if low_op not in _LOWER_OPS or high_op not in _UPPER_OPS:
@@ -208,8 +230,12 @@ def _compile_numeric(operand: Any, path: Path) -> LeafTest:
             )
     checks = tuple((_NUMERIC_OPS[name], bound) for name, bound in bounds)
 
+    def within(value: Any) -> bool:
+        exact = exact_value(value)
+        return exact is not None and all(op(exact, bound) for op, bound in checks)
+
     def test(found: tuple[Any, ...]) -> bool:
-        return any(is_number(v) and all(op(float(v), bound) for op, bound in checks) for v in found)
+        return any(is_number(v) and within(v) for v in found)
 
     return test
 
@@ -249,9 +275,9 @@ def _anything_but_values(values: list[Any], path: Path) -> Callable[[Any], bool]
                 f"got {kind(values[0])} and {kind(value)}",
             )
     strings = frozenset(v for v in values if isinstance(v, str))
-    numbers = frozenset(float(v) for v in values if not isinstance(v, str))
+    numbers = frozenset(exact_value(v) for v in values if not isinstance(v, str))
     return lambda value: (
-        value in strings if isinstance(value, str) else is_number(value) and float(value) in numbers
+        value in strings if isinstance(value, str) else is_number(value) and exact_value(value) in numbers
     )
 
 

@@ -13,6 +13,10 @@ the engine behind both services, as validated against AWS by LocalStack's record
 * A missing field matches nothing but ``{"exists": false}``; it also matches when its parent is missing.
   ``null`` is a present value: it matches ``[null]`` and ``anything-but``, never ``[""]``.
 * Exact numbers compare by their JSON text (AWS: 300, 300.0 and 3.0e2 are different values).
+  ``numeric`` and numeric ``anything-but`` compare exact decimal values, a float standing for the
+  number its shortest text shows: items hold DynamoDB numbers of 38 digits (``Decimal`` where no
+  float holds them, ints beyond 64 bits), and ``0.10000000000000000001`` is neither ``= 0.1`` nor
+  excluded by ``anything-but: [0.1]``.
 * ``numeric`` only matches JSON numbers. DynamoDB stream records carry numbers as strings
   (``{"N": "5"}``), and Lambda does no conversion, so ``numeric`` never matches an ``N`` value there.
 * ``anything-but`` needs the field present; a value of another type (a number, null) is "anything but".

@@ -11,6 +11,7 @@ import jmespath.exceptions
 import jmespath.parser
 
 from cdcsync.errors import PlanError
+from cdcsync.mapping.expressions import evaluate
 
 _SETS = frozenset({"SS", "NS", "BS"})
 
@@ -64,7 +65,7 @@ class Projection:
             document = dict(item)
         for name, expression in self.computed:
             try:
-                value = expression.search(item)
+                value = evaluate(expression, item)
             except jmespath.exceptions.JMESPathError as exc:
                 raise PlanError(
                     f'fields.computed.{name}: "{expression.expression}" failed on this item: {exc}'

@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from cdcsync.errors import PlanError
+from cdcsync.values import number_text
 
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 
@@ -21,18 +23,22 @@ _ABSENT: Any = object()
 
 
 def format_scalar(value: Any) -> str | None:
-    """The text of a string, number or boolean attribute; None for anything else (or absent)."""
+    """The text of a string, number or boolean attribute; None for anything else (or absent).
+
+    Numbers are exact (``values.number_text``): a key ``0.10000000000000000001`` renders as that,
+    never as the ``0.1`` of another item.
+    """
     # bool before int: bool is an int subclass, and True must not render as "1".
     if type(value) is str:
         return value
+    if type(value) is int:  # the common numeric key, before the slower checks
+        return str(value)
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
+    if isinstance(value, int | float | Decimal):
+        return number_text(value)
     return None
 
 

@@ -1,26 +1,19 @@
 """The NDJSON lines of one ``_bulk`` action, with its external version.
 
-orjson is several times faster than ``json`` but refuses integers beyond 64 bits, which
-DynamoDB numbers (38 digits) can hold; those documents fall back to ``json``, which keeps them exact.
+Documents are written by ``values.dump_json`` (orjson): every DynamoDB number exactly, integers
+beyond 64 bits and fractions no float holds (``Decimal``) included.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import orjson
 
 from cdcsync.plan.actions import Action
+from cdcsync.values import dump_json
 
 VERSION_TYPE = "external_gte"
-
-
-def _dumps(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value)
-    except orjson.JSONEncodeError:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def action_metadata(action: Action) -> dict[str, Any]:
@@ -41,4 +34,4 @@ def action_lines(action: Action) -> bytes:
     header = orjson.dumps({action.op: action_metadata(action)})
     if action.op == "delete":
         return header + b"\n"
-    return header + b"\n" + _dumps(action.document) + b"\n"
+    return header + b"\n" + dump_json(action.document) + b"\n"

@@ -2,6 +2,8 @@
 
 Client-side retries are off (``max_retries=0``): the bulk writer owns the retry budget, and two
 layers of retries would multiply it. Credentials never reach a log line or an error message.
+JSON goes both ways with exact numbers (``ExactJSONSerializer``), so a document read back (verify's
+mget) holds 12345678901234567.89, not the float 1.2345678901234568e16.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError
 from opensearchpy import OpenSearch, Urllib3HttpConnection
+from opensearchpy.exceptions import SerializationError
 from opensearchpy.helpers.signer import Urllib3AWSV4SignerAuth
+from opensearchpy.serializer import JSONSerializer
 from pydantic import SecretStr
 
 from cdcsync.errors import ConfigError
 from cdcsync.settings import Settings
+from cdcsync.values import dump_json, load_json
 
 POOL_MAXSIZE = 16
 
@@ -41,6 +46,29 @@ class BasicAuth:
 
     def __repr__(self) -> str:
         return f"BasicAuth(username={self.username!r}, password='**********')"
+
+
+class ExactJSONSerializer(JSONSerializer):
+    """opensearch-py's JSON serializer with exact numbers both ways (``values.load_json``/``dump_json``).
+
+    The default reads every fraction as a float and writes a ``Decimal`` as a float: a 38-digit
+    DynamoDB number would come back rounded, and verify would report drift that is not there (or
+    miss drift that is). A fraction is read as a float only when the float is that number.
+    """
+
+    def loads(self, s: str) -> Any:
+        try:
+            return load_json(s)
+        except (ValueError, TypeError) as exc:
+            raise SerializationError(s, exc) from exc
+
+    def dumps(self, data: Any) -> Any:
+        if isinstance(data, str | bytes):  # already serialized (bulk bodies), as the default does
+            return data
+        try:
+            return dump_json(data).decode()
+        except TypeError as exc:
+            raise SerializationError(data, exc) from exc
 
 
 def _sigv4(settings: Settings, session: boto3.Session | None) -> Urllib3AWSV4SignerAuth:
@@ -78,6 +106,7 @@ def build_client(
         # One connection per concurrent writer (worker shards, backfill segments); urllib3's
         # default of 1 discards and reopens connections under concurrency.
         "pool_maxsize": POOL_MAXSIZE,
+        "serializer": ExactJSONSerializer(),
     }
     if settings.opensearch_auth == "basic":
         options["http_auth"] = BasicAuth(

@@ -10,9 +10,9 @@ import base64
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cdcsync.errors import TransientError
@@ -23,11 +23,43 @@ _ATTEMPTS = 6
 
 
 def key_id(table: str, keys: Mapping[str, Any]) -> bytes:
-    """A hashable identity of one item: table plus its key as plain values, in key-name order.
+    """A hashable identity of one item: table plus its typed key values, in key-name order.
 
-    Plain values make a Lambda key (binary as base64 text) and a boto3 key (bytes) the same.
+    Built from the values as DynamoDB sends them, never through a conversion that can fail: a
+    number is its exact decimal value (``1.5`` and ``1.50`` are one item, ``0.10000000000000000001``
+    and ``0.10000000000000000002`` two; 38 digits or beyond 2^64 are no different), binary is its
+    base64 text (a Lambda key and a boto3 key are one item). A malformed key still gets an identity,
+    so one bad key can never fail the reads of a whole batch.
     """
-    return orjson.dumps([table, image_to_plain(keys)], option=orjson.OPT_SORT_KEYS)
+    parts = sorted((str(name), _value_identity(value)) for name, value in keys.items())
+    return repr((table, parts)).encode("utf-8", "backslashreplace")
+
+
+def _value_identity(value: Any) -> tuple[str, str]:
+    if isinstance(value, Mapping) and len(value) == 1:
+        ((tag, payload),) = value.items()
+        if tag == "N" and isinstance(payload, str):
+            return "N", _number_identity(payload)
+        if tag == "B" and isinstance(payload, bytes | bytearray):
+            return "B", base64.b64encode(payload).decode("ascii")
+        if tag in ("S", "B") and isinstance(payload, str):
+            return tag, payload
+    return "?", repr(value)
+
+
+def _number_identity(text: str) -> str:
+    """``text``'s exact value in one spelling: significant digits without trailing zeros, exponent."""
+    try:
+        number = Decimal(text)
+    except ArithmeticError:  # decimal.InvalidOperation: not a number at all
+        return repr(text)
+    if not number.is_finite():
+        return repr(text)
+    if number.is_zero():
+        return "0"
+    sign, digits, exponent = number.as_tuple()
+    significant = "".join(map(str, digits)).rstrip("0")
+    return f"{'-' if sign else ''}{significant}E{int(exponent) + len(digits) - len(significant)}"
 
 
 def request_key(keys: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,8 +7,11 @@ No I/O here. ``run.py`` reads the table and the index and feeds these functions.
   the stream path's. An item ``where`` excludes expects no document. An item whose synthetic
   INSERT the ``filter`` skips expects nothing either, and is not an extra when it has one: the
   contract makes ``where`` the membership rule and ``filter`` only a choice of which changes sync.
-- Documents are compared as JSON values: key order is irrelevant, numbers compare by value
-  (``1 == 1.0``, ``1 != 1.5``), ``true`` is not ``1``.
+- Documents are compared as JSON values: key order is irrelevant, numbers compare by exact
+  decimal value (``1 == 1.0``, ``1 != 1.5``, ``12345678901234567.89`` is not the float
+  ``1.2345678901234568e16``; a float stands for the number its shortest text shows), ``true`` is
+  not ``1``. The ``_source`` must be read with exact numbers (``values.load_json``, which the
+  OpenSearch client uses) for this to hold.
 - ``DocumentHashes`` remembers which documents the table expects in 8 bytes each (sorted runs of
   64-bit BLAKE2b hashes), so the index walk can find extras without holding ids in memory.
 """
@@ -33,6 +36,7 @@ from cdcsync.mapping.templates import Template, parse_template
 from cdcsync.plan import IndexAction, Rejected, plan_record
 from cdcsync.plan.planner import document_id  # one definition of the id for every path
 from cdcsync.source.synthetic import DEFAULT_VIEW, TableStream, insert_record
+from cdcsync.values import number_text
 
 DriftKind = Literal["missing", "stale", "extra", "kept"]  # kept: item gone, the mapping keeps it
 _RUN = 1 << 18  # hashes sorted per run: ~12 MB of transient Python ints while sorting one run
@@ -60,8 +64,13 @@ def _kind(value: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
+    text = number_text(value) if isinstance(value, Decimal) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."  # noqa: PLR2004 - a short excerpt
+
+
+def _exact(number: int | float | Decimal) -> int | Decimal:
+    """A JSON number's exact value; a float is the number its shortest text shows."""
+    return Decimal(repr(number)) if isinstance(number, float) else number
 
 
 def first_difference(expected: Any, actual: Any, path: str = "") -> str | None:
@@ -72,8 +81,16 @@ def first_difference(expected: Any, actual: Any, path: str = "") -> str | None:
             return _object_difference(expected, actual, path)
         if kind == "array":
             return _array_difference(expected, actual, path)
-        # Python compares int, float and Decimal by exact value, as JSON numbers mean.
-        if expected == actual:
+        if kind == "number":
+            # By exact decimal value, as JSON numbers mean: 0.1 == Decimal("0.1") (one text, two
+            # readings), 12345678901234567.89 != 1.2345678901234568e16 (Python's float-vs-Decimal
+            # comparison uses the float's binary value, which no JSON text meant).
+            if type(expected) is type(actual) and not isinstance(expected, Decimal):
+                if expected == actual:
+                    return None
+            elif _exact(expected) == _exact(actual):
+                return None
+        elif expected == actual:
             return None
     return f"{path or 'document'}: expected {_show(expected)}, found {_show(actual)}"
 
@@ -263,8 +280,8 @@ def _typed(name_type: str, text: str) -> dict[str, Any] | None:
 
 
 def _typed_from_source(name_type: str, value: Any) -> dict[str, Any] | None:
-    if name_type == "N" and isinstance(value, int | float) and not isinstance(value, bool):
-        return {"N": str(value)}
+    if name_type == "N" and isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return {"N": number_text(value)}
     if isinstance(value, str) and name_type in ("S", "B"):
         return _typed(name_type, value)
     return None

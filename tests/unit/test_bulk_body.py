@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
 from cdcsync.plan import DeleteAction, IndexAction
 from cdcsync.sink.bulk_body import action_lines
@@ -39,3 +40,17 @@ def test_action_lines_integer_beyond_64_bits_stays_exact() -> None:
     big = 12345678901234567890123456789012345678
     action = IndexAction("users", "1", None, 1, {"n": big}, MAPPING, RECORD)
     assert action_lines(action).split(b"\n")[1] == b'{"n":12345678901234567890123456789012345678}'
+
+
+def test_action_lines_numbers_beyond_float_precision_stay_exact() -> None:
+    # GIVEN a document with a fraction no float holds, next to a float, an integer beyond 64 bits
+    document = {
+        "p": Decimal("12345678901234567.89"),
+        "f": 0.1,
+        "l": [2**64, Decimal("-0.10000000000000000001")],
+    }
+    action = IndexAction("users", "1", None, 1, document, MAPPING, RECORD)
+    # WHEN its bulk lines are written
+    body = action_lines(action).split(b"\n")[1]
+    # THEN every number is its exact text
+    assert body == b'{"p":12345678901234567.89,"f":0.1,"l":[18446744073709551616,-0.10000000000000000001]}'

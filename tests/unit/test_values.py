@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdcsync.errors import RecordError
-from cdcsync.values import image_to_plain, to_plain
+from cdcsync.values import dump_json, image_to_plain, load_json, number_text, to_plain
 
 BIG = "12345678901234567890123456789012345678"  # 38 digits, far beyond 64 bits
 ALLOWED = "S, N, B, BOOL, NULL, M, L, SS, NS, BS"
@@ -54,8 +54,23 @@ def typed(value: Any) -> Any:
         ({"N": "-1.5"}, -1.5),
         ({"N": "1E-130"}, 1e-130),
         ({"N": "-1.5E-7"}, -1.5e-7),
-        ({"N": "1.0000000000000000000000000000000000001"}, 1.0),
-        ({"N": "1234567890123456789012345678901234567.5"}, 1.2345678901234568e36),
+        # Beyond a float's precision: the exact decimal, never the nearest float.
+        (
+            {"N": "1.0000000000000000000000000000000000001"},
+            Decimal("1.0000000000000000000000000000000000001"),
+        ),
+        (
+            {"N": "1234567890123456789012345678901234567.5"},
+            Decimal("1234567890123456789012345678901234567.5"),
+        ),
+        ({"N": "12345678901234567.89"}, Decimal("12345678901234567.89")),
+        ({"N": "0.10000000000000000001"}, Decimal("0.10000000000000000001")),
+        ({"N": "-0.10000000000000000002"}, Decimal("-0.10000000000000000002")),
+        ({"N": "1.2345678901234567891E-20"}, Decimal("1.2345678901234567891E-20")),
+        # A float whose shortest text is the same number stays a float, however it is spelled.
+        ({"N": "0.00001"}, 1e-05),
+        ({"N": "1.5E-130"}, 1.5e-130),
+        ({"N": "0.30000000000000004"}, 0.30000000000000004),
         ({"B": b"\x00\xff"}, "AP8="),
         ({"B": bytearray(b"hi")}, "aGk="),
         ({"B": b""}, ""),
@@ -77,6 +92,10 @@ def typed(value: Any) -> Any:
         ({"SS": ["b", "é", "B", "a"]}, ["B", "a", "b", "é"]),
         ({"NS": ["10", "9", "-1.5", "1E+3", "0.5"]}, [-1.5, 0.5, 9, 10, 1000]),
         ({"NS": [BIG, "1"]}, [1, int(BIG)]),
+        (
+            {"NS": ["0.10000000000000000002", "0.1", "0.10000000000000000001"]},
+            [0.1, Decimal("0.10000000000000000001"), Decimal("0.10000000000000000002")],
+        ),
         # Sorted by bytes (00 < 61 < ff), not by their base64 text ("/w==" < "AA==" < "YQ==").
         ({"BS": [b"\xff", b"\x00", b"a"]}, ["AA==", "YQ==", "/w=="]),
         ({"BS": ["/w==", "AA==", "YQ=="]}, ["AA==", "YQ==", "/w=="]),
@@ -304,10 +323,17 @@ values = st.recursive(
 images = st.dictionaries(st.text(min_size=1), values, max_size=6)
 
 
+def _reference_number(value: Decimal) -> int | float | Decimal:
+    """An int when integral, a float when its shortest text is the same number, else the Decimal."""
+    if value == value.to_integral_value():
+        return int(value)
+    return float(value) if Decimal(repr(float(value))) == value else value
+
+
 def _reference_plain(value: Any) -> Any:
     """What the contract promises, built from boto3's deserialised value: Decimal, set and Binary."""
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        return _reference_number(value)
     if isinstance(value, Binary):
         return base64.b64encode(_bytes_of(value)).decode("ascii")
     if isinstance(value, set):
@@ -344,10 +370,10 @@ def test_image_to_plain_any_item_agrees_with_boto3_deserializer(image: dict[str,
     # WHEN both shapes are converted
     from_boto3 = image_to_plain(boto3_image)
     from_lambda = image_to_plain(_as_lambda_json(boto3_image))
-    # THEN both equal boto3's reading, number types included (json.dumps tells 1 from 1.0)
-    want = json.dumps(expected, sort_keys=True)
-    assert json.dumps(from_boto3, sort_keys=True) == want
-    assert json.dumps(from_lambda, sort_keys=True) == want
+    # THEN both equal boto3's reading, number types included (1 is not 1.0, 0.1 not Decimal("0.1"))
+    want = typed(expected)
+    assert typed(from_boto3) == want
+    assert typed(from_lambda) == want
 
 
 @settings(deadline=None)
@@ -357,10 +383,113 @@ def test_to_plain_any_number_is_int_exactly_when_integral(number: Decimal) -> No
     av = TypeSerializer().serialize(number)
     # WHEN it is converted
     got = to_plain(av)
-    # THEN an integral value is the exact int, any other the nearest float
+    # THEN an integral value is the exact int; any other a float only if the float's shortest text
+    # is the same number (so writing it as JSON loses nothing), else the exact Decimal
     if number == number.to_integral_value():
         assert type(got) is int
         assert got == number
+    elif type(got) is float:
+        assert Decimal(repr(got)) == number
     else:
+        assert type(got) is Decimal
+        assert got == number
+        assert Decimal(repr(float(number))) != number
+
+
+# --- exact JSON text of plain values -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ({"n": Decimal("12345678901234567.89")}, b'{"n":12345678901234567.89}'),
+        ([Decimal("0.10000000000000000001"), 0.1], b"[0.10000000000000000001,0.1]"),
+        ([Decimal("-1.2345678901234567891E-20")], b"[-0.000000000000000000012345678901234567891]"),
+        (
+            {"a": [2**64, {"b": -(2**63) - 1}], "c": Decimal("0.10000000000000000001")},
+            b'{"a":[18446744073709551616,{"b":-9223372036854775809}],"c":0.10000000000000000001}',
+        ),
+        ({"big": int(BIG), "t": (1, 2)}, b'{"big":' + BIG.encode() + b',"t":[1,2]}'),
+        (
+            {"b": True, "i": 2**63 - 1, "u": 2**64 - 1, "s": "é"},
+            '{"b":true,"i":9223372036854775807,"u":18446744073709551615,"s":"é"}'.encode(),
+        ),
+    ],
+)
+def test_dump_json_any_plain_number_is_written_exactly(value: Any, text: bytes) -> None:
+    # GIVEN plain values holding Decimals and integers beyond 64 bits, as DynamoDB numbers become
+    # WHEN they are written as JSON
+    # THEN every number is the exact text of its value
+    assert dump_json(value) == text
+
+
+def test_dump_json_sort_keys_orders_keys() -> None:
+    assert dump_json({"b": 2**70, "a": 1}, sort_keys=True) == b'{"a":1,"b":1180591620717411303424}'
+
+
+def test_dump_json_not_json_raises_type_error() -> None:
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        dump_json({"a": object()})
+    with pytest.raises(TypeError):
+        dump_json({"a": [2**64, object()]})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"n":12345678901234567.89}', {"n": Decimal("12345678901234567.89")}),
+        ("[0.1, 1e-05, 0.00001, 1.5e300, 2.5]", [0.1, 1e-05, 1e-05, 1.5e300, 2.5]),
+        ("[0.10000000000000000001, 10.0, -0.0]", [Decimal("0.10000000000000000001"), 10.0, -0.0]),
+        ("[" + BIG + ", 1]", [int(BIG), 1]),
+    ],
+)
+def test_load_json_numbers_are_read_exactly(text: str, expected: Any) -> None:
+    # GIVEN JSON text, as OpenSearch returns a document's _source
+    # WHEN it is read
+    # THEN a number is a float only when the float is the same number, else the exact Decimal
+    assert typed(load_json(text)) == typed(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (5, "5"),
+        (int(BIG), BIG),
+        (0.1, "0.1"),
+        (1e-05, "1e-05"),
+        (Decimal("0.10000000000000000001"), "0.10000000000000000001"),
+        (Decimal("1.2345678901234567891E-20"), "0.000000000000000000012345678901234567891"),
+    ],
+)
+def test_number_text_plain_number_gives_its_exact_text(value: Any, text: str) -> None:
+    assert number_text(value) == text
+
+
+@settings(deadline=None)
+@given(number=numbers)
+def test_dump_json_any_dynamodb_number_reads_back_as_the_same_value_and_type(number: Decimal) -> None:
+    # GIVEN any number DynamoDB can hold, converted to a plain value
+    plain = to_plain(TypeSerializer().serialize(number))
+    # WHEN it is written as JSON and read back exactly
+    back = load_json(dump_json([plain]))[0]
+    # THEN it is the same number, exactly (an int may come back as an int only, a float as a float)
+    assert back == plain
+    assert type(back) is type(plain)
+    assert Decimal(str(back)) == number if not isinstance(back, float) else Decimal(repr(back)) == number
+
+
+short_fractions = st.builds(_decimal, st.integers(-(10**15) + 1, 10**15 - 1), st.integers(-145, 110)).filter(
+    lambda d: _storable(d) and d != d.to_integral_value()
+)
+
+
+@settings(deadline=None)
+@given(number=short_fractions)
+def test_to_plain_fraction_of_at_most_15_digits_is_the_float_that_is_exactly_it(number: Decimal) -> None:
+    # GIVEN a fraction of at most 15 significant digits, spelled as DynamoDB or in plain notation
+    for text in (str(number), format(number, "f")):
+        # WHEN it is converted
+        got = to_plain({"N": text})
+        # THEN it is a float whose shortest text is the same number (no digit lost, none invented)
         assert type(got) is float
-        assert got == float(number)
+        assert Decimal(repr(got)) == number

@@ -126,3 +126,25 @@ def test_sqs_send_nothing_makes_no_call() -> None:
     fake = FakeSqs()
     _queue(fake).send([])
     assert fake.calls == []
+
+
+def test_sqs_send_oversized_letter_with_key_beyond_64_bits_is_slimmed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a letter over SQS's limit whose (malformed) key holds an integer beyond 64 bits
+    letter = DeadLetter(
+        record={"dynamodb": {"Keys": {"Id": {"N": 2**64 + 1}}, "NewImage": {"x": "y" * MAX_MESSAGE_BYTES}}},
+        table="Users",
+        keys={"Id": {"N": 2**64 + 1}},
+        sequence_number="1",
+        error=DeadLetterError(type="invalid_record", reason="bad"),
+        attempts=1,
+        first_failure_at=AT,
+        last_failure_at=AT,
+    )
+    fake = FakeSqs()
+    # WHEN it is sent
+    _queue(fake).send([letter])
+    # THEN it goes without its images, and the warning names the key exactly
+    assert len(fake.calls) == 1
+    assert '{"Id":{"N":18446744073709551617}}' in caplog.text

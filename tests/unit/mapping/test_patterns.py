@@ -6,6 +6,7 @@ above its group; a few come from LocalStack's event-pattern tests recorded again
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -729,3 +730,44 @@ def test_wildcard_without_escapes_agrees_with_fnmatch_star(wildcard: str, value:
 
     reference = re.fullmatch(".*".join(re.escape(part) for part in wildcard.split("*")), value, re.DOTALL)
     assert compile_pattern({"f": [{"wildcard": wildcard}]}).matches({"f": value}) is (reference is not None)
+
+
+TENTH = Decimal("0.10000000000000000001")  # a DynamoDB number no float holds; float(TENTH) == 0.1
+BEYOND_64 = 2**64 + 1  # float(BEYOND_64) == float(2**64)
+
+EXACT_NUMBER_CASES = [
+    ("exact-float-text", {"P": [0.1]}, {"P": 0.1}, True),
+    ("exact-decimal-is-not-its-float", {"P": [0.1]}, {"P": TENTH}, False),
+    ("exact-decimal-itself", {"P": [TENTH]}, {"P": TENTH}, True),
+    ("exact-decimal-pattern-float-exact", {"P": [Decimal("0.1")]}, {"P": 0.1}, True),
+    ("exact-big-int", {"P": [BEYOND_64]}, {"P": 2**64}, False),
+    ("numeric-gt-decimal-above-bound", {"P": [{"numeric": [">", 0.1]}]}, {"P": TENTH}, True),
+    ("numeric-eq-decimal-is-not-bound", {"P": [{"numeric": ["=", 0.1]}]}, {"P": TENTH}, False),
+    ("numeric-lt-decimal-below-bound", {"P": [{"numeric": ["<", TENTH]}]}, {"P": 0.1}, True),
+    ("numeric-le-float-at-bound", {"P": [{"numeric": ["<=", 0.1]}]}, {"P": 0.1}, True),
+    ("numeric-lt-float-at-bound", {"P": [{"numeric": ["<", 0.1]}]}, {"P": 0.1}, False),
+    ("numeric-gt-big-int", {"P": [{"numeric": [">", 2**64]}]}, {"P": BEYOND_64}, True),
+    ("numeric-eq-big-int-other", {"P": [{"numeric": ["=", 2**64]}]}, {"P": BEYOND_64}, False),
+    ("numeric-range-decimals", {"P": [{"numeric": [">", 0.1, "<", 0.2]}]}, {"P": TENTH}, True),
+    ("numeric-int-vs-float-bound", {"P": [{"numeric": [">=", 1.5]}]}, {"P": 2}, True),
+    ("numeric-nan-never", {"P": [{"numeric": ["<", 1]}]}, {"P": float("nan")}, False),
+    ("anything-but-float-lets-decimal-through", {"P": [{"anything-but": [0.1]}]}, {"P": TENTH}, True),
+    ("anything-but-decimal-excludes-itself", {"P": [{"anything-but": [TENTH]}]}, {"P": TENTH}, False),
+    ("anything-but-float-excludes-float", {"P": [{"anything-but": 0.1}]}, {"P": 0.1}, False),
+    ("anything-but-big-int-other", {"P": [{"anything-but": [2**64]}]}, {"P": BEYOND_64}, True),
+    ("anything-but-int-excludes-equal-float", {"P": [{"anything-but": [1]}]}, {"P": 1.0}, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "item", "expected"),
+    [c[1:] for c in EXACT_NUMBER_CASES],
+    ids=[c[0] for c in EXACT_NUMBER_CASES],
+)
+def test_matches_numbers_beyond_float_precision_compare_exactly(
+    pattern: dict[str, Any], item: dict[str, Any], expected: bool
+) -> None:
+    # GIVEN a where pattern over numbers and a plain item holding a number no float holds exactly
+    # WHEN the item is evaluated
+    # THEN numbers compare by their exact decimal value (a float by the number its text shows)
+    assert compile_pattern(pattern).matches(item) is expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -21,6 +22,11 @@ from cdcsync.mapping.templates import parse_template
         ("{Flag}", {"Flag": True}, "true"),
         ("{Score}", {"Score": 1.5}, "1.5"),
         ("{ Name }", {"Name": "x"}, "x"),
+        ("{Score}", {"Score": 0.1}, "0.1"),
+        ("{Score}", {"Score": 1e-05}, "1e-05"),
+        ("{Id}", {"Id": 2**64 + 1}, "18446744073709551617"),
+        ("p|{Id}", {"Id": Decimal("0.10000000000000000001")}, "p|0.10000000000000000001"),
+        ("orders-{N}", {"N": Decimal("12345678901234567.89")}, "orders-12345678901234567.89"),
     ],
 )
 def test_template_render_fills_placeholders(source: str, item: dict[str, Any], expected: str) -> None:

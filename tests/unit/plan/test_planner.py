@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from cdcsync.change import parse_record
 from cdcsync.plan import DeleteAction, FetchItem, IndexAction, Rejected, Skip, plan_fetched, plan_record
-from tests.support.records import change, compiled, fixture_event, mapping_set
+from tests.support.records import change, compiled, fixture_event, mapping_set, stream_record
 
 T0 = 1_700_000_000
 USERS = compiled(table="Users", index="users", id="{UserId}")
@@ -728,3 +729,29 @@ def test_plan_fetched_gone_item_deletes_where_old_image_put_it(
         assert step.reason == expected
     else:
         assert (step.op, step.index) == expected
+
+
+@pytest.mark.parametrize(
+    ("id_template", "expected"),
+    [
+        (None, ["p|0.10000000000000000001", "p|0.10000000000000000002"]),
+        ("{PK}/{SK}", ["p/0.10000000000000000001", "p/0.10000000000000000002"]),
+    ],
+)
+def test_plan_keys_differing_in_20th_decimal_get_two_documents(
+    id_template: str | None, expected: list[str]
+) -> None:
+    # GIVEN two items whose numeric sort keys differ only in the 20th decimal
+    mapping = compiled(table="Users", index="users", **({"id": id_template} if id_template else {}))
+    ids = []
+    for sk in ("0.10000000000000000001", "0.10000000000000000002"):
+        keys = {"PK": "p", "SK": Decimal(sk)}
+        record = parse_record(stream_record("INSERT", keys, {**keys, "V": 1}))
+        # WHEN each is planned
+        (action,) = plan_record(record, mapping_set(mapping))
+        assert isinstance(action, IndexAction)
+        ids.append(action.id)
+        # THEN the document holds the exact key
+        assert action.document["SK"] == Decimal(sk)
+    # AND the ids differ: deleting one can never delete the other
+    assert ids == expected

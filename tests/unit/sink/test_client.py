@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, cast
 
 import boto3
 import pytest
 from botocore.exceptions import ProfileNotFound
 from opensearchpy import OpenSearch, Urllib3HttpConnection
-from opensearchpy.exceptions import ConnectionError
+from opensearchpy.exceptions import ConnectionError, SerializationError
 from opensearchpy.helpers.signer import Urllib3AWSV4SignerAuth
 
 from cdcsync.errors import ConfigError
@@ -172,3 +173,34 @@ def test_build_client_secrets_absent_from_reprs(auth: str) -> None:
     encoded = base64.b64encode(f"cdcsync:{PASSWORD}".encode()).decode()
     for secret in (PASSWORD, encoded, SECRET_KEY):
         assert secret not in shown
+
+
+def test_build_client_reads_and_writes_numbers_exactly() -> None:
+    # GIVEN a client built from settings
+    client = build_client(load_settings(opensearch_url="http://127.0.0.1:9200"))
+    # WHEN a response holding numbers no float holds is read (an mget answer for verify)
+    answer = client.transport.deserializer.loads(
+        '{"_source":{"p":12345678901234567.89,"f":0.1,"b":18446744073709551617}}', "application/json"
+    )
+    # THEN they are exact: a float only where the float is the number
+    source = answer["_source"]
+    assert (source["p"], type(source["f"]), source["f"], source["b"]) == (
+        Decimal("12345678901234567.89"),
+        float,
+        0.1,
+        2**64 + 1,
+    )
+    # AND a request body with them is written exactly
+    body = client.transport.serializer.dumps({"p": Decimal("12345678901234567.89"), "b": 2**64 + 1})
+    assert body == '{"p":12345678901234567.89,"b":18446744073709551617}'
+    # AND a body serialized already (a bulk body) is passed through
+    assert client.transport.serializer.dumps(b'{"a":1}\n') == b'{"a":1}\n'
+    assert client.transport.serializer.dumps('{"a":1}') == '{"a":1}'
+
+
+def test_build_client_malformed_response_raises_serialization_error() -> None:
+    client = build_client(load_settings(opensearch_url="http://127.0.0.1:9200"))
+    with pytest.raises(SerializationError):
+        client.transport.deserializer.loads("{not json", "application/json")
+    with pytest.raises(SerializationError):
+        client.transport.serializer.dumps({"a": object()})

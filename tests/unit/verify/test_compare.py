@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from cdcsync.values import load_json
 from cdcsync.verify import compare
 from cdcsync.verify.compare import (
     DocumentHashes,
@@ -35,6 +38,36 @@ SHAPE = TableShape("Orders", {"TenantId": "S", "OrderId": "N"}, "eu-west-1")
         ({"l": [1, 2]}, {"l": [1]}, "l: expected 2 elements, found 1"),
         ({"l": [{"k": "a"}]}, {"l": [{"k": "b"}]}, "l[0].k: expected 'a', found 'b'"),
         ({"a": 1}, None, "document: expected {'a': 1}, found None"),
+        # Numbers compare by exact decimal value; a float stands for the number its text shows.
+        ({"p": Decimal("12345678901234567.89")}, {"p": Decimal("12345678901234567.89")}, None),
+        (
+            {"p": Decimal("12345678901234567.89")},
+            {"p": 1.2345678901234568e16},
+            "p: expected 12345678901234567.89, found 1.2345678901234568e+16",
+        ),
+        (
+            {"p": Decimal("0.10000000000000000001")},
+            {"p": Decimal("0.10000000000000000002")},
+            "p: expected 0.10000000000000000001, found 0.10000000000000000002",
+        ),
+        (
+            {"p": Decimal("0.10000000000000000001")},
+            {"p": 0.1},
+            "p: expected 0.10000000000000000001, found 0.1",
+        ),
+        ({"p": 0.1}, {"p": Decimal("0.1")}, None),
+        (
+            {"p": 0.1},
+            {"p": Decimal("0.1000000000000000055511151231257827021181583404541015625")},
+            "p: expected 0.1, found 0.10000000000000000555111512312578270...",
+        ),
+        (
+            {"n": 2**64 + 1},
+            {"n": 1.8446744073709552e19},
+            "n: expected 18446744073709551617, found 1.8446744073709552e+19",
+        ),
+        ({"n": 10**16}, {"n": 1e16}, None),
+        ({"n": 10**16}, {"n": Decimal("1E+16")}, None),
     ],
 )
 def test_first_difference_compares_as_json(expected: Any, actual: Any, difference: str | None) -> None:
@@ -157,6 +190,12 @@ def test_document_hashes_lookup_before_freeze_raises() -> None:
             {"tenant": "a|b", "OrderId": 7},
             {"TenantId": {"S": "a|b"}, "OrderId": {"N": "7"}},
         ),
+        (  # the id lacks OrderId; _source holds it as a Decimal (no float holds it)
+            {"id": "order#{TenantId}"},
+            "order#t1",
+            {"OrderId": Decimal("0.10000000000000000001"), "TenantId": "t1"},
+            {"TenantId": {"S": "t1"}, "OrderId": {"N": "0.10000000000000000001"}},
+        ),
         ({}, "x|t1", None, None),  # OrderId is a number
         ({"id": "order#{OrderId}"}, "order#7", None, None),  # the id does not hold TenantId
         ({}, "07|t1", None, None),  # 07 renders as 7: not this id
@@ -194,3 +233,36 @@ def test_candidate_keys_every_reading_of_an_ambiguous_id(
     assert candidate_keys(mapping, {"PK": "S", "SK": "S"}, doc_id, None) == [
         {"PK": {"S": pk}, "SK": {"S": sk}} for pk, sk in readings
     ]
+
+
+@pytest.mark.parametrize(
+    ("stored", "parse", "kind", "detail"),
+    [
+        ('{"OrderId":7,"TenantId":"t1","Total":12345678901234567.89}', load_json, None, ""),
+        (
+            '{"OrderId":7,"TenantId":"t1","Total":12345678901234567.89}',
+            json.loads,
+            "stale",
+            "Total: expected 12345678901234567.89, found 1.2345678901234568e+16",
+        ),
+        (
+            '{"OrderId":7,"TenantId":"t1","Total":12345678901234567.88}',
+            load_json,
+            "stale",
+            "Total: expected 12345678901234567.89, found 12345678901234567.88",
+        ),
+    ],
+    ids=["exact-read-same", "float-read-rounded", "exact-read-other"],
+)
+def test_compare_document_number_beyond_float_precision_compares_exactly(
+    stored: str, parse: Any, kind: str | None, detail: str
+) -> None:
+    # GIVEN an item whose number no float holds, and its document's _source as OpenSearch returns it
+    mappings = mapping_set(compiled(table="Orders", index="orders"))
+    item = typed({"TenantId": "t1", "OrderId": 7, "Total": Decimal("12345678901234567.89")})
+    (document,) = expected_documents(SHAPE, item, "s", mappings, seconds=1).documents
+    answer = {"found": True, "_source": parse(stored), "_version": 3}
+    # WHEN compared
+    drift = compare_document(document, answer)
+    # THEN an exactly read copy of the same number is no drift, and any other number is
+    assert (drift.kind if drift else None, drift.detail if drift else "") == (kind, detail)
