@@ -107,7 +107,8 @@ def test_fraction_beyond_float_precision_is_stored_and_read_back_exactly(
     # AND verify's read of it (mget through cdcsync's client) is exact and finds no drift
     client = build_client(load_settings(opensearch_url=opensearch_url, _env_file=None))
     shape = TableShape(world.table, {"UserId": "N"}, "us-east-1")
-    (expected,) = expected_documents(shape, typed(item), "s", world.runtime.pipeline.mappings).documents
+    mappings = world.runtime.pipeline.mappings
+    (expected,) = expected_documents(shape, typed(item), "s", mappings, seconds=T0).documents
     (found,) = mget_documents(client, [(expected.index, expected.id, expected.routing)], world.table)
     assert isinstance(found, dict)
     assert found["_source"]["Total"] == Decimal(TOTAL)
