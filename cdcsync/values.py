@@ -215,9 +215,13 @@ def plain_number(value: Decimal) -> int | float | Decimal:
     return as_float if Decimal(repr(as_float)) == value else value
 
 
-def dump_json(value: Any, *, sort_keys: bool = False) -> bytes:
-    """Compact JSON of plain values with every number exact; ``TypeError`` for a non-JSON value."""
-    option = orjson.OPT_SORT_KEYS if sort_keys else None  # None: no option, the cheapest call
+def dump_json(value: Any, *, sort_keys: bool = False, indent: bool = False) -> bytes:
+    """JSON of plain values with every number exact; ``TypeError`` for a non-JSON value.
+
+    Compact, or indented by two spaces with ``indent`` (for people: ``cdcsync preview``).
+    """
+    flags = (orjson.OPT_SORT_KEYS if sort_keys else 0) | (orjson.OPT_INDENT_2 if indent else 0)
+    option = flags or None  # None: no option, the cheapest call
     try:
         return orjson.dumps(value, default=_json_default, option=option)
     except orjson.JSONEncodeError:

@@ -11,6 +11,7 @@ import boto3
 import orjson
 
 from cdcsync.dlq.open import open_dead_letter_queue
+from cdcsync.entrypoints.preview import add_preview_parser
 from cdcsync.errors import ConfigError, FatalError, MappingError, TransientError
 from cdcsync.logs import configure_logging
 from cdcsync.mapping.checks import view_problems
@@ -293,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
         "view type and key schema; exit 1 on what the stream cannot carry",
     )
     validate.set_defaults(run=_validate)
+
+    add_preview_parser(verbs)
 
     filters = verbs.add_parser(
         "filters",

@@ -149,7 +149,8 @@ def no_stream_error(table: str) -> ConfigError:
     )
 
 
-def _describe_table(dynamodb: Any, table: str) -> dict[str, Any]:
+def describe_table(dynamodb: Any, table: str) -> dict[str, Any]:
+    """``DescribeTable``'s ``Table``; a missing table is a ``ConfigError``, a denied call fatal."""
     try:
         description: dict[str, Any] = call_streams(
             dynamodb.describe_table, {"TableName": table}, what=f"DescribeTable {table}"
@@ -168,7 +169,7 @@ def _describe_table(dynamodb: Any, table: str) -> dict[str, Any]:
 
 def stream_view_and_keys(dynamodb: Any, table: str) -> tuple[str | None, frozenset[str]]:
     """The view type of ``table``'s enabled stream (None: no stream) and its key attribute names."""
-    description = _describe_table(dynamodb, table)
+    description = describe_table(dynamodb, table)
     spec = description.get("StreamSpecification", {})
     view = str(spec.get("StreamViewType")) if spec.get("StreamEnabled") else None
     return view, frozenset(str(key["AttributeName"]) for key in description.get("KeySchema", []))
@@ -185,7 +186,7 @@ def stream_arn_of(dynamodb: Any, table: str, *, required: bool = True) -> str | 
     waiting for a disabled stream to be enabled again). A disabled stream keeps its
     ``LatestStreamArn`` for 24 h, so ``StreamSpecification.StreamEnabled`` decides, not the ARN.
     """
-    description = _describe_table(dynamodb, table)
+    description = describe_table(dynamodb, table)
     enabled = bool(description.get("StreamSpecification", {}).get("StreamEnabled"))
     arn = description.get("LatestStreamArn")
     if enabled and arn:
