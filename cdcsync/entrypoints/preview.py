@@ -75,7 +75,10 @@ def _describe_value(value: Any) -> str:
         return f"a JSON object with keys {keys}"
     if isinstance(value, list):
         return "a JSON list"
-    return "null" if value is None else f"a JSON {type(value).__name__}"
+    if value is None:
+        return "null"
+    kind = "boolean" if isinstance(value, bool) else "string" if isinstance(value, str) else "number"
+    return f"a JSON {kind}"
 
 
 def read_event(path: str) -> tuple[list[dict[str, Any]], str]:
@@ -101,8 +104,10 @@ def read_event(path: str) -> tuple[list[dict[str, Any]], str]:
         records = data
     else:
         raise ConfigError(f"preview: {where}: expected {_SHAPES}; found {_describe_value(data)}")
-    if not isinstance(records, list) or not records:
-        raise ConfigError(f"preview: {where}: Records holds no records (expected {_SHAPES})")
+    if not isinstance(records, list):
+        raise ConfigError(f"preview: {where}: Records is {_describe_value(records)}, not a list of records")
+    if not records:
+        raise ConfigError(f"preview: {where}: Records is empty: there is nothing to preview")
     for number, record in enumerate(records, start=1):
         if not isinstance(record, dict):
             raise ConfigError(
@@ -286,7 +291,8 @@ def _step_lines(explained: Explanation) -> Iterator[str]:
         if explained.why:
             yield f"    note: {explained.why}"
         document = dump_json(step.document, indent=True).decode()
-        yield from (f"    {line}" for line in document.splitlines())
+        # split("\n"), not splitlines(): that also splits at U+0085 and U+2028 inside strings.
+        yield from (f"    {line}" for line in document.split("\n"))
         return
     if isinstance(step, DeleteAction):
         yield f"  {name}: delete {_target(step)}"

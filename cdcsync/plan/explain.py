@@ -119,7 +119,8 @@ def explain(steps: Sequence[Step], *, tables: Sequence[str] = ()) -> list[Explan
 
 
 def _fetch_why(record: ChangeRecord) -> str:
+    view = f" (stream view {record.stream_view_type})" if record.stream_view_type else ""
     return (
-        f"the record carries no new image (stream view {record.stream_view_type}): cdcsync reads the item "
-        "(consistent read) and plans what it finds"
+        f"the record carries no new image{view}: cdcsync reads the item (consistent read) "
+        "and plans what it finds"
     )
