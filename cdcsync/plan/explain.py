@@ -28,10 +28,13 @@ Verdict = Literal["index", "delete", "skip", "fetch", "dead_letter"]
 _SKIP_RULES = {
     "filter": ("filter", "the record does not match the filter"),
     "unchanged": ("skip_unchanged", "the document and its place would not change"),
-    "ignored_remove": ("deletes.on_remove", "the item was deleted, and deletes.on_remove: ignore keeps it"),
+    "ignored_remove": (
+        "deletes.on_remove",
+        "the item was deleted, and the mapping keeps its document (ignore)",
+    ),
     "ignored_ttl_expiry": (
         "deletes.on_ttl_expiry",
-        "the item expired (TTL), and deletes.on_ttl_expiry: ignore keeps it",
+        "the item expired (TTL), and the mapping keeps its document (ignore)",
     ),
     "id_too_long": ("id_too_long", "the id is over 512 bytes, so no such document was ever written"),
     "item_gone": ("item_gone", "the item no longer exists; the REMOVE record that follows decides"),
