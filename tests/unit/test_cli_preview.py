@@ -378,6 +378,30 @@ def test_cli_preview_templated_index_move_deletes_old_place_then_indexes(
     ]
 
 
+def test_cli_preview_new_image_naming_no_index_deletes_old_place_and_dead_letters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a templated index and a MODIFY whose new image lost the attribute naming it
+    path = tmp_path / "m.yaml"
+    path.write_text('table: Users\nindex: "users-{Region}"\n')
+
+    def lose_region(record: dict[str, Any]) -> None:
+        record["dynamodb"]["OldImage"]["Region"] = {"S": "EU"}
+
+    # WHEN previewed
+    event = _event(tmp_path, "modify", edit=lose_region)
+    code, out, _ = _preview([event, "--mappings", str(path)], capsys, monkeypatch)
+    # THEN the old document is deleted and the record is a dead letter for its new side, exit 1
+    assert code == 1
+    assert out[1:] == [
+        f"  {path}:1 (Users -> users-{{Region}}): delete users-eu/12345, version 1627992090000",
+        "    moved: the new image names no index or routing: deleted where the old image put it",
+        f"  {path}:1 (Users -> users-{{Region}}): dead letter (plan_error)",
+        '    index: "users-{Region}" names Region, which is not in the new image (has: Email, Profile, '
+        "Status, UserId, Username); its document was deleted from users-eu",
+    ]
+
+
 def test_cli_preview_get_records_response_needs_table_then_plans_records(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

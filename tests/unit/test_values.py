@@ -427,6 +427,15 @@ def test_dump_json_sort_keys_orders_keys() -> None:
     assert dump_json({"b": 2**70, "a": 1}, sort_keys=True) == b'{"a":1,"b":1180591620717411303424}'
 
 
+def test_dump_json_indent_keeps_numbers_exact() -> None:
+    # GIVEN a document with a 38-digit integer and a fraction no float holds
+    value = {"big": 12345678901234567890123456789012345678, "fraction": Decimal("0.10000000000000000001")}
+    # WHEN written indented (cdcsync preview) THEN the numbers are the same text, two spaces deep
+    assert dump_json(value, indent=True) == (
+        b'{\n  "big": 12345678901234567890123456789012345678,\n  "fraction": 0.10000000000000000001\n}'
+    )
+
+
 def test_dump_json_not_json_raises_type_error() -> None:
     with pytest.raises(TypeError, match="not JSON serializable"):
         dump_json({"a": object()})
