@@ -14,14 +14,13 @@ says the item would be read, and how to preview that.
 Decisions:
 - A record without ``dynamodb.SequenceNumber`` is planned as if it had one, with a note: every stream
   record carries one (a real record without it is a dead letter, ``invalid_record``), but sample
-  events in docs and blogs leave it out, and it changes nothing a mapping decides.
+  events in docs and blogs leave it out, and it decides nothing (unless a filter names it).
 - A GetRecords record's ``ApproximateCreationDateTime`` in ISO 8601 text (the AWS CLI's output) is
   read as the datetime boto3 would give.
 - Input that is not JSON or none of these shapes is a configuration-like error (exit 2, one line);
   a record cdcsync cannot parse is shown as the dead letter it would become.
 - Exit 1 when a record (or the item) would be dead-lettered, or the item does not exist; else 0.
-- Text output escapes every non-printable character (``str.isprintable``) as ``\\x1b``, ``\\u202e``,
-  so values from items never reach the terminal raw; ``--json`` writes them as ``\\u`` escapes.
+- Output (``preview_output.py``) escapes what items hold: no control character reaches a terminal.
 """
 
 from __future__ import annotations
@@ -29,19 +28,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import shlex
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from cdcsync.change import ChangeRecord, parse_record
+from cdcsync.entrypoints.preview_output import Preview, iso_time, keys_of, summary, write_previews
 from cdcsync.errors import ConfigError, RecordError
 from cdcsync.mapping.compiled import MappingSet
 from cdcsync.mapping.loader import load_mappings
-from cdcsync.plan import DeleteAction, IndexAction, plan_record
-from cdcsync.plan.explain import Explanation, explain
+from cdcsync.plan import plan_record
+from cdcsync.plan.explain import explain
 from cdcsync.settings import load_settings
 from cdcsync.values import dump_json, load_json
 
@@ -50,21 +48,10 @@ _SHAPES = (
     'a Lambda DynamoDB stream event ({"Records": [...]}), one stream record, a list of records '
     "or a GetRecords response"
 )
-
-
-@dataclass
-class Preview:
-    """One record (or item) and what each mapping of its table does with it."""
-
-    header: dict[str, Any]
-    explained: list[Explanation] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    dead_letter: tuple[str, str] | None = None  # (reason, message) when the record cannot be parsed
-
-    @property
-    def dead_lettered(self) -> bool:
-        return self.dead_letter is not None or any(e.verdict == "dead_letter" for e in self.explained)
-
+_NO_SEQUENCE_NUMBER = (
+    "no dynamodb.SequenceNumber: every stream record carries one (cdcsync sends a record "
+    "without it to the dead-letter queue as invalid_record); previewed as if it had one"
+)
 
 # --- input ---------------------------------------------------------------------------------------
 
@@ -120,24 +107,24 @@ def _needs_table(record: Mapping[str, Any]) -> bool:
     return "kinesis" not in record and not record.get("eventSourceARN") and not record.get("tableName")
 
 
-def _complete(record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The record with what samples leave out filled in (see the module docstring), and notes."""
+def _lacks_sequence_number(record: Mapping[str, Any]) -> bool:
+    body = record.get("dynamodb")
+    return "kinesis" not in record and isinstance(body, dict) and not body.get("SequenceNumber")
+
+
+def _complete(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with what samples and the AWS CLI leave out or spell differently filled in."""
     body = record.get("dynamodb")
     if "kinesis" in record or not isinstance(body, dict):
-        return record, []
-    notes = []
+        return record
     body = dict(body)
-    if not body.get("SequenceNumber"):
+    if _lacks_sequence_number(record):
         body["SequenceNumber"] = "none"
-        notes.append(
-            "no dynamodb.SequenceNumber: every stream record carries one (cdcsync sends a record "
-            "without it to the dead-letter queue as invalid_record); previewed as if it had one"
-        )
     created = body.get("ApproximateCreationDateTime")
     if isinstance(created, str) and not record.get("eventSourceARN"):
         with contextlib.suppress(ValueError):  # a number as text, or not a time: parse_record decides
             body["ApproximateCreationDateTime"] = dt.datetime.fromisoformat(created)
-    return {**record, "dynamodb": body}, notes
+    return {**record, "dynamodb": body}
 
 
 def _stream_arn(table: str | None, records: Sequence[Mapping[str, Any]], where: str) -> str | None:
@@ -161,9 +148,9 @@ def preview_records(
     stream_arn = _stream_arn(table, records, where)
     previews = []
     for number, raw in enumerate(records, start=1):
-        completed, notes = _complete(raw)
+        notes = [_NO_SEQUENCE_NUMBER] if _lacks_sequence_number(raw) else []
         try:
-            record = parse_record(completed, stream_arn=stream_arn)
+            record = parse_record(_complete(raw), stream_arn=stream_arn)
         except RecordError as exc:
             previews.append(
                 Preview({"record": number}, notes=notes, dead_letter=("invalid_record", str(exc)))
@@ -175,18 +162,11 @@ def preview_records(
                 f"({type(exc).__name__}: {exc})"
             ) from exc
         header = {"record": number, **_record_header(record)}
-        if notes:
+        if _lacks_sequence_number(raw):
             header["sequence_number"] = None
         steps = plan_record(record, mappings)
         previews.append(Preview(header, explain(steps, tables=mappings.tables), notes))
     return previews
-
-
-def _keys(record: ChangeRecord) -> Any:
-    try:
-        return record.keys
-    except RecordError:
-        return dict(record.raw_keys)
 
 
 def _record_header(record: ChangeRecord) -> dict[str, Any]:
@@ -194,169 +174,10 @@ def _record_header(record: ChangeRecord) -> dict[str, Any]:
         "table": record.table,
         "event": record.event,
         "ttl_expiry": record.is_ttl_expiry,
-        "keys": _keys(record),
+        "keys": keys_of(record),
         "sequence_number": record.sequence_number,
         "time": iso_time(record.created_ms),
     }
-
-
-def iso_time(ms: int) -> str:
-    """Epoch milliseconds as ISO 8601 UTC, with milliseconds only when there are some."""
-    moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms % 1000:03d}Z" if ms % 1000 else "Z")
-
-
-# --- output --------------------------------------------------------------------------------------
-
-
-def printable(text: str) -> str:
-    """``text`` with every non-printable character escaped (``\\x1b``, ``\\n``, ``\\u202e``)."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
-def _json_escaped(text: str) -> str:
-    """JSON text with every non-printable character as a ``\\u`` escape (still the same JSON)."""
-    if text.isprintable():
-        return text
-    out = []
-    for c in text:
-        if c.isprintable():
-            out.append(c)
-            continue
-        code = ord(c)
-        if code > 0xFFFF:  # noqa: PLR2004 - beyond the BMP: a UTF-16 surrogate pair
-            code -= 0x10000
-            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
-        else:
-            out.append(f"\\u{code:04x}")
-    return "".join(out)
-
-
-def _step_json(explained: Explanation) -> dict[str, Any]:
-    step, mapping = explained.step, explained.mapping
-    out: dict[str, Any] = {
-        "mapping": mapping.source if mapping else None,
-        "name": mapping.name if mapping else None,
-        "action": explained.verdict,
-    }
-    if explained.verdict == "dead_letter":
-        out["reason"] = explained.rule
-    elif explained.rule is not None:
-        out["rule"] = explained.rule
-    if isinstance(step, IndexAction | DeleteAction):
-        out.update(index=step.index, id=step.id, routing=step.routing, version=step.version)
-    if isinstance(step, IndexAction):
-        out["document"] = step.document
-    if explained.why:
-        out["why"] = explained.why
-    if explained.verdict == "fetch":
-        out["command"] = _item_command(step.record)
-    return out
-
-
-def preview_json(preview: Preview) -> dict[str, Any]:
-    out = {**preview.header, "notes": preview.notes}
-    if preview.dead_letter is not None:
-        reason, message = preview.dead_letter
-        out["steps"] = [{"mapping": None, "action": "dead_letter", "reason": reason, "why": message}]
-    else:
-        out["steps"] = [_step_json(e) for e in preview.explained]
-    return out
-
-
-def _key_text(value: Any) -> str:
-    return value if isinstance(value, str) else dump_json(value).decode()
-
-
-def _item_command(record: ChangeRecord) -> str:
-    """The ``cdcsync preview --table --key`` command that shows the item this record names."""
-    words = ["cdcsync", "preview", "--table", record.table]
-    for name, value in sorted(_keys(record).items()):
-        words += ["--key", f"{name}={_key_text(value)}"]
-    return shlex.join(words)
-
-
-def _target(step: IndexAction | DeleteAction) -> str:
-    routing = "" if step.routing is None else f" (routing {step.routing})"
-    return f"{step.index}/{step.id}{routing}, version {step.version}"
-
-
-def _step_lines(explained: Explanation) -> Iterator[str]:
-    step, mapping = explained.step, explained.mapping
-    name = f"{mapping.source} ({mapping.name})" if mapping else "no mapping"
-    if isinstance(step, IndexAction):
-        yield f"  {name}: index {_target(step)}"
-        if explained.why:
-            yield f"    note: {explained.why}"
-        document = dump_json(step.document, indent=True).decode()
-        # split("\n"), not splitlines(): that also splits at U+0085 and U+2028 inside strings.
-        yield from (f"    {line}" for line in document.split("\n"))
-        return
-    if isinstance(step, DeleteAction):
-        yield f"  {name}: delete {_target(step)}"
-        yield f"    {explained.rule}: {explained.why}"
-    elif explained.verdict == "dead_letter":
-        yield f"  {name}: dead letter ({explained.rule})"
-        yield f"    {explained.why}"
-    elif explained.verdict == "fetch":
-        yield f"  {name}: read the item, then plan it"
-        yield f"    {explained.why}; preview reads nothing: see it with {_item_command(step.record)}"
-    else:
-        yield f"  {name}: skip"
-        yield f"    {explained.rule}: {explained.why}"
-
-
-def _header_line(header: Mapping[str, Any]) -> str:
-    if "read" in header:
-        item = f"item {header['table']} {dump_json(header['keys']).decode()}, read {header['read']}"
-        if not header["found"]:
-            return f"{item}: no such item; backfill writes nothing for it"
-        return f"{item}: what backfill writes"
-    if "table" not in header:
-        return f"record {header['record']}:"
-    event = header["event"] + (" (TTL expiry)" if header["ttl_expiry"] else "")
-    sequence = header["sequence_number"]
-    keys = dump_json(header["keys"]).decode()
-    seq = "no sequence number" if sequence is None else f"seq {sequence}"
-    return f"record {header['record']}: {event} {header['table']} {keys}, {seq}, {header['time']}"
-
-
-def preview_lines(preview: Preview) -> Iterator[str]:
-    """The preview as text lines, each escaped (``printable``)."""
-    lines: list[str] = [_header_line(preview.header)]
-    lines += [f"  note: {note}" for note in preview.notes]
-    if preview.dead_letter is not None:
-        reason, message = preview.dead_letter
-        lines += [f"  dead letter ({reason})", f"    {message}"]
-    for explained in preview.explained:
-        lines += _step_lines(explained)
-    return (printable(line) for line in lines)
-
-
-def write_previews(previews: Sequence[Preview], *, as_json: bool) -> None:
-    for preview in previews:
-        if as_json:
-            print(_json_escaped(dump_json(preview_json(preview)).decode()))
-        else:
-            for line in preview_lines(preview):
-                print(line)
-
-
-def summary(previews: Sequence[Preview]) -> str:
-    counts: dict[str, int] = {}
-    for preview in previews:
-        if preview.dead_letter is not None:
-            counts["dead_letter"] = counts.get("dead_letter", 0) + 1
-        for explained in preview.explained:
-            counts[explained.verdict] = counts.get(explained.verdict, 0) + 1
-    parts = [
-        f"{counts[verdict]} {verdict.replace('_', ' ')}"
-        for verdict in ("index", "delete", "skip", "fetch", "dead_letter")
-        if counts.get(verdict)
-    ]
-    return f"{len(previews)} record{'s' if len(previews) != 1 else ''}: {', '.join(parts) or 'nothing'}"
 
 
 # --- the command ---------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cdcsync.change import parse_record
-from cdcsync.entrypoints.preview import Preview, iso_time
+from cdcsync.entrypoints.preview_output import Preview, iso_time
 from cdcsync.errors import ConfigError
 from cdcsync.mapping.compiled import MappingSet
 from cdcsync.plan import plan_record
