@@ -61,6 +61,7 @@ class BatchResult:
     dead_letters: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     newest_ms: dict[str, int] = field(default_factory=dict)  # per table: the newest record's time
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)  # dead letters stored, by reason
 
     @property
     def ok(self) -> bool:
@@ -251,6 +252,7 @@ class Pipeline:
         letters = [
             letter for position, letter in batch.letters if retry_from is None or position < retry_from
         ]
+        reasons: dict[str, int] = {}
         if letters:
             try:
                 self.dead_letters.send(letters)
@@ -265,6 +267,7 @@ class Pipeline:
                 batch.outcomes["dlq"] = batch.outcomes.get("dlq", 0) + 1
                 self.metrics.records(letter.table, _event_of(letter), "dlq")
                 self.metrics.dead_letters(letter.table, letter.error.type)
+                reasons[letter.error.type] = reasons.get(letter.error.type, 0) + 1
                 self._warn(letter)
         self.dead_letter_log.flush()
         # Records from the retry point on are delivered again and counted then, not twice.
@@ -294,6 +297,7 @@ class Pipeline:
             dead_letters=len(letters),
             outcomes=batch.outcomes,
             newest_ms=batch.newest_ms,
+            dead_letter_reasons=reasons,
         )
 
     def _warn(self, letter: DeadLetter) -> None:
