@@ -291,3 +291,18 @@ def test_pipeline_dead_letter_flood_logs_bounded_lines(caplog: pytest.LogCapture
         more.replace("995", "10"),
         OS_LINE,  # a new minute
     ]
+
+
+def test_pipeline_dead_letter_after_retry_point_is_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN a record that fails transiently, then one OpenSearch refuses
+    pipeline, metrics, queue, _ = make_pipeline({"1": 503, "2": 400})
+    # WHEN processed
+    with caplog.at_level(logging.WARNING, "cdcsync"):
+        result = pipeline.process(
+            [rec("INSERT", 1, {"UserId": 1}, seq=1), rec("INSERT", 2, {"UserId": 2}, seq=2)]
+        )
+    # THEN both are delivered again, so the second is judged (and logged) then, not now
+    assert result.retry_from == 0
+    assert queue.letters == []
+    assert metrics.reasons == {}
+    assert not [line for line in _warnings(caplog) if "dead letter" in line]
