@@ -23,8 +23,10 @@ import json
 import logging
 import re
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
 import orjson
@@ -221,3 +223,80 @@ def _plain_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return _json(value)
+
+
+DEAD_LETTER_LINES_PER_MINUTE = 5
+
+
+@dataclass
+class _Minute:
+    started: float
+    logged: int = 0
+    unreported: int = 0  # dead letters past the limit not yet named in a line
+    reported: bool = False  # a count line was written in this minute already
+
+
+@dataclass
+class DeadLetterLog:
+    """One WARNING line per dead letter, at most ``limit`` a minute per table and reason.
+
+    A poison flood (a mapping error, a field OpenSearch cannot parse) must not drown the log: the
+    first ``limit`` dead letters of a (table, reason) in a minute get their line; the rest are
+    counted, and ``flush`` (the pipeline calls it after each batch) names them in one line: once
+    as soon as a batch had any (so a Lambda invocation says it), then once when the minute ends if
+    more came. So a (table, reason) writes at most ``limit + 2`` lines a minute. The minute starts
+    at its first dead letter. Every dead letter is still stored and counted in
+    ``cdcsync_dlq_records_total``; the lines are for the person reading the log.
+    """
+
+    logger: logging.Logger
+    limit: int = DEAD_LETTER_LINES_PER_MINUTE
+    window_seconds: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    _minutes: dict[tuple[str, str], _Minute] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def warn(self, table: str, reason: str, message: str, fields: Mapping[str, Any]) -> None:
+        """Log ``message`` (``fields`` as ``extra=``) unless (table, reason) used up this minute's lines."""
+        with self._lock:
+            now = self.clock()
+            key = (table, reason)
+            minute = self._minutes.get(key)
+            if minute is not None and now - minute.started >= self.window_seconds:
+                self._report(key, minute)
+                minute = None
+            if minute is None:
+                minute = self._minutes[key] = _Minute(now)
+            if minute.logged < self.limit:
+                minute.logged += 1
+                self.logger.warning("%s", message, extra=dict(fields))
+            else:
+                minute.unreported += 1
+
+    def flush(self) -> None:
+        """Name the dead letters that got no line of their own: those of ended minutes, and the
+        first ones of a minute still running."""
+        with self._lock:
+            now = self.clock()
+            for key, minute in list(self._minutes.items()):
+                if now - minute.started >= self.window_seconds:
+                    self._report(key, minute)
+                    del self._minutes[key]
+                elif minute.unreported and not minute.reported:
+                    self._report(key, minute)
+                    minute.reported = True
+
+    def _report(self, key: tuple[str, str], minute: _Minute) -> None:
+        if not minute.unreported:
+            return
+        table, reason = key
+        self.logger.warning(
+            "%d more dead letters in table %s for reason %s were not logged one by one (a line each "
+            "for the first %d a minute per table and reason); cdcsync dlq show lists them",
+            minute.unreported,
+            table,
+            reason,
+            self.limit,
+            extra={"table": table, "reason": reason, "count": minute.unreported},
+        )
+        minute.unreported = 0

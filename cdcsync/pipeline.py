@@ -9,6 +9,14 @@ names the earliest record whose work failed transiently: everything from it on m
 again (Lambda retries from there; the worker does not move its checkpoint past it). Records
 before it are done: written, stale, skipped or dead-lettered. Dead letters of records from the
 failure point on are not sent now, since those records will be replayed and judged again.
+
+Each record counts once per mapping in ``cdcsync_records_total``, by what became of its own last
+action: ``indexed``/``deleted``/``stale`` when that action was written; ``coalesced`` when a later
+record's action for the same document in the batch replaced it (it was never sent: the later
+record's outcome says what the document became); ``skipped``; ``dlq``. The delete at an old place
+that a move adds (planned, or made by coalescing a routing move) is not counted on its own.
+Every dead letter stored gets a WARNING line (``DeadLetterLog``: at most 5 a minute per table and
+reason, then a count).
 """
 
 from __future__ import annotations
@@ -19,9 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdcsync.change import ChangeRecord, parse_record
+from cdcsync.change import ChangeRecord, parse_record, table_from_arn
 from cdcsync.dlq.letter import DeadLetter, DeadLetterError, DeadLetterQueue, DeadLetterQueueError, json_safe
 from cdcsync.errors import ConfigError, RecordError, TransientError
+from cdcsync.logs import DeadLetterLog, record_fields
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.metrics import Metrics
 from cdcsync.plan import (
@@ -37,6 +46,7 @@ from cdcsync.plan import (
 )
 from cdcsync.sink.bulk import BulkWriter, WriteResult
 from cdcsync.source.items import ItemReader, key_id
+from cdcsync.values import image_to_plain
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +61,7 @@ class BatchResult:
     dead_letters: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     newest_ms: dict[str, int] = field(default_factory=dict)  # per table: the newest record's time
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)  # dead letters stored, by reason
 
     @property
     def ok(self) -> bool:
@@ -70,6 +81,8 @@ class _Batch:
 
     counted: list[tuple[int, str, str, str]] = field(default_factory=list)  # position, table, event, outcome
     unknown_location: list[tuple[int, str]] = field(default_factory=list)  # position, table
+    # Per record and mapping, its last action (a move's delete comes first): the one it is counted by.
+    last_actions: dict[tuple[int, int], Action] = field(default_factory=dict)
 
     def fail(self, record: ChangeRecord) -> None:
         self.failed.add(self.position[id(record)])
@@ -97,7 +110,7 @@ def dead_letter(
     body = raw.get("dynamodb") if isinstance(raw.get("dynamodb"), Mapping) else {}
     return DeadLetter(
         record=json_safe(raw),
-        table=record.table if record else str(raw.get("tableName") or raw.get("eventSourceARN") or "?"),
+        table=record.table if record else _table_of(raw),
         keys=json_safe(record.raw_keys if record else (body or {}).get("Keys") or {}),
         sequence_number=record.sequence_number if record else (body or {}).get("SequenceNumber"),
         mapping=mapping.name if mapping else None,
@@ -120,6 +133,7 @@ class Pipeline:
     dead_letters: DeadLetterQueue
     metrics: Metrics
     items: ItemReader | None = None
+    dead_letter_log: DeadLetterLog = field(default_factory=lambda: DeadLetterLog(log))
 
     def process(
         self,
@@ -184,6 +198,7 @@ class Pipeline:
             for step in steps:
                 if isinstance(step, IndexAction | DeleteAction):
                     actions.append(step)
+                    batch.last_actions[(id(step.record), id(step.mapping))] = step
                 elif isinstance(step, Skip):
                     batch.count(step.record, "skipped")
                 elif isinstance(step, Rejected):
@@ -195,9 +210,11 @@ class Pipeline:
         return actions
 
     def _settle(self, batch: _Batch, results: list[WriteResult]) -> None:
+        sent: dict[int, WriteResult] = {}  # id(action) -> its result, for actions sent as planned
         for result in results:
             action = result.entry.action
             records = result.entry.records
+            sent[id(action)] = result
             if result.outcome == "failed":
                 batch.fail(result.entry.earliest)
                 continue
@@ -217,22 +234,25 @@ class Pipeline:
                 )
                 batch.letters.append((batch.position[id(last)], letter))
                 continue
-            outcome = (
-                result.outcome
-                if result.outcome == "stale"
-                else ("indexed" if action.op == "index" else "deleted")
-            )
             if action.op == "index" and not action.old_location_known:
                 last = records[-1]
                 batch.unknown_location.append((batch.position[id(last)], last.table))
-            for record in records:
-                batch.count(record, outcome)
+        for action in batch.last_actions.values():
+            found = sent.get(id(action))
+            if found is None:
+                batch.count(action.record, "coalesced")
+            elif found.outcome == "stale":
+                batch.count(action.record, "stale")
+            elif found.outcome == "written":
+                batch.count(action.record, "indexed" if action.op == "index" else "deleted")
+            # failed: delivered again and counted then; rejected: counted as its dead letter
 
     def _finish(self, batch: _Batch, records: list[ChangeRecord | None]) -> BatchResult:
         retry_from = min(batch.failed) if batch.failed else None
         letters = [
             letter for position, letter in batch.letters if retry_from is None or position < retry_from
         ]
+        reasons: dict[str, int] = {}
         if letters:
             try:
                 self.dead_letters.send(letters)
@@ -247,6 +267,9 @@ class Pipeline:
                 batch.outcomes["dlq"] = batch.outcomes.get("dlq", 0) + 1
                 self.metrics.records(letter.table, _event_of(letter), "dlq")
                 self.metrics.dead_letters(letter.table, letter.error.type)
+                reasons[letter.error.type] = reasons.get(letter.error.type, 0) + 1
+                self._warn(letter)
+        self.dead_letter_log.flush()
         # Records from the retry point on are delivered again and counted then, not twice.
         tally: dict[tuple[str, str, str], int] = {}
         for position, table, event, outcome in batch.counted:
@@ -274,7 +297,48 @@ class Pipeline:
             dead_letters=len(letters),
             outcomes=batch.outcomes,
             newest_ms=batch.newest_ms,
+            dead_letter_reasons=reasons,
         )
+
+    def _warn(self, letter: DeadLetter) -> None:
+        """The dead letter's WARNING line: where, why, where it is kept, and what to do."""
+        error = letter.error
+        status = f" (status {error.status})" if error.status is not None else ""
+        message = (
+            f"dead letter in table {letter.table}: {error.type}: {error.reason}{status}; "
+            f"kept in {self.dead_letters.describe()}: {_advice(error)}"
+        )
+        fields = record_fields(letter.table, _plain_keys(letter.keys), letter.sequence_number)
+        fields["reason"] = error.type
+        self.dead_letter_log.warn(letter.table, error.type, message, fields)
+
+
+def _advice(error: DeadLetterError) -> str:
+    """What an operator does about a dead letter, by who refused the record."""
+    if error.status is not None:
+        return "fix the index's field mappings or the item, then run cdcsync dlq redrive"
+    if error.type == "invalid_record":
+        return "not a DynamoDB stream record cdcsync can read; see cdcsync dlq show"
+    return "fix the mapping (cdcsync validate) or the item, then run cdcsync dlq redrive"
+
+
+def _plain_keys(keys: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Typed keys as plain values for the log line; as stored when they are not DynamoDB values."""
+    try:
+        return image_to_plain(keys)
+    except RecordError:
+        return keys
+
+
+def _table_of(raw: Mapping[str, Any]) -> str:
+    """The table of a record that could not be parsed: its name, else its ARN as given, else ``?``."""
+    if raw.get("tableName"):
+        return str(raw["tableName"])
+    arn = str(raw.get("eventSourceARN") or "?")
+    try:
+        return table_from_arn(arn)
+    except RecordError:
+        return arn
 
 
 def _event_of(letter: DeadLetter) -> str:

@@ -84,7 +84,9 @@ class MetricSpec:
 RECORDS = MetricSpec(
     "cdcsync_records_total",
     "counter",
-    "Stream, backfill and redrive records by final outcome (indexed, deleted, skipped, stale, dlq).",
+    "Stream, backfill and redrive records by final outcome, once per record and mapping (indexed, "
+    "deleted, skipped, stale, coalesced: replaced by a later record's write to the document in the "
+    "same batch, dlq).",
     ("table", "event", "outcome"),
 )
 ITERATOR_AGE = MetricSpec(
@@ -176,7 +178,7 @@ METRICS: tuple[MetricSpec, ...] = (
 BULK_REQUEST_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 EVENTS = frozenset({"INSERT", "MODIFY", "REMOVE", "BACKFILL", "REDRIVE"})
-OUTCOMES = frozenset({"indexed", "deleted", "skipped", "stale", "dlq"})
+OUTCOMES = frozenset({"indexed", "deleted", "skipped", "stale", "coalesced", "dlq"})
 # What stopped a worker's table round or shard loop: the error tree's branches, and bugs.
 WORKER_ERROR_KINDS = frozenset({"transient", "stream_gone", "config", "fatal", "bug"})
 UNKNOWN_EVENT = "UNKNOWN"

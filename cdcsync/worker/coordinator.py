@@ -25,6 +25,10 @@ for its parent, failed, not started), the time since it was last known caught up
 worker took it). The table's lag is the largest age over the shards this worker owns (0 when it
 owns none: other replicas read them and report their lag), and while the table's round fails, at
 least the time since its last successful round's lag.
+
+**A summary a minute.** Each round after ``summary_seconds`` (and at shutdown) one INFO line per
+table that settled records since the last one: records by outcome, dead letters by reason, lag
+(``worker/summary.py``).
 """
 
 from __future__ import annotations
@@ -50,12 +54,14 @@ from cdcsync.source.streams import (
     stream_arn_of,
 )
 from cdcsync.worker.shard_loop import ShardLoop
+from cdcsync.worker.summary import Summary
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_SECONDS = 25.0  # SIGTERM to exit within 30 s: in-flight batches end by then (shard_loop)
 # A shard loop stopped by a fatal error (a missing permission) is tried again this long after.
 FAILED_SHARD_RETRY_SECONDS = 300.0
+SUMMARY_SECONDS = 60.0  # how often a table that did something gets its summary line
 # A leased shard is trimmed once this many listings in a row leave it out: a new shard missing
 # from one stale DescribeStream answer must not be finished unread.
 TRIMMED_AFTER_LISTINGS = 2
@@ -123,6 +129,7 @@ class Coordinator:
     check_opensearch: Callable[[], bool]
     stopping: threading.Event = field(default_factory=threading.Event)
     round_seconds: float = 10.0
+    summary_seconds: float = SUMMARY_SECONDS
     failed_retry_seconds: float = FAILED_SHARD_RETRY_SECONDS
     wall_ms: Callable[[], int] = _wall_ms  # epoch ms, for lag
     health: Health = field(default_factory=Health)
@@ -138,10 +145,13 @@ class Coordinator:
     _retry_at: dict[tuple[str, str], float] = field(default_factory=dict)  # failed shards, monotonic
     _unlisted: dict[tuple[str, str], int] = field(default_factory=dict)  # listings in a row without it
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _summary: Summary = field(default_factory=Summary)
+    _lag: dict[str, float] = field(default_factory=dict)  # per table, the last lag reported
 
     def __post_init__(self) -> None:
         started = self.wall_ms()
         self._table_caught_up_ms = dict.fromkeys(self.tables, started)
+        self._summary.since_ms = started
 
     def run(self) -> None:
         """Coordinate until ``stopping`` is set; then stop the loops and release the leases."""
@@ -172,6 +182,8 @@ class Coordinator:
         self.health.dynamodb_ok = dynamodb_ok
         self.health.opensearch_ok = self.check_opensearch()
         self.health.last_round = time.monotonic()
+        if self.wall_ms() - self._summary.since_ms >= self.summary_seconds * 1000:
+            self._summary.write(self.wall_ms(), self._lag)
 
     def _table_failed(self, table: str, exc: BaseException) -> None:
         """Count a failed table round; a lasting problem goes to /readyz and is logged when it is news."""
@@ -339,6 +351,7 @@ class Coordinator:
             lag = max(ages, default=0.0)
             if table not in self._table_failing:
                 self._table_caught_up_ms[table] = now_ms - round(lag * 1000)
+            self._lag[table] = lag
         self.metrics.replication_lag(table, lag)
 
     def _start(self, lease: Lease) -> None:
@@ -354,6 +367,7 @@ class Coordinator:
         )
         loop = ShardLoop(lease, reader, self.pipeline, self.store, stopping)
         loop.on_progress = lambda: self._report_lag(lease.table)
+        loop.on_batch = lambda result: self._summary.add(lease.table, result)
         loop.on_error = self._shard_stopped
         self.loops[(lease.table, lease.shard_id)] = loop
         log.info("reading shard %s of %s from %s", lease.shard_id, lease.table, lease.checkpoint)
@@ -372,7 +386,9 @@ class Coordinator:
 
     def shutdown(self) -> None:
         """Finish in-flight writes, checkpoint, release leases (another replica takes them at once)."""
-        for loop in self._stop_loops():
+        stopped = self._stop_loops()
+        self._summary.write(self.wall_ms(), self._lag)  # what happened since the last summary, if anything
+        for loop in stopped:
             try:
                 self.store.release(loop.lease)
             except CdcsyncError as exc:  # the lease expires instead; the others are still released

@@ -23,7 +23,7 @@ from typing import Any
 from cdcsync.checkpoint import TRIM_HORIZON, Lease, LeaseLostError, LeaseStore
 from cdcsync.errors import CdcsyncError, TransientError
 from cdcsync.logs import record_fields
-from cdcsync.pipeline import Pipeline
+from cdcsync.pipeline import BatchResult, Pipeline
 from cdcsync.source.streams import ShardReader, StreamGoneError
 from cdcsync.versions import epoch_ms
 
@@ -51,6 +51,7 @@ class ShardLoop:
     unwritten_since_ms: int | None = None
     done: bool = False
     on_progress: Callable[[], None] | None = field(default=None, repr=False)  # lag changed: report it
+    on_batch: Callable[[BatchResult], None] | None = field(default=None, repr=False)  # for the summary
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)  # the bulk writer's clock
     # The loop stopped on an error (called from its thread): the coordinator counts it, and for a
     # fatal one or a bug logs it and makes the worker not ready.
@@ -158,6 +159,8 @@ class ShardLoop:
         if deadline is None:
             return False  # told to stop: whoever owns the shard next reads the page again
         result = self.pipeline.process(records, stream_arn=self.lease.stream_arn, deadline=deadline)
+        if self.on_batch is not None:
+            self.on_batch(result)
         done_until = len(records) if result.retry_from is None else result.retry_from
         if done_until > 0:
             last = str(records[done_until - 1]["dynamodb"]["SequenceNumber"])

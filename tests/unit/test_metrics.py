@@ -304,8 +304,8 @@ def test_prometheus_metrics_given_registry_is_used() -> None:
     [
         (
             lambda m: m.records("Users", "INSERT", "written"),
-            'cdcsync_records_total: outcome "written" is not one of deleted, dlq, indexed, skipped, '
-            "stale; pass one of those",
+            'cdcsync_records_total: outcome "written" is not one of coalesced, deleted, dlq, indexed, '
+            "skipped, stale; pass one of those",
         ),
         (
             lambda m: m.records("Users", "INSERT", "indexed", -1),
