@@ -49,7 +49,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 AwsError = (ClientError, BotoCoreError)
-NO_REGION = "no AWS region: set AWS_REGION or AWS_DEFAULT_REGION (or a region in the AWS profile)"
+REGION_HELP = "set AWS_REGION or AWS_DEFAULT_REGION (or a region in the AWS profile)"
+NO_REGION = f"no AWS region: {REGION_HELP}"
 
 # Worth trying again later: request-rate limits and AWS-side failures.
 TRANSIENT_CODES = frozenset(

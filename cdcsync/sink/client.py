@@ -24,7 +24,7 @@ from opensearchpy.helpers.signer import Urllib3AWSV4SignerAuth
 from opensearchpy.serializer import JSONSerializer
 from pydantic import SecretStr
 
-from cdcsync.aws import NO_REGION, aws_session
+from cdcsync.aws import REGION_HELP, aws_session
 from cdcsync.errors import CdcsyncError, ConfigError, FatalError, TransientError
 from cdcsync.settings import Settings
 from cdcsync.values import dump_json, load_json
@@ -93,7 +93,7 @@ def _sigv4(settings: Settings, session: boto3.Session | None) -> Urllib3AWSV4Sig
         )
     region = session.region_name
     if not region:
-        raise ConfigError(f"CDCSYNC_OPENSEARCH_AUTH=sigv4 signs for a region: {NO_REGION}")
+        raise ConfigError(f"CDCSYNC_OPENSEARCH_AUTH=sigv4 needs an AWS region: {REGION_HELP}")
     return Urllib3AWSV4SignerAuth(credentials, region, settings.opensearch_sigv4_service)
 
 
