@@ -20,6 +20,12 @@
 
 The last four live beside the code that raises them; they are listed here so the tree is whole.
 
+Each error's ``kind`` says what a command does with it at its boundary (``cdcsync`` exits 2 for
+``configuration``, 1 for the others, and adds "nothing was lost; run the command again" to
+``transient``). It follows the class, except for ``DeadLetterQueueError``, whose kind is its cause's
+(a missing queue is configuration, an unreachable one transient). AWS failures get theirs from
+``cdcsync/aws.py``, the one translation of AWS errors.
+
 Messages say what failed, on which thing, what was found and what to do.
 """
 
@@ -27,14 +33,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
+
+ErrorKind = Literal["transient", "configuration", "fatal"]
 
 
 class CdcsyncError(Exception):
     """Base of every error raised by cdcsync."""
 
+    kind: ErrorKind = "fatal"
+
 
 class ConfigError(CdcsyncError):
     """The configuration is wrong; nothing can run until it is fixed (exit code 2)."""
+
+    kind: ErrorKind = "configuration"
 
 
 class SettingsError(ConfigError):
@@ -99,6 +112,8 @@ class PlanError(RecordError):
 
 class TransientError(CdcsyncError):
     """A failure that may go away (429, 5xx, connection lost): retry with backoff within the budget."""
+
+    kind: ErrorKind = "transient"
 
 
 class FatalError(CdcsyncError):

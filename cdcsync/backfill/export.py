@@ -27,7 +27,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cdcsync.errors import ConfigError, TransientError
+from cdcsync.aws import aws_error, error_code
+from cdcsync.errors import CdcsyncError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +129,8 @@ def export_items(s3: Any, bucket: str, key: str, page_size: int) -> Iterator[lis
     page: list[dict[str, Any]] = []
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"]
-    except ClientError as exc:
-        raise ConfigError(f"--from-export: cannot read s3://{bucket}/{key}: {exc}") from exc
-    except BotoCoreError as exc:
-        raise TransientError(f"cannot read s3://{bucket}/{key}: {exc}") from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise _s3_error(exc, "GetObject", f"s3://{bucket}/{key}") from exc
     # Streamed, line by line: a data file can hold gigabytes, memory stays at one page.
     stream: Any = gzip.GzipFile(fileobj=body, mode="rb") if key.endswith(".gz") else body.iter_lines()
     for number, line in enumerate(stream, start=1):
@@ -177,18 +176,28 @@ def _list(s3: Any, bucket: str, prefix: str) -> set[str]:
     try:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             keys.update(entry["Key"] for entry in page.get("Contents", []))
-    except ClientError as exc:
-        raise ConfigError(f"--from-export: cannot list s3://{bucket}/{prefix}: {exc}") from exc
-    except BotoCoreError as exc:
-        raise TransientError(f"cannot list s3://{bucket}/{prefix}: {exc}") from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise _s3_error(exc, "ListObjectsV2", f"s3://{bucket}/{prefix}", permission="s3:ListBucket") from exc
     return keys
 
 
 def _get(s3: Any, bucket: str, key: str) -> bytes:
     try:
         body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except ClientError as exc:
-        raise ConfigError(f"--from-export: cannot read s3://{bucket}/{key}: {exc}") from exc
-    except BotoCoreError as exc:
-        raise TransientError(f"cannot read s3://{bucket}/{key}: {exc}") from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise _s3_error(exc, "GetObject", f"s3://{bucket}/{key}") from exc
     return body
+
+
+def _s3_error(
+    exc: ClientError | BotoCoreError, call: str, url: str, permission: str | None = None
+) -> CdcsyncError:
+    """A failed S3 call on the export (``cdcsync.aws``): a missing bucket or key, access denied,
+    refused credentials are configuration (exit 2); no answer is transient."""
+    return aws_error(
+        exc,
+        call=f"--from-export: {call}",
+        resource=url,
+        permission=f"{permission or f's3:{call}'} on {url}",
+        missing=f"not found ({error_code(exc)}); check --from-export and AWS_REGION",
+    )

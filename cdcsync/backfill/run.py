@@ -34,6 +34,7 @@ from typing import Any, TextIO
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from cdcsync.aws import aws_client, aws_error, aws_session, session_region
 from cdcsync.backfill.export import export_items, export_plan, find_export
 from cdcsync.backfill.export_age import check_export_age
 from cdcsync.backfill.progress import Progress
@@ -52,12 +53,13 @@ from cdcsync.checkpoint import LeaseStore
 from cdcsync.checkpoint.open import open_lease_store
 from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.errors import CdcsyncError, ConfigError, FatalError
+from cdcsync.log_repeats import collapsed
 from cdcsync.mapping.loader import load_mappings
 from cdcsync.metrics import Metrics, NullMetrics
 from cdcsync.pipeline import BatchResult, Pipeline
 from cdcsync.settings import Settings
 from cdcsync.sink.bulk import BulkWriter
-from cdcsync.sink.client import build_client
+from cdcsync.sink.client import build_client, check_reachable
 from cdcsync.source.items import ItemReader
 from cdcsync.source.synthetic import TableStream, insert_record, table_stream
 from cdcsync.versions import backfill_version, read_version
@@ -69,6 +71,8 @@ EXPORT_PAGE_ITEMS = 1000
 # converted and serialised, held by every segment at once. 1,000 items keep a segment near 10 MB;
 # the read capacity is the same (DynamoDB bills bytes read, not calls).
 DEFAULT_PAGE_ITEMS = 1000
+# The loggers whose retry warnings repeat for every page and request while a service is down.
+_RETRY_LOGGERS = ("cdcsync.sink.bulk", "cdcsync.backfill.run", "cdcsync.backfill.scan")
 PageHook = Callable[[int, int], None]  # (segment or data file, page number): after the checkpoint
 
 
@@ -229,14 +233,14 @@ class _Run:
 def _describe(dynamodb: Any, table: str, region: str) -> _Source:
     try:
         description = dynamodb.describe_table(TableName=table)["Table"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            raise ConfigError(
-                f"backfill: table {table} does not exist in {region} (check --table and AWS_REGION)"
-            ) from exc
-        raise ConfigError(f"backfill: cannot describe table {table}: {exc}") from exc
-    except BotoCoreError as exc:
-        raise ConfigError(f"backfill: cannot reach DynamoDB to describe table {table}: {exc}") from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise aws_error(
+            exc,
+            call="backfill: DescribeTable",
+            resource=f"table {table}",
+            permission=f"dynamodb:DescribeTable on table {table}",
+            missing=f"does not exist in {region} (check --table and AWS_REGION)",
+        ) from exc
     return _Source(
         table=table,
         stream=table_stream(description, region),
@@ -261,7 +265,7 @@ def build_pipeline(settings: Settings, table: str, *, session: boto3.Session, me
             settings.dlq_target, session=session, overflow=settings.dlq_overflow_target
         ),
         metrics=metrics,
-        items=ItemReader(session.client("dynamodb")),
+        items=ItemReader(aws_client(session, "dynamodb")),
     )
 
 
@@ -292,13 +296,15 @@ def run_backfill(
         )
     if allow_old_export and from_export is None:
         raise ConfigError("--allow-old-export: only meaningful with --from-export s3://BUCKET/PREFIX")
-    session = session or boto3.Session()
+    session = session or aws_session()
     metrics = metrics or NullMetrics()
     started = clock()
-    dynamodb = session.client("dynamodb", config=SCAN_CLIENT_CONFIG)
-    region = session.region_name or dynamodb.meta.region_name
-    source = _describe(dynamodb, table, region)
+    dynamodb = aws_client(session, "dynamodb", config=SCAN_CLIENT_CONFIG)
+    source = _describe(dynamodb, table, session_region(session))
     pipeline = build_pipeline(settings, table, session=session, metrics=metrics)
+    # Before a scan that could take hours: an OpenSearch that does not answer now ends the run at
+    # once, with one line, instead of retrying every page through the whole retry budget.
+    check_reachable(pipeline.writer.client, f"backfill of {table}")
     worker = f"backfill-{socket.gethostname()}-{os.getpid()}"
     store = store or open_lease_store(settings.checkpoint_target, worker_id=worker, session=session)
     key = f"backfill|{table}"
@@ -366,7 +372,7 @@ def _run_export(
     now_ms: int,
 ) -> BackfillReport:
     """Load an export instead of scanning: one task per data file, ``segments`` files at a time."""
-    s3 = session.client("s3")
+    s3 = aws_client(session, "s3")
     manifest = find_export(s3, url, source.table)
     table = source.table
     targets = [mapping.index for mapping in pipeline.mappings.for_table(table)]
@@ -395,9 +401,18 @@ def _run_export(
 
 
 def _run_parallel(run: _Run, tasks: list[Callable[[], None]], workers: int) -> None:
-    """Run the tasks in threads; on the first failure or Ctrl-C, let the others finish their page."""
+    """Run the tasks in threads; on the first failure or Ctrl-C, let the others finish their page.
+
+    While OpenSearch or DynamoDB is down every segment retries alike: each kind of retry warning is
+    logged once per 30 s with how many alike were left out (``log_repeats``), not once per request.
+    """
     if not tasks:
         return
+    with collapsed(*_RETRY_LOGGERS):
+        _run_pool(run, tasks, workers)
+
+
+def _run_pool(run: _Run, tasks: list[Callable[[], None]], workers: int) -> None:
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="backfill")
     futures: list[Future[None]] = [pool.submit(task) for task in tasks]
     try:

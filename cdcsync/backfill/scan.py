@@ -36,6 +36,7 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from cdcsync.aws import THROTTLING_CODES, aws_error, describe_failure, error_code, is_transient
 from cdcsync.errors import ConfigError, TransientError
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,6 @@ ITEMS_PER_SEGMENT = 100_000
 # (moto needs ~10 s per page per segment, and longer with several segments at once).
 SCAN_CLIENT_CONFIG = Config(
     connect_timeout=5, read_timeout=120, retries={"mode": "standard", "total_max_attempts": 4}
-)
-THROTTLE_CODES = frozenset(
-    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 )
 THROTTLE_ATTEMPTS = 8
 _FIRST_PAGE_LIMIT = 100  # with a capacity limit: a small first page to learn what items cost
@@ -259,22 +257,22 @@ class SegmentScan:
                 self.on_scan()
             try:
                 answer: dict[str, Any] = self.dynamodb.scan(**request)
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code not in THROTTLE_CODES:
-                    raise TransientError(f"cannot scan {where}: {exc}") from exc
+            except (ClientError, BotoCoreError) as exc:
+                if not is_transient(exc):
+                    raise aws_error(
+                        exc, call="Scan", resource=where, permission=f"dynamodb:Scan on table {self.table}"
+                    ) from exc
+                # Throttled, or the connection lost or timed out after botocore's own retries: one
+                # blip should not end an hours-long backfill, so it gets a bounded backoff.
                 wait = random.uniform(0, min(20.0, 0.5 * 2**attempt))  # noqa: S311 - jitter, not crypto
-                log.warning("DynamoDB throttled the scan of %s (%s); waiting %.1f s", where, code, wait)
-                if self.limiter is not None:
-                    self.limiter.pause(wait)
-                self.sleep(wait)
-                continue
-            except BotoCoreError as exc:
-                # Connection lost or timed out after botocore's own retries: one blip should not end
-                # an hours-long backfill, so it gets the same bounded backoff as throttling.
-                failure = f"{exc}"
-                wait = random.uniform(0, min(20.0, 0.5 * 2**attempt))  # noqa: S311 - jitter, not crypto
-                log.warning("cannot scan %s (%s); retrying in %.1f s", where, failure, wait)
+                if error_code(exc) in THROTTLING_CODES:
+                    log.warning(
+                        "DynamoDB throttled the scan of %s (%s); waiting %.1f s", where, error_code(exc), wait
+                    )
+                    if self.limiter is not None:
+                        self.limiter.pause(wait)
+                else:
+                    log.warning("cannot scan %s (%s); retrying in %.1f s", where, describe_failure(exc), wait)
                 self.sleep(wait)
                 continue
             return answer

@@ -52,9 +52,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from cdcsync.aws import aws_error, describe_failure, error_code, error_kind
 from cdcsync.checkpoint import TRIM_HORIZON, Lease, LeaseLostError, ShardInfo, WriteWindow
 from cdcsync.checkpoint.file import lease_key
 from cdcsync.errors import CdcsyncError, FatalError, TransientError
@@ -66,12 +66,6 @@ log = logging.getLogger(__name__)
 
 PROGRESS_PREFIX = "progress|"
 _FREE = "attribute_not_exists(#owner)"
-# Worth waiting for (after botocore's own retries): throttling, DynamoDB-side failures.
-_THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
-_TRANSIENT_CODES = frozenset(
-    {*_THROTTLED, "LimitExceededException", "InternalServerError", "ServiceUnavailable"}
-)
-_SERVER_ERROR = 500
 # The margin, as a share of the lease period, by which an owner's writes end before its lease could
 # lapse and by which a new owner's first write follows the previous owner's lease end (3 s of 30 s).
 MARGIN_SHARE = 0.1
@@ -509,28 +503,18 @@ def _lease_of(item: Mapping[str, Any]) -> Lease:
     )
 
 
-def error_code(exc: Exception) -> str:
-    """The AWS error code of a ClientError, else the exception's class name."""
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "Unknown"))
-    return type(exc).__name__
-
-
 def translate(exc: ClientError | BotoCoreError, operation: str, table_name: str) -> CdcsyncError:
-    """One of our errors for a failed DynamoDB call, saying what to check."""
+    """One of our errors for a failed DynamoDB call, saying what to check (kinds: ``cdcsync.aws``)."""
     where = f"DynamoDB {operation} on lease table {table_name} failed"
-    if isinstance(exc, HTTPClientError | BotoConnectionError):
-        return TransientError(f"{where}: {exc} (check network access to the DynamoDB endpoint)")
-    if isinstance(exc, BotoCoreError):
-        return FatalError(f"{where}: {exc} (check the AWS credentials and region)")
-    code = error_code(exc)
-    message = exc.response.get("Error", {}).get("Message", "")
-    detail = f"{code}: {message}" if message else code
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    if code in _TRANSIENT_CODES or status >= _SERVER_ERROR:
-        return TransientError(f"{where} after retries: {detail} (throttled or unavailable; try again later)")
-    if code == "ResourceNotFoundException":
+    if error_code(exc) == "ResourceNotFoundException":
         return FatalError(f"{where}: the table does not exist (deleted?); restart the worker to create it")
-    if code in ("AccessDeniedException", "UnrecognizedClientException"):
-        return FatalError(f"{where}: {detail} (check the role has dynamodb:{operation} on {table_name})")
-    return FatalError(f"{where}: {detail}")
+    if isinstance(exc, ClientError) and error_kind(exc) == "transient":
+        return TransientError(
+            f"{where} after retries: {describe_failure(exc)} (throttled or unavailable; try again later)"
+        )
+    return aws_error(
+        exc,
+        call=where,
+        resource="",
+        permission=f"the role dynamodb:{operation} on table {table_name}",
+    )

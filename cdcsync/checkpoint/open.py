@@ -1,9 +1,9 @@
 """Build the lease store a ``CDCSYNC_CHECKPOINTS`` target names, creating the lease table if needed.
 
 The DynamoDB client comes from a boto3 session, so endpoints, region and credentials are boto3's
-own configuration (``AWS_REGION``, ``AWS_ENDPOINT_URL_DYNAMODB``, profiles, roles); nothing here
-adds settings for them. Throttling and 5xx answers are retried by botocore (standard mode, a few
-attempts with backoff) before the store turns them into ``TransientError``.
+own configuration (``AWS_ENDPOINT_URL_DYNAMODB``, profiles, roles; the region as ``cdcsync.aws``
+reads it); nothing here adds settings for them. Throttling and 5xx answers are retried by botocore
+(standard mode, a few attempts with backoff) before the store turns them into ``TransientError``.
 
 The lease table is created on open if it does not exist: on-demand capacity, partition key
 ``lease_key`` (string). Two replicas starting together may both try; the loser's
@@ -22,8 +22,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from cdcsync.aws import aws_client, error_code
 from cdcsync.checkpoint import LeaseStore
-from cdcsync.checkpoint.dynamodb import DynamoDbLeaseStore, error_code, translate
+from cdcsync.checkpoint.dynamodb import DynamoDbLeaseStore, translate
 from cdcsync.checkpoint.file import FileLeaseStore
 from cdcsync.errors import ConfigError, FatalError
 from cdcsync.settings import CheckpointTarget, DynamoDbTarget, FileTarget
@@ -58,7 +59,7 @@ def open_lease_store(
     if isinstance(target, FileTarget):
         return FileLeaseStore(target.path, worker_id=worker_id)
     if isinstance(target, DynamoDbTarget):
-        client: DynamoDBClient = (session or boto3.Session()).client("dynamodb", config=CLIENT_CONFIG)
+        client: DynamoDBClient = aws_client(session, "dynamodb", config=CLIENT_CONFIG)
         ensure_lease_table(client, target.table)
         return DynamoDbLeaseStore(
             client, target.table, worker_id=worker_id, lease_seconds=lease_seconds, clock=clock, wall=wall

@@ -28,9 +28,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from cdcsync.errors import CdcsyncError
+from cdcsync.aws import error_kind
+from cdcsync.errors import CdcsyncError, ErrorKind
 
 if TYPE_CHECKING:
     from cdcsync.change import ChangeRecord
@@ -47,6 +49,17 @@ class DeadLetterQueueError(CdcsyncError):
     def __init__(self, message: str, failed_ids: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.failed_ids: tuple[str, ...] = tuple(failed_ids)
+
+    @property
+    def kind(self) -> ErrorKind:  # type: ignore[override]
+        """Its cause's: a queue, bucket or folder that does not exist or may not be used is
+        configuration, an unreachable one transient (``cdcsync.aws``), an unreadable entry fatal."""
+        cause = self.__cause__
+        if isinstance(cause, ClientError | BotoCoreError):
+            return error_kind(cause)
+        if isinstance(cause, FileNotFoundError | NotADirectoryError | PermissionError):
+            return "configuration"
+        return "fatal"
 
 
 def json_safe(value: Any) -> Any:

@@ -1,8 +1,9 @@
 """Build the dead-letter queue a ``CDCSYNC_DLQ`` target names.
 
 AWS clients come from a boto3 session, so endpoints, region and credentials are boto3's own
-configuration (``AWS_REGION``, ``AWS_ENDPOINT_URL``, profiles, roles); nothing here adds settings
-for them. Creating a client does no I/O: the SQS queue URL is looked up on first use.
+configuration (``AWS_ENDPOINT_URL``, profiles, roles; the region as ``cdcsync.aws`` reads it);
+nothing here adds settings for them. Creating a client does no I/O: the SQS queue URL is looked
+up on first use.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import boto3
 
+from cdcsync.aws import aws_client, aws_session
 from cdcsync.dlq.file import FileDeadLetterQueue
 from cdcsync.dlq.letter import DeadLetterQueue
 from cdcsync.dlq.s3 import S3DeadLetterQueue
@@ -36,16 +38,16 @@ def open_dead_letter_queue(
     """
     if isinstance(target, FileTarget):
         return FileDeadLetterQueue(target.path)
-    session = session or boto3.Session()
+    session = session or aws_session()
     if isinstance(target, S3Target):
-        return S3DeadLetterQueue(target, s3_client or session.client("s3"))
+        return S3DeadLetterQueue(target, s3_client or aws_client(session, "s3"))
     if isinstance(target, SqsTarget):
         # An S3 client even without an overflow bucket: letters sent by another writer that had
         # one carry S3 pointers, and reading them must still work.
         return SqsDeadLetterQueue(
             target,
-            sqs_client or session.client("sqs"),
+            sqs_client or aws_client(session, "sqs"),
             overflow=overflow,
-            s3_client=s3_client or session.client("s3"),
+            s3_client=s3_client or aws_client(session, "s3"),
         )
     raise TypeError(f"not a dead-letter queue target: {target!r}")

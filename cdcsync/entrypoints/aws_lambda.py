@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import boto3
 
+from cdcsync.aws import aws_client, aws_session
 from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.logs import configure_logging
 from cdcsync.mapping.loader import load_mappings
@@ -66,7 +67,7 @@ def batch_response(result: BatchResult) -> dict[str, Any]:
 def build_runtime(
     settings: Settings, *, session: boto3.Session | None = None, metrics: Metrics | None = None
 ) -> LambdaRuntime:
-    session = session or boto3.Session()
+    session = session or aws_session()
     metrics = metrics or EmfMetrics()
     writer = BulkWriter.from_settings(settings, build_client(settings, session=session), metrics)
     pipeline = Pipeline(
@@ -76,7 +77,7 @@ def build_runtime(
             settings.dlq_target, session=session, overflow=settings.dlq_overflow_target
         ),
         metrics=metrics,
-        items=ItemReader(session.client("dynamodb")),
+        items=ItemReader(aws_client(session, "dynamodb")),
     )
     return LambdaRuntime(pipeline, metrics)
 

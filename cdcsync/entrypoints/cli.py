@@ -1,19 +1,30 @@
-"""``cdcsync`` command line. Exit codes: 0 ok, 1 the check found problems, 2 configuration error."""
+"""``cdcsync`` command line. Exit codes: 0 ok, 1 the check found problems or a failure stopped the
+command (run it again), 2 configuration error.
+
+``main`` is the boundary: every cdcsync error becomes one line on stderr and the exit code its
+``kind`` promises; anything else is a bug, one line too, with the traceback under ``--debug`` (or
+``CDCSYNC_LOG_LEVEL=DEBUG``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Any
 
 import boto3
 import orjson
+from botocore.exceptions import BotoCoreError, ClientError
+from opensearchpy.exceptions import OpenSearchException
 
+from cdcsync.aws import aws_client, aws_error, aws_session
 from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.entrypoints.preview import add_preview_parser
-from cdcsync.errors import ConfigError, FatalError, MappingError, TransientError
-from cdcsync.logs import configure_logging
+from cdcsync.errors import CdcsyncError, MappingError
+from cdcsync.logs import configure_logging, redact_text
 from cdcsync.mapping.checks import view_problems
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.mapping.filter_criteria import filter_criteria
@@ -22,7 +33,7 @@ from cdcsync.metrics import NullMetrics
 from cdcsync.redrive import redrive
 from cdcsync.settings import Settings, load_settings
 from cdcsync.sink.bulk import BulkWriter
-from cdcsync.sink.client import build_client
+from cdcsync.sink.client import build_client, opensearch_error
 from cdcsync.sink.indices import apply_indices
 from cdcsync.source.items import ItemReader
 from cdcsync.source.shards import stream_view_and_keys
@@ -30,6 +41,8 @@ from cdcsync.source.synthetic import filter_warnings
 from cdcsync.values import dump_json
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+RUN_AGAIN = "nothing was lost; run the command again"
 
 
 def _mappings_path(explicit: str | None) -> str:
@@ -68,7 +81,7 @@ def _validate(args: argparse.Namespace) -> int:
             print(f"warning: {warning}", file=sys.stderr)
     if not args.tables:
         return EXIT_OK
-    stream_problems = _table_problems(mappings, boto3.Session().client("dynamodb"))
+    stream_problems = _table_problems(mappings, aws_client(None, "dynamodb"))
     for line in stream_problems:
         print(line, file=sys.stderr)
     if stream_problems:
@@ -117,7 +130,7 @@ def _filters(args: argparse.Namespace) -> int:
 def _services(args: argparse.Namespace) -> tuple[Settings, boto3.Session]:
     settings = load_settings(**({"mappings": args.mappings} if getattr(args, "mappings", None) else {}))
     configure_logging("text", settings.log_level)
-    return settings, boto3.Session()
+    return settings, aws_session()
 
 
 def _indices_apply(args: argparse.Namespace) -> int:
@@ -161,7 +174,7 @@ def _dlq_redrive(args: argparse.Namespace) -> int:
     report = redrive(
         queue,
         mappings=load_mappings(settings.mappings),
-        items=ItemReader(session.client("dynamodb")),
+        items=ItemReader(aws_client(session, "dynamodb")),
         writer=writer,
         metrics=metrics,
         limit=args.limit,
@@ -279,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cdcsync",
         description="Sync DynamoDB Streams into OpenSearch, driven by YAML mapping files.",
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="print the Python traceback of an error (for bug reports)"
+    )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
     validate = verbs.add_parser(
@@ -379,13 +395,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)
-    except ConfigError as exc:
-        print(f"cdcsync: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except (TransientError, FatalError) as exc:
-        print(f"cdcsync: {exc} (nothing was lost; run the command again)", file=sys.stderr)
-        return EXIT_PROBLEMS
+    except KeyboardInterrupt:
+        print("cdcsync: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the boundary: every failure becomes one line and a code
+        return _report(exc, debug=args.debug)
     return code
+
+
+def _report(exc: Exception, *, debug: bool) -> int:
+    """One line on stderr for ``exc`` and the exit code its kind promises (the module docstring)."""
+    error = _ours(exc)
+    if debug or logging.getLogger("cdcsync").isEnabledFor(logging.DEBUG):
+        text = "".join(traceback.format_exception(exc))
+        print(redact_text(text).rstrip("\n"), file=sys.stderr)
+    if error is None:
+        print(
+            f"cdcsync: unexpected {type(exc).__name__}: {redact_text(str(exc))} (a bug in cdcsync; "
+            "run again with --debug for the traceback and report it)",
+            file=sys.stderr,
+        )
+        return EXIT_PROBLEMS
+    suffix = f" ({RUN_AGAIN})" if error.kind == "transient" else ""
+    print(f"cdcsync: {error}{suffix}", file=sys.stderr)
+    return EXIT_CONFIG if error.kind == "configuration" else EXIT_PROBLEMS
+
+
+def _ours(exc: Exception) -> CdcsyncError | None:
+    """``exc`` as a cdcsync error; an AWS or OpenSearch failure no layer below translated is given
+    its kind here (its message then lacks what was being done); None for a bug."""
+    if isinstance(exc, CdcsyncError):
+        return exc
+    if isinstance(exc, ClientError | BotoCoreError):
+        return aws_error(exc, call="AWS call", resource="")
+    if isinstance(exc, OpenSearchException):
+        return opensearch_error(exc, "OpenSearch call")
+    return None
 
 
 if __name__ == "__main__":

@@ -17,13 +17,14 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from cdcsync.aws import aws_client, aws_error, aws_session, session_region
 from cdcsync.change import parse_record
 from cdcsync.entrypoints.preview_output import Preview, iso_time
 from cdcsync.errors import ConfigError
 from cdcsync.mapping.compiled import MappingSet
 from cdcsync.plan import plan_record
 from cdcsync.plan.explain import explain
-from cdcsync.source.shards import call_streams, denied, describe_table, error_code
+from cdcsync.source.shards import call_streams, describe_table
 from cdcsync.source.synthetic import filter_warnings, insert_record, table_stream
 from cdcsync.values import image_to_plain
 from cdcsync.versions import read_version
@@ -81,10 +82,10 @@ def _get_item(dynamodb: Any, table: str, key: Mapping[str, Any]) -> dict[str, An
             {"TableName": table, "Key": key, "ConsistentRead": True},
             what=f"GetItem {table}",
         )
-    except ClientError as exc:
-        if error_code(exc) == "AccessDeniedException":
-            raise denied(exc, "GetItem", f"table {table}", f"table {table}") from exc
-        raise ConfigError(f"preview: GetItem {table} failed ({error_code(exc)}: {exc})") from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise aws_error(
+            exc, call="GetItem", resource=f"table {table}", permission=f"dynamodb:GetItem on table {table}"
+        ) from exc
     item: dict[str, Any] | None = answer.get("Item")
     return item
 
@@ -101,15 +102,12 @@ def preview_item(
     if not mappings.for_table(table):
         known = ", ".join(mappings.tables) or "none"
         raise ConfigError(f"preview: no mapping for table {table} (tables with mappings: {known})")
-    session = session or boto3.Session()
-    try:
-        dynamodb = session.client("dynamodb")
-        description = describe_table(dynamodb, table)
-        key = typed_key(description, table, pairs)
-        read_ms = int(clock() * 1000)
-        item = _get_item(dynamodb, table, key)
-    except BotoCoreError as exc:
-        raise ConfigError(f"preview: cannot call DynamoDB for table {table}: {exc}") from exc
+    session = session or aws_session()
+    dynamodb = aws_client(session, "dynamodb")
+    description = describe_table(dynamodb, table)
+    key = typed_key(description, table, pairs)
+    read_ms = int(clock() * 1000)
+    item = _get_item(dynamodb, table, key)
     header: dict[str, Any] = {
         "table": table,
         "keys": image_to_plain(key),
@@ -119,7 +117,7 @@ def preview_item(
     if item is None:
         return Preview(header)
     version = read_version(read_ms)
-    stream = table_stream(description, session.region_name or dynamodb.meta.region_name)
+    stream = table_stream(description, session_region(session))
     raw = insert_record(stream, item, seconds=version // 1000, sequence="preview")
     record = parse_record(raw, version_ms=version)
     notes = [warning for mapping in mappings.for_table(table) for warning in filter_warnings(mapping)]

@@ -13,6 +13,7 @@ from types import FrameType
 import boto3
 from opensearchpy.exceptions import OpenSearchException
 
+from cdcsync.aws import aws_client, aws_session
 from cdcsync.checkpoint.open import open_lease_store
 from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.errors import ConfigError
@@ -37,7 +38,7 @@ def worker_id() -> str:
 def build_coordinator(
     settings: Settings, tables: Sequence[str] = (), *, session: boto3.Session | None = None
 ) -> tuple[Coordinator, PrometheusMetrics]:
-    session = session or boto3.Session()
+    session = session or aws_session()
     mappings = load_mappings(settings.mappings)
     chosen = tuple(tables) or mappings.tables
     unknown = [table for table in chosen if not mappings.for_table(table)]
@@ -48,7 +49,7 @@ def build_coordinator(
     metrics = PrometheusMetrics()
     client = build_client(settings, session=session)
     writer = BulkWriter.from_settings(settings, client, metrics)
-    dynamodb = session.client("dynamodb")
+    dynamodb = aws_client(session, "dynamodb")
     pipeline = Pipeline(
         mappings=mappings,
         writer=writer,
@@ -77,7 +78,7 @@ def build_coordinator(
         pipeline=pipeline,
         metrics=metrics,
         dynamodb=dynamodb,
-        streams=session.client("dynamodbstreams"),
+        streams=aws_client(session, "dynamodbstreams"),
         check_opensearch=opensearch_reachable,
         round_seconds=settings.lease_seconds / 3,
     )

@@ -4,6 +4,10 @@ Client-side retries are off (``max_retries=0``): the bulk writer owns the retry 
 layers of retries would multiply it. Credentials never reach a log line or an error message.
 JSON goes both ways with exact numbers (``ExactJSONSerializer``), so a document read back (verify's
 mget) holds 12345678901234567.89, not the float 1.2345678901234568e16.
+
+``opensearch_error`` turns a failed call of a command (not a bulk write: the bulk writer judges
+those per item) into our error tree: no answer, 429 and 5xx are transient, refused credentials are
+configuration, the rest fatal. ``check_reachable`` asks ``GET /`` before a long run starts.
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError
 from opensearchpy import OpenSearch, Urllib3HttpConnection
-from opensearchpy.exceptions import SerializationError
+from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+from opensearchpy.exceptions import OpenSearchException, SerializationError, TransportError
 from opensearchpy.helpers.signer import Urllib3AWSV4SignerAuth
 from opensearchpy.serializer import JSONSerializer
 from pydantic import SecretStr
 
-from cdcsync.errors import ConfigError
+from cdcsync.aws import REGION_HELP, aws_session
+from cdcsync.errors import CdcsyncError, ConfigError, FatalError, TransientError
 from cdcsync.settings import Settings
 from cdcsync.values import dump_json, load_json
 
@@ -72,7 +78,7 @@ class ExactJSONSerializer(JSONSerializer):
 
 
 def _sigv4(settings: Settings, session: boto3.Session | None) -> Urllib3AWSV4SignerAuth:
-    session = session or boto3.Session()
+    session = session or aws_session()
     try:
         credentials = session.get_credentials()
     except BotoCoreError as exc:  # a broken profile, a failing credential_process, ...
@@ -87,7 +93,7 @@ def _sigv4(settings: Settings, session: boto3.Session | None) -> Urllib3AWSV4Sig
         )
     region = session.region_name
     if not region:
-        raise ConfigError("CDCSYNC_OPENSEARCH_AUTH=sigv4 needs an AWS region (set AWS_REGION)")
+        raise ConfigError(f"CDCSYNC_OPENSEARCH_AUTH=sigv4 needs an AWS region: {REGION_HELP}")
     return Urllib3AWSV4SignerAuth(credentials, region, settings.opensearch_sigv4_service)
 
 
@@ -115,3 +121,40 @@ def build_client(
     elif settings.opensearch_auth == "sigv4":
         options["http_auth"] = _sigv4(settings, session)
     return OpenSearch(**options)
+
+
+_UNAUTHORIZED, _FORBIDDEN, _TOO_MANY_REQUESTS, _SERVER_ERROR = 401, 403, 429, 500
+
+
+def opensearch_error(exc: OpenSearchException, doing: str) -> CdcsyncError:
+    """Our error for a failed OpenSearch call: ``<doing>: <what happened>; <what to do>``."""
+    if isinstance(exc, OpenSearchConnectionError):  # refused, reset, timed out, TLS failed
+        cause = exc.info if isinstance(exc.info, Exception) else exc.error
+        return TransientError(
+            f"{doing}: OpenSearch does not answer ({cause}); check that it runs and CDCSYNC_OPENSEARCH_URL"
+        )
+    status = exc.status_code if isinstance(exc, TransportError) else None
+    text = f"{doing}: OpenSearch answered {status}: {_reason(exc)}"
+    if status in (_UNAUTHORIZED, _FORBIDDEN):
+        return ConfigError(f"{text}; check CDCSYNC_OPENSEARCH_AUTH and the credentials or role it uses")
+    if isinstance(status, int) and (status == _TOO_MANY_REQUESTS or status >= _SERVER_ERROR):
+        return TransientError(f"{text} (busy or unavailable)")
+    return FatalError(text)
+
+
+def _reason(exc: OpenSearchException) -> str:
+    if isinstance(exc, TransportError):
+        info = exc.info
+        if isinstance(info, dict) and isinstance(info.get("error"), dict):
+            error = info["error"]
+            return " ".join(f"{error.get('type', '')}: {error.get('reason', '')}".split())
+        return str(exc.error)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def check_reachable(client: OpenSearch, doing: str) -> None:
+    """``GET /`` once; ``opensearch_error`` if OpenSearch does not answer it."""
+    try:
+        client.info()
+    except OpenSearchException as exc:
+        raise opensearch_error(exc, doing) from exc

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import RequestError
+from opensearchpy.exceptions import OpenSearchException, RequestError
 
 from cdcsync.errors import IndexTemplateError
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
+from cdcsync.sink.client import opensearch_error
 
 GC_DELETES = "24h"
 _BASE_PRIORITY = 100
@@ -149,7 +150,10 @@ def _reason(exc: RequestError) -> str:
 
 
 def apply_indices(client: OpenSearch, mappings: MappingSet) -> list[IndexReport]:
-    """Create what is missing; report what exists. Safe to run from several processes at once."""
+    """Create what is missing; report what exists. Safe to run from several processes at once.
+
+    A failed OpenSearch call stops it with our error (``opensearch_error``): what was done stays done.
+    """
     reports = []
     seen: set[str] = set()
     for mapping in mappings:
@@ -157,5 +161,8 @@ def apply_indices(client: OpenSearch, mappings: MappingSet) -> list[IndexReport]
             continue
         seen.add(mapping.index.source)
         apply = _apply_literal if mapping.index.is_literal else _apply_template
-        reports.append(apply(client, mapping))
+        try:
+            reports.append(apply(client, mapping))
+        except OpenSearchException as exc:
+            raise opensearch_error(exc, f'indices apply: index "{mapping.index.source}"') from exc
     return reports

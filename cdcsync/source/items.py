@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from cdcsync.aws import aws_error
 from cdcsync.errors import TransientError
 from cdcsync.values import image_to_plain
 
@@ -97,8 +98,11 @@ class ItemReader:
             try:
                 answer = self.dynamodb.batch_get_item(RequestItems=request)
             except (ClientError, BotoCoreError) as exc:
-                raise TransientError(
-                    f"cannot read {len(keys)} items of {table} from DynamoDB: {exc}"
+                raise aws_error(
+                    exc,
+                    call="BatchGetItem",
+                    resource=f"of {len(keys)} items of table {table}",
+                    permission=f"dynamodb:BatchGetItem on table {table}",
                 ) from exc
             for item in answer.get("Responses", {}).get(table, []):
                 key = {name: item[name] for name in keys[0]}

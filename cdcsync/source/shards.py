@@ -16,25 +16,22 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, overload
 
-from botocore.exceptions import ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from cdcsync.aws import (
+    ACCESS_DENIED_CODES,
+    aws_error,
+    describe_failure,
+    error_code,
+    error_kind,
+    error_message,
+    is_transient,
+)
 from cdcsync.checkpoint import ShardInfo
 from cdcsync.errors import CdcsyncError, ConfigError, FatalError, TransientError
 
 log = logging.getLogger(__name__)
 
-# Error codes that say "later": request-rate limits and server-side failures.
-THROTTLING_CODES = frozenset(
-    {
-        "LimitExceededException",
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "InternalServerError",
-        "ServiceUnavailable",
-    }
-)
 CALL_ATTEMPTS = 5
 _FIRST_RETRY_SECONDS = 0.1
 _MAX_RETRY_SECONDS = 2.0
@@ -53,20 +50,6 @@ class StreamGoneError(CdcsyncError):
         self.shard_id = shard_id
 
 
-def error_code(exc: ClientError) -> str:
-    """The AWS error code of a boto3 ``ClientError`` (``""`` when the response has none)."""
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _is_transient(exc: Exception) -> bool:
-    if isinstance(exc, BotoConnectionError | HTTPClientError):
-        return True  # connection refused or reset, read timeout
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return error_code(exc) in THROTTLING_CODES or int(status) >= 500  # noqa: PLR2004
-    return False
-
-
 def call_streams(
     operation: Callable[..., dict[str, Any]],
     request: Mapping[str, Any],
@@ -77,20 +60,22 @@ def call_streams(
 ) -> dict[str, Any]:
     """``operation(**request)``, retried while throttled: 0.1 s doubling, at most 2 s apart.
 
-    Other errors propagate unchanged for the caller to interpret. ``what`` names the call for the
+    Other ``ClientError``s propagate unchanged for the caller to interpret; other botocore failures
+    (no credentials, no region) become our error (``aws_error``). ``what`` names the call for the
     ``TransientError`` raised when every attempt was throttled.
     """
     attempt = 1
     while True:
         try:
             return operation(**request)
-        except (ClientError, BotoConnectionError, HTTPClientError) as exc:
-            if not _is_transient(exc):
-                raise
+        except (ClientError, BotoCoreError) as exc:
+            if not is_transient(exc):
+                if isinstance(exc, ClientError):
+                    raise  # its code may mean something to the caller (a gone stream, a trimmed shard)
+                raise aws_error(exc, call=what, resource="") from exc  # no credentials, ...
             if attempt >= attempts:
-                code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
                 raise TransientError(
-                    f"{what}: still failing after {attempts} attempts ({code}: {exc}); "
+                    f"{what}: still failing after {attempts} attempts ({describe_failure(exc)}); "
                     "DynamoDB Streams is throttling or unavailable, retrying later"
                 ) from exc
             delay = min(_FIRST_RETRY_SECONDS * 2 ** (attempt - 1), _MAX_RETRY_SECONDS)
@@ -114,24 +99,22 @@ def unreadable(exc: ClientError, what: str, stream_arn: str, shard_id: str | Non
             shard_id=shard_id,
         )
     where = stream_arn if shard_id is None else f"{stream_arn} shard {shard_id}"
-    if code == "AccessDeniedException":
+    if code in ACCESS_DENIED_CODES:
         return denied(exc, what, where, _streams_of_table(stream_arn))
+    if error_kind(exc) != "fatal":  # bad credentials, throttled beyond the retries
+        return aws_error(exc, call=what, resource=where)
     return FatalError(
-        f"{what} {where}: DynamoDB Streams refused the call ({code}: {_message(exc)}); "
+        f"{what} {where}: DynamoDB Streams refused the call ({code}: {error_message(exc)}); "
         "check the worker's IAM permissions and credentials"
     )
 
 
-def denied(exc: ClientError, action: str, where: str, resource: str) -> FatalError:
-    """The fatal error for a call IAM refused: which permission the worker's role lacks, on what."""
-    return FatalError(
-        f"{action} {where}: access denied ({error_code(exc)}: {_message(exc)}); "
+def denied(exc: ClientError, action: str, where: str, resource: str) -> ConfigError:
+    """The error for a call IAM refused: which permission the worker's role lacks, on what."""
+    return ConfigError(
+        f"{action} {where}: access denied ({error_code(exc)}: {error_message(exc)}); "
         f"grant the worker's IAM role dynamodb:{action} on {resource}"
     )
-
-
-def _message(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Message", "")) or str(exc)
 
 
 def _streams_of_table(stream_arn: str) -> str:
@@ -155,15 +138,15 @@ def describe_table(dynamodb: Any, table: str) -> dict[str, Any]:
         description: dict[str, Any] = call_streams(
             dynamodb.describe_table, {"TableName": table}, what=f"DescribeTable {table}"
         )["Table"]
-    except ClientError as exc:
+    except (ClientError, BotoCoreError) as exc:
         if error_code(exc) == "ResourceNotFoundException":
             raise ConfigError(
                 f"table {table} does not exist in this account and region ({error_code(exc)}); "
                 "check the mapping's table name and AWS_REGION"
             ) from exc
-        if error_code(exc) == "AccessDeniedException":
+        if isinstance(exc, ClientError) and error_code(exc) in ACCESS_DENIED_CODES:
             raise denied(exc, "DescribeTable", f"table {table}", f"table {table}") from exc
-        raise FatalError(f"DescribeTable {table} failed ({error_code(exc)}: {exc})") from exc
+        raise aws_error(exc, call="DescribeTable", resource=f"table {table}") from exc
     return description
 
 

@@ -27,13 +27,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from cdcsync.aws import error_code
 from cdcsync.checkpoint import TRIM_HORIZON
 from cdcsync.errors import PlanError, TransientError
 from cdcsync.metrics import Metrics
 from cdcsync.source.shards import (
     StreamGoneError,
     call_streams,
-    error_code,
     list_shards,
     ready_shards,
     stream_arn_of,

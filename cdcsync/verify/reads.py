@@ -17,7 +17,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, TransportError
 
-from cdcsync.errors import ConfigError, TransientError
+from cdcsync.aws import aws_error
+from cdcsync.errors import TransientError
 
 log = logging.getLogger(__name__)
 
@@ -39,14 +40,13 @@ def describe_table(dynamodb: Any, table: str) -> tuple[dict[str, str], int, dict
     whole description (stream view and ARN, for synthetic records)."""
     try:
         description = dynamodb.describe_table(TableName=table)["Table"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            raise ConfigError(
-                f"verify: table {table} does not exist (check the name and AWS_REGION)"
-            ) from exc
-        raise TransientError(f"cannot describe table {table}: {exc}") from exc
-    except BotoCoreError as exc:
-        raise TransientError(f"cannot describe table {table}: {exc}") from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise aws_error(
+            exc,
+            call="verify: DescribeTable",
+            resource=f"table {table}",
+            permission=f"dynamodb:DescribeTable on table {table}",
+        ) from exc
     types = {d["AttributeName"]: d["AttributeType"] for d in description.get("AttributeDefinitions", [])}
     keys = {k["AttributeName"]: types.get(k["AttributeName"], "S") for k in description["KeySchema"]}
     return keys, int(description.get("ItemCount", 0)), description
@@ -64,7 +64,12 @@ def scan_segment(dynamodb: Any, table: str, segment: int, total: int) -> Iterato
         try:
             page = dynamodb.scan(**request)
         except (ClientError, BotoCoreError) as exc:
-            raise TransientError(f"cannot scan segment {segment} of {total} of {table}: {exc}") from exc
+            raise aws_error(
+                exc,
+                call="verify: Scan",
+                resource=f"segment {segment} of {total} of table {table}",
+                permission=f"dynamodb:Scan on table {table}",
+            ) from exc
         yield page.get("Items", [])
         if "LastEvaluatedKey" not in page:
             return

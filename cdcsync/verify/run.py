@@ -44,6 +44,7 @@ from typing import Any, Protocol, TextIO
 import boto3
 from opensearchpy import OpenSearch
 
+from cdcsync.aws import aws_client, aws_session, session_region
 from cdcsync.errors import ConfigError, RecordError
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.mapping.loader import load_mappings
@@ -391,14 +392,14 @@ def build_verifier(
     """The verifier for ``table`` and the table's item count. Raises ``ConfigError`` on bad input."""
     if sample is not None and sample < 1:
         raise ConfigError(f"verify --sample: expected a positive number of items, got {sample}")
-    session = session or boto3.Session()
+    session = session or aws_session()
     mappings = load_mappings(settings.mappings)
     if not mappings.for_table(table):
         known = ", ".join(mappings.tables) or "none"
         raise ConfigError(f"no mapping for table {table} (tables with mappings: {known})")
-    dynamodb = session.client("dynamodb")
+    dynamodb = aws_client(session, "dynamodb")
     key_types, item_count, description = describe_table(dynamodb, table)
-    stream = table_stream(description, session.region_name or "us-east-1")
+    stream = table_stream(description, session_region(session))
     client = build_client(settings, session=session)
     writer = BulkWriter.from_settings(settings, client, NullMetrics()) if repair else None
     verifier = Verifier(

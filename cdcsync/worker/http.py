@@ -14,6 +14,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from cdcsync.errors import ConfigError
 from cdcsync.worker.coordinator import Health
 
 
@@ -56,7 +57,14 @@ class MetricsServer(ThreadingHTTPServer):
     def __init__(
         self, address: tuple[str, int], registry: CollectorRegistry, health: Health, stuck_after: float
     ):
-        super().__init__(address, _Handler)
+        try:
+            super().__init__(address, _Handler)
+        except OSError as exc:  # in use, not an address of this host, a port below 1024 unprivileged
+            host, port = address
+            raise ConfigError(
+                f"CDCSYNC_METRICS_ADDR={host}:{port}: cannot listen there ({exc.strerror or exc}); "
+                "stop what uses the port or choose another one (port 0 picks a free one)"
+            ) from exc
         self.registry = registry
         self.health = health
         self.stuck_after = stuck_after

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cdcsync.entrypoints.cli import main
+from cdcsync.errors import ConfigError, FatalError, PlanError, TransientError
 
 ROOT = Path(__file__).parents[2]
 
@@ -195,3 +196,56 @@ def test_cli_validate_filter_decided_once_warns_only_when_it_never_trusts(
     path.write_text("table: Users\nindex: users\nskip_unchanged: true\n" + filter_text)
     assert main(["validate", str(path)]) == 0
     assert capsys.readouterr().err.splitlines() == [f"{path}:4: warning: {line}" for line in expected]
+
+
+def test_cli_bug_prints_one_line_and_exits_1_traceback_only_with_debug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a command that fails on a bug (not a cdcsync error)
+    def broken(_args: object) -> int:
+        raise KeyError("Items")
+
+    monkeypatch.setattr("cdcsync.entrypoints.cli._filters", broken)
+    # WHEN it runs THEN one line says it is a bug and how to get the traceback
+    assert main(["filters", "--table", "T"]) == 1
+    assert capsys.readouterr().err == (
+        "cdcsync: unexpected KeyError: 'Items' (a bug in cdcsync; run again with --debug for the traceback "
+        "and report it)\n"
+    )
+    # AND with --debug the traceback comes first
+    assert main(["--debug", "filters", "--table", "T"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):\n")
+    assert err.endswith(
+        "KeyError: 'Items'\ncdcsync: unexpected KeyError: 'Items' (a bug in cdcsync; run again with --debug "
+        "for the traceback and report it)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "line"),
+    [
+        (ConfigError("CDCSYNC_X: wrong"), 2, "cdcsync: CDCSYNC_X: wrong"),
+        (
+            TransientError("OpenSearch busy"),
+            1,
+            "cdcsync: OpenSearch busy (nothing was lost; run the command again)",
+        ),
+        (FatalError("stopped; run again with --resume"), 1, "cdcsync: stopped; run again with --resume"),
+        (PlanError("no attribute Pk"), 1, "cdcsync: no attribute Pk"),
+        (KeyboardInterrupt(), 130, "cdcsync: interrupted"),
+    ],
+)
+def test_cli_error_family_one_line_and_the_promised_exit_code(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: BaseException,
+    code: int,
+    line: str,
+) -> None:
+    def failing(_args: object) -> int:
+        raise error
+
+    monkeypatch.setattr("cdcsync.entrypoints.cli._filters", failing)
+    assert main(["filters", "--table", "T"]) == code
+    assert capsys.readouterr().err == f"{line}\n"

@@ -129,7 +129,8 @@ def test_build_client_sigv4_signs_with_session_region_and_service(
         ),
         (
             FakeSession(aws_session().get_credentials(), None),
-            "CDCSYNC_OPENSEARCH_AUTH=sigv4 needs an AWS region (set AWS_REGION)",
+            "CDCSYNC_OPENSEARCH_AUTH=sigv4 needs an AWS region: set AWS_REGION or AWS_DEFAULT_REGION "
+            "(or a region in the AWS profile)",
         ),
     ],
 )

@@ -471,7 +471,7 @@ def test_reader_unrecoverable_error_raises_specific_error(
 
 
 @pytest.mark.parametrize("operation", ["GetShardIterator", "GetRecords"])
-def test_reader_access_denied_raises_fatal_error_naming_the_missing_permission(operation: str) -> None:
+def test_reader_access_denied_raises_config_error_naming_the_missing_permission(operation: str) -> None:
     # GIVEN a worker whose IAM role lacks one of the read permissions
     denied = aws_error("AccessDeniedException", operation=operation)
     if operation == "GetShardIterator":
@@ -479,8 +479,8 @@ def test_reader_access_denied_raises_fatal_error_naming_the_missing_permission(o
     else:
         streams = FakeStreams(get_shard_iterator=[{}], get_records=[denied])
     reader, _, _ = make_reader(streams)
-    # WHEN the shard is read THEN one fatal error names the permission and the streams to grant it on
-    with pytest.raises(FatalError) as caught:
+    # WHEN the shard is read THEN one configuration error names the permission and the streams to grant it on
+    with pytest.raises(ConfigError) as caught:
         reader.read()
     assert str(caught.value) == (
         f"{operation} {ARN} shard {SHARD}: access denied (AccessDeniedException: AccessDeniedException "
@@ -491,7 +491,7 @@ def test_reader_access_denied_raises_fatal_error_naming_the_missing_permission(o
 
 def test_list_shards_access_denied_names_describe_stream() -> None:
     streams = FakeStreams(describe_stream=[aws_error("AccessDeniedException", operation="DescribeStream")])
-    with pytest.raises(FatalError, match=r"grant the worker's IAM role dynamodb:DescribeStream on "):
+    with pytest.raises(ConfigError, match=r"grant the worker's IAM role dynamodb:DescribeStream on "):
         list_shards(streams, ARN)
 
 

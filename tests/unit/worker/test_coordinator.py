@@ -385,7 +385,7 @@ def test_coordinator_shard_access_denied_makes_worker_not_ready_with_one_error_l
         False,
         f"dynamodb ok, opensearch ok\nshard shard of table Users: {message}\n",
     )
-    assert sample(metrics, "cdcsync_worker_errors_total", table="Users", error="fatal") == 1
+    assert sample(metrics, "cdcsync_worker_errors_total", table="Users", error="config") == 1
 
 
 def test_coordinator_failed_shard_is_tried_again_later_and_ready_once_it_reads(tmp_path: Path) -> None:

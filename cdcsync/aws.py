@@ -1,0 +1,259 @@
+"""AWS sessions and AWS errors, each made in one place.
+
+**Sessions.** Every boto3 session cdcsync uses comes from ``aws_session`` and every client from
+``aws_client``. The region is ``AWS_REGION``, else ``AWS_DEFAULT_REGION``, else the profile's, as
+Lambda, the AWS CLI v2 and the other AWS SDKs read it; boto3 alone ignores ``AWS_REGION``, so it is
+passed on here. Endpoints and credentials stay boto3's own configuration (``AWS_ENDPOINT_URL*``,
+profiles, roles). A client without a region is a ``ConfigError`` naming both variables.
+
+**Errors.** ``aws_error`` turns a failed AWS call into our error tree, the same way for every
+backend (``error_kind`` decides):
+
+    transient      connection refused, reset or timed out; throttling; 5xx   -> TransientError (exit 1)
+    configuration  no region, no or bad credentials, access denied (the
+                   permission named), a table / queue / bucket that does not
+                   exist                                                       -> ConfigError (exit 2)
+    fatal          anything else AWS refused                                   -> FatalError (exit 1)
+
+Callers that give a code a meaning of their own (a stream gone, a lost condition) check it with
+``error_code`` first and hand the rest to ``aws_error``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Literal, overload
+
+import boto3
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    CredentialRetrievalError,
+    EndpointConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ProfileNotFound,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from cdcsync.errors import CdcsyncError, ConfigError, ErrorKind, FatalError, TransientError
+
+if TYPE_CHECKING:
+    from botocore.config import Config
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+
+AwsError = (ClientError, BotoCoreError)
+REGION_HELP = "set AWS_REGION or AWS_DEFAULT_REGION (or a region in the AWS profile)"
+NO_REGION = f"no AWS region: {REGION_HELP}"
+
+# Worth trying again later: request-rate limits and AWS-side failures.
+TRANSIENT_CODES = frozenset(
+    {
+        "LimitExceededException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+THROTTLING_CODES = frozenset(
+    {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded", "SlowDown"}
+)
+ACCESS_DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "AWS.SimpleQueueService.AccessDenied",
+        "KMS.AccessDeniedException",
+        "KMS.AccessDenied",
+        "AllAccessDisabled",
+    }
+)
+CREDENTIALS_CODES = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidAccessKeyId",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+    }
+)
+MISSING_QUEUE_CODES = frozenset(
+    {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"}
+)
+MISSING_CODES = frozenset(
+    {
+        "ResourceNotFoundException",
+        "TableNotFoundException",
+        "NoSuchBucket",
+        "NoSuchKey",
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "NonExistentQueue",
+    }
+)
+_NETWORK = (BotoConnectionError, HTTPClientError, EndpointConnectionError, ConnectionClosedError)
+_CREDENTIALS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, ProfileNotFound)
+_SERVER_ERROR = 500
+
+
+def region_from_environment() -> str | None:
+    """``AWS_REGION``, else None (boto3 then reads ``AWS_DEFAULT_REGION`` and the profile)."""
+    return os.environ.get("AWS_REGION", "").strip() or None
+
+
+def aws_session() -> boto3.Session:
+    """A boto3 session whose region is ``AWS_REGION``, else ``AWS_DEFAULT_REGION``, else the profile's.
+
+    A missing region is not an error yet: commands that use no AWS service never need one.
+    ``aws_client`` refuses to make a client without it.
+    """
+    try:
+        return boto3.Session(region_name=region_from_environment())
+    except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
+        raise aws_error(exc, call="loading the AWS configuration", resource="") from exc
+
+
+@overload
+def aws_client(
+    session: boto3.Session | None, service: Literal["dynamodb"], *, config: Config | None = None
+) -> DynamoDBClient: ...
+@overload
+def aws_client(
+    session: boto3.Session | None, service: Literal["dynamodbstreams"], *, config: Config | None = None
+) -> DynamoDBStreamsClient: ...
+@overload
+def aws_client(
+    session: boto3.Session | None, service: Literal["sqs"], *, config: Config | None = None
+) -> SQSClient: ...
+@overload
+def aws_client(
+    session: boto3.Session | None, service: Literal["s3"], *, config: Config | None = None
+) -> S3Client: ...
+def aws_client(session: boto3.Session | None, service: str, *, config: Config | None = None) -> Any:
+    """A client of ``session`` (default: ``aws_session()``); ``ConfigError`` when no region is set."""
+    session = session or aws_session()
+    if not session.region_name:
+        raise ConfigError(NO_REGION)
+    try:
+        return session.client(service, config=config)  # type: ignore[call-overload]
+    except BotoCoreError as exc:
+        raise aws_error(exc, call=f"creating the {service} client", resource="") from exc
+
+
+def session_region(session: boto3.Session) -> str:
+    """The session's region; ``ConfigError`` when there is none."""
+    if not session.region_name:
+        raise ConfigError(NO_REGION)
+    return str(session.region_name)
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a ``ClientError``, else the exception's class name."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "")) or "Unknown"
+    return type(exc).__name__
+
+
+def error_message(exc: BaseException) -> str:
+    """AWS's own message of a ``ClientError`` (else the exception's text)."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Message", "")) or str(exc)
+    return str(exc)
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def error_kind(exc: BaseException) -> ErrorKind:
+    """What the caller does next about a failed AWS call (see the module docstring)."""
+    if isinstance(exc, _NETWORK):
+        return "transient"
+    if isinstance(exc, (NoRegionError, *_CREDENTIALS)):
+        return "configuration"
+    kind: ErrorKind = "fatal"
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        if code in TRANSIENT_CODES or _status(exc) >= _SERVER_ERROR:
+            kind = "transient"
+        elif code in ACCESS_DENIED_CODES or code in CREDENTIALS_CODES or code in MISSING_CODES:
+            kind = "configuration"
+    return kind
+
+
+def is_transient(exc: BaseException) -> bool:
+    return error_kind(exc) == "transient"
+
+
+def describe_failure(exc: BaseException, *, permission: str | None = None, missing: str | None = None) -> str:
+    """Why an AWS call failed and what to do, as the phrase after ``<call> <resource>: ``.
+
+    ``permission`` (``dynamodb:DescribeTable``) is named when access was denied; ``missing`` is the
+    phrase for a resource that does not exist (default: "does not exist in region R").
+    """
+    code = error_code(exc)
+    if isinstance(exc, NoRegionError):
+        text = NO_REGION
+    elif isinstance(exc, _NETWORK):
+        text = f"cannot reach AWS ({exc}); check the network and AWS_ENDPOINT_URL*"
+    elif isinstance(exc, _CREDENTIALS) or code in CREDENTIALS_CODES:
+        text = (
+            f"no valid AWS credentials ({code}: {error_message(exc)}); "
+            "set a role, AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+        )
+    elif code in ACCESS_DENIED_CODES:
+        grant = f"grant {permission}" if permission else "check the IAM permissions"
+        text = f"access denied ({code}: {error_message(exc)}); {grant}"
+    elif code in MISSING_CODES:
+        region = region_from_environment() or os.environ.get("AWS_DEFAULT_REGION") or "the configured region"
+        text = missing or f"does not exist in region {region} ({code}); check the name and AWS_REGION"
+    elif isinstance(exc, ClientError):
+        message = error_message(exc)
+        text = f"{code}: {message}" if message else code
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return text
+
+
+def aws_error(
+    exc: BaseException,
+    *,
+    call: str,
+    resource: str,
+    permission: str | None = None,
+    missing: str | None = None,
+) -> CdcsyncError:
+    """Our error for a failed AWS call: ``<call> <resource>: <what failed>; <what to do>``.
+
+    ``call`` is the operation (``DescribeTable``), ``resource`` what it was on (``table Users``).
+    """
+    where = f"{call} {resource}".strip()
+    text = f"{where}: {describe_failure(exc, permission=permission, missing=missing)}"
+    kind = error_kind(exc)
+    if kind == "transient":
+        return TransientError(text)
+    if kind == "configuration":
+        return ConfigError(text)
+    return FatalError(text)

@@ -1,0 +1,127 @@
+"""cdcsync.aws: which region a session gets, and what each AWS failure means for the caller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError as BotoClientError
+from botocore.exceptions import (
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
+
+from cdcsync.aws import aws_client, aws_error, aws_session, error_kind
+from cdcsync.errors import ConfigError, ErrorKind, FatalError, TransientError
+
+
+def client_error(code: str, status: int = 400, message: str = "it happened") -> BotoClientError:
+    response: Any = {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return BotoClientError(response, "DescribeTable")
+
+
+@pytest.mark.parametrize(
+    ("aws_region", "default_region", "expected"),
+    [
+        ("us-east-1", None, "us-east-1"),  # boto3 alone would have none
+        (None, "eu-west-1", "eu-west-1"),
+        ("us-east-1", "eu-west-1", "us-east-1"),  # AWS_REGION wins, as in the AWS CLI v2
+        ("", "eu-west-1", "eu-west-1"),  # an empty variable counts as unset
+    ],
+)
+def test_aws_session_region_variables_aws_region_first(
+    monkeypatch: pytest.MonkeyPatch, aws_region: str | None, default_region: str | None, expected: str
+) -> None:
+    for name, value in {"AWS_REGION": aws_region, "AWS_DEFAULT_REGION": default_region}.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert aws_session().region_name == expected
+    assert aws_client(None, "dynamodb").meta.region_name == expected
+
+
+def test_aws_client_no_region_raises_config_error_naming_both_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    assert aws_session().region_name is None  # a command that needs no AWS service still runs
+    with pytest.raises(ConfigError) as caught:
+        aws_client(None, "sqs")
+    assert str(caught.value) == (
+        "no AWS region: set AWS_REGION or AWS_DEFAULT_REGION (or a region in the AWS profile)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("failure", "kind"),
+    [
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1/"), "transient"),
+        (ConnectTimeoutError(endpoint_url="http://127.0.0.1:1/"), "transient"),
+        (ReadTimeoutError(endpoint_url="http://127.0.0.1:1/"), "transient"),
+        (client_error("ThrottlingException"), "transient"),
+        (client_error("ProvisionedThroughputExceededException"), "transient"),
+        (client_error("InternalServerError", 500), "transient"),
+        (client_error("SomethingNew", 503), "transient"),
+        (NoRegionError(), "configuration"),
+        (NoCredentialsError(), "configuration"),
+        (client_error("UnrecognizedClientException"), "configuration"),
+        (client_error("AccessDeniedException"), "configuration"),
+        (client_error("ResourceNotFoundException"), "configuration"),
+        (client_error("AWS.SimpleQueueService.NonExistentQueue"), "configuration"),
+        (client_error("NoSuchBucket", 404), "configuration"),
+        (client_error("ValidationException"), "fatal"),
+        (ParamValidationError(report="bad"), "fatal"),
+    ],
+)
+def test_error_kind_each_failure_one_kind_for_every_backend(failure: Exception, kind: ErrorKind) -> None:
+    assert error_kind(failure) == kind
+
+
+@pytest.mark.parametrize(
+    ("failure", "error", "message"),
+    [
+        (
+            EndpointConnectionError(endpoint_url="http://127.0.0.1:1/"),
+            TransientError,
+            "DescribeTable table Orders: cannot reach AWS (Could not connect to the endpoint URL: "
+            '"http://127.0.0.1:1/"); check the network and AWS_ENDPOINT_URL*',
+        ),
+        (
+            client_error("AccessDeniedException", message="not authorized"),
+            ConfigError,
+            "DescribeTable table Orders: access denied (AccessDeniedException: not authorized); "
+            "grant dynamodb:DescribeTable on table Orders",
+        ),
+        (
+            client_error("ResourceNotFoundException"),
+            ConfigError,
+            "DescribeTable table Orders: does not exist in region us-east-1 (ResourceNotFoundException); "
+            "check the name and AWS_REGION",
+        ),
+        (
+            client_error("ValidationException", message="bad key"),
+            FatalError,
+            "DescribeTable table Orders: ValidationException: bad key",
+        ),
+    ],
+)
+def test_aws_error_says_what_failed_on_what_and_what_to_do(
+    failure: Exception, error: type[Exception], message: str
+) -> None:
+    translated = aws_error(
+        failure,
+        call="DescribeTable",
+        resource="table Orders",
+        permission="dynamodb:DescribeTable on table Orders",
+    )
+    assert type(translated) is error
+    assert str(translated) == message
