@@ -673,3 +673,30 @@ def test_verify_document_at_a_routing_the_item_left_in_a_one_shard_index_is_stal
     )
     assert world.opensearch.get(index=world.index, id="1", params={"routing": "a"})["_routing"] == "a"
     assert world.verify() == (0, ["checked 5 items: 0 missing, 0 stale, 0 extra"])
+
+
+@pytest.mark.parametrize(
+    ("item", "detail", "problem"),
+    [
+        ({"Status": {"S": "inactive"}}, "the item's document is in {prefix}-inactive now", False),
+        ({}, "the item names no index or routing now", True),
+    ],
+    ids=["moved-to-another-index", "names-no-index"],
+)
+def test_verify_repair_document_in_an_index_its_item_left_is_deleted(
+    world: World, item: dict[str, Any], detail: str, problem: bool
+) -> None:
+    # GIVEN index "<p>-{Status}" and item 6's document in <p>-active, while the item now has Status
+    # "inactive" (a move whose delete was lost) or no Status at all (the stream deletes it then)
+    prefix = world.index
+    _remap(world, f'table: {world.table}\nindex: "{prefix}-{{Status}}"\nid: "{{UserId}}"\n')
+    world.index = f"{prefix}-active"
+    for key, name in enumerate("abcdef", start=1):
+        world.index_doc(key, name)
+    world.dynamodb.put_item(TableName=world.table, Item={"UserId": {"N": "6"}, "Name": {"S": "f"}, **item})
+    # WHEN verify --repair runs
+    code, lines = world.verify(repair=True)
+    # THEN the document there is an extra, deleted
+    assert f"extra: {prefix}-active/6 ({detail.format(prefix=prefix)})" in lines
+    assert world.doc("6") is None
+    assert code == (1 if problem else 0)  # an item that names no index is a problem of its own
