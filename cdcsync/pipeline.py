@@ -116,6 +116,8 @@ def dead_letter(
         mapping=mapping.name if mapping else None,
         index=action.index if action else None,
         id=action.id if action else None,
+        routing=action.routing if action else None,
+        op=action.op if action else None,
         version=action.version if action else None,
         error=error,
         attempts=attempts,

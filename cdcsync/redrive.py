@@ -11,6 +11,14 @@ when the record failed before any mapping was chosen): the table's other mapping
 record when it arrived. When the item is gone, the document is deleted only if the mapping's
 REMOVE rules delete it however the item went (``reread.judge_gone``): ``deletes: ignore`` or a
 filter that skips REMOVEs keeps it, and the letter is done.
+
+A letter for a *delete* OpenSearch rejected names where that delete was aimed (``index``, ``id``,
+``routing``): the place the item had left (a routing or index move, or ``where``) or the place of a
+removed item. Writing the item where it is now leaves a copy there (in an index of several shards
+a routing is a separate copy), so redrive sends that delete again, first, unless the item's plan
+now writes (or deletes) exactly there; for a gone item only when the mapping's REMOVE rules delete
+it. A letter written before letters kept ``op`` and ``routing`` has the place derived from its
+record, planned again (``_aimed_deletes``), when its record still carries the images.
 """
 
 from __future__ import annotations
@@ -21,12 +29,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdcsync.change import ChangeRecord
+from cdcsync.change import ChangeRecord, parse_record
 from cdcsync.dlq.letter import DeadLetter, DeadLetterQueue, StoredLetter
-from cdcsync.errors import TransientError
+from cdcsync.errors import RecordError, TransientError
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.metrics import Metrics
-from cdcsync.plan import Action, DeleteAction, FetchItem, IndexAction, Rejected, plan_fetched
+from cdcsync.plan import Action, DeleteAction, FetchItem, IndexAction, Rejected, plan_fetched, plan_record
 from cdcsync.reread import judge_gone, reread_record
 from cdcsync.sink.bulk import BulkWriter
 from cdcsync.source.items import ItemReader, key_id
@@ -167,12 +175,52 @@ def _plan_letter(
             if gone.verdict == "unknown":
                 problems.append(f"item gone, but {gone.reason}; left in the queue")
                 continue
+        planned: list[Action] = []
         for step in plan_fetched(FetchItem(mapping, record), item):
             if isinstance(step, IndexAction | DeleteAction):
-                actions.append(step)
+                planned.append(step)
             elif isinstance(step, Rejected):
                 problems.append(str(step.error))
+        named = {(action.index, action.id, action.routing) for action in planned}
+        # The delete again first: coalescing sends a document's delete at another routing before
+        # its index, and would turn an index listed earlier into a delete.
+        version = _delete_version(letter, mapping, record)
+        actions += [
+            DeleteAction(index, doc_id, routing, version, mapping, record)
+            for index, doc_id, routing in _aimed_deletes(letter, mapping)
+            if (index, doc_id, routing) not in named and version is not None
+        ]
+        actions += planned
     return actions, problems
+
+
+Place = tuple[str, str, str | None]  # index, id, routing
+
+
+def _aimed_deletes(letter: DeadLetter, mapping: CompiledMapping) -> list[Place]:
+    """Where the rejected delete the letter stands for was aimed (none: the letter is no such delete)."""
+    if letter.index is None or letter.id is None or letter.mapping != mapping.name:
+        return []
+    if letter.op is not None:
+        return [(letter.index, letter.id, letter.routing)] if letter.op == "delete" else []
+    if letter.error.status is None:
+        return []  # a planning failure: nothing was sent
+    # A letter from before letters kept op and routing: the deletes its own record plans there.
+    try:
+        steps = plan_record(parse_record(letter.record), MappingSet((mapping,)))
+    except RecordError:
+        return []
+    return [
+        (step.index, step.id, step.routing)
+        for step in steps
+        if isinstance(step, DeleteAction)
+        and (step.index, step.id, step.version) == (letter.index, letter.id, letter.version)
+    ]
+
+
+def _delete_version(letter: DeadLetter, mapping: CompiledMapping, record: ChangeRecord) -> int | None:
+    """The read's version; with attribute versions (the item's own counter) the letter's delete's."""
+    return record.created_ms if mapping.version_attribute is None else letter.version
 
 
 def _name(entry: StoredLetter) -> str:

@@ -2,8 +2,10 @@
 
 A dead letter keeps the record exactly as delivered (made JSON-safe) plus what redrive needs to
 re-read the item (``table`` and the typed ``keys``) and what an operator needs to understand the
-failure (``mapping``, ``index``, ``id``, ``error``). ``letter_id`` names one entry so a reader can
-remove exactly what it handled.
+failure (``mapping``, ``index``, ``id``, ``error``). A letter for a write OpenSearch rejected also
+keeps the action's ``op`` and ``routing``: ``index``, ``id`` and ``routing`` are where it was aimed,
+so redrive can still delete a copy a rejected delete left at a place the item has left (a routing
+or index move). ``letter_id`` names one entry so a reader can remove exactly what it handled.
 
 Decisions:
 - ``json_safe`` turns bytes into base64, datetimes and dates into ISO 8601, Decimals into ints
@@ -25,7 +27,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
@@ -119,6 +121,8 @@ class DeadLetter(BaseModel):
     mapping: str | None = None
     index: str | None = None
     id: str | None = None
+    routing: str | None = None  # with index and id: where the rejected action was aimed
+    op: Literal["index", "delete"] | None = None  # the rejected action; None: planning failed
     version: int | None = None
     error: DeadLetterError
     attempts: int = Field(ge=0)
@@ -151,6 +155,8 @@ class DeadLetter(BaseModel):
         mapping: str | None = None,
         index: str | None = None,
         id: str | None = None,
+        routing: str | None = None,
+        op: Literal["index", "delete"] | None = None,
         version: int | None = None,
     ) -> DeadLetter:
         """The dead letter for a parsed record (its raw form, table, typed keys, sequence number)."""
@@ -162,6 +168,8 @@ class DeadLetter(BaseModel):
             mapping=mapping,
             index=index,
             id=id,
+            routing=routing,
+            op=op,
             version=version,
             error=error,
             attempts=attempts,

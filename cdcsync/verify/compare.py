@@ -12,6 +12,9 @@ No I/O here. ``run.py`` reads the table and the index and feeds these functions.
   ``1.2345678901234568e16``; a float stands for the number its shortest text shows), ``true`` is
   not ``1``. The ``_source`` must be read with exact numbers (``values.load_json``, which the
   OpenSearch client uses) for this to hold.
+- A document of a mapping with ``routing`` is expected at its routing: one found (by the expected
+  routing) with another ``_routing`` is stale, and the walk's hashes include the routing, so a
+  copy at a routing the item left (another shard) is an extra.
 - ``DocumentHashes`` remembers which documents the table expects in 8 bytes each (sorted runs of
   64-bit BLAKE2b hashes), so the index walk can find extras without holding ids in memory.
 """
@@ -191,6 +194,11 @@ def compare_document(expected: IndexAction, actual: Mapping[str, Any] | None) ->
     if actual is None or not actual.get("found"):
         return Drift("missing", expected.index, expected.id, expected.routing, expected.mapping, keys=keys)
     difference = first_difference(expected.document, actual.get("_source"))
+    found_routing = actual.get("_routing")
+    if expected.mapping.routing is not None and found_routing != expected.routing:
+        # Found at the expected routing but written at another: one shard holds both, so it is the
+        # one document, not where the stream puts it (a copy on another shard is an extra).
+        difference = f"_routing: expected {_show(expected.routing)}, found {_show(found_routing)}"
     if difference is None:
         return None
     version = actual.get("_version")
@@ -209,9 +217,11 @@ def compare_document(expected: IndexAction, actual: Mapping[str, Any] | None) ->
 # --- the set of expected documents ---------------------------------------------------------------
 
 
-def document_hash(scope: str, doc_id: str) -> int:
-    """64 bits naming one document of one walk scope (an index name or a mapping's index pattern)."""
-    digest = hashlib.blake2b(f"{scope}\x00{doc_id}".encode(), digest_size=8).digest()
+def document_hash(scope: str, doc_id: str, routing: str | None = None) -> int:
+    """64 bits naming one document of one walk scope (an index name, or a mapping's literal index),
+    at ``routing`` when the mapping routes (in an index of several shards each routing is a copy)."""
+    text = f"{scope}\x00{doc_id}" if routing is None else f"{scope}\x00{doc_id}\x00{routing}"
+    digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
 
 

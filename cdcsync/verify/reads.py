@@ -142,17 +142,23 @@ def _release(pattern: str, call: Callable[[], Any]) -> None:
         log.warning("could not release the search context on %s: %s", pattern, exc)
 
 
-def matching_indices(client: OpenSearch, pattern: str) -> list[str]:
-    """The open concrete indices ``pattern`` matches (none when nothing matches), sorted."""
+def index_aliases(client: OpenSearch, pattern: str) -> dict[str, tuple[str, ...]]:
+    """The open concrete indices ``pattern`` (an index, an alias, a wildcard over both) names, each
+    with its aliases, sorted (none when nothing matches)."""
     try:
-        answer = client.indices.get(
-            index=pattern, params={"allow_no_indices": "true", "ignore_unavailable": "true"}
+        answer = client.indices.get_alias(
+            index=pattern,
+            params={"allow_no_indices": "true", "ignore_unavailable": "true", "expand_wildcards": "open"},
         )
     except NotFoundError:
-        return []
+        return {}
     except TransportError as exc:
-        raise TransientError(f"cannot list the indices matching {pattern}: {exc}") from exc
-    return sorted(answer)
+        raise TransientError(f"cannot list the indices and aliases of {pattern}: {exc}") from exc
+    return {
+        index: tuple(sorted((entry or {}).get("aliases") or {}))
+        for index, entry in sorted(answer.items())
+        if isinstance(entry, dict)
+    }
 
 
 def walk_documents(client: OpenSearch, pattern: str) -> Iterator[list[dict[str, Any]]]:

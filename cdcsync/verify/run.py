@@ -4,19 +4,27 @@
    finely split parallel scan; see ``_sample_segments``). Pages are handled one at a time, so
    memory does not grow with the table.
 2. Plan each item as a stream INSERT (``compare.expected_documents``), ``mget`` the expected
-   documents (500 per request, with routing) and classify: missing, stale (different ``_source``).
-3. Full runs only: walk each index with point-in-time + ``search_after`` (a scroll where PIT is not
-   supported) and look up every document in the hashes of the expected ones. A literal index (or
-   alias) is walked as it is; a templated one index by index: only indices its template renders in
-   full and no other mapping (of any table) names or renders; a template that starts with a
-   placeholder is not walked at all. What is not walked is a ``note:`` line.
+   documents (500 per request, with routing) and classify: missing, stale (different ``_source``,
+   or, for a mapping with ``routing``, written at another routing).
+3. Full runs only: walk the indices the table's mappings write (``scope.plan_walks``: a literal
+   index or alias resolved to the indices behind it; a template's indices that it renders in full
+   and where the scan expected a document; never an index a mapping of another table names or
+   renders, directly or through an alias; a template that starts with a placeholder not at all;
+   what is not walked is a ``note:`` line), with point-in-time + ``search_after`` (a scroll where
+   PIT is not supported), and look up every document (and its routing, for a mapping with
+   ``routing``) in the hashes of the expected ones.
    A document the scan did not expect is an extra only if it still exists (realtime ``mget``:
    search lags deletes until a refresh) and a consistent read of *every* key its id can be read as
-   (``compare.candidate_keys``) finds no item that puts it there now. It is deletable only with
-   proof: exactly one key, whose item is excluded by the mapping now, or gone and deleted by the
-   mapping's REMOVE rules (``reread.judge_gone``). A gone item's document that ``deletes: ignore``,
-   the filter or a keys-only ``where`` keeps is ``kept`` (counted, not drift, never deleted); one
-   whose fate cannot be proved (several keys, no key, a filter on the old image) is an extra that
+   (``compare.candidate_keys``), by every mapping of the table that may write the index, finds no
+   item that puts it there now. It is deletable only with proof: exactly one key, whose item the
+   mapping now excludes (``where``), places in another index, at another routing (then only when
+   the mget at that routing shows another copy: in a one-shard index both name one document), or
+   places nowhere (a template attribute removed: the stream deletes it too); or whose item is gone
+   and deleted by the mapping's REMOVE rules (``reread.judge_gone``). A gone item's document that
+   ``deletes: ignore``, the filter or a keys-only ``where`` keeps is ``kept`` (counted, not drift,
+   never deleted); one whose fate cannot be proved (several keys, no key, a filter on the old
+   image, an item the mapping cannot plan now: a computed field failing on it, an ``attribute:``
+   version it lacks, which the stream dead-letters and keeps the document for) is an extra that
    is "not deletable".
 4. ``--repair``: re-read the drifted items with a consistent read and write what the table holds,
    versioned ``read_version(time just before the read)``; delete deletable extras after that same
@@ -67,6 +75,7 @@ from cdcsync.verify.compare import (
     document_hash,
     expected_documents,
 )
+from cdcsync.verify.place import place_now
 from cdcsync.verify.reads import (
     MGET_BATCH,
     default_segments,
@@ -77,7 +86,7 @@ from cdcsync.verify.reads import (
     walk_documents,
 )
 from cdcsync.verify.report import VerifyReport
-from cdcsync.verify.scope import hash_scope, indices_to_walk, walk_pattern
+from cdcsync.verify.scope import Claim, Walk, hash_scope, plan_walks, walk_pattern
 from cdcsync.versions import read_version
 
 log = logging.getLogger(__name__)
@@ -114,6 +123,9 @@ class Verifier:
     rng: random.Random = field(default_factory=random.Random)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _hashes: dict[str, DocumentHashes] = field(default_factory=dict)
+    _live: dict[str, set[str]] = field(
+        default_factory=dict
+    )  # walk pattern -> indices documents are expected in
 
     @property
     def table(self) -> str:
@@ -171,9 +183,13 @@ class Verifier:
         with self._lock:
             self.report.checked += len(items)
             for document in documents:
-                hashes = self._hashes.get(walk_pattern(document.mapping))
+                pattern = walk_pattern(document.mapping)
+                hashes = self._hashes.get(pattern)
                 if hashes is not None:
-                    hashes.add(document_hash(hash_scope(document.mapping, document.index), document.id))
+                    routing = document.routing if document.mapping.routing is not None else None
+                    scope = hash_scope(document.mapping, document.index)
+                    hashes.add(document_hash(scope, document.id, routing))
+                    self._live.setdefault(pattern, set()).add(scope)
         drifts: list[Drift] = []
         for start in range(0, len(documents), MGET_BATCH):
             batch = documents[start : start + MGET_BATCH]
@@ -193,40 +209,34 @@ class Verifier:
 
     def find_extras(self) -> None:
         """Walk each index; confirm the documents the scan did not expect; report (and delete) them."""
-        groups: dict[str, list[CompiledMapping]] = {}
-        for mapping in self.table_mappings:
-            groups.setdefault(walk_pattern(mapping), []).append(mapping)
-        for pattern, group in groups.items():
-            others = sorted(
-                {m.table for m in self.mappings if m.table != self.table and walk_pattern(m) == pattern}
-            )
-            if others:
-                self.report.note(
-                    f"extra documents not looked for in {pattern}: table {', '.join(others)} writes there too"
-                )
-                continue
-            hashes = self._hashes[pattern]
+        for hashes in self._hashes.values():
             hashes.freeze()
-            walked, notes = indices_to_walk(self.client, self.mappings, pattern, group)
-            for note in notes:
-                self.report.note(note)
-            for index in walked:
-                for hits in walk_documents(self.client, index):
-                    unexpected = [
-                        hit
-                        for hit in hits
-                        if document_hash(hash_scope(group[0], hit["_index"]), hit["_id"]) not in hashes
-                    ]
-                    if unexpected:
-                        self._confirm_extras(group, unexpected)
+        walks, notes = plan_walks(self.client, self.mappings, self.table, self._live)
+        for note in notes:
+            self.report.note(note)
+        for walk in walks:
+            for hits in walk_documents(self.client, walk.index):
+                unexpected = [
+                    hit for hit in hits if not any(self._expects(claim, hit) for claim in walk.claims)
+                ]
+                if unexpected:
+                    self._confirm_extras(walk, unexpected)
 
-    def _confirm_extras(self, group: Sequence[CompiledMapping], hits: Sequence[Mapping[str, Any]]) -> None:
+    def _expects(self, claim: Claim, hit: Mapping[str, Any]) -> bool:
+        routing = hit.get("_routing") if claim.mapping.routing is not None else None
+        return document_hash(claim.scope, hit["_id"], routing) in self._hashes[walk_pattern(claim.mapping)]
+
+    def _confirm_extras(self, walk: Walk, hits: Sequence[Mapping[str, Any]]) -> None:
         """Judge documents the scan did not expect by what a consistent read of their items says.
 
-        Every reading of a document's id is read. A document is an extra when no reading's item
-        puts it where it is, and it is deletable only when its item is known: one reading, and
-        that item either excluded by the mapping, or gone and deleted by the mapping's REMOVE
-        rules (``reread.judge_gone``). Otherwise it is reported and left alone.
+        Every reading of a document's id, by every mapping of the table that may write the index,
+        is read. A document is an extra when no reading's item puts it where it is (index, id and,
+        for a mapping with ``routing``, routing), and it is deletable only with proof the stream
+        would not keep it there: one key, whose item the mapping now excludes (``where``), places
+        elsewhere (another index or routing: a copy on another shard), or places nowhere; or that
+        is gone and deleted by the mapping's REMOVE rules (``reread.judge_gone``). An item the
+        mapping cannot plan (a computed field fails on it, an ``attribute:`` version it lacks)
+        keeps its document, as the stream does. Otherwise it is reported and left alone.
         """
         refs = [(hit["_index"], hit["_id"], hit.get("_routing")) for hit in hits]
         present = [
@@ -234,15 +244,15 @@ class Verifier:
             for ref, answer in zip(refs, mget_documents(self.client, refs, self.table), strict=True)
             if isinstance(answer, dict)
         ]
-        judged: list[tuple[Drift, list[tuple[CompiledMapping, dict[str, Any]]]]] = []
+        judged: list[tuple[Drift, list[tuple[Claim, dict[str, Any]]]]] = []
         for (index, doc_id, routing), answer in present:
             version = answer.get("_version") if isinstance(answer.get("_version"), int) else None
             readings = [
-                (mapping, keys)
-                for mapping in group
-                for keys in candidate_keys(mapping, self.shape.key_types, doc_id, answer.get("_source"))
+                (claim, keys)
+                for claim in walk.claims
+                for keys in candidate_keys(claim.mapping, self.shape.key_types, doc_id, answer.get("_source"))
             ]
-            drift = Drift("extra", index, doc_id, routing, group[0], version=version)
+            drift = Drift("extra", index, doc_id, routing, walk.claims[0].mapping, version=version)
             if not readings:
                 self._not_deletable(drift, "the item key cannot be told from the id or the document")
                 continue
@@ -252,33 +262,86 @@ class Verifier:
         read_ms = self.clock_ms()  # before the read: a change after it carries a later time
         found = self.items.read(self.table, [keys for _, readings in judged for _, keys in readings])
         deletable: list[Drift] = []
+        moved: list[tuple[Drift, str | None]] = []  # at a routing the item left, and the item's routing
         for extra, readings in judged:
-            items = [(mapping, keys, found.get(key_id(self.table, keys))) for mapping, keys in readings]
-            if any(
-                item is not None and self._expected_now(mapping, extra, keys, item, read_ms)
-                for mapping, keys, item in items
-            ):
-                continue  # created (or changed) since the scan: not an extra
-            distinct = {key_id(self.table, keys): keys for _, keys in readings}
-            if len(distinct) > 1:
-                texts = " or ".join(_keys_text(keys) for keys in distinct.values())
-                self._not_deletable(extra, f"the id reads as {len(distinct)} different keys: {texts}")
-                continue
-            mapping, keys, item = items[0]
-            drift = _with_keys(extra, mapping, keys)
-            if item is not None:
-                deletable.append(_with_detail(drift, "item excluded by the mapping"))
-                continue
-            gone = self._judge_gone([m for m, _, _ in items], keys, read_ms)
-            if gone.verdict == "delete":
-                deletable.append(_with_detail(drift, "item not in the table"))
-            elif gone.verdict == "kept":
-                self.report.record([_with_detail(drift, f"item not in the table; {gone.reason}", "kept")])
-            else:
-                self._not_deletable(drift, f"item not in the table, but {gone.reason}")
+            verdict = self._judge_extra(extra, readings, found, read_ms)
+            if isinstance(verdict, tuple):
+                moved.append(verdict)
+            elif verdict is not None:
+                deletable.append(verdict)
+        deletable += self._other_copies(moved)
         self.report.record(deletable)
         if self.writer is not None and deletable:
             self._write([self._delete(d, read_ms) for d in deletable])
+
+    def _judge_extra(
+        self,
+        extra: Drift,
+        readings: Sequence[tuple[Claim, dict[str, Any]]],
+        found: Mapping[bytes, dict[str, Any] | None],
+        read_ms: int,
+    ) -> Drift | tuple[Drift, str | None] | None:
+        """A deletable extra; or (extra, the item's routing) for a document at a routing its item
+        left; or None: not an extra, or reported here as kept or not deletable."""
+        items = [(claim, keys, found.get(key_id(self.table, keys))) for claim, keys in readings]
+        places = [
+            place_now(self.table, claim, extra, keys=keys, item=item, read_ms=read_ms)
+            for claim, keys, item in items
+            if item is not None
+        ]
+        if any(place.verdict == "here" for place in places):
+            return None  # created (or changed) since the scan: not an extra
+        distinct = {key_id(self.table, keys): keys for _, keys in readings}
+        if len(distinct) > 1:
+            texts = " or ".join(_keys_text(keys) for keys in distinct.values())
+            self._not_deletable(extra, f"the id reads as {len(distinct)} different keys: {texts}")
+            return None
+        claim, keys, item = items[0]
+        drift = _with_keys(extra, claim.mapping, keys)
+        if item is not None:
+            rejected = next((place for place in places if place.verdict == "rejected"), None)
+            routed = next((place for place in places if place.verdict == "routing"), None)
+            if rejected is not None:
+                self._not_deletable(drift, f"the mapping cannot plan the item now: {rejected.detail}")
+                return None
+            if routed is not None:
+                return drift, routed.routing
+            return _with_detail(drift, places[0].detail)
+        return self._gone_extra(drift, [claim.mapping for claim, _, _ in items], keys, read_ms)
+
+    def _gone_extra(
+        self, drift: Drift, mappings: Sequence[CompiledMapping], keys: Mapping[str, Any], read_ms: int
+    ) -> Drift | None:
+        """The extra of a gone item, deletable when its mappings' REMOVE rules delete it."""
+        gone = self._judge_gone(mappings, keys, read_ms)
+        if gone.verdict == "delete":
+            return _with_detail(drift, "item not in the table")
+        if gone.verdict == "kept":
+            self.report.record([_with_detail(drift, f"item not in the table; {gone.reason}", "kept")])
+        else:
+            self._not_deletable(drift, f"item not in the table, but {gone.reason}")
+        return None
+
+    def _other_copies(self, moved: Sequence[tuple[Drift, str | None]]) -> list[Drift]:
+        """Of documents at a routing their item left, those that are a copy beside the item's own.
+
+        In an index where both routings land on one shard (always in a one-shard index) the two
+        name one document: the mget at the item's routing finds it, written at the other, and the
+        scan reported it as stale; deleting it there would delete the item's document.
+        """
+        if not moved:
+            return []
+        answers = mget_documents(self.client, [(d.index, d.id, routing) for d, routing in moved], self.table)
+        copies: list[Drift] = []
+        for (drift, routing), answer in zip(moved, answers, strict=True):
+            if isinstance(answer, dict) and answer.get("_routing") == drift.routing:
+                continue  # the item's own document, at the wrong routing: stale, not a copy
+            copies.append(
+                _with_detail(
+                    drift, f"at routing {drift.routing!r}; the item's document belongs at routing {routing!r}"
+                )
+            )
+        return copies
 
     def _not_deletable(self, drift: Drift, why: str) -> None:
         self.report.record([_with_detail(drift, f"{why}; not deleted")])
@@ -293,25 +356,6 @@ class Verifier:
             if reasons:
                 return Gone(kind, "; ".join(dict.fromkeys(reasons)))
         return Gone("delete")
-
-    def _expected_now(
-        self,
-        mapping: CompiledMapping,
-        drift: Drift,
-        keys: Mapping[str, Any],
-        item: dict[str, Any],
-        read_ms: int,
-    ) -> bool:
-        """Whether the item as read now puts a document where ``drift`` found one (created meanwhile)."""
-        record = reread_record(self.table, keys, read_ms, sequence=f"verify:{read_ms}")
-        for step in plan_fetched(FetchItem(mapping, record), item):
-            if (
-                isinstance(step, IndexAction)
-                and step.id == drift.id
-                and hash_scope(mapping, step.index) == hash_scope(mapping, drift.index)
-            ):
-                return True
-        return False
 
     # --- repair ----------------------------------------------------------------------------------
 

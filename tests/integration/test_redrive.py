@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from opensearchpy import OpenSearch
 
 from cdcsync.entrypoints.cli import main
 from tests.integration.lambda_world import LambdaWorld, make_world
+from tests.support.fault_proxy import FaultProxy, fault_proxy
 
 T0 = 1_700_000_000
 
@@ -217,3 +219,82 @@ def test_redrive_letter_of_mapping_no_longer_configured_stays_in_queue(
         "any more; left in the queue"
     )
     assert not world.opensearch.indices.exists(index=f"{world.index}-new")
+
+
+@pytest.fixture
+def proxy(opensearch_url: str) -> Iterator[FaultProxy]:
+    with fault_proxy(opensearch_url) as running:
+        yield running
+
+
+OPS = {"index", "create", "update", "delete"}
+
+
+def bulk_actions(proxy: FaultProxy, since: int = 0) -> list[list[tuple[str, str | None]]]:
+    """(op, routing) of each action of each _bulk request the proxy saw, from request ``since`` on."""
+    requests = []
+    for _, path, body in proxy.requests[since:]:
+        if path.startswith("/_bulk"):
+            metas = [json.loads(line) for line in body.splitlines() if line.strip()]
+            requests.append(
+                [(op, meta.get("routing")) for entry in metas for op, meta in entry.items() if op in OPS]
+            )
+    return [actions for actions in requests if actions]
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["letter-keeps-routing", "older-letter-derives-it"])
+def test_redrive_letter_of_a_rejected_routing_move_delete_deletes_at_the_old_routing(
+    kept: bool,
+    tmp_path: Path,
+    unique_name: str,
+    opensearch: OpenSearch,
+    dynamodb: Any,
+    proxy: FaultProxy,
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN a three-shard index routed by Tenant, and item 1 indexed at routing "a"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    world = make_world(
+        tmp_path,
+        unique_name=unique_name,
+        opensearch=opensearch,
+        opensearch_url=proxy.url,
+        dynamodb=dynamodb,
+        mapping='routing: "{Tenant}"\n',
+    )
+    monkeypatch.setenv("CDCSYNC_MAPPINGS", str(tmp_path / "mappings.yaml"))
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_URL", proxy.url)
+    monkeypatch.setenv("CDCSYNC_DLQ", f"file://{world.dlq_path}")
+    monkeypatch.chdir(tmp_path)
+    opensearch.indices.create(index=world.index, body={"settings": {"index.number_of_shards": 3}})
+    world.invoke(world.record("INSERT", 1, {"UserId": 1, "Tenant": "a"}, seconds=T0))
+    # AND a move to routing "b" whose delete at "a" OpenSearch rejects (400: a dead letter), so in
+    # a many-shard index the copy at "a" stays beside the new one at "b"
+    world.dynamodb.put_item(TableName=world.table, Item={"UserId": {"N": "1"}, "Tenant": {"S": "b"}})
+    proxy.reject_bulk_items(
+        times=1, item_status=400, every=1, operation="delete", error_type="illegal_argument_exception"
+    )
+    world.invoke(
+        world.record("MODIFY", 1, {"UserId": 1, "Tenant": "b"}, {"UserId": 1, "Tenant": "a"}, seconds=T0 + 1)
+    )
+    (letter,) = world.dead_letters()
+    if not kept:  # as letters were written before they kept op and routing
+        older = json.loads(world.dlq_path.read_text())
+        del older["op"], older["routing"]
+        world.dlq_path.write_text(json.dumps(older) + "\n")
+    # WHEN the letter is redriven
+    before = len(proxy.requests)
+    assert main(["dlq", "redrive"]) == 0
+    # THEN the document is deleted at the old routing first, then written at the item's routing,
+    # and the letter is done
+    assert bulk_actions(proxy, before) == [[("delete", "a")], [("index", "b")]]
+    assert capsys.readouterr().out.strip() == f"redriven 1, left 0 in file://{world.dlq_path}"
+    assert opensearch.get(index=world.index, id="1", params={"routing": "b"})["_source"] == {
+        "UserId": 1,
+        "Tenant": "b",
+    }
+    assert world.dead_letters() == []
+    # AND the letter kept where the rejected delete was aimed
+    assert (letter.op, letter.index, letter.id, letter.routing) == ("delete", world.index, "1", "a")

@@ -456,3 +456,247 @@ def test_verify_repair_id_with_several_readings_is_not_deletable(world: World, d
         ],
     )
     assert world.doc("A#B#C") == {"Total": 5}
+
+
+def test_verify_repair_item_the_mapping_cannot_plan_is_not_deletable(world: World) -> None:
+    # GIVEN documents of live items, and a mapping whose computed field fails on every item (no
+    # Prices): the stream keeps such documents and dead-letters the records
+    _remap(
+        world,
+        f'table: {world.table}\nindex: {world.index}\nid: "{{UserId}}"\n'
+        'fields: {computed: {total: "sum(Prices)"}}\n',
+    )
+    # WHEN verify --repair runs
+    code, lines = world.verify(repair=True)
+    # THEN the documents are extras that are not deletable (exit 1), and every one stays
+    assert code == 1
+    assert lines[0] == "checked 5 items: 0 missing, 0 stale, 5 extra"
+    error = (
+        'fields.computed.total: "sum(Prices)" failed on this item: In function sum(), invalid type for '
+        "value: None, expected one of: ['array-number'], received: \"null\""
+    )
+    reason = f"the mapping cannot plan the item now: {error}; not deleted"
+    assert lines[1] == f"extra: {', '.join(f'{world.index}/{key} ({reason})' for key in range(1, 6))}"
+    problem = f"problem: {world.table} [UserId=1] seq verify-0-0-0: {world.table} -> {world.index}: {error}"
+    assert lines[2] == problem
+    assert lines[-1] == (
+        "repaired: 0 written, 0 deleted, 0 superseded by newer changes, 0 gone since the scan, "
+        "0 failed, 5 extra not deletable"
+    )
+    assert [world.doc(str(key)) is not None for key in range(1, 6)] == [True] * 5
+
+
+def _two_tables(world: World, mine: str, other: str) -> str:
+    """This table writes ``mine``, table Other-<prefix> writes ``other`` ({p}: the prefix)."""
+    prefix = world.index
+    _remap(
+        world,
+        "mappings:\n"
+        f'  - {{table: {world.table}, index: "{mine.format(p=prefix)}", id: "{{UserId}}"}}\n'
+        f'  - {{table: Other-{prefix}, index: "{other.format(p=prefix)}", id: "{{OrderId}}"}}\n',
+    )
+    return prefix
+
+
+def test_verify_repair_literal_index_another_tables_template_renders_is_not_walked(world: World) -> None:
+    # GIVEN this table writes "<p>-eu", and another table's "<p>-{Region}" renders that name too,
+    # so its order 42 (Region "eu") lives there
+    prefix = _two_tables(world, "{p}-eu", "{p}-{{Region}}")
+    world.index = f"{prefix}-eu"
+    for key, name in enumerate("abcde", start=1):
+        world.index_doc(key, name)
+    world.opensearch.index(index=world.index, id="42", body={"OrderId": 42, "Region": "eu"}, refresh=True)
+    # WHEN verify --repair runs
+    code, lines = world.verify(repair=True)
+    # THEN the index is not walked, the report says why, and the other table's document stays
+    assert (code, lines) == (
+        0,
+        [
+            "checked 5 items: 0 missing, 0 stale, 0 extra",
+            f"note: extra documents not looked for in {prefix}-eu: "
+            f"Other-{prefix} -> {prefix}-{{Region}} ({world.settings.mappings}:3) writes there",
+            "repaired: 0 written, 0 deleted, 0 superseded by newer changes, 0 gone since the scan, "
+            "0 failed, 0 extra not deletable",
+        ],
+    )
+    assert world.doc("42") is not None
+
+
+def test_verify_repair_templated_walk_leaves_index_behind_another_tables_alias(world: World) -> None:
+    # GIVEN this table writes "<p>-{Status}" (documents in <p>-active); another table writes the
+    # alias "<p>-archive", whose index "<p>-archive-000001" the template would also render
+    prefix = _two_tables(world, "{p}-{{Status}}", "{p}-archive")
+    world.index = f"{prefix}-active"
+    for key, name in enumerate("abcde", start=1):
+        world.index_doc(key, name)
+    world.index_doc(99, "ghost")  # a real extra
+    archive = f"{prefix}-archive-000001"
+    world.opensearch.indices.create(index=archive, body={"aliases": {f"{prefix}-archive": {}}})
+    world.opensearch.index(index=f"{prefix}-archive", id="42", body={"OrderId": 42}, refresh=True)
+    # WHEN verify --repair runs
+    code, lines = world.verify(repair=True)
+    # THEN only the real extra is deleted; the index behind the alias is named as not looked at
+    assert (code, lines) == (
+        0,
+        [
+            "checked 5 items: 0 missing, 0 stale, 1 extra",
+            f"extra: {prefix}-active/99 (item not in the table)",
+            f"note: extra documents not looked for in {archive}: "
+            f"Other-{prefix} -> {prefix}-archive ({world.settings.mappings}:3) writes there",
+            "repaired: 0 written, 1 deleted, 0 superseded by newer changes, 0 gone since the scan, "
+            "0 failed, 0 extra not deletable",
+        ],
+    )
+    assert world.opensearch.get(index=archive, id="42")["found"]
+
+
+def test_verify_repair_index_the_template_fits_but_no_item_uses_is_not_walked(world: World) -> None:
+    # GIVEN this table writes "<p>-{Status}" (documents in <p>-active), and an index
+    # "<p>-archive-2019" that no mapping names but whose name the template fits (Status
+    # "archive-2019"), holding a document with an id like this table's
+    prefix = world.index
+    _remap(world, f'table: {world.table}\nindex: "{prefix}-{{Status}}"\nid: "{{UserId}}"\n')
+    world.index = f"{prefix}-active"
+    for key, name in enumerate("abcde", start=1):
+        world.index_doc(key, name)
+    archive = f"{prefix}-archive-2019"
+    world.opensearch.index(index=archive, id="42", body={"UserId": 42}, refresh=True)
+    # WHEN verify --repair runs
+    code, lines = world.verify(repair=True)
+    # THEN that index is not walked (nothing proves it is this mapping's) and the report says so
+    assert (code, lines) == (
+        0,
+        [
+            "checked 5 items: 0 missing, 0 stale, 0 extra",
+            f"note: extra documents not looked for in {archive}: its name fits "
+            f'"{prefix}-{{Status}}", but no item of {world.table} is indexed there now, so it may be '
+            "another application's index; delete its documents by hand if they are this mapping's",
+            "repaired: 0 written, 0 deleted, 0 superseded by newer changes, 0 gone since the scan, "
+            "0 failed, 0 extra not deletable",
+        ],
+    )
+    assert world.opensearch.get(index=archive, id="42")["found"]
+
+
+def test_verify_repair_literal_alias_walks_the_indices_behind_it(world: World) -> None:
+    # GIVEN this table writes the alias "<p>-users" over "<p>-users-000001", which holds an extra
+    prefix = world.index
+    concrete = f"{prefix}-users-000001"
+    world.opensearch.indices.create(index=concrete, body={"aliases": {f"{prefix}-users": {}}})
+    _remap(world, f'table: {world.table}\nindex: {prefix}-users\nid: "{{UserId}}"\n')
+    world.index = f"{prefix}-users"
+    for key, name in enumerate("abcde", start=1):
+        world.index_doc(key, name)
+    world.index_doc(99, "ghost")
+    # WHEN verify --repair runs THEN the extra is found behind the alias and deleted
+    code, lines = world.verify(repair=True)
+    assert (code, lines) == (
+        0,
+        [
+            "checked 5 items: 0 missing, 0 stale, 1 extra",
+            f"extra: {concrete}/99 (item not in the table)",
+            "repaired: 0 written, 1 deleted, 0 superseded by newer changes, 0 gone since the scan, "
+            "0 failed, 0 extra not deletable",
+        ],
+    )
+    assert world.doc("99") is None
+
+
+def _routed(world: World, shards: int) -> None:
+    """Documents routed by Name, in a fresh index of ``shards`` shards (items a..e as indexed)."""
+    world.index = f"{world.index}-routed"
+    world.opensearch.indices.create(index=world.index, body={"settings": {"index.number_of_shards": shards}})
+    _remap(world, f'table: {world.table}\nindex: {world.index}\nid: "{{UserId}}"\nrouting: "{{Name}}"\n')
+    for key, name in enumerate("abcde", start=1):
+        body = {"UserId": key, "Name": name, "Status": STATUS_ACTIVE}
+        world.opensearch.index(index=world.index, id=str(key), body=body, params={"routing": name})
+
+
+def _other_shard_routing(world: World, routing: str) -> str:
+    """A routing value whose shard is not ``routing``'s (probed with a throwaway document)."""
+    world.opensearch.index(index=world.index, id="probe", body={}, params={"routing": routing}, refresh=True)
+    try:
+        for candidate in (f"r{n}" for n in range(100)):
+            params = {"routing": candidate}
+            answer = world.opensearch.get(index=world.index, id="probe", params=params, ignore=[404])  # type: ignore[call-arg]
+            if not answer.get("found"):
+                return candidate
+    finally:
+        world.opensearch.delete(index=world.index, id="probe", params={"routing": routing, "refresh": "true"})
+    raise AssertionError(f"no routing lands on another shard than {routing!r} in {world.index}")
+
+
+def test_verify_copy_at_a_routing_the_item_left_in_a_many_shard_index_is_extra(world: World) -> None:
+    # GIVEN a three-shard index routed by Name, and item 1 (Name "a") whose document sits at a
+    # routing on another shard, where an earlier Name put it (its move's delete was lost)
+    _routed(world, shards=3)
+    stray = _other_shard_routing(world, "a")
+    world.opensearch.delete(index=world.index, id="1", params={"routing": "a"})
+    body = {"UserId": 1, "Name": "a", "Status": STATUS_ACTIVE}
+    world.opensearch.index(index=world.index, id="1", body=body, params={"routing": stray})
+    # WHEN verify runs
+    code, lines = world.verify()
+    # THEN the document is missing at its routing, and the copy at the other is an extra
+    assert (code, lines) == (
+        1,
+        [
+            "checked 5 items: 1 missing, 0 stale, 1 extra",
+            f"missing: {world.index}/1",
+            f"extra: {world.index}/1 (at routing {stray!r}; the item's document belongs at routing 'a')",
+        ],
+    )
+    # WHEN verify --repair runs THEN a second verify is clean
+    assert world.verify(repair=True)[0] == 0
+    assert world.verify() == (0, ["checked 5 items: 0 missing, 0 stale, 0 extra"])
+
+
+def test_verify_document_at_a_routing_the_item_left_in_a_one_shard_index_is_stale(world: World) -> None:
+    # GIVEN a one-shard index routed by Name, and item 1 (Name "a") whose document was written at
+    # routing "x" (one shard: every routing finds it, but it is not where the stream puts it)
+    _routed(world, shards=1)
+    body = {"UserId": 1, "Name": "a", "Status": STATUS_ACTIVE}
+    world.opensearch.index(index=world.index, id="1", body=body, params={"routing": "x"})
+    # WHEN verify runs THEN it is stale (one document, at the wrong routing), not an extra copy
+    assert world.verify() == (
+        1,
+        [
+            "checked 5 items: 0 missing, 1 stale, 0 extra",
+            f"stale: {world.index}/1 (_routing: expected 'a', found 'x')",
+        ],
+    )
+    # WHEN verify --repair runs THEN it is written at its routing, and a second verify is clean
+    code, lines = world.verify(repair=True)
+    assert (code, lines[-1]) == (
+        0,
+        "repaired: 1 written, 0 deleted, 0 superseded by newer changes, 0 gone since the scan, "
+        "0 failed, 0 extra not deletable",
+    )
+    assert world.opensearch.get(index=world.index, id="1", params={"routing": "a"})["_routing"] == "a"
+    assert world.verify() == (0, ["checked 5 items: 0 missing, 0 stale, 0 extra"])
+
+
+@pytest.mark.parametrize(
+    ("item", "detail", "problem"),
+    [
+        ({"Status": {"S": "inactive"}}, "the item's document is in {prefix}-inactive now", False),
+        ({}, "the item names no index or routing now", True),
+    ],
+    ids=["moved-to-another-index", "names-no-index"],
+)
+def test_verify_repair_document_in_an_index_its_item_left_is_deleted(
+    world: World, item: dict[str, Any], detail: str, problem: bool
+) -> None:
+    # GIVEN index "<p>-{Status}" and item 6's document in <p>-active, while the item now has Status
+    # "inactive" (a move whose delete was lost) or no Status at all (the stream deletes it then)
+    prefix = world.index
+    _remap(world, f'table: {world.table}\nindex: "{prefix}-{{Status}}"\nid: "{{UserId}}"\n')
+    world.index = f"{prefix}-active"
+    for key, name in enumerate("abcdef", start=1):
+        world.index_doc(key, name)
+    world.dynamodb.put_item(TableName=world.table, Item={"UserId": {"N": "6"}, "Name": {"S": "f"}, **item})
+    # WHEN verify --repair runs
+    code, lines = world.verify(repair=True)
+    # THEN the document there is an extra, deleted
+    assert f"extra: {prefix}-active/6 ({detail.format(prefix=prefix)})" in lines
+    assert world.doc("6") is None
+    assert code == (1 if problem else 0)  # an item that names no index is a problem of its own

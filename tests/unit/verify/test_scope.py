@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cdcsync.verify.scope import claims
+from cdcsync.verify.scope import claims, scope_in
 from tests.support.records import compiled
 
 
@@ -23,3 +23,21 @@ from tests.support.records import compiled
 )
 def test_claims_full_match_of_template_or_literal(index: str, name: str, claimed: bool) -> None:
     assert claims(compiled(table="T", index=index), name) is claimed
+
+
+@pytest.mark.parametrize(
+    ("index", "name", "aliases", "scope"),
+    [
+        ("orders", "orders-000001", ("orders",), "orders"),  # a literal alias claims the index behind it
+        ("orders", "orders-000001", ("other",), None),
+        ("orders-{Region}", "x-1", ("orders-eu",), "orders-eu"),  # the alias's name is rendered
+        ("orders-{Region}", "orders-eu", ("orders-all",), "orders-eu"),  # its own name first
+        ("orders-{Region}", "x-1", ("orders",), None),
+    ],
+)
+def test_scope_in_index_known_by_an_alias_names_the_alias(
+    index: str, name: str, aliases: tuple[str, ...], scope: str | None
+) -> None:
+    mapping = compiled(table="T", index=index)
+    assert scope_in(mapping, name, aliases) == scope
+    assert claims(mapping, name, aliases) is (scope is not None)
