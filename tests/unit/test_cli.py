@@ -58,11 +58,11 @@ def test_cli_validate_broken_mapping_lists_every_problem_and_exits_1(
     # WHEN the folder is validated
     code = main(["validate", str(tmp_path)])
     err = capsys.readouterr().err.splitlines()
-    # THEN every problem is printed as file:line: message, then a count
+    # THEN every problem is printed as file:line: message, in line order, then a count
     assert code == 1
     assert err == [
-        f"{path}:6: fields.rename.Email: expected a string, got a list",
         f"{path}:3: skip_unchanged: expected true or false, got a string",
+        f"{path}:6: fields.rename.Email: expected a string, got a list",
         f'{other}:2: index: "Orders" is not a valid OpenSearch index name: must be lowercase',
         f"3 problems in {tmp_path}",
     ]
