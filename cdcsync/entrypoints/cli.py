@@ -17,6 +17,7 @@ from cdcsync.mapping.checks import view_problems
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.mapping.filter_criteria import filter_criteria
 from cdcsync.mapping.loader import load_mappings
+from cdcsync.mapping.patterns import named_fields
 from cdcsync.metrics import NullMetrics
 from cdcsync.redrive import redrive
 from cdcsync.settings import Settings, load_settings
@@ -36,17 +37,37 @@ def _mappings_path(explicit: str | None) -> str:
 
 
 def _summary(mapping: CompiledMapping) -> str:
-    fields = mapping.model.fields
-    parts = [
-        f"id {mapping.id.source if mapping.id else '<keys joined by |>'}",
-        f"filter {'yes' if mapping.filter else 'no'}",
-        f"where {'yes' if mapping.where else 'no'}",
-        f"fields {'all' if fields.include is None else len(fields.include)}"
-        + (f" -{len(fields.exclude)}" if fields.exclude else "")
-        + (f" +{len(fields.computed)} computed" if fields.computed else ""),
-        f"version {mapping.model.version}",
+    """One readable line per mapping: what it reads, selects and writes (``cdcsync validate``)."""
+    model = mapping.model
+    fields, deletes = model.fields, model.deletes
+    parts = [f"id {mapping.id.source if mapping.id else '<key values joined by |>'}"]
+    if mapping.routing is not None:
+        parts.append(f"routing {mapping.routing.source}")
+    parts.append(
+        f"filter on {', '.join(named_fields(model.filter))}" if model.filter else "no filter (every record)"
+    )
+    parts.append(
+        f"where on {', '.join(named_fields(model.where))}" if model.where else "no where (every item)"
+    )
+    shape = [
+        f"{count} {what}"
+        for count, what in (
+            (len(fields.exclude), "excluded"),
+            (len(fields.rename), "renamed"),
+            (len(fields.computed), "computed"),
+        )
+        if count
     ]
-    return f"{mapping.source}: {mapping.name} ({', '.join(parts)})"
+    chosen = "all" if fields.include is None else f"{len(fields.include)} included"
+    parts.append(f"fields: {', '.join([chosen, *shape]) if shape or fields.include else 'whole item'}")
+    if mapping.skip_unchanged:
+        parts.append("skip_unchanged")
+    kinds = (("deletes", deletes.on_remove), ("TTL expiries", deletes.on_ttl_expiry))
+    ignored = [what for what, choice in kinds if choice == "ignore"]
+    if ignored:
+        parts.append(f"deletes: {' and '.join(ignored)} ignored")
+    parts.append(f"version {model.version}")
+    return f"{mapping.source}: {mapping.name}: {'; '.join(parts)}"
 
 
 def _validate(args: argparse.Namespace) -> int:

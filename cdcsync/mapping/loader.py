@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel
 
 from cdcsync.errors import MappingError, MappingProblem
-from cdcsync.mapping.checks import filter_warning
+from cdcsync.mapping.checks import filter_trap_warning, filter_warning
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet, compile_mapping
 from cdcsync.mapping.model import MappingModel
 from cdcsync.mapping.yaml_lines import LocatedDocument, Path, load_documents
@@ -137,9 +137,11 @@ def _validate(
     problems += [_locate((*prefix, *path), message, document, file) for path, message in found]
     if problems:
         return [], problems
-    if compiled is not None and (warning := filter_warning(compiled)) is not None:
+    if compiled is not None:
         line = document.line_of((*prefix, "filter"))
-        compiled = dataclasses.replace(compiled, warnings=(f"{file}:{line}: warning: {warning}",))
+        found_warnings = (filter_trap_warning(compiled), filter_warning(compiled))
+        warnings = tuple(f"{file}:{line}: warning: {w}" for w in found_warnings if w is not None)
+        compiled = dataclasses.replace(compiled, warnings=warnings)
     return ([compiled] if compiled else []), problems
 
 

@@ -116,6 +116,25 @@ def normalized(pattern: Mapping[str, Any], path: Path = ()) -> dict[str, Any]:
     return result
 
 
+def named_fields(pattern: Mapping[str, Any]) -> list[str]:
+    """The dotted paths of the fields ``pattern`` tests, in order, each once (``$or`` alternatives too)."""
+    names: dict[str, None] = {}
+
+    def walk(node: Mapping[str, Any], path: str) -> None:
+        for key, value in node.items():
+            if key == "$or" and isinstance(value, list):
+                for alternative in value:
+                    if isinstance(alternative, Mapping):
+                        walk(alternative, path)
+            elif isinstance(value, Mapping):
+                walk(value, f"{path}{key}.")
+            else:
+                names[f"{path}{key}"] = None
+
+    walk(normalized(pattern), "")
+    return list(names)
+
+
 class _SamePathError(Exception):
     """Two keys of a pattern name one path (``"a.b"`` and ``a: {b:}``)."""
 
