@@ -13,7 +13,6 @@ import orjson
 from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.errors import ConfigError, FatalError, MappingError, TransientError
 from cdcsync.logs import configure_logging
-from cdcsync.mapping.checks import view_problems
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.mapping.filter_criteria import filter_criteria
 from cdcsync.mapping.loader import load_mappings
@@ -25,8 +24,8 @@ from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client
 from cdcsync.sink.indices import apply_indices
 from cdcsync.source.items import ItemReader
-from cdcsync.source.shards import stream_view_and_keys
 from cdcsync.source.synthetic import filter_warnings
+from cdcsync.source.table_check import check_tables
 from cdcsync.values import dump_json
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
@@ -88,27 +87,22 @@ def _validate(args: argparse.Namespace) -> int:
             print(f"warning: {warning}", file=sys.stderr)
     if not args.tables:
         return EXIT_OK
-    stream_problems = _table_problems(mappings, boto3.Session().client("dynamodb"))
-    for line in stream_problems:
-        print(line, file=sys.stderr)
-    if stream_problems:
-        count = len(stream_problems)
-        print(f"{count} problem{'s' if count != 1 else ''} with the tables' streams", file=sys.stderr)
+    count = _table_problems(mappings, boto3.Session().client("dynamodb"))
+    if count:
+        print(f"{count} problem{'s' if count != 1 else ''} with the tables", file=sys.stderr)
         return EXIT_PROBLEMS
     return EXIT_OK
 
 
-def _table_problems(mappings: MappingSet, dynamodb: Any) -> list[str]:
-    """``validate --tables``: each mapping against its table's stream view type and key schema."""
-    problems = []
-    for table in mappings.tables:
-        view, key_names = stream_view_and_keys(dynamodb, table)
-        for mapping in mappings.for_table(table):
-            problems += [
-                f"{mapping.source}: {key}: {message}"
-                for key, message in view_problems(mapping, view, key_names)
-            ]
-    return problems
+def _table_problems(mappings: MappingSet, dynamodb: Any) -> int:
+    """``validate --tables``: print each mapping's findings on its live table; count what never works.
+
+    The worker runs the same check at start-up (``source/table_check.py``).
+    """
+    checks = check_tables(mappings, mappings.tables, dynamodb)
+    for check in checks:
+        print(check.line, file=sys.stderr)
+    return sum(check.refuses for check in checks)
 
 
 def _load(path: str | None) -> MappingSet:

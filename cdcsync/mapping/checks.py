@@ -5,7 +5,9 @@ Pure: the caller reads the table's stream settings (``validate --tables``) and p
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from cdcsync.mapping.compiled import CompiledMapping, filter_can_judge_old_image
@@ -52,33 +54,119 @@ def filter_warning(mapping: CompiledMapping) -> str | None:
     return f"{head}{',' if trust == 'per record' else ':'} {'; '.join(effects)}"
 
 
-def view_problems(
+@dataclass(frozen=True, slots=True)
+class TableFinding:
+    """What a mapping meets on its live table (``validate --tables``, the worker at start-up)."""
+
+    key: str  # the mapping key it is about
+    message: str  # what fails, and the fix
+    refuses: bool  # never works (validate exits 1, the worker does not start); else works with limits
+
+
+_NEW_AND_OLD = (
+    "; fix: stream NEW_AND_OLD_IMAGES (a view type cannot change in place: disable the stream, enable it "
+    "with NEW_AND_OLD_IMAGES, then run cdcsync backfill)"
+)
+
+
+def _key_like(name: str, key_names: Collection[str]) -> str | None:
+    """The key attribute ``name`` most likely misspells, if any."""
+    folded = {key.lower(): key for key in key_names}
+    if name.lower() in folded:
+        return folded[name.lower()]
+    close = difflib.get_close_matches(name, list(key_names), n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
+def _name_findings(mapping: CompiledMapping, key_names: Collection[str]) -> list[TableFinding]:
+    keys = f"keys: {', '.join(sorted(key_names))}"
+    findings = []
+    for key, template in (("id", mapping.id), ("index", mapping.index), ("routing", mapping.routing)):
+        if template is None:
+            continue
+        missing = [name for name in template.names if name not in key_names]
+        if not missing:
+            continue
+        guesses = {name: _key_like(name, key_names) for name in missing}
+        fixed = template.source
+        for name, guess in guesses.items():
+            fixed = fixed.replace(f"{{{name}}}", f"{{{guess}}}") if guess else fixed
+        head = (
+            f'"{template.source}" names {", ".join(missing)}, not a key attribute of table '
+            f"{mapping.table} ({keys})"
+        )
+        if key == "id":
+            fix = (
+                f'write "{fixed}"'
+                if all(guesses.values())
+                else "name only key attributes (a REMOVE carries nothing else)"
+            )
+            findings.append(TableFinding(key, f"{head}: every record is a dead letter; {fix}", refuses=True))
+        elif any(guesses.values()):
+            findings.append(
+                TableFinding(
+                    key,
+                    f'{head}: an item without it is a dead letter; if you meant the key, write "{fixed}"',
+                    refuses=False,
+                )
+            )
+    return findings
+
+
+def table_findings(
     mapping: CompiledMapping, view: str | None, key_names: Collection[str]
-) -> list[tuple[str, str]]:
-    """What ``mapping`` cannot do on a stream of ``view`` (None: no stream): (mapping key, message)."""
+) -> list[TableFinding]:
+    """What ``mapping`` meets on a table with stream ``view`` (None: no stream) and these key names."""
     if view is None:
-        return [("table", f"table {mapping.table} has no enabled stream: nothing reaches the index")]
+        return [
+            TableFinding(
+                "table",
+                f"table {mapping.table} has no enabled stream: nothing reaches the index; enable one: "
+                f"aws dynamodb update-table --table-name {mapping.table} --stream-specification "
+                "StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES",
+                refuses=True,
+            )
+        ]
+    findings = _name_findings(mapping, key_names)
     if view not in VIEWS_WITHOUT_OLD_IMAGE:
-        return []
+        return findings
     carries = f"which the table's {view} stream does not carry"
-    fix = "; stream NEW_AND_OLD_IMAGES"
-    problems: list[tuple[str, str]] = []
     for key, template in (("index", mapping.index), ("routing", mapping.routing)):
         if template is not None and not set(template.names) <= set(key_names):
             needs = f'"{template.source}" needs the old image to find a document'
-            problems.append((key, f"{needs}, {carries}: {_UNKNOWN_PLACE}{fix}"))
+            message = f"{needs}, {carries}: {_UNKNOWN_PLACE}{_NEW_AND_OLD}"
+            findings.append(TableFinding(key, message, refuses=True))
             break
-    if mapping.skip_unchanged:
-        problems.append(("skip_unchanged", f"needs the old image, {carries}: it never skips{fix}"))
-    if mapping.version_attribute is not None and mapping.delete_on_remove:
-        problems.append(
-            (
-                "version",
-                f"attribute:{mapping.version_attribute} needs the old image to version a delete, {carries}: "
-                f"every REMOVE is a dead letter{fix}",
+    if mapping.where is not None and not mapping.where_fields <= set(key_names):
+        beyond = ", ".join(sorted(mapping.where_fields - set(key_names)))
+        findings.append(
+            TableFinding(
+                "where",
+                f"names {beyond}, not only key attributes, and the table's {view} stream carries no old "
+                f"image: each write of an item outside where deletes its document, indexed or not"
+                f"{_NEW_AND_OLD}",
+                refuses=False,
             )
         )
-    return problems
+    if mapping.skip_unchanged:
+        findings.append(
+            TableFinding(
+                "skip_unchanged",
+                f"needs the old image, {carries}: every MODIFY is written{_NEW_AND_OLD}",
+                refuses=False,
+            )
+        )
+    if mapping.version_attribute is not None and (mapping.delete_on_remove or mapping.delete_on_ttl_expiry):
+        findings.append(
+            TableFinding(
+                "version",
+                f"attribute:{mapping.version_attribute} needs the old image to version a delete, {carries}: "
+                f"every REMOVE is a dead letter{_NEW_AND_OLD}, or set deletes: "
+                "{on_remove: ignore, on_ttl_expiry: ignore}",
+                refuses=True,
+            )
+        )
+    return findings
 
 
 # --- the filter trap ------------------------------------------------------------------------------------

@@ -47,6 +47,12 @@ class CompiledMapping:
     old_image_filters: tuple[Pattern, ...] | None = ()
     # ``file:line: warning: ...`` lines about a valid mapping (cdcsync validate prints them).
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    key_lines: dict[str, int] = field(default_factory=dict, compare=False)  # top-level key -> line
+
+    def source_of(self, key: str) -> str:
+        """``file:line`` of one of the mapping's keys (of the mapping when the key is not written)."""
+        file, _, line = self.source.rpartition(":")
+        return f"{file}:{self.key_lines.get(key, line)}"
 
     @property
     def compares_old_image(self) -> bool:

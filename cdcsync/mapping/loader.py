@@ -141,7 +141,8 @@ def _validate(
         line = document.line_of((*prefix, "filter"))
         found_warnings = (filter_trap_warning(compiled), filter_warning(compiled))
         warnings = tuple(f"{file}:{line}: warning: {w}" for w in found_warnings if w is not None)
-        compiled = dataclasses.replace(compiled, warnings=warnings)
+        lines = {key: document.line_of((*prefix, key)) for key in raw if isinstance(key, str)}
+        compiled = dataclasses.replace(compiled, warnings=warnings, key_lines=lines)
     return ([compiled] if compiled else []), problems
 
 
