@@ -25,10 +25,10 @@ from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.entrypoints.preview import add_preview_parser
 from cdcsync.errors import CdcsyncError, MappingError
 from cdcsync.logs import configure_logging, redact_text
-from cdcsync.mapping.checks import view_problems
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.mapping.filter_criteria import filter_criteria
 from cdcsync.mapping.loader import load_mappings
+from cdcsync.mapping.patterns import named_fields
 from cdcsync.metrics import NullMetrics
 from cdcsync.redrive import redrive
 from cdcsync.settings import Settings, load_settings
@@ -36,8 +36,8 @@ from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client, opensearch_error
 from cdcsync.sink.indices import apply_indices
 from cdcsync.source.items import ItemReader
-from cdcsync.source.shards import stream_view_and_keys
 from cdcsync.source.synthetic import filter_warnings
+from cdcsync.source.table_check import check_tables
 from cdcsync.values import dump_json
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
@@ -50,17 +50,37 @@ def _mappings_path(explicit: str | None) -> str:
 
 
 def _summary(mapping: CompiledMapping) -> str:
-    fields = mapping.model.fields
-    parts = [
-        f"id {mapping.id.source if mapping.id else '<keys joined by |>'}",
-        f"filter {'yes' if mapping.filter else 'no'}",
-        f"where {'yes' if mapping.where else 'no'}",
-        f"fields {'all' if fields.include is None else len(fields.include)}"
-        + (f" -{len(fields.exclude)}" if fields.exclude else "")
-        + (f" +{len(fields.computed)} computed" if fields.computed else ""),
-        f"version {mapping.model.version}",
+    """One readable line per mapping: what it reads, selects and writes (``cdcsync validate``)."""
+    model = mapping.model
+    fields, deletes = model.fields, model.deletes
+    parts = [f"id {mapping.id.source if mapping.id else '<key values joined by |>'}"]
+    if mapping.routing is not None:
+        parts.append(f"routing {mapping.routing.source}")
+    parts.append(
+        f"filter on {', '.join(named_fields(model.filter))}" if model.filter else "no filter (every record)"
+    )
+    parts.append(
+        f"where on {', '.join(named_fields(model.where))}" if model.where else "no where (every item)"
+    )
+    shape = [
+        f"{count} {what}"
+        for count, what in (
+            (len(fields.exclude), "excluded"),
+            (len(fields.rename), "renamed"),
+            (len(fields.computed), "computed"),
+        )
+        if count
     ]
-    return f"{mapping.source}: {mapping.name} ({', '.join(parts)})"
+    chosen = "all" if fields.include is None else f"{len(fields.include)} included"
+    parts.append(f"fields: {', '.join([chosen, *shape]) if shape or fields.include else 'whole item'}")
+    if mapping.skip_unchanged:
+        parts.append("skip_unchanged")
+    kinds = (("deletes", deletes.on_remove), ("TTL expiries", deletes.on_ttl_expiry))
+    ignored = [what for what, choice in kinds if choice == "ignore"]
+    if ignored:
+        parts.append(f"deletes: {' and '.join(ignored)} ignored")
+    parts.append(f"version {model.version}")
+    return f"{mapping.source}: {mapping.name}: {'; '.join(parts)}"
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -81,27 +101,22 @@ def _validate(args: argparse.Namespace) -> int:
             print(f"warning: {warning}", file=sys.stderr)
     if not args.tables:
         return EXIT_OK
-    stream_problems = _table_problems(mappings, aws_client(None, "dynamodb"))
-    for line in stream_problems:
-        print(line, file=sys.stderr)
-    if stream_problems:
-        count = len(stream_problems)
-        print(f"{count} problem{'s' if count != 1 else ''} with the tables' streams", file=sys.stderr)
+    count = _table_problems(mappings, aws_client(None, "dynamodb"))
+    if count:
+        print(f"{count} problem{'s' if count != 1 else ''} with the tables", file=sys.stderr)
         return EXIT_PROBLEMS
     return EXIT_OK
 
 
-def _table_problems(mappings: MappingSet, dynamodb: Any) -> list[str]:
-    """``validate --tables``: each mapping against its table's stream view type and key schema."""
-    problems = []
-    for table in mappings.tables:
-        view, key_names = stream_view_and_keys(dynamodb, table)
-        for mapping in mappings.for_table(table):
-            problems += [
-                f"{mapping.source}: {key}: {message}"
-                for key, message in view_problems(mapping, view, key_names)
-            ]
-    return problems
+def _table_problems(mappings: MappingSet, dynamodb: Any) -> int:
+    """``validate --tables``: print each mapping's findings on its live table; count what never works.
+
+    The worker runs the same check at start-up (``source/table_check.py``).
+    """
+    checks = check_tables(mappings, mappings.tables, dynamodb)
+    for check in checks:
+        print(check.line, file=sys.stderr)
+    return sum(check.refuses for check in checks)
 
 
 def _load(path: str | None) -> MappingSet:

@@ -9,6 +9,7 @@ import signal
 import socket
 from collections.abc import Sequence
 from types import FrameType
+from typing import Any
 
 import boto3
 from opensearchpy.exceptions import OpenSearchException
@@ -16,7 +17,8 @@ from opensearchpy.exceptions import OpenSearchException
 from cdcsync.aws import aws_client, aws_session
 from cdcsync.checkpoint.open import open_lease_store
 from cdcsync.dlq.open import open_dead_letter_queue
-from cdcsync.errors import ConfigError
+from cdcsync.errors import CdcsyncError, ConfigError
+from cdcsync.mapping.compiled import MappingSet
 from cdcsync.mapping.loader import load_mappings
 from cdcsync.metrics import PrometheusMetrics
 from cdcsync.pipeline import Pipeline
@@ -24,6 +26,7 @@ from cdcsync.settings import Settings
 from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client
 from cdcsync.source.items import ItemReader
+from cdcsync.source.table_check import check_tables
 from cdcsync.worker.coordinator import Coordinator
 from cdcsync.worker.http import MetricsServer
 
@@ -50,6 +53,7 @@ def build_coordinator(
     client = build_client(settings, session=session)
     writer = BulkWriter.from_settings(settings, client, metrics)
     dynamodb = aws_client(session, "dynamodb")
+    check_tables_at_start(mappings, chosen, dynamodb)
     pipeline = Pipeline(
         mappings=mappings,
         writer=writer,
@@ -83,6 +87,34 @@ def build_coordinator(
         round_seconds=settings.lease_seconds / 3,
     )
     return coordinator, metrics
+
+
+def check_tables_at_start(mappings: MappingSet, tables: Sequence[str], dynamodb: Any) -> None:
+    """``validate --tables`` at start-up: refuse to start (exit 2) on what can never work (a record
+    kind that is a dead letter every time: an id over non-key attributes, deletes that need an old
+    image the stream lacks), log a WARNING for what works with limits. A table without a stream, or
+    one DescribeTable cannot read now, is left to the coordinator's rounds, which report it."""
+    refusing = []
+    for table in tables:
+        try:
+            checks = check_tables(mappings, [table], dynamodb)
+        except CdcsyncError as exc:
+            log.warning("could not check the mappings of table %s against it at start-up: %s", table, exc)
+            continue
+        for check in checks:
+            if check.key == "table":
+                continue  # no stream: the coordinator says so (and waits for one)
+            if check.refuses:
+                log.error("%s", check.line)
+                refusing.append(check)
+            else:
+                log.warning("%s", check.line)
+    if refusing:
+        count = len(refusing)
+        raise ConfigError(
+            f"{count} mapping problem{'s' if count != 1 else ''} with the tables' streams or keys (logged "
+            "above) would dead-letter records every time; fix them (cdcsync validate --tables lists them)"
+        )
 
 
 def run_worker(settings: Settings, tables: Sequence[str] = ()) -> int:

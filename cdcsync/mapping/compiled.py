@@ -11,6 +11,7 @@ import jmespath
 import jmespath.exceptions
 
 from cdcsync.errors import PatternError
+from cdcsync.mapping.expressions import call_problems
 from cdcsync.mapping.model import VERSION_ATTRIBUTE_PREFIX, MappingModel
 from cdcsync.mapping.patterns import Pattern, compile_pattern
 from cdcsync.mapping.projection import Projection
@@ -46,6 +47,12 @@ class CompiledMapping:
     old_image_filters: tuple[Pattern, ...] | None = ()
     # ``file:line: warning: ...`` lines about a valid mapping (cdcsync validate prints them).
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    key_lines: dict[str, int] = field(default_factory=dict, compare=False)  # top-level key -> line
+
+    def source_of(self, key: str) -> str:
+        """``file:line`` of one of the mapping's keys (of the mapping when the key is not written)."""
+        file, _, line = self.source.rpartition(":")
+        return f"{file}:{self.key_lines.get(key, line)}"
 
     @property
     def compares_old_image(self) -> bool:
@@ -265,7 +272,7 @@ def _projection(model: MappingModel, problems: _Problems) -> Projection:
     computed = []
     for name, expression in fields.computed.items():
         try:
-            computed.append((name, jmespath.compile(expression)))
+            parsed = jmespath.compile(expression)
         except jmespath.exceptions.ParseError as exc:
             # jmespath's own message spans three lines; keep one line per problem.
             reason = "incomplete expression" if exc.token_value is None else exc.msg
@@ -273,6 +280,10 @@ def _projection(model: MappingModel, problems: _Problems) -> Projection:
                 ("fields", "computed", name),
                 f'"{expression}" is not valid JMESPath: {reason} at character {exc.lex_position + 1}',
             )
+            continue
+        for problem in call_problems(parsed):
+            problems.add(("fields", "computed", name), f'"{expression}" {problem}')
+        computed.append((name, parsed))
     if fields.include is not None:
         for position, name in enumerate(fields.exclude):
             if name in fields.include:

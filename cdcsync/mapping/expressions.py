@@ -18,7 +18,8 @@ JMESPath's results):
 from __future__ import annotations
 
 import decimal
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any, Final
 
@@ -141,7 +142,40 @@ class _Interpreter(jmespath.visitor.TreeInterpreter):
         return compare(left, right) if comparable else None
 
 
-_INTERPRETER: Final = _Interpreter(jmespath.Options(custom_functions=_Functions()))
+_FUNCTIONS: Final = _Functions()
+_INTERPRETER: Final = _Interpreter(jmespath.Options(custom_functions=_FUNCTIONS))
+
+
+def call_problems(expression: jmespath.parser.ParsedResult) -> list[str]:
+    """The calls in ``expression`` that fail on every item: a function JMESPath does not have, or the
+    wrong number of arguments. jmespath finds both only when the call runs; a mapping must not
+    dead-letter every record for a typo, so ``validate`` asks here."""
+    table = _FUNCTIONS.FUNCTION_TABLE
+    problems = []
+    for name, count in _calls(expression.parsed):
+        if name not in table:
+            close = difflib.get_close_matches(name, table, n=1, cutoff=0.7)
+            hint = f" (did you mean {close[0]}()?)" if close else ""
+            problems.append(f"calls {name}(), which JMESPath does not have{hint}")
+            continue
+        signature = table[name]["signature"]
+        variadic = bool(signature) and bool(signature[-1].get("variadic"))
+        if count < len(signature) or (count > len(signature) and not variadic):
+            takes = f"at least {len(signature)}" if variadic else str(len(signature))
+            problems.append(
+                f"calls {name}() with {count} argument{'' if count == 1 else 's'}, which takes {takes}"
+            )
+    return problems
+
+
+def _calls(node: Any) -> Iterator[tuple[str, int]]:
+    """Each function call in a parsed expression, in reading order: (name, number of arguments)."""
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "function_expression":
+        yield str(node["value"]), len(node["children"])
+    for child in node.get("children", ()):
+        yield from _calls(child)
 
 
 def evaluate(expression: jmespath.parser.ParsedResult, item: Any) -> Any:

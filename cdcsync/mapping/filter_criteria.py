@@ -62,10 +62,14 @@ def filter_criteria(
         return FilterCriteriaExport(
             None,
             (
+                # Worded as `validate` words it ("no filter (every record)"), and never advising a
+                # filter for selecting items: that is `where`'s job (a filter that skips a REMOVE, or
+                # the MODIFY that takes an item out, leaves its document in the index for good).
                 f"{'Mapping' if one else 'Mappings'} {_join(unfiltered)} of table {table} "
-                f"{'has' if one else 'have'} no filter and {'needs' if one else 'need'} every stream record, "
-                "so no FilterCriteria is exported and Lambda delivers all records; give every mapping of "
-                f"{table} a filter to push filtering down to Lambda.",
+                f"{'has' if one else 'have'} no filter (every record), so no FilterCriteria is exported "
+                "and Lambda delivers every record; that is right for a mapping that selects items with "
+                "where, which needs every REMOVE and MODIFY to delete what leaves it; give a mapping a "
+                "filter only for records it never needs.",
             ),
         )
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import difflib
 import os
 from pathlib import Path as FsPath
 from typing import Any
@@ -12,7 +14,7 @@ import yaml
 from pydantic import BaseModel
 
 from cdcsync.errors import MappingError, MappingProblem
-from cdcsync.mapping.checks import filter_warning
+from cdcsync.mapping.checks import filter_trap_warning, filter_warning
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet, compile_mapping
 from cdcsync.mapping.model import MappingModel
 from cdcsync.mapping.yaml_lines import LocatedDocument, Path, load_documents
@@ -71,7 +73,12 @@ def _message(error: Any, path: Path) -> str:
         message = f"{_EXPECTED[kind]}, got {_kind(found)}"
     elif kind == "extra_forbidden":
         model = _model_at(path[:-1])
-        message = "unknown key" + (f" (expected one of: {', '.join(model.model_fields)})" if model else "")
+        known = list(model.model_fields) if model else []
+        close = difflib.get_close_matches(str(path[-1]), known, n=1, cutoff=0.6) if path else []
+        if close:
+            message = f'unknown key (did you mean "{close[0]}"?)'
+        else:
+            message = "unknown key" + (f" (expected one of: {', '.join(known)})" if known else "")
     elif kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         message = f'expected one of {expected.replace(" or ", ", ")}, got "{found}"'
@@ -87,22 +94,55 @@ def _locate(path: Path, message: str, document: LocatedDocument, file: str) -> M
     return MappingProblem(file, document.line_of(path), f"{dotted}: {message}" if dotted else message)
 
 
+# Stand-ins for required keys a broken mapping lacks, so the rest of it can still be checked.
+_STAND_INS = {"table": "-", "index": "stand-in"}
+
+
+def _without_broken_keys(raw: Any, errors: list[Any]) -> MappingModel | None:
+    """``raw`` minus the keys pydantic refused (a nested error drops its second-level key, such as
+    ``fields.rename``), with stand-ins for missing required keys: what is left is still checked for
+    meaning, so a file's problems of every kind come out in one pass. None if nothing is left."""
+    if not isinstance(raw, dict):
+        return None
+    kept = copy.deepcopy(raw)
+    for error in errors:
+        loc = error["loc"][:2] if len(error["loc"]) > 1 else error["loc"][:1]
+        parent: Any = kept
+        for part in loc[:-1]:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if isinstance(parent, dict):
+            parent.pop(loc[-1], None)
+    for key, stand_in in _STAND_INS.items():
+        kept.setdefault(key, stand_in)
+    try:
+        return MappingModel.model_validate(kept)
+    except pydantic.ValidationError:
+        return None
+
+
 def _validate(
     raw: Any, prefix: Path, document: LocatedDocument, file: str
 ) -> tuple[list[CompiledMapping], list[MappingProblem]]:
+    problems = []
     try:
-        model = MappingModel.model_validate(raw)
+        model: MappingModel | None = MappingModel.model_validate(raw)
     except pydantic.ValidationError as exc:
-        problems = []
         for error in exc.errors():
             path = (*prefix, *error["loc"])
             problems.append(_locate(path, _message(error, path[len(prefix) :]), document, file))
+        model = _without_broken_keys(raw, exc.errors())
+    if model is None:
         return [], problems
     compiled, found = compile_mapping(model, f"{file}:{document.line_of(prefix)}")
-    problems = [_locate((*prefix, *path), message, document, file) for path, message in found]
-    if compiled is not None and (warning := filter_warning(compiled)) is not None:
+    problems += [_locate((*prefix, *path), message, document, file) for path, message in found]
+    if problems:
+        return [], problems
+    if compiled is not None:
         line = document.line_of((*prefix, "filter"))
-        compiled = dataclasses.replace(compiled, warnings=(f"{file}:{line}: warning: {warning}",))
+        found_warnings = (filter_trap_warning(compiled), filter_warning(compiled))
+        warnings = tuple(f"{file}:{line}: warning: {w}" for w in found_warnings if w is not None)
+        lines = {key: document.line_of((*prefix, key)) for key in raw if isinstance(key, str)}
+        compiled = dataclasses.replace(compiled, warnings=warnings, key_lines=lines)
     return ([compiled] if compiled else []), problems
 
 
@@ -162,7 +202,7 @@ def _load_file(file: FsPath, display: str) -> tuple[list[CompiledMapping], list[
             )
     if not mappings and not problems:
         problems.append(MappingProblem(display, None, "no mapping found in the file"))
-    return mappings, problems
+    return mappings, sorted(problems, key=lambda problem: problem.line or 0)
 
 
 def mapping_files(path: str | FsPath) -> list[FsPath]:
@@ -236,5 +276,6 @@ def load_mappings(path: str | FsPath) -> MappingSet:
         problems += found_problems
     problems += _duplicate_targets(mappings)
     if problems:
-        raise MappingError(problems)
+        rank = {str(file): position for position, file in enumerate(files)}
+        raise MappingError(sorted(problems, key=lambda p: (rank.get(p.file, len(rank)), p.line or 0)))
     return MappingSet(tuple(mappings))

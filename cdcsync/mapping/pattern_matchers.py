@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import math
 import operator
-import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
 from cdcsync.errors import PatternError
+from cdcsync.mapping.wildcards import check_wildcard_complexity, wildcard_regex
 from cdcsync.values import number_text as exact_text
 
 Path = tuple[str | int, ...]
@@ -87,9 +87,37 @@ def check_finite(value: Any, path: Path) -> None:
         raise PatternError(path, f"numbers in a pattern must be finite, got {value}")
 
 
+def double_value(value: int | float | Decimal) -> Decimal | None:
+    """The number as event-ruler compares it (``ComparableNumber``), or None when it cannot.
+
+    event-ruler compares a number by value only when a double holds it as its shortest text shows
+    it (Java's ``BigDecimal.valueOf(double)``): ``300``, ``300.0``, ``3.0e2`` and ``0.1`` do;
+    ``2**53 + 1``, ``2**64`` and ``0.10000000000000000001`` do not, and match by their text only.
+    """
+    if isinstance(value, float):
+        return Decimal(repr(value)) if math.isfinite(value) else None
+    try:
+        as_double = float(value)
+    except OverflowError:
+        return None
+    exact = Decimal(value)
+    return exact if math.isfinite(as_double) and Decimal(repr(as_double)) == exact else None
+
+
+def _number_matches(value: Any, texts: frozenset[str], doubles: frozenset[Decimal]) -> bool:
+    if number_text(value) in texts:
+        return True
+    return bool(doubles) and double_value(value) in doubles
+
+
 def exact_test(values: list[Any]) -> LeafTest:
+    """Exact values. A number matches the same text or, as event-ruler adds a ``numericEquals``
+    matcher for each number a pattern names (``JsonRuleCompiler``), the same value when a double
+    holds both (``300`` matches ``300.0``: LocalStack's number_comparison_float, recorded on AWS).
+    """
     strings = frozenset(v for v in values if isinstance(v, str))
     numbers = frozenset(number_text(v) for v in values if is_number(v))
+    doubles = frozenset(d for v in values if is_number(v) and (d := double_value(v)) is not None)
     literals = tuple(v for v in values if v is None or isinstance(v, bool))
 
     def test(found: tuple[Any, ...]) -> bool:
@@ -100,7 +128,7 @@ def exact_test(values: list[Any]) -> LeafTest:
             elif value is None or isinstance(value, bool):
                 if any(value is literal for literal in literals):
                     return True
-            elif is_number(value) and number_text(value) in numbers:
+            elif is_number(value) and _number_matches(value, numbers, doubles):
                 return True
         return False
 
@@ -123,7 +151,9 @@ def compile_matcher(matcher: Mapping[str, Any], path: Path) -> LeafTest:
         folded = _require_string(name, operand, here).lower()
         return _string_test(lambda value: value.lower() == folded)
     if name == "wildcard":
-        return _string_test(_wildcard_regex(_require_string(name, operand, here), here).fullmatch)
+        regex = wildcard_regex(_require_string(name, operand, here), here)
+        check_wildcard_complexity([operand], here)
+        return _string_test(regex.fullmatch)
     if name == "exists":
         if not isinstance(operand, bool):
             raise PatternError(here, f"exists expects true or false, got {kind(operand)}")
@@ -166,35 +196,6 @@ def _compile_affix(name: str, operand: Any, path: Path) -> LeafTest:
             path, f'{name} expects a string or {{"equals-ignore-case": "..."}}, got {kind(operand)}'
         )
     return _string_test(lambda value: has_affix(value, operand))
-
-
-def _wildcard_regex(text: str, path: Path) -> re.Pattern[str]:
-    """``*`` is zero or more characters; ``\\*`` a literal star, ``\\\\`` a backslash (event-ruler rules)."""
-    parts: list[str] = []
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char == "\\":
-            escaped = text[index + 1 : index + 2]
-            if escaped not in ("*", "\\"):
-                raise PatternError(
-                    path,
-                    f'wildcard "{text}" has an invalid escape at position {index}; '
-                    "only \\* and \\\\ may be escaped",
-                )
-            parts.append(re.escape(escaped))
-            index += 2
-            continue
-        if char == "*":
-            if text[index + 1 : index + 2] == "*":
-                raise PatternError(
-                    path, f'wildcard "{text}" has consecutive "*" at position {index}; use a single "*"'
-                )
-            parts.append(".*")
-        else:
-            parts.append(re.escape(char))
-        index += 1
-    return re.compile("".join(parts), re.DOTALL)
 
 
 def _compile_numeric(operand: Any, path: Path) -> LeafTest:
@@ -307,7 +308,8 @@ def _anything_but_object(operand: Mapping[str, Any], path: Path) -> Callable[[An
         affixes = tuple(texts)  # startswith/endswith take a tuple: one call for the whole list
         return lambda value: isinstance(value, str) and has_affix(value, affixes)
     if name == "wildcard":
-        regexes = tuple(_wildcard_regex(text, here) for text in texts)
+        regexes = tuple(wildcard_regex(text, here) for text in texts)
+        check_wildcard_complexity(texts, here)
         return lambda value: isinstance(value, str) and any(regex.fullmatch(value) for regex in regexes)
     folded = frozenset(text.lower() for text in texts)
     return lambda value: isinstance(value, str) and value.lower() in folded

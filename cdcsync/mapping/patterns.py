@@ -12,7 +12,14 @@ the engine behind both services, as validated against AWS by LocalStack's record
   the whole sub-pattern (event-ruler's array-consistent matching).
 * A missing field matches nothing but ``{"exists": false}``; it also matches when its parent is missing.
   ``null`` is a present value: it matches ``[null]`` and ``anything-but``, never ``[""]``.
-* Exact numbers compare by their JSON text (AWS: 300, 300.0 and 3.0e2 are different values).
+* A key with dots names the nested path: event-ruler flattens pattern and event to dot-joined paths,
+  so ``{"state.status": [...]}`` matches ``{"state": {"status": ...}}`` and the other way round (AWS's
+  "Considerations when creating event patterns"; LocalStack's dot_joining_* cases, recorded on AWS).
+  DynamoDB attribute names may contain dots, so both shapes meet in images and items.
+* Exact numbers match by their JSON text, and by value when a double holds both (event-ruler adds a
+  numeric-equality matcher for every number: ``[300]`` matches ``300.0``, though AWS's documentation
+  says otherwise; LocalStack's number_comparison_float, recorded on AWS). Numbers no double holds
+  (``2**64``, 38-digit fractions) match by text only.
   ``numeric`` and numeric ``anything-but`` compare exact decimal values, a float standing for the
   number its shortest text shows: items hold DynamoDB numbers of 38 digits (``Decimal`` where no
   float holds them, ints beyond 64 bits), and ``0.10000000000000000001`` is neither ``= 0.1`` nor
@@ -78,7 +85,68 @@ def compile_pattern(pattern: Any) -> Pattern:
     if not isinstance(pattern, Mapping):
         raise PatternError((), f"a pattern must be an object of field names, got {kind(pattern)}")
     source = _plain(pattern)
-    return Pattern(source, _compile_object(source, ()))
+    _compile_object(source, ())  # problems are reported at the keys as written
+    return Pattern(source, _compile_object(normalized(source), ()))
+
+
+def normalized(pattern: Mapping[str, Any], path: Path = ()) -> dict[str, Any]:
+    """``pattern`` with every dotted key split into nested objects, as event-ruler reads it.
+
+    ``{"a.b": [1]}`` becomes ``{"a": {"b": [1]}}``; a path named twice (``"a.b"`` and ``a: {b:}``) is
+    refused, since one JSON object cannot AND two leaves at one path.
+    """
+    result: dict[str, Any] = {}
+    for key, value in pattern.items():
+        if key == "$or" and isinstance(value, list):
+            result[key] = [normalized(alt, path) if isinstance(alt, Mapping) else alt for alt in value]
+            continue
+        head, dot, rest = key.partition(".") if isinstance(key, str) else (key, "", "")
+        part = {rest: value} if dot else value
+        if isinstance(part, Mapping):
+            part = normalized(part, (*path, head))
+        if head not in result:
+            result[head] = part
+            continue
+        try:
+            result[head] = _merge_pattern(result[head], part, (head,))
+        except _SamePathError as twice:
+            raise PatternError(
+                (*path, head), f"names the field {twice} twice (once with dots in a key name); write it once"
+            ) from None
+    return result
+
+
+def named_fields(pattern: Mapping[str, Any]) -> list[str]:
+    """The dotted paths of the fields ``pattern`` tests, in order, each once (``$or`` alternatives too)."""
+    names: dict[str, None] = {}
+
+    def walk(node: Mapping[str, Any], path: str) -> None:
+        for key, value in node.items():
+            if key == "$or" and isinstance(value, list):
+                for alternative in value:
+                    if isinstance(alternative, Mapping):
+                        walk(alternative, path)
+            elif isinstance(value, Mapping):
+                walk(value, f"{path}{key}.")
+            else:
+                names[f"{path}{key}"] = None
+
+    walk(normalized(pattern), "")
+    return list(names)
+
+
+class _SamePathError(Exception):
+    """Two keys of a pattern name one path (``"a.b"`` and ``a: {b:}``)."""
+
+
+def _merge_pattern(first: Any, second: Any, path: Path) -> Any:
+    both_objects = isinstance(first, Mapping) and isinstance(second, Mapping)
+    if both_objects and "$or" not in first.keys() & second.keys():
+        merged = dict(first)
+        for key, value in second.items():
+            merged[key] = _merge_pattern(merged[key], value, (*path, key)) if key in merged else value
+        return merged
+    raise _SamePathError(".".join(str(part) for part in path))
 
 
 def _plain(value: Any) -> Any:
@@ -143,6 +211,8 @@ def _object_test(
     fields: tuple[tuple[str, _NodeTest], ...], ors: tuple[tuple[_NodeTest, ...], ...]
 ) -> _NodeTest:
     def test_mapping(event: Mapping[str, Any]) -> bool:
+        if _has_dotted_key(event):
+            event = _dotted_view(event)
         get = event.get
         for key, child in fields:
             if not child(get(key, _MISSING)):
@@ -160,6 +230,36 @@ def _object_test(
         return test_mapping(_EMPTY)
 
     return test
+
+
+def _has_dotted_key(event: Mapping[str, Any]) -> bool:
+    try:
+        return "." in "".join(event)  # one C-level pass: this runs for every object of every record
+    except TypeError:  # a key that is not a string (never in JSON)
+        return any("." in key for key in event if type(key) is str)
+
+
+def _dotted_view(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The event with each dotted key split once (``"a.b": v`` as ``"a": {"b": v}``), merged with
+    what it nests: two values at one path become a list of both (an event array: any may match)."""
+    view: dict[str, Any] = {}
+    for key, value in event.items():
+        head, dot, rest = key.partition(".") if type(key) is str else (key, "", "")
+        part = {rest: value} if dot else value
+        view[head] = _merge_event(view[head], part) if head in view else part
+    return view
+
+
+def _merge_event(first: Any, second: Any) -> Any:
+    if _is_object(first) and _is_object(second):
+        merged = dict(first)
+        for key, value in second.items():
+            merged[key] = _merge_event(merged[key], value) if key in merged else value
+        return merged
+    return [
+        *(first if type(first) is list else [first]),
+        *(second if type(second) is list else [second]),
+    ]
 
 
 def _leaf_values(value: Any) -> tuple[Any, ...]:

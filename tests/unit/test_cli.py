@@ -19,13 +19,17 @@ def test_cli_validate_shipped_mappings_prints_one_line_per_mapping(
     # WHEN the shipped examples are validated
     code = main(["validate", str(ROOT / "mappings")])
     out = capsys.readouterr().out.splitlines()
-    # THEN it exits 0 with a summary per mapping
+    # THEN it exits 0 with a readable summary per mapping
     assert code == 0
-    assert any(
-        line.endswith("Users -> users (id {UserId}, filter no, where yes, fields 6 -1, version stream)")
-        for line in out
-    ), out
-    assert len(out) == 3
+    app, users = ROOT / "mappings" / "app-single-table.yaml", ROOT / "mappings" / "users.yaml"
+    assert out == [
+        f"{app}:4: App -> app-users: id {{PK}}; no filter (every record); where on PK, SK; "
+        "fields: all, 4 excluded, 2 renamed; version stream",
+        f"{app}:14: App -> app-orders-{{Region}}: id {{PK}}|{{SK}}; routing {{PK}}; filter on eventName; "
+        "where on SK; fields: 7 included, 1 computed; deletes: TTL expiries ignored; version stream",
+        f"{users}:2: Users -> users: id {{UserId}}; no filter (every record); where on Status; "
+        "fields: 6 included, 1 excluded, 2 renamed; skip_unchanged; version stream",
+    ]
 
 
 def test_cli_validate_configmap_mount_lists_each_mapping_once(
@@ -59,11 +63,11 @@ def test_cli_validate_broken_mapping_lists_every_problem_and_exits_1(
     # WHEN the folder is validated
     code = main(["validate", str(tmp_path)])
     err = capsys.readouterr().err.splitlines()
-    # THEN every problem is printed as file:line: message, then a count
+    # THEN every problem is printed as file:line: message, in line order, then a count
     assert code == 1
     assert err == [
-        f"{path}:6: fields.rename.Email: expected a string, got a list",
         f"{path}:3: skip_unchanged: expected true or false, got a string",
+        f"{path}:6: fields.rename.Email: expected a string, got a list",
         f'{other}:2: index: "Orders" is not a valid OpenSearch index name: must be lowercase',
         f"3 problems in {tmp_path}",
     ]
@@ -111,9 +115,44 @@ def test_cli_filters_mapping_without_filter_prints_nothing_and_exits_1(
     out, err = capsys.readouterr()
     # THEN nothing is printed to pass on, and the warning names the mapping by file and line
     assert (code, out) == (1, "")
-    assert err.startswith(
-        f"warning: Mapping {path}:5 of table Users has no filter and needs every stream record"
+    assert err.splitlines() == [
+        f"warning: Mapping {path}:5 of table Users has no filter (every record), so no FilterCriteria is "
+        "exported and Lambda delivers every record; that is right for a mapping that selects items with "
+        "where, which needs every REMOVE and MODIFY to delete what leaves it; give a mapping a filter "
+        "only for records it never needs."
+    ]
+
+
+_KEEP = (
+    "; express membership with where, which deletes an item that stops matching, and filter only records "
+    "this mapping never needs"
+)
+TRAP_REMOVES = f"filter: can skip REMOVE records (a deleted item's document stays in the index){_KEEP}"
+TRAP = (
+    "filter: can skip REMOVE records (a deleted item's document stays in the index) and MODIFY records "
+    f"(the document keeps the item's old values){_KEEP}"
+)
+
+
+def test_cli_validate_docs_old_filter_example_warns_of_the_filter_trap(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN the filter docs/mappings.md used to show: membership by a filter on the new image
+    path = tmp_path / "orders.yaml"
+    path.write_text(
+        "table: Orders\nindex: orders\nfilter:\n  eventName: [INSERT, MODIFY]\n"
+        "  dynamodb:\n    NewImage:\n      Status: {S: [{anything-but: [draft]}]}\n"
     )
+    # WHEN validated
+    code = main(["validate", str(path)])
+    out, err = capsys.readouterr()
+    # THEN it is valid, and the warning says what stays in the index and what to use instead
+    assert code == 0
+    assert out.splitlines() == [
+        f"{path}:1: Orders -> orders: id <key values joined by |>; filter on eventName, "
+        "dynamodb.NewImage.Status.S; no where (every item); fields: whole item; version stream"
+    ]
+    assert err.splitlines() == [f"{path}:3: warning: {TRAP}"]
 
 
 def test_cli_validate_size_bytes_filter_warns_and_exits_0(
@@ -125,9 +164,10 @@ def test_cli_validate_size_bytes_filter_warns_and_exits_0(
     # WHEN validated THEN it is valid, and the operator is told what synthetic records estimate
     assert main(["validate", str(path)]) == 0
     assert capsys.readouterr().err.splitlines() == [
+        f"{path}:3: warning: {TRAP}",
         f"warning: {path}:1: filter names dynamodb.SizeBytes: backfill, verify, redrive and repair "
         "compute it from the item with DynamoDB's documented size rules, which estimate numbers; an item "
-        "within a few bytes of the threshold may be judged differently from Lambda"
+        "within a few bytes of the threshold may be judged differently from Lambda",
     ]
 
 
@@ -166,9 +206,9 @@ def test_cli_validate_filter_meeting_old_image_rules_warns_and_exits_0(
     # WHEN validated
     code = main(["validate", str(path)])
     captured = capsys.readouterr()
-    # THEN it is valid, and a warning on the filter's line says what the filter costs
+    # THEN it is valid, and warnings on the filter's line say what the filter costs
     assert code == 0
-    assert captured.err.splitlines() == [f"{path}:3: {warning}"]
+    assert captured.err.splitlines() == [f"{path}:3: warning: {TRAP}", f"{path}:3: {warning}"]
     assert len(captured.out.splitlines()) == 1
 
 
@@ -178,12 +218,14 @@ def test_cli_validate_filter_meeting_old_image_rules_warns_and_exits_0(
         ("filter: {eventName: [INSERT, MODIFY, REMOVE]}\n", []),
         (
             "filter: {eventName: [MODIFY]}\n",
-            ["filter: skips INSERT or MODIFY records, and either may have written an OldImage, so no "
+            [TRAP_REMOVES,
+             "filter: skips INSERT or MODIFY records, and either may have written an OldImage, so no "
              "OldImage is trusted to be what the index holds: skip_unchanged never skips"],
         ),
         (
             "filter: {dynamodb: {OldImage: {Status: {S: [published]}}}}\n",
-            ["filter: names what the record that wrote an OldImage need not share (its OldImage, time, "
+            [TRAP,
+             "filter: names what the record that wrote an OldImage need not share (its OldImage, time, "
              "size or id), so no OldImage is trusted to be what the index holds: skip_unchanged never skips"],
         ),
     ],

@@ -92,7 +92,9 @@ def test_lambda_config_filtered_table_exports_same_criteria_as_cli_filters(
     [
         (
             "Users",
-            "No FilterCriteria: Mapping {dir}/users.yaml:2 of table Users has no filter and needs",
+            "No FilterCriteria: Mapping {dir}/users.yaml:2 of table Users has no filter (every record), so "
+            "no FilterCriteria is exported and Lambda delivers every record; that is right for a mapping "
+            "that selects items with where,",
         ),
         ("Audit-Log", "No FilterCriteria: Filter 1 of table Audit-Log uses wildcard, which Lambda event"),
     ],

@@ -58,15 +58,17 @@ def test_filter_criteria_identical_patterns_are_deduplicated() -> None:
     [
         (
             [True, False],
-            "Mapping 2 of table Users has no filter and needs every stream record, so no FilterCriteria is "
-            "exported and Lambda delivers all records; give every mapping of Users a filter to push "
-            "filtering down to Lambda.",
+            "Mapping 2 of table Users has no filter (every record), so no FilterCriteria is exported and "
+            "Lambda delivers every record; that is right for a mapping that selects items with where, "
+            "which needs every REMOVE and MODIFY to delete what leaves it; give a mapping a filter only "
+            "for records it never needs.",
         ),
         (
             [False, True, False],
-            "Mappings 1 and 3 of table Users have no filter and need every stream record, so no "
-            "FilterCriteria is exported and Lambda delivers all records; give every mapping of Users a "
-            "filter to push filtering down to Lambda.",
+            "Mappings 1 and 3 of table Users have no filter (every record), so no FilterCriteria is "
+            "exported and Lambda delivers every record; that is right for a mapping that selects items "
+            "with where, which needs every REMOVE and MODIFY to delete what leaves it; give a mapping a "
+            "filter only for records it never needs.",
         ),
     ],
 )

@@ -106,16 +106,57 @@ def test_load_list_and_documents_gives_several_mappings_per_table(tmp_path: Path
         ),
         pytest.param(
             VALID + "indx: users\n",
+            ['{file}:4: indx: unknown key (did you mean "index"?)'],
+            id="unknown-key-close",
+        ),
+        pytest.param(
+            VALID + "colour: red\n",
             [
-                "{file}:4: indx: unknown key (expected one of: table, index, id, routing, filter, where, "
+                "{file}:4: colour: unknown key (expected one of: table, index, id, routing, filter, where, "
                 "fields, skip_unchanged, deletes, version, index_body)"
             ],
             id="unknown-key",
         ),
         pytest.param(
             VALID + "fields:\n  includes: [a]\n",
-            ["{file}:5: fields.includes: unknown key (expected one of: include, exclude, rename, computed)"],
+            ['{file}:5: fields.includes: unknown key (did you mean "include"?)'],
             id="unknown-nested-key",
+        ),
+        pytest.param(
+            VALID + "feilds: {include: [UserId]}\n",
+            ['{file}:4: feilds: unknown key (did you mean "fields"?)'],
+            id="unknown-key-typo",
+        ),
+        pytest.param(
+            VALID + "deletes: {on_ttl: ignore}\n",
+            ['{file}:4: deletes.on_ttl: unknown key (did you mean "on_ttl_expiry"?)'],
+            id="unknown-nested-key-typo",
+        ),
+        pytest.param(
+            VALID + 'fields:\n  computed:\n    n: "lenght(Items)"\n',
+            [
+                '{file}:6: fields.computed.n: "lenght(Items)" calls lenght(), which JMESPath does not have '
+                "(did you mean length()?)"
+            ],
+            id="unknown-jmespath-function",
+        ),
+        pytest.param(
+            VALID + 'fields:\n  computed:\n    n: "Items[?contains(Tags)] | frobnicate(@, `1`)"\n',
+            [
+                '{file}:6: fields.computed.n: "Items[?contains(Tags)] | frobnicate(@, `1`)" calls '
+                "contains() with 1 argument, which takes 2",
+                '{file}:6: fields.computed.n: "Items[?contains(Tags)] | frobnicate(@, `1`)" calls '
+                "frobnicate(), which JMESPath does not have",
+            ],
+            id="jmespath-arity-and-unknown",
+        ),
+        pytest.param(
+            VALID + 'fields:\n  computed:\n    n: "not_null(a, b, c)"\n    m: "merge()"\n',
+            [
+                '{file}:7: fields.computed.m: "merge()" calls merge() with 0 arguments, '
+                "which takes at least 1",
+            ],
+            id="jmespath-variadic",
         ),
         pytest.param("index: users\n", ["{file}:1: table: required key is missing"], id="missing-key"),
         pytest.param(
@@ -219,6 +260,38 @@ def test_load_pattern_error_points_at_the_matcher_line(tmp_path: Path) -> None:
     (problem,) = problems(path)
     assert problem.startswith(f"{path}:6: where.Status.1")
     assert "prefixx" in problem
+
+
+def test_load_reports_problems_of_every_kind_in_one_pass_sorted_by_line(tmp_path: Path) -> None:
+    # GIVEN a file with a structural problem after a semantic one, and a duplicate key
+    path = write(
+        tmp_path,
+        "orders.yaml",
+        """\
+        table: Orders
+        index: Orders
+        feilds: {}
+        where:
+          Status: [{prefixx: a}]
+        fields:
+          computed: {n: "lenght(Items)"}
+        skip_unchanged: maybe
+        deletes: {on_remove: drop}
+        table: Orders
+        """,
+    )
+    # WHEN loaded THEN every problem, of every kind, comes out at once, in line order
+    assert problems(path) == [
+        f'{path}:2: index: "Orders" is not a valid OpenSearch index name: must be lowercase',
+        f'{path}:3: feilds: unknown key (did you mean "fields"?)',
+        f'{path}:5: where.Status.0.prefixx: unknown matcher "prefixx" (expected one of: anything-but, '
+        "equals-ignore-case, exists, numeric, prefix, suffix, wildcard)",
+        f'{path}:7: fields.computed.n: "lenght(Items)" calls lenght(), which JMESPath does not have '
+        "(did you mean length()?)",
+        f"{path}:8: skip_unchanged: expected true or false, got a string",
+        f"{path}:9: deletes.on_remove: expected one of 'delete', 'ignore', got \"drop\"",
+        f"{path}:10: table: duplicate key (first set on line 1)",
+    ]
 
 
 def test_load_reports_every_problem_of_every_file(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from cdcsync.errors import PatternError
 from cdcsync.mapping.patterns import Pattern, compile_pattern
+from cdcsync.mapping.wildcards import wildcard_complexity
 
 # Seed sample record (Lambda event shape for a DynamoDB stream INSERT).
 SEED_RECORD: dict[str, Any] = {
@@ -87,9 +88,35 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], bool]] = [
     ("does-not-exist-present", {"ProductName": [{"exists": False}]}, {"ProductName": "Widget"}, False),
     ("begins-with", {"Region": [{"prefix": "us-"}]}, {"Region": "us-east-1"}, True),
     ("begins-with-other", {"Region": [{"prefix": "us-"}]}, {"Region": "eu-west-1"}, False),
-    # Same table's note: numbers compare by their string form, so 300 and 300.0 differ.
+    # The same table's note says numbers compare by their string form (300 and 300.0 differ), but AWS
+    # matches them: LocalStack's number_comparison_float, recorded on AWS; event-ruler adds a
+    # numeric-equality matcher for every number a pattern names (JsonRuleCompiler, ComparableNumber).
     ("number-text-equal", {"a": [300]}, {"a": 300}, True),
-    ("number-text-differs", {"a": [300]}, {"a": 300.0}, False),
+    ("number-equal-float", {"a": [300]}, {"a": 300.0}, True),
+    ("number-equal-exponent", {"a": [3.0e2]}, {"a": 300}, True),
+    ("number-other", {"a": [300]}, {"a": 300.5}, False),
+    ("number-not-string", {"a": [300]}, {"a": "300"}, False),
+    # Beyond a double (event-ruler's ComparableNumber refuses them): only the same text matches.
+    ("number-beyond-double-text", {"a": [2**53 + 1]}, {"a": 2**53 + 1}, True),
+    ("number-beyond-double-near", {"a": [2**53 + 1]}, {"a": float(2**53)}, False),
+    # --- EventBridge "Considerations when creating event patterns": dots join nested keys -----------
+    # LocalStack's dot_joining_pattern / dot_joining_event (and their _NEG), recorded on AWS:
+    # event-ruler flattens pattern and event to dot-joined paths, so a key with dots names the path.
+    ("dots-pattern-key-nested-event", {"d": {"s.t": ["on"]}}, {"d": {"s": {"t": "on"}}}, True),
+    ("dots-event-key-nested-pattern", {"d": {"s": {"t": ["on"]}}}, {"d": {"s.t": "on"}}, True),
+    ("dots-pattern-too-deep", {"d": {"s.t": {"t": ["on"]}}}, {"d": {"s": {"t": "on"}}}, False),
+    ("dots-event-too-deep", {"d": {"s": {"t": ["on"]}}}, {"d": {"s.t": {"t": "on"}}}, False),
+    ("dots-both", {"a.b": {"c": ["x"]}}, {"a": {"b.c": "x"}}, True),
+    ("dots-either-shape-any-value", {"a": {"b": ["y"]}}, {"a": {"b": "x"}, "a.b": "y"}, True),
+    ("dots-exists-false-sees-dotted", {"a": {"b": [{"exists": False}]}}, {"a.b": "x"}, False),
+    ("dots-anything-but-sees-dotted", {"a.b": [{"anything-but": "x"}]}, {"a": {"b": "x"}}, False),
+    ("dots-item-attribute", {"state.status": ["on"]}, {"state.status": "on"}, True),
+    (
+        "dots-dynamodb-attribute-name",
+        {"dynamodb": {"NewImage": {"state.status": {"S": ["on"]}}}},
+        {"dynamodb": {"NewImage": {"state.status": {"S": "on"}}}},
+        True,
+    ),
     # --- Lambda guide, "Filtering examples" and "Attaching filter criteria (console)" -------------------
     (
         "kinesis-metadata-and-data",
@@ -531,6 +558,21 @@ ERRORS: list[tuple[str, Any, tuple[str | int, ...], str]] = [
         ("a", 0, "wildcard"),
         'wildcard "a**b" has consecutive "*" at position 1; use a single "*"',
     ),
+    # LocalStack's content_wildcard_complex_EXC, recorded on AWS: "Rule is too complex".
+    (
+        "wildcard-too-complex",
+        {"EventBusArn": [{"wildcard": "*:*:*:*:*:event-bus/*"}]},
+        ("EventBusArn", 0, "wildcard"),
+        'wildcard "*:*:*:*:*:event-bus/*" is too complex for AWS (complexity over 10): use fewer "*", or '
+        "fewer repeated characters after one",
+    ),
+    (
+        "anything-but-wildcard-too-complex",
+        {"a": [{"anything-but": {"wildcard": ["x", "*:*:*:*:*:*:*:*:*:*"]}}]},
+        ("a", 0, "anything-but", "wildcard"),
+        'wildcard "*:*:*:*:*:*:*:*:*:*" is too complex for AWS (complexity over 10): use fewer "*", or '
+        "fewer repeated characters after one",
+    ),
     (
         "wildcard-bad-escape",
         {"a": [{"wildcard": "a\\b"}]},
@@ -771,3 +813,45 @@ def test_matches_numbers_beyond_float_precision_compare_exactly(
     # WHEN the item is evaluated
     # THEN numbers compare by their exact decimal value (a float by the number its text shows)
     assert compile_pattern(pattern).matches(item) is expected
+
+
+# event-ruler's MachineComplexityEvaluatorTest: the number of wildcard prefixes a worst-case value is
+# matched by at once, for one pattern.
+@pytest.mark.parametrize(
+    ("wildcard", "expected"),
+    [
+        ("*", 1),
+        ("abc", 1),
+        ("*ab", 2),
+        ("*aa", 3),
+        ("a*b", 2),
+        ("aa*", 2),
+        ("a*bbb", 4),
+        ("*ab*ad", 4),
+        ("*aba*", 4),
+        ("a*b*bb", 5),
+        ("a*b*cd", 3),
+        ("a\\*b*b", 2),  # an escaped star is a character
+        # LocalStack, recorded on AWS: accepted (content_wildcard_repeating) and refused (_complex_EXC).
+        ("/Users/*/dir/dir/dir/dir/dir/doc.txt", 7),
+        ("*:*:*:*:*:event-bus/*", 11),
+    ],
+)
+def test_wildcard_complexity_counts_event_ruler_prefixes(wildcard: str, expected: int) -> None:
+    # GIVEN a wildcard WHEN its complexity is evaluated THEN it is event-ruler's number
+    assert wildcard_complexity([wildcard]) == expected
+
+
+def test_compile_pattern_accepts_repeating_wildcard_aws_accepts() -> None:
+    # GIVEN the repeating wildcard AWS accepts (LocalStack content_wildcard_repeating, recorded on AWS)
+    pattern = compile_pattern({"FileName": [{"wildcard": "/Users/*/dir/dir/dir/dir/dir/doc.txt"}]})
+    # WHEN matched THEN it matches as AWS does
+    assert pattern.matches({"FileName": "/Users/ls_user/dir/dir/dir/dir/dir/doc.txt"})
+
+
+def test_normalized_pattern_splits_dotted_keys_and_refuses_one_path_twice() -> None:
+    # GIVEN a pattern naming one path with dots and nested WHEN compiled THEN it is refused
+    with pytest.raises(PatternError) as caught:
+        compile_pattern({"a.b": ["x"], "a": {"b": ["y"]}})
+    assert caught.value.path == ("a",)
+    assert caught.value.message == "names the field a.b twice (once with dots in a key name); write it once"
