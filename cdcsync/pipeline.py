@@ -222,7 +222,7 @@ class Pipeline:
                 if result.outcome == "stale"
                 else ("indexed" if action.op == "index" else "deleted")
             )
-            if action.op == "index" and not action.old_location_known:
+            if not action.old_location_known:
                 last = records[-1]
                 batch.unknown_location.append((batch.position[id(last)], last.table))
             for record in records:
