@@ -236,7 +236,7 @@ class Pipeline:
                 )
                 batch.letters.append((batch.position[id(last)], letter))
                 continue
-            if action.op == "index" and not action.old_location_known:
+            if not action.old_location_known:
                 last = records[-1]
                 batch.unknown_location.append((batch.position[id(last)], last.table))
         for action in batch.last_actions.values():

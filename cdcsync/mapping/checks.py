@@ -29,6 +29,13 @@ def old_image_trust(mapping: CompiledMapping) -> OldImageTrust:
     return "per record" if patterns else "always"
 
 
+# An OldImage the filter may have skipped still names a place: the planner deletes there too.
+_FILTER_UNKNOWN_PLACE = (
+    "a document is deleted where the OldImage puts it, but a copy stays where an older state put it if the "
+    "item moved in records the filter skipped (counted in cdcsync_unknown_location_writes_total)"
+)
+
+
 def filter_warning(mapping: CompiledMapping) -> str | None:
     """A filter meeting ``skip_unchanged`` or a templated index/routing: what it costs, in one line."""
     trust = old_image_trust(mapping)
@@ -50,7 +57,7 @@ def filter_warning(mapping: CompiledMapping) -> str | None:
     if mapping.skip_unchanged:
         effects.append("skip_unchanged writes" if trust == "per record" else "skip_unchanged never skips")
     if mapping.places_by_item:
-        effects.append(_UNKNOWN_PLACE)
+        effects.append(_FILTER_UNKNOWN_PLACE)
     return f"{head}{',' if trust == 'per record' else ':'} {'; '.join(effects)}"
 
 

@@ -35,7 +35,8 @@ class IndexAction:
 
     That is a write to a templated index or routing of an item that existed before, without an
     OldImage to find its earlier place (NEW_IMAGE or KEYS_ONLY view, or an OldImage the filter
-    would have skipped): if the item moved, a copy stays in the old place. It is counted.
+    may have skipped: the planner deletes where that one says, but an older state may have been
+    elsewhere): if the item moved, a copy stays in the old place. It is counted.
     """
 
     index: str
@@ -60,6 +61,7 @@ class DeleteAction:
     record: ChangeRecord
 
     op: Literal["delete"] = "delete"
+    old_location_known: bool = True  # as for IndexAction: a copy may stay where nothing says
 
 
 @dataclass(slots=True, eq=False)

@@ -11,10 +11,14 @@ Rules, in order, for each mapping of the record's table:
 5. A document whose index or routing changed is deleted where it was, then indexed where it is. A
    new image that names no place (a template attribute removed) still deletes the old one, and the
    record is Rejected for its new side.
-6. ``skip_unchanged``: a MODIFY whose projected document and target did not change -> Skip.
+6. ``skip_unchanged``: a MODIFY whose projected document and target did not change -> Skip (an
+   old image the projection fails on differs: the MODIFY may be what fixes the item).
 The old image is what the index holds only if the record that wrote it passed the filter; it is
 trusted only when the filter would pass a record built from it (as INSERT and as MODIFY), and
-otherwise every rule plans as if the record had none (NEW_IMAGE view).
+otherwise every rule plans as if the record had none (NEW_IMAGE view), with one addition: the
+document is also deleted where that untrusted old image puts it, if that is not where this record
+writes it. The index holds the item's last state the filter passed, which is that old image or an
+older one; only the latter's place stays unknown (``old_location_known=False``, counted).
 Ids over OpenSearch's 512 bytes: a write is Rejected("id_too_long"), a delete Skip("id_too_long")
 (such a document can never have been written, and one over-long id fails a whole bulk request).
 A ``RecordError`` for one mapping becomes ``Rejected`` (dead-letter queue) and the others go on.
@@ -100,6 +104,24 @@ def _placed_by_keys(record: ChangeRecord, mapping: CompiledMapping) -> bool:
     )
 
 
+def _untrusted_old_target(record: ChangeRecord, mapping: CompiledMapping) -> Target | None:
+    """Where an old image the filter may have skipped puts the document (call when it is not trusted).
+
+    None: the record has no old image, the place cannot move, or the old image names none. Deleting
+    there is harmless when nothing is there. The id is this item's, and only this mapping writes it
+    (mappings of one table writing one index are refused); after this record the item's document
+    belongs only where the record puts it, so a copy anywhere else is stale. The tombstone carries
+    this record's version, and every later record of the item carries one at least as high, which
+    ``external_gte`` applies: a later move back is never blocked, only replays of older writes.
+    """
+    if not mapping.places_by_item or (old := record.old_image) is None:
+        return None
+    try:
+        return _target(record, mapping, old, "the old image")
+    except PlanError:
+        return None  # no place (or an id too long, which was never written)
+
+
 def _delete_from_unknown_place(record: ChangeRecord, mapping: CompiledMapping) -> Skip:
     """A deleted item whose document's place is named by attributes no trusted old image carries.
 
@@ -117,19 +139,46 @@ def _delete_from_unknown_place(record: ChangeRecord, mapping: CompiledMapping) -
         template = mapping.routing
     what = "index" if template is mapping.index else "routing"
     if record.raw_old_image is not None:
-        why = "the filter would have skipped the record that wrote its OldImage"
+        why = "its OldImage, which the filter may have skipped, names none"
         fix = ""
     else:
         why = f"the record carries none (stream view {record.stream_view_type})"
         fix = ", and stream NEW_AND_OLD_IMAGES" if record.stream_view_type in _VIEWS_WITHOUT_OLD_IMAGE else ""
-    index = mapping.index
-    place = (
-        f"the index {index.source}" if index.is_literal else f"the indices {'*'.join(index.literals).lower()}"
-    )
     raise PlanError(
         f'{what}: "{template.source}" needs the old image to find the document of this {record.event}, and '
-        f"{why}; the document stays: delete id {doc_id} from {place} by hand{fix}",
+        f"{why}; the document stays: delete id {doc_id} from {_indices(mapping)} by hand{fix}",
         reason="unknown_location",
+    )
+
+
+def _indices(mapping: CompiledMapping) -> str:
+    index = mapping.index
+    return (
+        f"the index {index.source}" if index.is_literal else f"the indices {'*'.join(index.literals).lower()}"
+    )
+
+
+def _old_place_unknown(record: ChangeRecord, mapping: CompiledMapping, error: PlanError) -> PlanError:
+    """``error`` (the new image names no place), saying that a document placed earlier may stay.
+
+    Unknown: without a trusted old image (or an untrusted one naming a place), a MODIFY's item may
+    have been indexed anywhere its template reaches.
+    """
+    if record.event == "INSERT" or _placed_by_keys(record, mapping):
+        return error
+    try:
+        doc_id = document_id(record, mapping)
+    except PlanError:
+        return error  # no id either: never written
+    why = (
+        f"no OldImage (stream view {record.stream_view_type})"
+        if record.raw_old_image is None
+        else "its OldImage, which the filter may have skipped, names none"
+    )
+    return PlanError(
+        f"{error}; where an earlier state put its document is unknown ({why}): delete id {doc_id} "
+        f"from {_indices(mapping)} by hand if it is there",
+        reason=error.reason,
     )
 
 
@@ -156,13 +205,21 @@ def _version(
     return min(attribute_version(item, mapping.version_attribute) + bump, MAX_VERSION)
 
 
-def _delete(record: ChangeRecord, mapping: CompiledMapping, target: Target, version: int) -> DeleteAction:
+def _delete(
+    record: ChangeRecord, mapping: CompiledMapping, target: Target, version: int, *, known: bool = True
+) -> DeleteAction:
     index, doc_id, routing = target
-    return DeleteAction(index, doc_id, routing, version, mapping, record)
+    return DeleteAction(index, doc_id, routing, version, mapping, record, old_location_known=known)
 
 
 def _delete_at(
-    record: ChangeRecord, mapping: CompiledMapping, item: Mapping[str, Any], scope: str, version: int
+    record: ChangeRecord,
+    mapping: CompiledMapping,
+    item: Mapping[str, Any],
+    scope: str,
+    version: int,
+    *,
+    known: bool = True,
 ) -> DeleteAction | Skip:
     """Delete the document ``item`` places; one whose id is too long was never written: Skip."""
     try:
@@ -171,7 +228,19 @@ def _delete_at(
         if exc.reason == "id_too_long":
             return Skip("id_too_long", mapping, record)
         raise
-    return _delete(record, mapping, target, version)
+    return _delete(record, mapping, target, version, known=known)
+
+
+def _delete_where_old_image_says(record: ChangeRecord, mapping: CompiledMapping, version: int) -> Step:
+    """A gone item without a trusted old image, placed by attributes the keys do not carry.
+
+    Deleted where an old image the filter may have skipped puts it (the doubt that remains is
+    counted); without a place to delete, a dead letter (``unknown_location``).
+    """
+    target = _untrusted_old_target(record, mapping)
+    if target is None:
+        return _delete_from_unknown_place(record, mapping)
+    return _delete(record, mapping, target, version, known=False)
 
 
 def _where_decided_by_keys(record: ChangeRecord, mapping: CompiledMapping) -> bool:
@@ -198,7 +267,7 @@ def _plan_remove(record: ChangeRecord, mapping: CompiledMapping) -> Step:
     if old is not None:
         return _delete_at(record, mapping, old, "the old image", version)
     if mapping.places_by_item and not _placed_by_keys(record, mapping):
-        return _delete_from_unknown_place(record, mapping)
+        return _delete_where_old_image_says(record, mapping, version)
     scope = f"the keys (stream view {record.stream_view_type})"
     return _delete_at(record, mapping, record.keys, scope, version)
 
@@ -227,12 +296,24 @@ def _plan_leaving(
     if not was_member:
         return [Skip("where", mapping, record)]
     version = _version(record, mapping, new)
-    if old is None:
-        return [_delete_at(record, mapping, new, "the new image", version)]
+    if old is not None:
+        try:
+            return [_delete_at(record, mapping, old, "the old image", version)]
+        except PlanError:
+            return [Skip("where", mapping, record)]  # the old image could not name a place: never indexed
+    # Deleted where the new image puts it, and where an untrusted old image does; an earlier place
+    # of a moved item stays unknown (counted).
+    untrusted = _untrusted_old_target(record, mapping)
+    known = not mapping.places_by_item or _placed_by_keys(record, mapping)
     try:
-        return [_delete_at(record, mapping, old, "the old image", version)]
-    except PlanError:
-        return [Skip("where", mapping, record)]  # the old image could not name a place: never indexed
+        step = _delete_at(record, mapping, new, "the new image", version, known=known)
+    except PlanError as exc:
+        if untrusted is None:
+            raise _old_place_unknown(record, mapping, exc) from exc
+        return [_delete(record, mapping, untrusted, version, known=False)]
+    if untrusted is None or isinstance(step, Skip) or untrusted == (step.index, step.id, step.routing):
+        return [step]
+    return [step, _delete(record, mapping, untrusted, version)]
 
 
 def _cheaply_unchanged(record: ChangeRecord, mapping: CompiledMapping) -> bool | None:
@@ -317,9 +398,13 @@ def _plan_image(
             not fetched
             and mapping.skip_unchanged
             and record.event == "MODIFY"
-            and mapping.projection.apply(old) == document
+            and _projects_to(mapping, old, document)
         ):
             return [Skip("unchanged", mapping, record)]
+    elif old is None:
+        untrusted = _untrusted_old_target(record, mapping)
+        if untrusted is not None and untrusted != target:
+            steps.append(_delete(record, mapping, untrusted, version))
     # Without a trusted old image, an item that existed may have been placed elsewhere before.
     known = (
         old is not None
@@ -333,6 +418,18 @@ def _plan_image(
     return steps
 
 
+def _projects_to(mapping: CompiledMapping, old: dict[str, Any], document: dict[str, Any]) -> bool:
+    """Whether the old image projects to ``document``; one the projection fails on differs.
+
+    The MODIFY may be what fixes the item (a computed field that failed on the old image), and an
+    error in the old image must not condemn the new one.
+    """
+    try:
+        return mapping.projection.apply(old) == document
+    except RecordError:
+        return False
+
+
 def _plan_placeless(
     record: ChangeRecord, mapping: CompiledMapping, new: dict[str, Any], error: PlanError
 ) -> list[Step]:
@@ -343,17 +440,30 @@ def _plan_placeless(
     """
     old = _indexed_old_image(record, mapping)
     where = mapping.where
-    if old is None or (where is not None and not where.matches(old)):
+    known = old is not None
+    if old is None:
+        untrusted = _untrusted_old_target(record, mapping)
+        if untrusted is None:
+            raise _old_place_unknown(record, mapping, error) from error
+        old_target = untrusted
+    elif where is not None and not where.matches(old):
         raise error
-    try:
-        old_target = _target(record, mapping, old, "the old image")
-    except PlanError:
-        raise error from None  # nor did the old image: nothing was indexed
+    else:
+        try:
+            old_target = _target(record, mapping, old, "the old image")
+        except PlanError:
+            raise error from None  # nor did the old image: nothing was indexed
     index, _, routing = old_target
     place = index if routing is None else f"{index} (routing {routing})"
-    rejected = PlanError(f"{error}; its document was deleted from {place}", reason=error.reason)
+    doubt = (
+        ""
+        if known
+        else ", where its OldImage puts it (the filter may have skipped the record that wrote that "
+        "OldImage, so a copy may stay where an older state put it)"
+    )
+    rejected = PlanError(f"{error}; its document was deleted from {place}{doubt}", reason=error.reason)
     return [
-        _delete(record, mapping, old_target, _version(record, mapping, new)),
+        _delete(record, mapping, old_target, _version(record, mapping, new), known=known),
         Rejected(rejected, mapping, record),
     ]
 
@@ -371,7 +481,7 @@ def _plan_gone(record: ChangeRecord, mapping: CompiledMapping) -> Step:
     if old is not None:
         return _delete_at(record, mapping, old, "the old image", version)
     if mapping.places_by_item and not _placed_by_keys(record, mapping):
-        return _delete_from_unknown_place(record, mapping)
+        return _delete_where_old_image_says(record, mapping, version)
     return _delete_at(record, mapping, record.keys, "the keys (the item no longer exists)", version)
 
 

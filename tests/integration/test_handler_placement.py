@@ -125,3 +125,41 @@ def test_handler_id_over_512_bytes_is_dead_letter_and_batch_goes_on(
         'give the mapping an id template over shorter key attributes (id: "{...}")',
     )
     assert _sample(world, "cdcsync_dlq_records_total", reason="id_too_long") == 1
+
+
+def test_handler_remove_whose_old_image_the_filter_may_have_skipped_deletes_and_counts(
+    tmp_path: Path,
+    unique_name: str,
+    opensearch: OpenSearch,
+    opensearch_url: str,
+    dynamodb: Any,
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN posts routed by Tenant, indexed while published (REMOVEs pass the filter)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    world = make_world(
+        tmp_path,
+        unique_name=unique_name,
+        opensearch=opensearch,
+        opensearch_url=opensearch_url,
+        dynamodb=dynamodb,
+        mapping=ROUTED
+        + "filter:\n  $or:\n    - eventName: [REMOVE]\n"
+        + "    - dynamodb: {NewImage: {Status: {S: [published]}}}\n",
+    )
+    published = {"UserId": 1, "Tenant": "t1", "Status": "published"}
+    draft = {**published, "Status": "draft"}
+    # WHEN a post is published, edited as a draft (skipped by the filter), then removed
+    answer = world.invoke(
+        world.record("INSERT", 1, published, seconds=T0),
+        world.record("MODIFY", 1, draft, published, seconds=T0 + 1),
+        world.record("REMOVE", 1, None, draft, seconds=T0 + 2),
+    )
+    # THEN the document is deleted where the REMOVE's OldImage puts it, with no dead letter
+    assert answer == {"batchItemFailures": []}
+    assert _routed_doc(world, "1", "t1") is None
+    assert world.dead_letters() == []
+    assert world.counter("REMOVE", "deleted") == 1
+    # AND the doubt left (an older state may have been routed elsewhere) is counted
+    assert _sample(world, "cdcsync_unknown_location_writes_total") == 1

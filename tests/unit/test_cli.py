@@ -184,15 +184,17 @@ POSTS = (
             "skip_unchanged: true\n",
             "warning: filter: an OldImage is trusted to be what the index holds only if the filter would "
             "have passed the record that wrote it (as an INSERT and as a MODIFY); for the others, "
-            "skip_unchanged writes; a document moved meanwhile stays in its old place (counted in "
-            "cdcsync_unknown_location_writes_total) and a REMOVE is a dead letter (unknown_location)",
+            "skip_unchanged writes; a document is deleted where the OldImage puts it, but a copy stays where "
+            "an older state put it if the item moved in records the filter skipped (counted in "
+            "cdcsync_unknown_location_writes_total)",
         ),
         (
             'id: "{PostId}"\n',
             "warning: filter: an OldImage is trusted to be what the index holds only if the filter would "
             "have passed the record that wrote it (as an INSERT and as a MODIFY); for the others, "
-            "a document moved meanwhile stays in its old place (counted in "
-            "cdcsync_unknown_location_writes_total) and a REMOVE is a dead letter (unknown_location)",
+            "a document is deleted where the OldImage puts it, but a copy stays where an older state put it "
+            "if the item moved in records the filter skipped (counted in "
+            "cdcsync_unknown_location_writes_total)",
         ),
     ],
     ids=["skip-unchanged", "templated-index"],

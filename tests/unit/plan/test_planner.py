@@ -473,11 +473,48 @@ def test_plan_fetched_item_naming_no_index_deletes_old_document_and_rejects() ->
     ]
 
 
-def test_plan_modify_naming_no_target_without_old_image_rejects_only() -> None:
-    mapping = compiled(table="Users", index="orders-{Region}", id="{UserId}")
-    record = change("MODIFY", {"UserId": 1}, {"UserId": 1}, view="NEW_IMAGE")
-    step = only(plan_record(record, mapping_set(mapping)))
+@pytest.mark.parametrize(
+    ("record", "mapping", "why"),
+    [
+        (
+            change("MODIFY", {"UserId": 1}, {"UserId": 1}, view="NEW_IMAGE"),
+            {},
+            "no OldImage (stream view NEW_IMAGE)",
+        ),
+        (
+            change(
+                "MODIFY",
+                {"UserId": 1},
+                {"UserId": 1, "Status": "published"},
+                {"UserId": 1, "Status": "draft"},
+            ),
+            {"filter": {"dynamodb": {"NewImage": {"Status": {"S": ["published"]}}}}},
+            "its OldImage, which the filter may have skipped, names none",
+        ),
+        (
+            change("MODIFY", {"UserId": 1}, {"UserId": 1, "Hidden": True}, view="NEW_IMAGE"),
+            {"where": {"Hidden": [{"exists": False}]}},
+            "no OldImage (stream view NEW_IMAGE)",
+        ),
+    ],
+    ids=["new-image-view", "old-image-the-filter-skipped-naming-no-place", "leaving-where"],
+)
+def test_plan_modify_naming_no_target_without_old_place_rejects_naming_the_doubt(
+    record: Any, mapping: dict[str, Any], why: str
+) -> None:
+    # GIVEN a MODIFY whose new image names no index, and nothing known of where the item was
+    step = only(
+        plan_record(
+            record, mapping_set(compiled(table="Users", index="orders-{Region}", id="{UserId}", **mapping))
+        )
+    )
+    # THEN it is a dead letter that tells the operator an earlier document may stay
     assert isinstance(step, Rejected)
+    assert step.reason == "plan_error"
+    assert str(step.error).endswith(
+        f"; where an earlier state put its document is unknown ({why}): delete id 1 from the indices "
+        "orders-* by hand if it is there"
+    )
 
 
 # --- Ids over OpenSearch's 512-byte limit ------------------------------------------------------
@@ -637,16 +674,27 @@ REGIONAL = compiled(table="Users", index="orders-{Region}", id="{UserId}")
 
 
 @pytest.mark.parametrize(
-    ("record", "mapping", "known"),
+    ("record", "mapping", "known", "deleted"),
     [
         (
             change("MODIFY", {"UserId": 1}, {"UserId": 1, "Region": "US"}, {"UserId": 1, "Region": "EU"}),
             REGIONAL,
             True,
+            ["orders-eu"],
         ),
-        (change("MODIFY", {"UserId": 1}, {"UserId": 1, "Region": "US"}, view="NEW_IMAGE"), REGIONAL, False),
-        (change("INSERT", {"UserId": 1}, {"UserId": 1, "Region": "US"}, view="NEW_IMAGE"), REGIONAL, True),
-        (change("MODIFY", {"UserId": 1}, {"UserId": 1, "Region": "US"}, view="NEW_IMAGE"), USERS, True),
+        (
+            change("MODIFY", {"UserId": 1}, {"UserId": 1, "Region": "US"}, view="NEW_IMAGE"),
+            REGIONAL,
+            False,
+            [],
+        ),
+        (
+            change("INSERT", {"UserId": 1}, {"UserId": 1, "Region": "US"}, view="NEW_IMAGE"),
+            REGIONAL,
+            True,
+            [],
+        ),
+        (change("MODIFY", {"UserId": 1}, {"UserId": 1, "Region": "US"}, view="NEW_IMAGE"), USERS, True, []),
         (
             change(
                 "MODIFY",
@@ -656,17 +704,37 @@ REGIONAL = compiled(table="Users", index="orders-{Region}", id="{UserId}")
             ),
             compiled(table="Users", index="orders-{Region}", id="{UserId}", filter=PUBLISHED),
             False,
+            ["orders-eu"],  # where the untrusted old image says; an older state's place is unknown
+        ),
+        (
+            change(
+                "MODIFY",
+                {"UserId": 1},
+                {"UserId": 1, "Region": "US", "Status": "published"},
+                {"UserId": 1, "Region": "US", "Status": "draft"},
+            ),
+            compiled(table="Users", index="orders-{Region}", id="{UserId}", filter=PUBLISHED),
+            False,
+            [],
         ),
     ],
-    ids=["old-image", "new-image-view", "insert", "literal-index", "old-image-the-filter-skipped"],
+    ids=[
+        "old-image",
+        "new-image-view",
+        "insert",
+        "literal-index",
+        "old-image-the-filter-skipped",
+        "old-image-the-filter-skipped-same-place",
+    ],
 )
-def test_plan_index_action_says_whether_old_location_is_known(record: Any, mapping: Any, known: bool) -> None:
+def test_plan_index_action_says_whether_old_location_is_known(
+    record: Any, mapping: Any, known: bool, deleted: list[str]
+) -> None:
     steps = plan_record(record, mapping_set(mapping))
     action = steps[-1]
     assert isinstance(action, IndexAction)
     assert action.old_location_known is known
-    if not known:  # nothing is deleted where the old image says: that place is not known to hold it
-        assert len(steps) == 1
+    assert [(type(s), s.index) for s in steps[:-1]] == [(DeleteAction, index) for index in deleted]
 
 
 def test_plan_keys_only_fetched_templated_write_has_unknown_old_location() -> None:
@@ -687,7 +755,7 @@ def test_plan_keys_only_fetched_templated_write_has_unknown_old_location() -> No
             "indices orders-* by hand, and stream NEW_AND_OLD_IMAGES",
         ),
         (
-            change("REMOVE", {"UserId": 1}, None, {"UserId": 1, "Tenant": "t", "Status": "draft"}),
+            change("REMOVE", {"UserId": 1}, None, {"UserId": 1, "Status": "draft"}),
             compiled(
                 table="Users",
                 index="posts",
@@ -695,12 +763,12 @@ def test_plan_keys_only_fetched_templated_write_has_unknown_old_location() -> No
                 routing="{Tenant}",
                 filter={"$or": [{"eventName": ["REMOVE"]}, PUBLISHED]},
             ),
-            'routing: "{Tenant}" needs the old image to find the document of this REMOVE, and the '
-            "filter would have skipped the record that wrote its OldImage; the document stays: delete "
-            "id 1 from the index posts by hand",
+            'routing: "{Tenant}" needs the old image to find the document of this REMOVE, and its '
+            "OldImage, which the filter may have skipped, names none; the document stays: delete id 1 "
+            "from the index posts by hand",
         ),
     ],
-    ids=["keys-only", "old-image-the-filter-skipped"],
+    ids=["keys-only", "old-image-the-filter-skipped-naming-no-place"],
 )
 def test_plan_remove_with_unknown_location_rejects_as_unknown_location(
     record: Any, mapping: Any, message: str
@@ -755,3 +823,175 @@ def test_plan_keys_differing_in_20th_decimal_get_two_documents(
         assert action.document["SK"] == Decimal(sk)
     # AND the ids differ: deleting one can never delete the other
     assert ids == expected
+
+
+# --- An OldImage the filter may have skipped still names a place: delete there too ----------------
+# The index holds the item's last state the filter passed: this OldImage, or an older state nobody
+# knows. Deleting where the OldImage says is harmless when nothing is there (the id is this item's,
+# and after this record its document belongs only where the record says), so the planner deletes
+# there and counts only the doubt that remains (old_location_known=False).
+
+POSTS = {"table": "Users", "index": "posts-{Region}", "id": "{UserId}"}
+PUBLISHED_OR_REMOVE = {"$or": [{"eventName": ["REMOVE"]}, PUBLISHED]}
+
+
+def apply_to(index: dict[tuple[str, str], int], steps: list[Any]) -> None:
+    """Apply planned actions to an index of (index, id) -> version (no versions checked)."""
+    for step in steps:
+        if isinstance(step, IndexAction):
+            index[(step.index, step.id)] = step.version
+        elif isinstance(step, DeleteAction):
+            index.pop((step.index, step.id), None)
+
+
+@pytest.mark.parametrize(
+    "filter_pattern",
+    [
+        {"dynamodb": {"SizeBytes": [{"numeric": ["<", 400000]}]}},
+        {"eventName": ["MODIFY", "REMOVE"]},
+        PUBLISHED_OR_REMOVE,
+    ],
+    ids=["size-cannot-judge", "modify-and-remove-only", "old-image-the-filter-skipped"],
+)
+def test_plan_remove_old_image_the_filter_may_have_skipped_deletes_where_it_names(
+    filter_pattern: dict[str, Any],
+) -> None:
+    # GIVEN a templated index and a filter that cannot vouch for the REMOVE's OldImage
+    mapping = compiled(table="Users", index="orders-{Region}", id="{UserId}", filter=filter_pattern)
+    record = change("REMOVE", {"UserId": 1}, None, {"UserId": 1, "Region": "EU", "Status": "draft"})
+    # WHEN planned
+    step = only(plan_record(record, mapping_set(mapping)))
+    # THEN the document is deleted where the OldImage puts it, the doubt that remains counted
+    assert isinstance(step, DeleteAction), step
+    assert (step.index, step.id, step.version) == ("orders-eu", "1", T0 * 1000)
+    assert step.old_location_known is False
+
+
+def test_plan_post_moved_when_published_deletes_copy_where_old_image_names() -> None:
+    # GIVEN a post published in EU, edited as a draft (skipped), then published in US
+    mapping = compiled(**POSTS, filter=PUBLISHED)
+    published_eu = {"UserId": 1, "Region": "EU", "Status": "published", "Title": "a"}
+    draft_eu = {**published_eu, "Status": "draft", "Title": "b"}
+    published_us = {**draft_eu, "Region": "US", "Status": "published"}
+    history = [
+        change("INSERT", {"UserId": 1}, published_eu, None, seconds=T0),
+        change("MODIFY", {"UserId": 1}, draft_eu, published_eu, seconds=T0 + 1),
+        change("MODIFY", {"UserId": 1}, published_us, draft_eu, seconds=T0 + 2),
+    ]
+    # WHEN planned and applied
+    index: dict[tuple[str, str], int] = {}
+    steps = [plan_record(record, mapping_set(mapping)) for record in history]
+    for record_steps in steps:
+        apply_to(index, record_steps)
+    # THEN only the US document is left: the EU copy was deleted where the OldImage put it
+    assert index == {("posts-us", "1"): (T0 + 2) * 1000}
+    delete, write = steps[2]
+    assert isinstance(delete, DeleteAction)
+    assert (delete.index, delete.version) == ("posts-eu", (T0 + 2) * 1000)
+    assert isinstance(write, IndexAction)
+    assert write.old_location_known is False  # an older state may have been elsewhere
+
+
+def test_plan_post_moved_while_filtered_leaves_copy_counted_as_unknown_location() -> None:
+    # GIVEN a post published in EU, moved to US as a draft (skipped), then published in US.
+    # Only the skipped record knew the EU place, and Lambda never delivers it: the limit.
+    mapping = compiled(**POSTS, filter=PUBLISHED)
+    published_eu = {"UserId": 1, "Region": "EU", "Status": "published"}
+    draft_us = {**published_eu, "Region": "US", "Status": "draft"}
+    history = [
+        change("INSERT", {"UserId": 1}, published_eu, None, seconds=T0),
+        change("MODIFY", {"UserId": 1}, draft_us, published_eu, seconds=T0 + 1),
+        change("MODIFY", {"UserId": 1}, {**draft_us, "Status": "published"}, draft_us, seconds=T0 + 2),
+    ]
+    index: dict[tuple[str, str], int] = {}
+    steps = [plan_record(record, mapping_set(mapping)) for record in history]
+    for record_steps in steps:
+        apply_to(index, record_steps)
+    # THEN the EU copy stays, and the write that may have left it is counted
+    assert set(index) == {("posts-eu", "1"), ("posts-us", "1")}
+    write = only(steps[2])
+    assert isinstance(write, IndexAction)
+    assert write.old_location_known is False
+
+
+def test_plan_new_image_naming_no_place_deletes_where_untrusted_old_image_names() -> None:
+    # GIVEN a published post whose Region was removed, its OldImage a draft the filter skipped
+    mapping = compiled(**POSTS, filter=PUBLISHED)
+    record = change(
+        "MODIFY",
+        {"UserId": 1},
+        {"UserId": 1, "Status": "published"},
+        {"UserId": 1, "Region": "EU", "Status": "draft"},
+        seconds=T0,
+    )
+    # WHEN planned
+    steps = plan_record(record, mapping_set(mapping))
+    # THEN the document is deleted where the OldImage puts it, and the record is a dead letter
+    assert [type(s) for s in steps] == [DeleteAction, Rejected]
+    assert (steps[0].index, steps[0].version, steps[0].old_location_known) == ("posts-eu", T0 * 1000, False)
+    assert str(steps[1].error) == (
+        'index: "posts-{Region}" names Region, which is not in the new image (has: Status, UserId); '
+        "its document was deleted from posts-eu, where its OldImage puts it (the filter may have "
+        "skipped the record that wrote that OldImage, so a copy may stay where an older state put it)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "deleted"),
+    [
+        ({"UserId": 1, "Region": "EU", "Status": "draft"}, ["posts-us", "posts-eu"]),
+        ({"UserId": 1, "Region": "US", "Status": "draft"}, ["posts-us"]),
+    ],
+    ids=["old-image-elsewhere", "old-image-same-place"],
+)
+def test_plan_leaving_where_with_untrusted_old_image_deletes_where_both_images_name(
+    old: dict[str, Any], deleted: list[str]
+) -> None:
+    # GIVEN posts indexed while published and not hidden
+    mapping = compiled(**POSTS, filter=PUBLISHED, where={"Hidden": [{"exists": False}]})
+    # WHEN a post is hidden in US, its OldImage a draft the filter skipped
+    new = {"UserId": 1, "Region": "US", "Status": "published", "Hidden": True}
+    steps = plan_record(change("MODIFY", {"UserId": 1}, new, old, seconds=T0), mapping_set(mapping))
+    # THEN it is deleted where both images put it, the doubt counted once
+    assert all(isinstance(s, DeleteAction) for s in steps), steps
+    assert [s.index for s in steps] == deleted
+    assert [s.old_location_known for s in steps] == [False] + [True] * (len(deleted) - 1)
+
+
+def test_plan_fetched_gone_item_with_untrusted_old_image_deletes_where_it_names() -> None:
+    # GIVEN an OLD_IMAGE stream, a filter that cannot vouch for an OldImage, and the item gone
+    mapping = compiled(
+        table="Users",
+        index="orders-{Region}",
+        id="{UserId}",
+        filter={"dynamodb": {"SizeBytes": [{"numeric": ["<", 400000]}]}},
+    )
+    record = change("MODIFY", {"UserId": 1}, None, {"UserId": 1, "Region": "EU"}, view="OLD_IMAGE")
+    fetch = only(plan_record(record, mapping_set(mapping)))
+    # WHEN planned with the item gone
+    step = only(plan_fetched(fetch, None))
+    # THEN its document is deleted where the OldImage puts it, the doubt counted
+    assert isinstance(step, DeleteAction), step
+    assert (step.index, step.old_location_known) == ("orders-eu", False)
+
+
+# --- skip_unchanged never condemns a record for its old image ----------------------------------
+
+
+@pytest.mark.parametrize("index", ["users", "users-{Region}"], ids=["literal-index", "templated-index"])
+def test_plan_skip_unchanged_old_image_failing_computed_field_writes(index: str) -> None:
+    # GIVEN a computed field that fails on items without Prices, and skip_unchanged
+    mapping = compiled(
+        table="Users",
+        index=index,
+        id="{UserId}",
+        skip_unchanged=True,
+        fields={"computed": {"total": "sum(Prices)"}},
+    )
+    # WHEN a MODIFY adds the Prices its old image lacked
+    old = {"UserId": 1, "Region": "EU"}
+    record = change("MODIFY", {"UserId": 1}, {**old, "Prices": [1, 2]}, old)
+    step = only(plan_record(record, mapping_set(mapping)))
+    # THEN the fixed item is written: an old image that cannot be projected differs from the new one
+    assert isinstance(step, IndexAction), step
+    assert step.document["total"] == 3
