@@ -176,7 +176,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, settings.log_level)
     from cdcsync.entrypoints.worker import run_worker  # noqa: PLC0415 - only `run` needs the worker
 
-    return run_worker(settings, args.table or ())
+    return run_worker(settings, args.table or (), wait_for_stream=args.wait_for_stream)
 
 
 def _backfill(args: argparse.Namespace) -> int:
@@ -314,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--table", action="append", help="only this table (repeatable; default: every mapped table)"
     )
     run.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
+    run.add_argument(
+        "--wait-for-stream",
+        action="store_true",
+        help="a table without an enabled stream is waited for (WARNING once, read once enabled); "
+        "without this flag the worker says how to enable it and exits 2",
+    )
     run.set_defaults(run=_run)
 
     _add_table_verbs(verbs)

@@ -19,6 +19,12 @@ the worker never stops on it. A shard loop that stops on a fatal error (e.g. Get
 a bug is not restarted every round: it is tried again after ``failed_retry_seconds``. Both make
 the worker not ready, with the reason on ``/readyz``, until the table or shard works again.
 
+**A table without a stream** stops the worker at start-up with one line saying how to enable it
+(exit 2: there is nothing to read, and a worker that runs on shows only rising lag), unless it was
+started with ``--wait-for-stream`` (the stream is enabled by a later deployment step): then it
+says so once, at WARNING, and starts reading within a round of the stream being enabled. A stream
+disabled while the worker runs is waited for either way (the old stream's rest is still read).
+
 **Lag never reads 0 for what is not being read.** A shard's age is the age of the oldest record
 that may not be written: while its loop reads, the loop's own lag; while nothing reads it (waiting
 for its parent, failed, not started), the time since it was last known caught up (or since this
@@ -59,6 +65,10 @@ FAILED_SHARD_RETRY_SECONDS = 300.0
 # A leased shard is trimmed once this many listings in a row leave it out: a new shard missing
 # from one stale DescribeStream answer must not be finished unread.
 TRIMMED_AFTER_LISTINGS = 2
+
+
+class NoStreamAtStartError(ConfigError):
+    """A mapped table had no enabled stream when the worker first looked, and it may not wait for one."""
 
 
 def error_kind(exc: BaseException) -> str:
@@ -125,6 +135,8 @@ class Coordinator:
     round_seconds: float = 10.0
     failed_retry_seconds: float = FAILED_SHARD_RETRY_SECONDS
     wall_ms: Callable[[], int] = _wall_ms  # epoch ms, for lag
+    wait_for_stream: bool = False  # a table without a stream at start: wait (True) or stop (False)
+    stopped_by: ConfigError | None = None  # why ``run`` stopped by itself, raised by it at the end
     health: Health = field(default_factory=Health)
     loops: dict[tuple[str, str], ShardLoop] = field(default_factory=dict)
     retiring: list[ShardLoop] = field(default_factory=list)
@@ -144,17 +156,27 @@ class Coordinator:
         self._table_caught_up_ms = dict.fromkeys(self.tables, started)
 
     def run(self) -> None:
-        """Coordinate until ``stopping`` is set; then stop the loops and release the leases."""
+        """Coordinate until ``stopping`` is set; then stop the loops and release the leases.
+
+        Raises ``NoStreamAtStartError`` (after the shutdown) when a table has no stream to read
+        and ``wait_for_stream`` is off.
+        """
         while not self.stopping.is_set():
             self.round()
             self.stopping.wait(self.round_seconds)
         self.shutdown()
+        if self.stopped_by is not None:
+            raise self.stopped_by
 
     def round(self) -> None:
         dynamodb_ok = True
         for table in self.tables:
             try:
                 self._table_round(table)
+            except NoStreamAtStartError as exc:
+                self.stopped_by = exc
+                self.stopping.set()
+                return
             except TransientError as exc:
                 dynamodb_ok = False
                 self._table_failed(table, exc)
@@ -182,13 +204,19 @@ class Coordinator:
             return  # /readyz says DynamoDB is unreachable; the caller logs each one
         message = str(exc) if kind != "bug" else f"unexpected error (a bug): {type(exc).__name__}: {exc}"
         if self.health.report(f"table {table}", message) and kind != "bug":
-            level = logging.WARNING if kind == "stream_gone" else logging.ERROR
+            # A stream gone or, at start with --wait-for-stream, not there yet: expected, waited for.
+            waiting = self.wait_for_stream and not self._arns.get(table)
+            level = logging.WARNING if kind == "stream_gone" or waiting else logging.ERROR
             line = "cannot coordinate table %s: %s; trying again every round"
             log.log(level, line, table, message, extra={"table": table})
 
     def _table_round(self, table: str) -> None:
         arns = self._arns.setdefault(table, [])
         current = stream_arn_of(self.dynamodb, table, required=False)
+        if current is None and not arns and not self.wait_for_stream:
+            raise NoStreamAtStartError(
+                f"{no_stream_error(table)} (or start the worker with --wait-for-stream)"
+            )
         if current is not None and current not in arns:
             if arns:
                 log.warning(
