@@ -275,7 +275,7 @@ def run_backfill(
     from_export: str | None = None,
     allow_old_export: bool = False,
     session: boto3.Session | None = None,
-    out: TextIO = sys.stderr,
+    out: TextIO | None = None,
     metrics: Metrics | None = None,
     store: LeaseStore | None = None,
     on_page: PageHook | None = None,
@@ -294,6 +294,7 @@ def run_backfill(
         raise ConfigError("--allow-old-export: only meaningful with --from-export s3://BUCKET/PREFIX")
     session = session or boto3.Session()
     metrics = metrics or NullMetrics()
+    out = out if out is not None else sys.stderr  # the stderr of now, not of import time
     started = clock()
     dynamodb = session.client("dynamodb", config=SCAN_CLIENT_CONFIG)
     region = session.region_name or dynamodb.meta.region_name
@@ -425,7 +426,7 @@ def _run_parallel(run: _Run, tasks: list[Callable[[], None]], workers: int) -> N
 
 
 def _finish(run: _Run, started: float, clock: Callable[[], float]) -> BackfillReport:
-    run.progress.close()
+    run.progress.close(finished=True)
     report = run.report
     report.seconds = clock() - started
     report.finished = True
@@ -433,9 +434,4 @@ def _finish(run: _Run, started: float, clock: Callable[[], float]) -> BackfillRe
     with run.lock:
         run.state.update(finished=True, finished_at=iso_ms(now), last_run_seconds=round(report.seconds, 3))
         run.store.save_progress(run.key, run.state)
-    log.info(
-        "backfill of %s finished: %d items read, %d written, %d stale, %d skipped, %d dead letters in %.1f s",
-        report.table, report.items_read, report.written, report.stale, report.skipped,
-        report.dead_lettered, report.seconds,
-    )  # fmt: skip
-    return report
+    return report  # the caller reports it (the CLI prints it once): the progress line said 100%

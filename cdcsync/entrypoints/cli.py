@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import orjson
 
+from cdcsync import __version__
 from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.errors import ConfigError, FatalError, MappingError, TransientError
 from cdcsync.logs import configure_logging
@@ -278,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cdcsync",
         description="Sync DynamoDB Streams into OpenSearch, driven by YAML mapping files.",
     )
+    parser.add_argument("--version", action="version", version=f"cdcsync {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
     validate = verbs.add_parser(

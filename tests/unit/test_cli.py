@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from pathlib import Path
 
 import pytest
 
+import cdcsync
 from cdcsync.entrypoints.cli import main
 
 ROOT = Path(__file__).parents[2]
@@ -195,3 +197,13 @@ def test_cli_validate_filter_decided_once_warns_only_when_it_never_trusts(
     path.write_text("table: Users\nindex: users\nskip_unchanged: true\n" + filter_text)
     assert main(["validate", str(path)]) == 0
     assert capsys.readouterr().err.splitlines() == [f"{path}:4: warning: {line}" for line in expected]
+
+
+def test_cli_version_prints_installed_version_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    # WHEN asked for its version
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    # THEN it prints the installed package's version, which is the one the code declares
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"cdcsync {importlib.metadata.version('cdcsync')}\n"
+    assert importlib.metadata.version("cdcsync") == cdcsync.__version__
