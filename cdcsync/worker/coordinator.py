@@ -19,6 +19,11 @@ the worker never stops on it. A shard loop that stops on a fatal error (e.g. Get
 a bug is not restarted every round: it is tried again after ``failed_retry_seconds``. Both make
 the worker not ready, with the reason on ``/readyz``, until the table or shard works again.
 
+**Checkpoints of a stream the table no longer has** (the table was recreated, or its stream
+replaced while no worker ran) are ignored, with one WARNING per stream saying so and what to run:
+the worker reads the table's current stream. Emulators such as moto repeat shard ids across
+streams; a lease of a stream nobody reads that holds such an id makes way for the new stream's.
+
 **A table without a stream** stops the worker at start-up with one line saying how to enable it
 (exit 2: there is nothing to read, and a worker that runs on shows only rising lag), unless it was
 started with ``--wait-for-stream`` (the stream is enabled by a later deployment step): then it
@@ -149,6 +154,7 @@ class Coordinator:
     _table_failing: set[str] = field(default_factory=set)
     _retry_at: dict[tuple[str, str], float] = field(default_factory=dict)  # failed shards, monotonic
     _unlisted: dict[tuple[str, str], int] = field(default_factory=dict)  # listings in a row without it
+    _reported_streams: set[tuple[str, str]] = field(default_factory=set)  # (table, ARN) ignored, said
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -245,7 +251,9 @@ class Coordinator:
             if current:
                 raise
             shards = []  # a replaced stream past its retention: every shard of it was trimmed
-        self.store.sync_shards(table, arn, shards)
+        ignored = self.store.sync_shards(table, arn, shards, live_streams=self._arns[table])
+        if current:
+            self._report_ignored(table, arn, ignored)
         owned = {lease.shard_id: lease for lease in self.store.acquire(table, arn)}
         self._trim_unlisted(table, owned, {shard.shard_id for shard in shards})
         every = self.store.leases(table, arn)
@@ -268,6 +276,23 @@ class Coordinator:
             self._arns[table].remove(arn)
             log.info("read every shard of the replaced stream %s of table %s", arn, table)
         return set(owned)
+
+    def _report_ignored(self, table: str, current: str, ignored: list[Lease]) -> None:
+        """Say once per stream that checkpoints of a stream the table no longer has are ignored."""
+        by_stream: dict[str, int] = {}
+        for lease in ignored:
+            by_stream[lease.stream_arn] = by_stream.get(lease.stream_arn, 0) + 1
+        for arn, count in sorted(by_stream.items()):
+            if (table, arn) in self._reported_streams:
+                continue
+            self._reported_streams.add((table, arn))
+            log.warning(
+                "table %s: ignoring the checkpoints of %d unfinished shard%s of stream %s, which is not the "
+                "table's stream now (%s): the table was recreated, or its stream replaced while no worker "
+                "ran; what was not read from it is not synced (compare with: cdcsync verify --table %s)",
+                table, count, "" if count == 1 else "s", arn, current, table,
+                extra={"table": table},
+            )  # fmt: skip
 
     def _trim_unlisted(self, table: str, owned: dict[str, Lease], listed: set[str]) -> None:
         """Finish (and drop from ``owned``) the leases whose shards stopped being listed."""

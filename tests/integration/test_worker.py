@@ -606,3 +606,49 @@ def test_worker_process_wait_for_stream_syncs_once_the_stream_is_enabled(
     worker.wait_for(rf"INFO cdcsync\.worker\.coordinator: table {table}: coordinating again")
     assert worker.process.poll() is None
     assert worker.read().count("has no enabled stream") == 1
+
+
+@pytest.mark.parametrize("store", ["file", "dynamodb"])
+def test_worker_process_checkpoint_of_a_recreated_tables_old_stream_is_reported_and_ignored(
+    dynamodb: Any,
+    table: str,
+    unique_name: str,
+    opensearch: OpenSearch,
+    make_settings: Callable[..., Settings],
+    terminal_worker: Callable[..., TerminalProcess],
+    store: str,
+) -> None:
+    # GIVEN a worker that synced the table and stopped, leaving a checkpoint in its stream
+    checkpoints = {"dynamodb": f"dynamodb://{unique_name}-leases"}.get(store)
+    settings = make_settings(**({"checkpoints": checkpoints} if checkpoints else {}))
+    first = terminal_worker(worker_env(settings))
+    put(dynamodb, table, 1, "ada")
+    eventually(lambda: "1" in docs(opensearch, unique_name), 30)
+    first.process.send_signal(signal.SIGTERM)
+    assert first.process.wait(timeout=30) == 0
+    old_arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    # WHEN the table is deleted and created again (a new stream, whose shard ids may repeat the old's)
+    dynamodb.delete_table(TableName=table)
+    time.sleep(1.1)  # a new stream label (the creation second)
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    new_arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    assert new_arn != old_arn
+    # AND the worker is started again and an item written
+    again = terminal_worker(worker_env(settings))
+    put(dynamodb, table, 2, "grace")
+    # THEN the old checkpoint is reported once and ignored: the new stream is read and synced
+    eventually(lambda: "2" in docs(opensearch, unique_name), 30)
+    again.wait_for(
+        rf"WARNING cdcsync\.worker\.coordinator: table {table}: ignoring the checkpoints of 1 unfinished "
+        rf"shard of stream {re.escape(old_arn)}, which is not the table's stream now "
+        rf"\({re.escape(new_arn)}\): "
+        r"the table was recreated, or its stream replaced while no worker ran; what was not read from it "
+        rf"is not synced \(compare with: cdcsync verify --table {table}\)"
+    )
+    assert again.read().count("ignoring the checkpoints") == 1
