@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check cdcsync tests bench demo
-	$(BIN)/ruff format --check cdcsync tests bench demo
+	$(BIN)/ruff check cdcsync tests bench demo deploy
+	$(BIN)/ruff format --check cdcsync tests bench demo deploy
 	$(BIN)/hadolint Dockerfile
 
 typecheck: $(STAMP)
@@ -55,20 +55,35 @@ bench: $(STAMP)
 bench-lambda: $(STAMP)
 	$(BIN)/python bench/lambda_e2e.py
 
-# The Lambda deployment package for arm64 (Python 3.12), with the mapping files.
+# The Lambda deployment package for arm64 (Python 3.12), with the mapping files. Left out:
+# - what the function never imports: opensearch-py 3 requires opensearch-protobufs, and so grpcio
+#   and protobuf (22 MB), for a gRPC transport opensearchpy never imports; prometheus-client (the
+#   worker's /metrics; Lambda reports through EMF);
+# - boto3, botocore, s3transfer (35 MB): the Lambda Python runtime provides them, kept up to date
+#   by AWS, and the function uses only long-stable calls (GetItem, BatchGetItem, SQS SendMessage,
+#   S3 PutObject, credentials for SigV4). LAMBDA_BOTO3=bundle pins the venv's versions instead.
+# LAMBDA_PLATFORM=manylinux2014_x86_64 builds the same for an x86 function (or to run it here:
+# bench/lambda_cold_start.py).
+LAMBDA_PLATFORM ?= manylinux2014_aarch64
+LAMBDA_BOTO3 ?= runtime
+LAMBDA_OMIT := grpcio protobuf opensearch-protobufs prometheus-client \
+	$(if $(filter bundle,$(LAMBDA_BOTO3)),,boto3 botocore s3transfer)
 lambda-package: $(STAMP)
-	rm -rf build/lambda dist && mkdir -p build/lambda && $(BIN)/pip wheel -q --no-deps -w dist .
-	$(BIN)/pip install -q --target build/lambda --platform manylinux2014_aarch64 --implementation cp \
+	rm -rf build/lambda build/cdcsync-lambda.zip dist && mkdir -p build/lambda
+	$(BIN)/pip wheel -q --no-deps -w dist .
+	$(BIN)/pip install -q --target build/lambda --platform $(LAMBDA_PLATFORM) --implementation cp \
 		--python-version 3.12 --only-binary=:all: dist/cdcsync-*.whl
+	$(BIN)/python deploy/lambda/omit.py build/lambda $(LAMBDA_OMIT)
 	cp -r mappings build/lambda/ && cd build/lambda && zip -qr ../cdcsync-lambda.zip .
+	@du -sh build/lambda build/cdcsync-lambda.zip
 
 # The product's main job on embedded local servers; DEMO_EXIT_AFTER=SECONDS stops it by itself.
 demo: $(STAMP)
 	$(BIN)/python -m demo.run
 
 format: $(STAMP)
-	$(BIN)/ruff format cdcsync tests bench demo
-	$(BIN)/ruff check --fix cdcsync tests bench demo
+	$(BIN)/ruff format cdcsync tests bench demo deploy
+	$(BIN)/ruff check --fix cdcsync tests bench demo deploy
 
 clean:
 	rm -rf $(VENV) .venv-checkov .mypy_cache .pytest_cache .ruff_cache .hypothesis .demo build dist

@@ -1,4 +1,4 @@
-"""Log lines: one JSON object a line (default) or text, with a record's identity and no secrets.
+"""Log lines: text at a terminal, one JSON object a line elsewhere; a record's identity, no secrets.
 
 JSON: ``{"ts": "2024-05-01T12:00:00.123Z", "level": "WARNING", "logger": "cdcsync.pipeline",
 "message": "...", "table": "Users", "key": {"UserId": "1"}, "seq": "111"}``; an exception adds
@@ -6,12 +6,19 @@ JSON: ``{"ts": "2024-05-01T12:00:00.123Z", "level": "WARNING", "logger": "cdcsyn
 ... table=Users key=UserId=1 seq=111``. Fields passed with ``extra=`` appear in both.
 
 Decisions:
+- The format follows the reader unless ``CDCSYNC_LOG_FORMAT`` says otherwise: text when the log
+  stream is a terminal (a person running ``cdcsync run`` or ``make demo``), JSON when it is not (a
+  container, systemd, CI, Lambda: something that collects and parses lines).
+- ``CDCSYNC_LOG_LEVEL=DEBUG`` is cdcsync's own debug lines: the root logger stays at INFO, so
+  libraries' DEBUG lines (botocore's canonical requests and strings to sign, urllib3's connection
+  pool) never show; botocore and urllib3 are held at WARNING at every level (their INFO lines are
+  credential lookups and dropped connections).
 - Logs go to stderr: stdout carries command output (``cdcsync filters`` prints JSON to pipe
   somewhere) and, in Lambda, the EMF metric lines. Lambda sends both streams to CloudWatch Logs.
 - ``configure_logging`` replaces the root logger's handlers: the Lambda runtime installs its own,
   and a second handler would print every line twice.
-- The ``opensearch`` logger writes one INFO line per HTTP request; it is held at WARNING unless
-  the level is DEBUG (the metrics count requests already).
+- The ``opensearch`` logger writes one INFO line per HTTP request; it is held back unless the
+  level is DEBUG (the metrics count requests already).
 - Secrets are masked by a filter on our handler, so third-party log lines are covered too: values
   of extra fields named like password/secret/token/authorization, ``user:pass@`` in URLs, and
   ``password=...``-style pairs and Authorization headers in messages, extra strings and tracebacks.
@@ -35,7 +42,9 @@ LogFormat = Literal["json", "text"]
 
 HANDLER_NAME = "cdcsync"
 MASK = "***"
-_CHATTY_LOGGERS = ("opensearch", "botocore", "urllib3")  # a line per request or credential lookup
+_OWN_LOGGER = "cdcsync"
+_LIBRARY_LEVEL = logging.INFO  # the lowest level any library's line is written at
+_CHATTY_LOGGERS = ("botocore", "urllib3")  # a line per credential lookup or connection
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
@@ -61,10 +70,11 @@ _TEXT_SECRETS = (
 )
 
 
-def configure_logging(format: LogFormat, level: str, *, stream: TextIO | None = None) -> None:
+def configure_logging(format: LogFormat | None, level: str, *, stream: TextIO | None = None) -> None:
     """Send every log line through one handler on the root logger; safe to call again.
 
-    ``stream`` defaults to ``sys.stderr``. Raises ValueError for an unknown level name.
+    ``format`` None: text when ``stream`` is a terminal, else JSON. ``stream`` defaults to
+    ``sys.stderr``. Raises ValueError for an unknown level name.
     """
     levelno = logging.getLevelNamesMapping().get(level.upper())
     if levelno is None:
@@ -72,21 +82,32 @@ def configure_logging(format: LogFormat, level: str, *, stream: TextIO | None = 
             f'log level "{level}" is not one of DEBUG, INFO, WARNING, ERROR, CRITICAL; '
             "set CDCSYNC_LOG_LEVEL to one of them"
         )
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    out = stream if stream is not None else sys.stderr
+    chosen = format if format is not None else default_format(out)
+    handler = logging.StreamHandler(out)
     handler.set_name(HANDLER_NAME)
-    handler.setFormatter(JsonFormatter() if format == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter() if chosen == "json" else TextFormatter())
     handler.addFilter(SecretFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)  # not closed: the Lambda runtime's handler is not ours to close
     root.addHandler(handler)
-    root.setLevel(levelno)
+    root.setLevel(max(levelno, _LIBRARY_LEVEL))
+    logging.getLogger(_OWN_LOGGER).setLevel(levelno)
     for name in _CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.NOTSET if levelno <= logging.DEBUG else logging.WARNING)
+        logging.getLogger(name).setLevel(max(levelno, logging.WARNING))
     # opensearch-py logs every failed request at WARNING with a traceback; the bulk writer already
-    # says what failed and what happens next, once per request, with the record's identity.
-    if levelno > logging.DEBUG:
-        logging.getLogger("opensearch").setLevel(logging.ERROR)
+    # says what failed and what happens next, once per request, with the record's identity. At
+    # DEBUG its one INFO line per request shows (the root's INFO holds its DEBUG bodies back).
+    logging.getLogger("opensearch").setLevel(logging.NOTSET if levelno <= logging.DEBUG else logging.ERROR)
+
+
+def default_format(stream: TextIO) -> LogFormat:
+    """``text`` for a terminal, ``json`` for anything else (a pipe, a file, a closed stream)."""
+    try:
+        return "text" if stream.isatty() else "json"
+    except (AttributeError, ValueError):
+        return "json"
 
 
 def record_fields(

@@ -39,6 +39,7 @@ from cdcsync.reread import judge_gone, reread_record
 from cdcsync.sink.bulk import BulkWriter
 from cdcsync.source.items import ItemReader, key_id
 from cdcsync.source.synthetic import DEFAULT_VIEW, TableStream
+from cdcsync.values import dump_json
 
 log = logging.getLogger(__name__)
 
@@ -225,4 +226,4 @@ def _delete_version(letter: DeadLetter, mapping: CompiledMapping, record: Change
 
 def _name(entry: StoredLetter) -> str:
     letter = entry.letter
-    return f"{letter.table} {letter.keys} (letter {letter.letter_id})"
+    return f"{letter.table} {dump_json(letter.keys).decode()} (letter {letter.letter_id})"

@@ -198,7 +198,7 @@ class Settings(BaseSettings):
     # At least 3 s: write rounds end a margin before the lease could lapse (see ARCHITECTURE.md).
     lease_seconds: float = Field(default=30.0, ge=3)
     metrics_addr: str = "0.0.0.0:9464"  # the container must expose /metrics beyond loopback
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["json", "text"] | None = None  # unset: text when stderr is a terminal, else JSON
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     @classmethod
@@ -367,13 +367,20 @@ _EXPECTED = {
 }
 
 
+def _literal_values(annotation: Any) -> list[str]:
+    """``Literal["a", "b"]`` (or ``Literal[...] | None``) -> ``["a", "b"]``."""
+    if typing.get_origin(annotation) is Literal:
+        return [str(arg) for arg in typing.get_args(annotation)]
+    return [value for arg in typing.get_args(annotation) for value in _literal_values(arg)]
+
+
 def _expected(field: str, kind: str, error: Any) -> str:
     annotation = Settings.model_fields[field].annotation
     ctx = error.get("ctx", {})
     if kind in _EXPECTED:
         return _EXPECTED[kind]
     if kind == "literal_error":
-        return "one of " + ", ".join(str(arg) for arg in typing.get_args(annotation))
+        return "one of " + ", ".join(_literal_values(annotation))
     if kind in ("greater_than_equal", "greater_than"):
         number = "an integer" if annotation is int else "a number"
         op, bound = (">=", ctx["ge"]) if kind == "greater_than_equal" else (">", ctx["gt"])

@@ -9,7 +9,7 @@ owns it. Two stores implement ``LeaseStore``: ``file://`` (one process owns ever
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -58,11 +58,31 @@ class WriteWindow:
     closes_in: float
 
 
+def is_foreign(lease: Lease, table: str, live_streams: Collection[str]) -> bool:
+    """A lease of ``table`` in a stream nobody reads: its checkpoint is ignored."""
+    return lease.table == table and lease.stream_arn not in live_streams
+
+
 class LeaseStore(Protocol):
     """Leases and checkpoints for the worker; progress records for backfill."""
 
-    def sync_shards(self, table: str, stream_arn: str, shards: Sequence[ShardInfo]) -> None:
-        """Create a lease (at TRIM_HORIZON, unowned) for every shard that has none."""
+    def sync_shards(
+        self,
+        table: str,
+        stream_arn: str,
+        shards: Sequence[ShardInfo],
+        *,
+        live_streams: Collection[str] = (),
+    ) -> list[Lease]:
+        """Create a lease (at TRIM_HORIZON, unowned) for every shard of the stream that has none.
+
+        Returns the unfinished leases of the table's *other* streams that are not among
+        ``live_streams`` (the streams the caller reads; ``stream_arn`` is always one): a stream
+        the table no longer has (recreated, or its stream replaced while no worker ran), whose
+        checkpoints are ignored, for the caller to report. Leases are keyed by table and shard id,
+        and emulators (moto) give every stream the same shard ids: a lease of such a stream under
+        a shard id this stream lists is replaced by a new one for this stream.
+        """
 
     def leases(self, table: str, stream_arn: str) -> list[Lease]:
         """Every lease of the stream (any owner), for lineage and balancing decisions."""

@@ -48,14 +48,14 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cdcsync.aws import aws_error, describe_failure, error_code, error_kind
-from cdcsync.checkpoint import TRIM_HORIZON, Lease, LeaseLostError, ShardInfo, WriteWindow
+from cdcsync.checkpoint import TRIM_HORIZON, Lease, LeaseLostError, ShardInfo, WriteWindow, is_foreign
 from cdcsync.checkpoint.file import lease_key
 from cdcsync.errors import CdcsyncError, FatalError, TransientError
 
@@ -135,11 +135,20 @@ class DynamoDbLeaseStore:
 
     # --- LeaseStore ---------------------------------------------------------------------------
 
-    def sync_shards(self, table: str, stream_arn: str, shards: Sequence[ShardInfo]) -> None:
-        known = {lease.shard_id for lease in self._scan(table, stream_arn)}
+    def sync_shards(
+        self,
+        table: str,
+        stream_arn: str,
+        shards: Sequence[ShardInfo],
+        *,
+        live_streams: Collection[str] = (),
+    ) -> list[Lease]:
+        live = {*live_streams, stream_arn}
+        stored = {lease.shard_id: lease for lease in self._scan(table)}  # one item per table|shard_id
         for shard in shards:
-            if shard.shard_id in known:
-                continue
+            old = stored.get(shard.shard_id)
+            if old is not None and not is_foreign(old, table, live):
+                continue  # this stream's, or a clash with a stream still read: it waits for it
             item = {
                 "lease_key": {"S": lease_key(table, shard.shard_id)},
                 "table": {"S": table},
@@ -151,17 +160,25 @@ class DynamoDbLeaseStore:
                 "finished": {"BOOL": False},
                 "heartbeat_ms": {"N": str(self._now_ms())},
             }
+            # Created once; a lease of a stream nobody reads is replaced only as it was seen.
+            condition: dict[str, Any] = (
+                {"ConditionExpression": "attribute_not_exists(lease_key)"}
+                if old is None
+                else {
+                    "ConditionExpression": "stream_arn = :old AND #counter = :counter",
+                    "ExpressionAttributeNames": {"#counter": "counter"},
+                    "ExpressionAttributeValues": {
+                        ":old": {"S": old.stream_arn},
+                        ":counter": {"N": str(old.counter)},
+                    },
+                }
+            )
             try:
-                self._call(
-                    "PutItem",
-                    self.client.put_item,
-                    TableName=self.table_name,
-                    Item=item,
-                    ConditionExpression="attribute_not_exists(lease_key)",
-                )
+                self._call("PutItem", self.client.put_item, TableName=self.table_name, Item=item, **condition)
             except _ConditionFailedError:
-                continue  # another worker created it first
+                continue  # another worker created (or replaced) it first
             log.info("created lease for shard %s of table %s", shard.shard_id, table, extra={"table": table})
+        return [lease for lease in stored.values() if is_foreign(lease, table, live) and not lease.finished]
 
     def leases(self, table: str, stream_arn: str) -> list[Lease]:
         found = self._scan(table, stream_arn)
@@ -450,13 +467,15 @@ class DynamoDbLeaseStore:
         )
         return _lease_of(response["Attributes"])
 
-    def _scan(self, table: str, stream_arn: str) -> list[Lease]:
+    def _scan(self, table: str, stream_arn: str | None = None) -> list[Lease]:
+        """The leases of the table's stream (every stream of the table: ``stream_arn`` None)."""
+        values = {":table": {"S": table}} | ({":arn": {"S": stream_arn}} if stream_arn else {})
         pages = self.client.get_paginator("scan").paginate(
             TableName=self.table_name,
             ConsistentRead=True,
-            FilterExpression="#table = :table AND stream_arn = :arn",
+            FilterExpression="#table = :table" + (" AND stream_arn = :arn" if stream_arn else ""),
             ExpressionAttributeNames={"#table": "table"},
-            ExpressionAttributeValues={":table": {"S": table}, ":arn": {"S": stream_arn}},
+            ExpressionAttributeValues=values,
         )
         items = self._call("Scan", lambda: [item for page in pages for item in page.get("Items", [])])
         return sorted((_lease_of(item) for item in items), key=lambda lease: lease.shard_id)

@@ -35,12 +35,12 @@ import math
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cdcsync.checkpoint import TRIM_HORIZON, Lease, ShardInfo, WriteWindow
+from cdcsync.checkpoint import TRIM_HORIZON, Lease, ShardInfo, WriteWindow, is_foreign
 from cdcsync.errors import FatalError
 
 _WRITE_HINT = "check the folder exists, is writable and has free space"
@@ -65,8 +65,19 @@ class FileLeaseStore:
         """The store as ``CDCSYNC_CHECKPOINTS`` would name it."""
         return f"file://{self.path.absolute()}"
 
-    def sync_shards(self, table: str, stream_arn: str, shards: Sequence[ShardInfo]) -> None:
+    def sync_shards(
+        self,
+        table: str,
+        stream_arn: str,
+        shards: Sequence[ShardInfo],
+        *,
+        live_streams: Collection[str] = (),
+    ) -> list[Lease]:
+        live = {*live_streams, stream_arn}
         with self._exclusive() as (leases, progress):
+            ignored = [
+                lease for lease in leases.values() if is_foreign(lease, table, live) and not lease.finished
+            ]
             added = {
                 lease_key(table, shard.shard_id): Lease(
                     table=table,
@@ -79,10 +90,12 @@ class FileLeaseStore:
                     finished=False,
                 )
                 for shard in shards
-                if lease_key(table, shard.shard_id) not in leases
+                if (stored := leases.get(lease_key(table, shard.shard_id))) is None
+                or is_foreign(stored, table, live)
             }
             if added:
                 self._write({**leases, **added}, progress)
+        return sorted(ignored, key=lambda lease: lease.shard_id)
 
     def leases(self, table: str, stream_arn: str) -> list[Lease]:
         leases, _ = self._read()

@@ -90,6 +90,7 @@ def handler(event: dict[str, Any], context: LambdaContext | None = None) -> dict
     global _runtime  # noqa: PLW0603 - one runtime per Lambda container, built on the first event
     if _runtime is None:
         settings = load_settings()
-        configure_logging(settings.log_format, settings.log_level)
+        # JSON unless set: CloudWatch Logs parses it, and nobody reads Lambda's stderr at a terminal.
+        configure_logging(settings.log_format or "json", settings.log_level)
         _runtime = build_runtime(settings)
     return _runtime.handle(event, context)

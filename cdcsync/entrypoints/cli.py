@@ -20,6 +20,7 @@ import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 from opensearchpy.exceptions import OpenSearchException
 
+from cdcsync import __version__
 from cdcsync.aws import aws_client, aws_error, aws_session
 from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.entrypoints.preview import add_preview_parser
@@ -205,7 +206,7 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(settings.log_format, settings.log_level)
     from cdcsync.entrypoints.worker import run_worker  # noqa: PLC0415 - only `run` needs the worker
 
-    return run_worker(settings, args.table or ())
+    return run_worker(settings, args.table or (), wait_for_stream=args.wait_for_stream)
 
 
 def _backfill(args: argparse.Namespace) -> int:
@@ -310,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug", action="store_true", help="print the Python traceback of an error (for bug reports)"
     )
+    parser.add_argument("--version", action="version", version=f"cdcsync {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
     validate = verbs.add_parser(
@@ -348,6 +350,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--table", action="append", help="only this table (repeatable; default: every mapped table)"
     )
     run.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
+    run.add_argument(
+        "--wait-for-stream",
+        action="store_true",
+        help="a table without an enabled stream is waited for (WARNING once, read once enabled); "
+        "without this flag the worker says how to enable it and exits 2",
+    )
     run.set_defaults(run=_run)
 
     _add_table_verbs(verbs)

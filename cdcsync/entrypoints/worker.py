@@ -39,7 +39,11 @@ def worker_id() -> str:
 
 
 def build_coordinator(
-    settings: Settings, tables: Sequence[str] = (), *, session: boto3.Session | None = None
+    settings: Settings,
+    tables: Sequence[str] = (),
+    *,
+    session: boto3.Session | None = None,
+    wait_for_stream: bool = False,
 ) -> tuple[Coordinator, PrometheusMetrics]:
     session = session or aws_session()
     mappings = load_mappings(settings.mappings)
@@ -85,6 +89,7 @@ def build_coordinator(
         streams=aws_client(session, "dynamodbstreams"),
         check_opensearch=opensearch_reachable,
         round_seconds=settings.lease_seconds / 3,
+        wait_for_stream=wait_for_stream,
     )
     return coordinator, metrics
 
@@ -103,7 +108,7 @@ def check_tables_at_start(mappings: MappingSet, tables: Sequence[str], dynamodb:
             continue
         for check in checks:
             if check.key == "table":
-                continue  # no stream: the coordinator says so (and waits for one)
+                continue  # no stream: the coordinator says so (exit 2, or waits with --wait-for-stream)
             if check.refuses:
                 log.error("%s", check.line)
                 refusing.append(check)
@@ -117,13 +122,15 @@ def check_tables_at_start(mappings: MappingSet, tables: Sequence[str], dynamodb:
         )
 
 
-def run_worker(settings: Settings, tables: Sequence[str] = ()) -> int:
-    coordinator, metrics = build_coordinator(settings, tables)
+def run_worker(settings: Settings, tables: Sequence[str] = (), *, wait_for_stream: bool = False) -> int:
+    """Run until SIGTERM or SIGINT (0); a table without a stream stops it (``ConfigError``, exit 2)."""
+    coordinator, metrics = build_coordinator(settings, tables, wait_for_stream=wait_for_stream)
     host, port = settings.metrics_host_port
     server = MetricsServer(
         (host, port), metrics.registry, coordinator.health, stuck_after=3 * coordinator.round_seconds
     )
     server.start()
+    port = server.server_address[1]  # the port bound: CDCSYNC_METRICS_ADDR may say 0 (any free one)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         log.info("received %s: finishing in-flight writes, then exiting", signal.Signals(signum).name)

@@ -19,6 +19,17 @@ the worker never stops on it. A shard loop that stops on a fatal error (e.g. Get
 a bug is not restarted every round: it is tried again after ``failed_retry_seconds``. Both make
 the worker not ready, with the reason on ``/readyz``, until the table or shard works again.
 
+**Checkpoints of a stream the table no longer has** (the table was recreated, or its stream
+replaced while no worker ran) are ignored, with one WARNING per stream saying so and what to run:
+the worker reads the table's current stream. Emulators such as moto repeat shard ids across
+streams; a lease of a stream nobody reads that holds such an id makes way for the new stream's.
+
+**A table without a stream** stops the worker at start-up with one line saying how to enable it
+(exit 2: there is nothing to read, and a worker that runs on shows only rising lag), unless it was
+started with ``--wait-for-stream`` (the stream is enabled by a later deployment step): then it
+says so once, at WARNING, and starts reading within a round of the stream being enabled. A stream
+disabled while the worker runs is waited for either way (the old stream's rest is still read).
+
 **Lag never reads 0 for what is not being read.** A shard's age is the age of the oldest record
 that may not be written: while its loop reads, the loop's own lag; while nothing reads it (waiting
 for its parent, failed, not started), the time since it was last known caught up (or since this
@@ -65,6 +76,10 @@ SUMMARY_SECONDS = 60.0  # how often a table that did something gets its summary 
 # A leased shard is trimmed once this many listings in a row leave it out: a new shard missing
 # from one stale DescribeStream answer must not be finished unread.
 TRIMMED_AFTER_LISTINGS = 2
+
+
+class NoStreamAtStartError(ConfigError):
+    """A mapped table had no enabled stream when the worker first looked, and it may not wait for one."""
 
 
 def error_kind(exc: BaseException) -> str:
@@ -132,6 +147,8 @@ class Coordinator:
     summary_seconds: float = SUMMARY_SECONDS
     failed_retry_seconds: float = FAILED_SHARD_RETRY_SECONDS
     wall_ms: Callable[[], int] = _wall_ms  # epoch ms, for lag
+    wait_for_stream: bool = False  # a table without a stream at start: wait (True) or stop (False)
+    stopped_by: ConfigError | None = None  # why ``run`` stopped by itself, raised by it at the end
     health: Health = field(default_factory=Health)
     loops: dict[tuple[str, str], ShardLoop] = field(default_factory=dict)
     retiring: list[ShardLoop] = field(default_factory=list)
@@ -144,6 +161,7 @@ class Coordinator:
     _table_failing: set[str] = field(default_factory=set)
     _retry_at: dict[tuple[str, str], float] = field(default_factory=dict)  # failed shards, monotonic
     _unlisted: dict[tuple[str, str], int] = field(default_factory=dict)  # listings in a row without it
+    _reported_streams: set[tuple[str, str]] = field(default_factory=set)  # (table, ARN) ignored, said
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _summary: Summary = field(default_factory=Summary)
     _lag: dict[str, float] = field(default_factory=dict)  # per table, the last lag reported
@@ -154,17 +172,27 @@ class Coordinator:
         self._summary.since_ms = started
 
     def run(self) -> None:
-        """Coordinate until ``stopping`` is set; then stop the loops and release the leases."""
+        """Coordinate until ``stopping`` is set; then stop the loops and release the leases.
+
+        Raises ``NoStreamAtStartError`` (after the shutdown) when a table has no stream to read
+        and ``wait_for_stream`` is off.
+        """
         while not self.stopping.is_set():
             self.round()
             self.stopping.wait(self.round_seconds)
         self.shutdown()
+        if self.stopped_by is not None:
+            raise self.stopped_by
 
     def round(self) -> None:
         dynamodb_ok = True
         for table in self.tables:
             try:
                 self._table_round(table)
+            except NoStreamAtStartError as exc:
+                self.stopped_by = exc
+                self.stopping.set()
+                return
             except TransientError as exc:
                 dynamodb_ok = False
                 self._table_failed(table, exc)
@@ -194,13 +222,19 @@ class Coordinator:
             return  # /readyz says DynamoDB is unreachable; the caller logs each one
         message = str(exc) if kind != "bug" else f"unexpected error (a bug): {type(exc).__name__}: {exc}"
         if self.health.report(f"table {table}", message) and kind != "bug":
-            level = logging.WARNING if kind == "stream_gone" else logging.ERROR
+            # A stream gone or, at start with --wait-for-stream, not there yet: expected, waited for.
+            waiting = self.wait_for_stream and not self._arns.get(table)
+            level = logging.WARNING if kind == "stream_gone" or waiting else logging.ERROR
             line = "cannot coordinate table %s: %s; trying again every round"
             log.log(level, line, table, message, extra={"table": table})
 
     def _table_round(self, table: str) -> None:
         arns = self._arns.setdefault(table, [])
         current = stream_arn_of(self.dynamodb, table, required=False)
+        if current is None and not arns and not self.wait_for_stream:
+            raise NoStreamAtStartError(
+                f"{no_stream_error(table)} (or start the worker with --wait-for-stream)"
+            )
         if current is not None and current not in arns:
             if arns:
                 log.warning(
@@ -229,7 +263,9 @@ class Coordinator:
             if current:
                 raise
             shards = []  # a replaced stream past its retention: every shard of it was trimmed
-        self.store.sync_shards(table, arn, shards)
+        ignored = self.store.sync_shards(table, arn, shards, live_streams=self._arns[table])
+        if current:
+            self._report_ignored(table, arn, ignored)
         owned = {lease.shard_id: lease for lease in self.store.acquire(table, arn)}
         self._trim_unlisted(table, owned, {shard.shard_id for shard in shards})
         every = self.store.leases(table, arn)
@@ -252,6 +288,23 @@ class Coordinator:
             self._arns[table].remove(arn)
             log.info("read every shard of the replaced stream %s of table %s", arn, table)
         return set(owned)
+
+    def _report_ignored(self, table: str, current: str, ignored: list[Lease]) -> None:
+        """Say once per stream that checkpoints of a stream the table no longer has are ignored."""
+        by_stream: dict[str, int] = {}
+        for lease in ignored:
+            by_stream[lease.stream_arn] = by_stream.get(lease.stream_arn, 0) + 1
+        for arn, count in sorted(by_stream.items()):
+            if (table, arn) in self._reported_streams:
+                continue
+            self._reported_streams.add((table, arn))
+            log.warning(
+                "table %s: ignoring the checkpoints of %d unfinished shard%s of stream %s, which is not the "
+                "table's stream now (%s): the table was recreated, or its stream replaced while no worker "
+                "ran; what was not read from it is not synced (compare with: cdcsync verify --table %s)",
+                table, count, "" if count == 1 else "s", arn, current, table,
+                extra={"table": table},
+            )  # fmt: skip
 
     def _trim_unlisted(self, table: str, owned: dict[str, Lease], listed: set[str]) -> None:
         """Finish (and drop from ``owned``) the leases whose shards stopped being listed."""

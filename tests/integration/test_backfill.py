@@ -7,6 +7,7 @@ import datetime as dt
 import gzip
 import json
 import logging
+import re
 import threading
 import time
 import urllib.request
@@ -218,10 +219,10 @@ def test_backfill_items_of_every_type_builds_documents_of_stream_inserts(
     assert progress["items_read"] == 600
     assert f"backfill of {world.table}: scanning 4 of 4 segments, version {SCAN_START_MS - 5000} " \
         "(scan start 2026-01-01T00:00:00.000+00:00)" in caplog.messages  # fmt: skip
-    assert any(
-        m.startswith(f"backfill of {world.table} finished: 600 items read, 600 written")
-        for m in caplog.messages
-    )
+    # AND the last progress line says 100%; the summary is the caller's to print (the CLI does, once)
+    progress_lines = [m for m in caplog.messages if m.startswith(f"backfill of {world.table}: 600 ")]
+    assert progress_lines[-1].startswith(f"backfill of {world.table}: 600 items (100%), ")
+    assert not any("items read" in m for m in caplog.messages)
 
 
 def test_backfill_interrupted_then_resumed_completes_without_starting_over(
@@ -654,3 +655,33 @@ def test_cli_backfill_old_export_exits_2_with_one_line_unless_allowed(
     # AND with --allow-old-export it loads
     assert main([*command, "--allow-old-export"]) == 0
     assert len(world.documents()) == 1
+
+
+def test_cli_backfill_prints_its_summary_once_after_a_final_100_percent(
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN three items and the CLI's settings
+    world.load([sample_item(number) for number in range(3)])
+    for name, value in {
+        "CDCSYNC_OPENSEARCH_URL": world.opensearch_url,
+        "CDCSYNC_DLQ": f"file://{world.tmp / 'dlq.jsonl'}",
+        "CDCSYNC_CHECKPOINTS": f"file://{world.tmp / 'checkpoints.json'}",
+    }.items():
+        monkeypatch.setenv(name, value)
+    # WHEN `cdcsync backfill` runs (stderr is not a terminal: progress goes to the log)
+    code = main(
+        ["backfill", "--table", world.table, "--segments", "2", "--mappings", str(world.settings.mappings)]
+    )
+    out, err = capsys.readouterr()
+    # THEN the last progress line says 100%, and the summary is printed once, on stdout
+    assert code == 0
+    progress = [line for line in err.splitlines() if "cdcsync.backfill.progress" in line]
+    assert re.search(
+        rf"backfill of {world.table}: 3 items \(100%\), [\d,]+ items/s, 0 dead letters$", progress[-1]
+    )
+    assert re.fullmatch(
+        rf"backfill of {world.table}: 3 items read, 3 written, 0 stale, 0 skipped, 0 dead letters "
+        r"in \d+\.\d s \(2 segments\)\n",
+        out,
+    )
+    assert (out + err).count("items read") == 1

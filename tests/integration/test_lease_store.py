@@ -513,3 +513,41 @@ def test_lease_store_write_window_of_a_lost_lease_raises(
     # WHEN A's loop asks before writing THEN it must not write
     with pytest.raises(LeaseLostError, match="it is now owned by worker worker-b;"):
         a.write_window(mine[stolen.shard_id])
+
+
+OLD_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/Users/stream/2023-01-01T00:00:00.000"
+
+
+@pytest.mark.parametrize(
+    ("live", "replaced"),
+    [((ARN,), True), ((OLD_ARN, ARN), False)],
+    ids=["old-stream-not-read", "old-stream-still-read"],
+)
+def test_lease_store_sync_shards_other_streams_unfinished_leases_are_returned_and_a_clash_replaced(
+    aws_session: boto3.Session, unique_name: str, live: tuple[str, ...], replaced: bool
+) -> None:
+    # GIVEN checkpoints in the table's old stream: shardId-1 half read, shardId-2 finished
+    a = _store(aws_session, unique_name, "worker-a")
+    a.sync_shards("Users", OLD_ARN, _shards(2))
+    half, done = a.acquire("Users", OLD_ARN)
+    half = a.checkpoint(half, "100")
+    done = a.checkpoint(done, "200", finished=True)
+    # WHEN the table's new stream lists a shard with the same id (emulators repeat shard ids)
+    ignored = a.sync_shards("Users", ARN, _shards(1), live_streams=live)
+    # THEN an old stream nobody reads: its unfinished lease is returned (to report) and the new
+    # stream's shard gets its own lease; an old stream still read keeps its lease
+    if replaced:
+        assert [(lease.shard_id, lease.stream_arn, lease.checkpoint) for lease in ignored] == [
+            ("shardId-1", OLD_ARN, "100")
+        ]
+        (fresh,) = a.leases("Users", ARN)
+        assert (fresh.shard_id, fresh.owner, fresh.checkpoint, fresh.finished) == (
+            "shardId-1", None, TRIM_HORIZON, False
+        )  # fmt: skip
+        assert [(lease.shard_id, lease.checkpoint) for lease in a.leases("Users", OLD_ARN)] == [
+            ("shardId-2", "200")
+        ]
+    else:
+        assert ignored == []
+        assert a.leases("Users", ARN) == []
+        assert _ids(a.leases("Users", OLD_ARN)) == ["shardId-1", "shardId-2"]

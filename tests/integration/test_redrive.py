@@ -74,6 +74,8 @@ def test_redrive_fixed_item_is_written_and_entry_removed(
     assert code == 1
     assert out.strip() == f"redriven 2, left 1 in file://{world.dlq_path}"
     assert "mapper_parsing_exception" in err
+    (problem,) = err.splitlines()
+    assert problem.startswith(f'{world.table} {{"UserId":{{"N":"3"}}}} (letter ')  # keys as JSON, as dlq show
     assert world.doc("1") == {"UserId": 1, "Age": 30}
     assert world.doc("2") is None
     (left,) = world.dead_letters()
@@ -215,8 +217,8 @@ def test_redrive_letter_of_mapping_no_longer_configured_stays_in_queue(
     out, err = capsys.readouterr()
     assert out.strip() == f"redriven 0, left 1 in file://{world.dlq_path}"
     assert err.strip() == (
-        f"{world.table} {letter.keys} (letter {letter.letter_id}): no mapping {world.table} -> {world.index} "
-        "any more; left in the queue"
+        f'{world.table} {{"UserId":{{"N":"1"}}}} (letter {letter.letter_id}): '
+        f"no mapping {world.table} -> {world.index} any more; left in the queue"
     )
     assert not world.opensearch.indices.exists(index=f"{world.index}-new")
 

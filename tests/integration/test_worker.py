@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -398,3 +399,256 @@ def test_worker_table_deleted_leaves_other_tables_syncing(
     errors = registry.get_sample_value("cdcsync_worker_errors_total", {"table": orders, "error": "config"})
     assert errors is not None
     assert errors >= 1
+
+
+# --- the worker process at a terminal --------------------------------------------------------------
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a `cdcsync run` process over ``settings`` (logs as they default)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("CDCSYNC_")}
+    env.update(
+        CDCSYNC_MAPPINGS=str(settings.mappings),
+        CDCSYNC_OPENSEARCH_URL=settings.opensearch_url[0],
+        CDCSYNC_DLQ=settings.dlq,
+        CDCSYNC_CHECKPOINTS=settings.checkpoints,
+        CDCSYNC_METRICS_ADDR=f"127.0.0.1:{free_port()}",
+        CDCSYNC_LEASE_SECONDS="3",  # a round a second
+    )
+    env.update(extra)
+    return env
+
+
+class TerminalProcess:
+    """`cdcsync run ...` with its stderr on a pseudo-terminal, as when a person starts it in a shell."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
+        controller, terminal = os.openpty()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cdcsync.entrypoints.cli", *args],
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=terminal,
+        )
+        os.close(terminal)
+        self._screen = controller
+        self.text = ""
+
+    def read(self, timeout: float = 0.2) -> str:
+        """Everything the terminal showed so far (pty line endings as \\n)."""
+        import select  # noqa: PLC0415 - only this helper waits on a file descriptor
+
+        while select.select([self._screen], [], [], timeout)[0]:
+            try:
+                chunk = os.read(self._screen, 65536)
+            except OSError:  # EIO: the process closed its side of the terminal
+                break
+            if not chunk:
+                break
+            self.text += chunk.decode().replace("\r\n", "\n")
+        return self.text
+
+    def wait_for(self, pattern: str, seconds: float = 30.0) -> re.Match[str]:
+        deadline = time.monotonic() + seconds
+        while (found := re.search(pattern, self.read(), re.MULTILINE)) is None:
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise AssertionError(f"{pattern!r} not shown; the terminal shows:\n{self.read()}")
+        return found
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+        os.close(self._screen)
+
+
+@pytest.fixture
+def terminal_worker(tmp_path: Path) -> Iterator[Callable[..., TerminalProcess]]:
+    started: list[TerminalProcess] = []
+
+    def start(env: dict[str, str], *args: str) -> TerminalProcess:
+        process = TerminalProcess(["run", *args], env, tmp_path)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.close()
+
+
+TEXT_LINE = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO|WARNING|ERROR) cdcsync\.[\w.]+: "
+
+
+def test_worker_process_at_terminal_logs_text_and_the_metrics_port_bound(
+    table: str, make_settings: Callable[..., Settings], terminal_worker: Callable[..., TerminalProcess]
+) -> None:
+    # GIVEN `cdcsync run` started at a terminal, CDCSYNC_LOG_FORMAT unset, on any free metrics port
+    worker = terminal_worker(worker_env(make_settings(), CDCSYNC_METRICS_ADDR="127.0.0.1:0"))
+    # WHEN it starts THEN it says, in text, which port it bound, and that port answers
+    shown = worker.wait_for(TEXT_LINE + rf"syncing {table}; metrics on http://127\.0\.0\.1:(\d+)/metrics$")
+    port = int(shown.group(2))
+    assert port != 0
+    eventually(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).status == 200)
+    # AND every line it wrote is a text line
+    worker.process.send_signal(signal.SIGINT)
+    assert worker.process.wait(timeout=30) == 0
+    lines = worker.read().splitlines()
+    assert lines
+    assert all(re.match(TEXT_LINE, line) for line in lines), lines
+
+
+def test_worker_process_piped_logs_json(
+    table: str, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    # GIVEN `cdcsync run` with stderr on a pipe (a container's log collector), format unset
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cdcsync.entrypoints.cli", "run"],
+        env=worker_env(make_settings()),
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        first = json.loads(process.stderr.readline())
+        # THEN its lines are JSON objects
+        assert first["logger"] == "cdcsync.entrypoints.worker"
+        assert first["message"].startswith(f"syncing {table}; metrics on http://127.0.0.1:")
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=30)
+        assert [json.loads(line)["level"] for line in rest.splitlines()]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+@pytest.fixture
+def streamless_table(
+    dynamodb: Any, unique_name: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A table created without a stream (moto cannot enable one again once disabled)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    name = f"Plain-{unique_name}"
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return name
+
+
+def streamless_settings(
+    make_settings: Callable[..., Settings], table: str, index: str, tmp_path: Path
+) -> Settings:
+    mapping = tmp_path / "plain.yaml"
+    mapping.write_text(f'table: {table}\nindex: {index}\nid: "{{UserId}}"\n')
+    return make_settings(mappings=mapping)
+
+
+def test_worker_process_table_without_stream_says_so_once_and_exits_2(
+    streamless_table: str, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    # GIVEN a mapped table without a stream
+    table = streamless_table
+    settings = streamless_settings(make_settings, table, "plain", tmp_path)
+    # WHEN the worker is started
+    done = subprocess.run(
+        [sys.executable, "-m", "cdcsync.entrypoints.cli", "run"],
+        env=worker_env(settings, CDCSYNC_LOG_FORMAT="text"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # THEN it says once how to enable the stream, and exits 2 (a configuration error)
+    assert done.returncode == 2, done.stderr
+    message = (
+        f"table {table} has no enabled stream; enable one with NEW_AND_OLD_IMAGES: "
+        f"aws dynamodb update-table --table-name {table} "
+        "--stream-specification StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES "
+        "(or start the worker with --wait-for-stream)"
+    )
+    assert done.stderr.splitlines()[-1] == f"cdcsync: {message}"
+    assert done.stderr.count("has no enabled stream") == 1
+    assert "Traceback" not in done.stderr
+
+
+def test_worker_process_wait_for_stream_syncs_once_the_stream_is_enabled(
+    dynamodb: Any,
+    streamless_table: str,
+    unique_name: str,
+    opensearch: OpenSearch,
+    make_settings: Callable[..., Settings],
+    terminal_worker: Callable[..., TerminalProcess],
+    tmp_path: Path,
+) -> None:
+    # GIVEN a worker told to wait for the table's stream
+    table = streamless_table
+    settings = streamless_settings(make_settings, table, unique_name, tmp_path)
+    worker = terminal_worker(worker_env(settings), "--wait-for-stream")
+    # THEN it says once what it waits for
+    worker.wait_for(
+        rf"WARNING cdcsync\.worker\.coordinator: cannot coordinate table {table}: "
+        rf"table {table} has no enabled stream; .*; trying again every round table={table}$"
+    )
+    # WHEN the stream is enabled and an item written
+    dynamodb.update_table(
+        TableName=table, StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    )
+    put(dynamodb, table, 1, "ada")
+    # THEN the item is synced, and the wait was reported once
+    eventually(lambda: "1" in docs(opensearch, unique_name), 30)
+    worker.wait_for(rf"INFO cdcsync\.worker\.coordinator: table {table}: coordinating again")
+    assert worker.process.poll() is None
+    assert worker.read().count("has no enabled stream") == 1
+
+
+@pytest.mark.parametrize("store", ["file", "dynamodb"])
+def test_worker_process_checkpoint_of_a_recreated_tables_old_stream_is_reported_and_ignored(
+    dynamodb: Any,
+    table: str,
+    unique_name: str,
+    opensearch: OpenSearch,
+    make_settings: Callable[..., Settings],
+    terminal_worker: Callable[..., TerminalProcess],
+    store: str,
+) -> None:
+    # GIVEN a worker that synced the table and stopped, leaving a checkpoint in its stream
+    checkpoints = {"dynamodb": f"dynamodb://{unique_name}-leases"}.get(store)
+    settings = make_settings(**({"checkpoints": checkpoints} if checkpoints else {}))
+    first = terminal_worker(worker_env(settings))
+    put(dynamodb, table, 1, "ada")
+    eventually(lambda: "1" in docs(opensearch, unique_name), 30)
+    first.process.send_signal(signal.SIGTERM)
+    assert first.process.wait(timeout=30) == 0
+    old_arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    # WHEN the table is deleted and created again (a new stream, whose shard ids may repeat the old's)
+    dynamodb.delete_table(TableName=table)
+    time.sleep(1.1)  # a new stream label (the creation second)
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    new_arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    assert new_arn != old_arn
+    # AND the worker is started again and an item written
+    again = terminal_worker(worker_env(settings))
+    put(dynamodb, table, 2, "grace")
+    # THEN the old checkpoint is reported once and ignored: the new stream is read and synced
+    eventually(lambda: "2" in docs(opensearch, unique_name), 30)
+    again.wait_for(
+        rf"WARNING cdcsync\.worker\.coordinator: table {table}: ignoring the checkpoints of 1 unfinished "
+        rf"shard of stream {re.escape(old_arn)}, which is not the table's stream now "
+        rf"\({re.escape(new_arn)}\): "
+        r"the table was recreated, or its stream replaced while no worker ran; what was not read from it "
+        rf"is not synced \(compare with: cdcsync verify --table {table}\)"
+    )
+    assert again.read().count("ignoring the checkpoints") == 1

@@ -4,7 +4,9 @@ Each is a context manager that starts the server on a free 127.0.0.1 port, waits
 yields its URL and stops it on exit. Both servers also exit by themselves when their stdin pipe
 closes, which happens when this process dies for any reason (even SIGKILL), so a crashed test run
 never leaves servers behind. Server output goes to a temporary file, not a pipe: moto logs every
-request, and an unread pipe would fill up and block it.
+request, and an unread pipe would fill up and block it. Each server runs in a session of its own:
+Ctrl-C at a terminal (SIGINT to the whole foreground process group) reaches only the process that
+started it, which stops its users first (``make demo``: the worker) and then the server, in order.
 """
 
 from __future__ import annotations
@@ -96,7 +98,9 @@ def _start_moto(port: int, log: IO[bytes], timeout: float) -> subprocess.Popen[b
     """Start moto on ``port``; None if the port was taken meanwhile (the caller picks another)."""
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-c", _MOTO_MAIN, "-H", "127.0.0.1", "-p", str(port)]
-    process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -167,7 +171,9 @@ def osmem_server(*, startup_timeout: float = STARTUP_TIMEOUT_SECONDS) -> Iterato
     command = [resolve_binary(), "-addr", "127.0.0.1:0", "-no-ja", "-parent-pid", str(os.getpid())]
     with (
         tempfile.TemporaryFile() as log,
-        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log) as process,
+        subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True
+        ) as process,
     ):
         assert process.stdout is not None
         first: queue.Queue[bytes] = queue.Queue()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from pathlib import Path
 
 import pytest
 
+import cdcsync
 from cdcsync.entrypoints.cli import main
 from cdcsync.errors import ConfigError, FatalError, PlanError, TransientError
 
@@ -293,3 +295,13 @@ def test_cli_error_family_one_line_and_the_promised_exit_code(
     monkeypatch.setattr("cdcsync.entrypoints.cli._filters", failing)
     assert main(["filters", "--table", "T"]) == code
     assert capsys.readouterr().err == f"{line}\n"
+
+
+def test_cli_version_prints_installed_version_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    # WHEN asked for its version
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    # THEN it prints the installed package's version, which is the one the code declares
+    assert done.value.code == 0
+    assert capsys.readouterr().out == f"cdcsync {importlib.metadata.version('cdcsync')}\n"
+    assert importlib.metadata.version("cdcsync") == cdcsync.__version__

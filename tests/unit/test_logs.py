@@ -5,11 +5,15 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from cdcsync.logs import (
     HANDLER_NAME,
@@ -30,12 +34,13 @@ def restore_logging() -> Iterator[None]:
     """configure_logging changes process-wide state: put the root logger back after each test."""
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    chatty = logging.getLogger("opensearch")
-    chatty_level = chatty.level
+    named = [logging.getLogger(name) for name in ("opensearch", "botocore", "urllib3", "cdcsync")]
+    levels = [logger.level for logger in named]
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
-    chatty.setLevel(chatty_level)
+    for logger, logger_level in zip(named, levels, strict=True):
+        logger.setLevel(logger_level)
 
 
 def _freeze(record: logging.LogRecord) -> bool:
@@ -240,6 +245,61 @@ def test_configure_logging_holds_opensearch_request_lines_unless_debug(level: st
     # THEN the lines are written only at DEBUG
     assert logging.getLogger("opensearch").level == chatty_level
     assert len(_lines(stream)) == (2 if level == "DEBUG" else 0)
+
+
+def test_configure_logging_debug_shows_cdcsync_lines_not_botocore_signing() -> None:
+    # GIVEN CDCSYNC_LOG_LEVEL=DEBUG
+    stream = _configure("text", "DEBUG")
+    # WHEN botocore signs a request (it logs the canonical request and string to sign at DEBUG),
+    # urllib3 opens a connection, and cdcsync logs a debug line
+    request = AWSRequest(method="GET", url="https://dynamodb.us-east-1.amazonaws.com/", data=b"")
+    SigV4Auth(Credentials("AKIDEXAMPLE", "secret"), "dynamodb", "us-east-1").add_auth(request)
+    logging.getLogger("urllib3.connectionpool").debug("Starting new HTTPS connection (1): example.com:443")
+    log.debug("read 3 records")
+    # THEN only cdcsync's line is written
+    assert _lines(stream) == [f"{TS} DEBUG cdcsync.test: read 3 records"]
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal, as ``sys.stderr`` does in an interactive shell."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("format", "terminal", "expected"),
+    [
+        (None, True, f"{TS} INFO cdcsync.test: one line"),
+        (None, False, f'{{"ts":"{TS}","level":"INFO","logger":"cdcsync.test","message":"one line"}}'),
+        ("json", True, f'{{"ts":"{TS}","level":"INFO","logger":"cdcsync.test","message":"one line"}}'),
+        ("text", False, f"{TS} INFO cdcsync.test: one line"),
+    ],
+)
+def test_configure_logging_format_unset_follows_terminal_set_overrides(
+    format: LogFormat | None, terminal: bool, expected: str
+) -> None:
+    # GIVEN a terminal or a pipe, and CDCSYNC_LOG_FORMAT unset or set
+    stream = _Terminal() if terminal else io.StringIO()
+    configure_logging(format, "INFO", stream=stream)
+    logging.getLogger().handlers[0].addFilter(_freeze)
+    # WHEN a line is logged THEN it is text at a terminal, JSON elsewhere, unless the format is set
+    log.info("one line")
+    assert _lines(stream) == [expected]
+
+
+def test_configure_logging_format_unset_on_a_pty_writes_text() -> None:
+    # GIVEN a real pseudo-terminal as the log stream
+    controller, terminal_fd = os.openpty()
+    with os.fdopen(terminal_fd, "w") as terminal, os.fdopen(controller, "rb", buffering=0) as screen:
+        configure_logging(None, "INFO", stream=terminal)
+        logging.getLogger().handlers[0].addFilter(_freeze)
+        # WHEN a line is logged
+        log.warning("one line", extra={"table": "Users"})
+        terminal.flush()
+        shown = screen.read(4096).decode()
+    # THEN the terminal shows the text line
+    assert shown == f"{TS} WARNING cdcsync.test: one line table=Users\r\n"
 
 
 # --- secrets -------------------------------------------------------------------------------------

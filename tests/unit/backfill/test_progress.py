@@ -38,6 +38,14 @@ def test_describe_progress_counts_give_line(
     assert describe_progress("Users", items, total, seconds, dead) == expected
 
 
+@pytest.mark.parametrize(("items", "total"), [(120, 100), (80, 100), (50, 0)])
+def test_describe_progress_finished_says_100_percent_whatever_the_estimate(items: int, total: int) -> None:
+    # GIVEN a finished backfill and DescribeTable's estimate (above, below or unknown)
+    line = describe_progress("Users", items, total, 2.0, 1, finished=True)
+    # THEN the line says 100%, with no ETA
+    assert line == f"backfill of Users: {items} items (100%), {items // 2} items/s, 1 dead letter"
+
+
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
@@ -53,11 +61,11 @@ def test_progress_on_terminal_rewrites_one_line() -> None:
     progress.add(10, 0)  # too soon: not shown
     now[0] = 1.0
     progress.add(10, 1)
-    progress.close()
-    # THEN the line is redrawn in place and ended once
+    progress.close(finished=True)
+    # THEN the line is redrawn in place, ends at 100% and is ended once
     assert out.getvalue() == (
         "\rbackfill of Users: 20 items, 20 items/s, 1 dead letter"
-        "\rbackfill of Users: 20 items, 20 items/s, 1 dead letter\n"
+        "\rbackfill of Users: 20 items (100%), 20 items/s, 1 dead letter\n"
     )
 
 

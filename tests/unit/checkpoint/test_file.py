@@ -261,3 +261,31 @@ def test_file_store_missing_folder_raises_fatal_error(tmp_path: Path) -> None:
         f"cannot write checkpoint file {path}: No such file or directory "
         "(check the folder exists, is writable and has free space); the previous checkpoints are kept"
     )
+
+
+@pytest.mark.parametrize(
+    ("live", "replaced"),
+    [((ARN,), True), ((OTHER_ARN, ARN), False)],
+    ids=["old-stream-not-read", "old-stream-still-read"],
+)
+def test_file_store_sync_shards_other_streams_unfinished_leases_are_returned_and_a_clash_replaced(
+    tmp_path: Path, live: tuple[str, ...], replaced: bool
+) -> None:
+    # GIVEN checkpoints in the table's old stream: shardId-1 half read, shardId-2 finished
+    store = FileLeaseStore(tmp_path / "fresh.json", worker_id="worker-a")
+    store.sync_shards("Users", OTHER_ARN, [ShardInfo("shardId-1"), ShardInfo("shardId-2")])
+    half, done = store.acquire("Users", OTHER_ARN)
+    half = store.checkpoint(half, "100")
+    done = store.checkpoint(done, "200", finished=True)
+    # WHEN the table's new stream lists a shard with the same id (emulators repeat shard ids)
+    ignored = store.sync_shards("Users", ARN, [ShardInfo("shardId-1")], live_streams=live)
+    # THEN an old stream nobody reads: its unfinished lease is returned (to report) and the new
+    # stream's shard gets its own lease; an old stream still read keeps its lease
+    if replaced:
+        assert ignored == [half]
+        assert store.leases("Users", ARN) == [_lease("shardId-1", owner=None)]
+        assert store.leases("Users", OTHER_ARN) == [done]
+    else:
+        assert ignored == []
+        assert store.leases("Users", ARN) == []
+        assert store.leases("Users", OTHER_ARN) == [half, done]
