@@ -137,9 +137,13 @@ class MetricsServer:
     ):
         host, port = address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            self.socket = socket.create_server(address, family=family, backlog=128)
+            self.socket.bind(address)
+            self.socket.listen(128)
         except OSError as exc:  # in use, not an address of this host, a port below 1024 unprivileged
+            self.socket.close()
             raise ConfigError(
                 f"CDCSYNC_METRICS_ADDR={host}:{port}: cannot listen there ({exc.strerror or exc}); "
                 "stop what uses the port or choose another one (port 0 picks a free one)"

@@ -34,6 +34,7 @@ class Worker:
     pid: int
     base: str
     port: int
+    log: Path  # its stderr
 
     def threads(self) -> int:
         status = Path(f"/proc/{self.pid}/status").read_text()
@@ -89,16 +90,15 @@ def worker(
         "CDCSYNC_METRICS_ADDR": f"127.0.0.1:{port}",
         "CDCSYNC_LOG_FORMAT": "text",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cdcsync.entrypoints.cli", "run"],
-        env=env,
-        cwd=folder,
-        stderr=subprocess.DEVNULL,
-    )
+    log = folder / "stderr.log"
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cdcsync.entrypoints.cli", "run"], env=env, cwd=folder, stderr=stderr
+        )
     try:
         base = f"http://127.0.0.1:{port}"
         _eventually_healthy(base)
-        yield Worker(process.pid, base, port)
+        yield Worker(process.pid, base, port, log)
     finally:
         process.kill()
         process.wait(timeout=10)
@@ -152,6 +152,11 @@ def test_metrics_endpoint_half_open_flood_holds_no_thread_each_and_probes_still_
         assert _read_all(flood[0], 1.0).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
         # AND the newest ones are still open, waiting for their request within the read timeout
         assert _read_all(flood[-1], 0.2).endswith(b"<still open>")
+        assert (
+            f"metrics endpoint 127.0.0.1:{worker.port}: {MAX_CONNECTIONS} connections open, closing the "
+            "oldest (from 127.0.0.1); something opens connections and sends no request: only the "
+            "monitoring namespace should reach this port"
+        ) in worker.log.read_text()
         print(
             f"\nthreads at rest {at_rest}, with {FLOOD} half-open connections {flooded}; "
             f"probe latency max {max(latencies) * 1000:.1f} ms, "
@@ -185,6 +190,11 @@ def test_metrics_endpoint_cuts_a_slow_client_after_the_read_timeout(worker: Work
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), answer
     assert answer.endswith(f"request not complete within {READ_TIMEOUT_SECONDS:g} s\n".encode())
     assert READ_TIMEOUT_SECONDS - 0.5 <= cut_after <= READ_TIMEOUT_SECONDS + 1.5, cut_after
+    # AND the operator sees who it was
+    assert (
+        f"WARNING cdcsync.worker.http: metrics endpoint 127.0.0.1:{worker.port}: closed a connection "
+        f"from 127.0.0.1 that sent no complete request within {READ_TIMEOUT_SECONDS:g} s"
+    ) in worker.log.read_text()
 
 
 @pytest.mark.parametrize(
