@@ -193,6 +193,12 @@ class MetricsServer:
                 self._expire()
             for connection in list(self._connections.values()):
                 self._close(connection)
+        except Exception:
+            log.exception(
+                "metrics endpoint %s stopped (a bug in cdcsync): /healthz no longer answers, so the "
+                "liveness probe restarts the worker",
+                self._where,
+            )
         finally:
             self._stopped.set()
 
@@ -258,16 +264,34 @@ class MetricsServer:
             if isinstance(request, Answer):
                 answer, head_only = request, False
             else:
-                answer, head_only = self.endpoints.answer(*request), request[0] == "HEAD"
+                answer, head_only = self._answer(*request), request[0] == "HEAD"
         connection.inbox = bytearray()
         connection.outbox = memoryview(answer.encode(head_only=head_only))
         connection.deadline = time.monotonic() + WRITE_TIMEOUT_SECONDS
         self._write(connection)
 
+    def _answer(self, method: str, path: str) -> Answer:
+        try:
+            return self.endpoints.answer(method, path)
+        except Exception as exc:  # the loop serves the probes too: it must outlive a bug in one answer
+            log.error(
+                "metrics endpoint %s: %s %s failed: %s: %s (a bug in cdcsync)",
+                self._where,
+                method,
+                path,
+                type(exc).__name__,
+                exc,
+                exc_info=True,
+            )
+            return _text(500, "internal error: a bug in cdcsync (the worker's log has the traceback)\n")
+
     def _write(self, connection: _Connection) -> None:
         if connection.outbox is None:
             return
-        sent = connection.sock.send(connection.outbox)
+        try:
+            sent = connection.sock.send(connection.outbox)
+        except BlockingIOError:
+            sent = 0
         connection.outbox = connection.outbox[sent:]
         if connection.outbox:
             self._selector.modify(connection.sock, selectors.EVENT_WRITE, connection)

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
-from cdcsync.worker.http import MAX_CONNECTIONS, READ_TIMEOUT_SECONDS
+from cdcsync.worker.coordinator import Health
+from cdcsync.worker.http import MAX_CONNECTIONS, READ_TIMEOUT_SECONDS, MetricsServer
 from tests.support.servers import free_port
 
 FLOOD = 300  # half-open connections, as many as the report's 400 within the test's file budget
@@ -244,3 +245,36 @@ def test_metrics_endpoint_refuses_an_oversized_request_head(worker: Worker) -> N
         sock.sendall(b"GET /healthz HTTP/1.1\r\n" + b"X-Filler: " + b"a" * 20_000 + b"\r\n\r\n")
         answer = _read_all(sock, 2.0)
     assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"), answer[:200]
+
+
+class _BrokenReadiness(Health):
+    def readiness(self) -> tuple[bool, str]:
+        raise RuntimeError("a bug in readiness")
+
+
+def test_metrics_endpoint_bug_in_one_answer_is_500_and_the_endpoint_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN an endpoint whose /readyz answer raises (a bug), and whose loop is healthy
+    server = MetricsServer(
+        ("127.0.0.1", 0), CollectorRegistry(), _BrokenReadiness(last_round=time.monotonic()), 30.0
+    )
+    server.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        # WHEN /readyz is asked THEN it answers 500 and logs the traceback as a bug
+        assert _status(f"{base}/readyz")[:3:2] == (
+            500,
+            b"internal error: a bug in cdcsync (the worker's log has the traceback)\n",
+        )
+        # AND the other paths still answer
+        assert _status(f"{base}/healthz")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+    (record,) = [r for r in caplog.records if r.name == "cdcsync.worker.http"]
+    assert record.getMessage() == (
+        f"metrics endpoint {server.server_address[0]}:{server.server_address[1]}: GET /readyz failed: "
+        "RuntimeError: a bug in readiness (a bug in cdcsync)"
+    )
+    assert record.exc_info is not None
