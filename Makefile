@@ -25,12 +25,18 @@ typecheck: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/cdcsync validate mappings
 
+# kubernetes-validate checks the manifests against the schemas it ships (offline), for the oldest
+# Kubernetes they are written for; it has none for CRDs (ServiceMonitor, PrometheusRule) and says so.
+KUBERNETES_VERSION := 1.30.0
+KUBERNETES_MANIFESTS := $(filter-out %/kustomization.yaml,$(wildcard deploy/kubernetes/*.yaml))
+
 # Deploy files that can be linted here. checkov is a separate target: it pins old boto3 and
 # packaging, so it lives in its own venv and does not slow `make test` down.
 lint-deploy: $(STAMP)
 	$(BIN)/cfn-lint deploy/lambda/template.yaml
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose/compose.yaml
 	$(BIN)/yamllint -d "{extends: relaxed, rules: {line-length: {max: 130}}}" deploy
+	$(BIN)/kubernetes-validate --strict --quiet -k $(KUBERNETES_VERSION) $(KUBERNETES_MANIFESTS)
 
 .venv-checkov/bin/checkov:
 	$(PYTHON) -m venv .venv-checkov && .venv-checkov/bin/pip install --quiet 'checkov==3.3.30'

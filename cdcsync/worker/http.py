@@ -3,73 +3,332 @@
 ``/healthz``: the process is alive and its coordinator loop is not stuck (a round finished within
 three round periods). ``/readyz``: the last round reached DynamoDB and OpenSearch, and no table or
 shard is stopped by an error (each one is a line of the answer: where, and why).
+
+The endpoint is served by one thread, whatever the clients do: a selector loop reads every
+connection's request head without blocking, answers it from the registry and the health, and closes
+the connection (HTTP/1.1 with ``Connection: close``; probes and scrapers send one request each).
+What a client can hold is bounded, so half-open and slow connections (slowloris) cost a socket and a
+few kilobytes each, never a thread, and never keep the probes from being answered:
+
+- the whole request head must arrive within READ_TIMEOUT_SECONDS of the connection (408, closed);
+  the answer must be taken within WRITE_TIMEOUT_SECONDS (closed);
+- at most MAX_CONNECTIONS are open: a new one closes the oldest still waiting for its request (503),
+  so a flood of idle connections cannot lock a probe out, which sends its request at once;
+- a request head over MAX_HEAD_BYTES is refused (431); bodies are never read;
+- only GET and HEAD on the three paths (405 with ``Allow: GET, HEAD`` for other methods there, 404
+  elsewhere).
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import re
+import selectors
+import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from dataclasses import dataclass, field
+from http import HTTPStatus
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from cdcsync.errors import ConfigError
+from cdcsync.log_repeats import RepeatedLines
 from cdcsync.worker.coordinator import Health
 
+log = logging.getLogger(__name__)
 
-class _Handler(BaseHTTPRequestHandler):
-    server: MetricsServer
+READ_TIMEOUT_SECONDS = 5.0  # a kubelet probe or a scrape sends its request in one packet at once
+WRITE_TIMEOUT_SECONDS = 5.0  # the kubelet gives up on a probe after timeoutSeconds (5 s here)
+LINGER_SECONDS = 1.0  # after the answer: read and drop what the client still sends, so no RST eats it
+MAX_CONNECTIONS = 64  # a few probes and scrapers at a time; far more are someone else
+MAX_HEAD_BYTES = 8192
+PATHS = ("/metrics", "/healthz", "/readyz")
+ALLOWED_METHODS = "GET, HEAD"
 
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
+_TEXT = "text/plain; charset=utf-8"
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_METHOD = re.compile(r"[A-Z]{1,20}")
+_POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+    content_type: str = _TEXT
+    allow: str = ""
+
+    def encode(self, *, head_only: bool = False) -> bytes:
+        """The whole answer as sent; ``head_only`` (HEAD) keeps the GET's headers and drops the body."""
+        lines = [
+            f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}",
+            f"Content-Type: {self.content_type}",
+            f"Content-Length: {len(self.body)}",
+            "Cache-Control: no-store",
+            "Connection: close",
+        ]
+        if self.allow:
+            lines.append(f"Allow: {self.allow}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+        return head if head_only else head + self.body
+
+
+def _text(status: int, text: str, allow: str = "") -> Answer:
+    return Answer(status, text.encode(), allow=allow)
+
+
+def parse_request_line(head: bytes) -> tuple[str, str] | Answer:
+    """``(method, path)`` of a request head (query string dropped), or the 400 that refuses it."""
+    line = head.split(b"\n", 1)[0].rstrip(b"\r").decode("latin-1")
+    parts = line.split(" ")
+    if len(parts) != 3 or not _METHOD.fullmatch(parts[0]) or parts[2] not in {"HTTP/1.0", "HTTP/1.1"}:  # noqa: PLR2004
+        return _text(400, "bad request: expected METHOD PATH HTTP/1.1\n")
+    method, target, _ = parts
+    return method, target.split("?", 1)[0]
+
+
+@dataclass
+class Endpoints:
+    """What each path answers: the only place requests meet the registry and the health."""
+
+    registry: CollectorRegistry
+    health: Health
+    stuck_after: float
+
+    def answer(self, method: str, path: str) -> Answer:
+        if path not in PATHS:
+            return _text(404, "not found: try /metrics, /healthz or /readyz\n")
+        if method not in {"GET", "HEAD"}:
+            return _text(405, f"method {method} not allowed on {path}: use GET or HEAD\n", ALLOWED_METHODS)
         if path == "/metrics":
-            self._answer(200, generate_latest(self.server.registry), CONTENT_TYPE_LATEST)
-        elif path == "/healthz":
-            age = time.monotonic() - self.server.health.last_round
-            healthy = self.server.health.last_round > 0 and age < self.server.stuck_after
-            self._answer(
+            return Answer(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+        if path == "/healthz":
+            age = time.monotonic() - self.health.last_round
+            healthy = self.health.last_round > 0 and age < self.stuck_after
+            return _text(
                 200 if healthy else 503, f"{'ok' if healthy else 'stuck'}: last round {age:.0f} s ago\n"
             )
-        elif path == "/readyz":
-            ready, text = self.server.health.readiness()
-            self._answer(200 if ready else 503, text)
-        else:
-            self._answer(404, "not found: try /metrics, /healthz or /readyz\n")
-
-    def _answer(
-        self, status: int, body: bytes | str, content_type: str = "text/plain; charset=utf-8"
-    ) -> None:
-        data = body.encode() if isinstance(body, str) else body
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Scrapes every 15 s would drown the log; nothing to say per request."""
+        ready, text = self.health.readiness()
+        return _text(200 if ready else 503, text)
 
 
-class MetricsServer(ThreadingHTTPServer):
-    daemon_threads = True
+@dataclass(eq=False)
+class _Connection:
+    sock: socket.socket
+    peer: str
+    deadline: float
+    inbox: bytearray = field(default_factory=bytearray)
+    outbox: memoryview | None = None  # set once the request is answered
+    lingering: bool = False  # the answer is sent; dropping what the client still sends
+
+    @property
+    def waiting(self) -> bool:
+        """Still waiting for its request head."""
+        return self.outbox is None and not self.lingering
+
+
+class MetricsServer:
+    """The endpoint on one thread: ``start()``, then ``shutdown()`` and ``server_close()``."""
 
     def __init__(
         self, address: tuple[str, int], registry: CollectorRegistry, health: Health, stuck_after: float
     ):
+        host, port = address
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            super().__init__(address, _Handler)
+            self.socket.bind(address)
+            self.socket.listen(128)
         except OSError as exc:  # in use, not an address of this host, a port below 1024 unprivileged
-            host, port = address
+            self.socket.close()
             raise ConfigError(
                 f"CDCSYNC_METRICS_ADDR={host}:{port}: cannot listen there ({exc.strerror or exc}); "
                 "stop what uses the port or choose another one (port 0 picks a free one)"
             ) from exc
-        self.registry = registry
-        self.health = health
-        self.stuck_after = stuck_after
+        self.socket.setblocking(False)
+        self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
+        self.endpoints = Endpoints(registry, health, stuck_after)
+        self._connections: dict[socket.socket, _Connection] = {}  # oldest first
+        self._wake_read, self._wake_write = socket.socketpair()  # shutdown() wakes the loop at once
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self.socket, selectors.EVENT_READ)
+        self._selector.register(self._wake_read, selectors.EVENT_READ)
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self._repeats = RepeatedLines(interval=60.0)
+        log.addFilter(self._repeats)
 
     def start(self) -> threading.Thread:
+        self._stopped.clear()
         thread = threading.Thread(target=self.serve_forever, name="metrics-http", daemon=True)
         thread.start()
         return thread
+
+    def shutdown(self) -> None:
+        """Stop the loop and wait for it (as ``socketserver``'s ``shutdown``)."""
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._wake_write.send(b"x")
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        log.removeFilter(self._repeats)
+        self._selector.close()
+        for sock in (self.socket, self._wake_read, self._wake_write):
+            sock.close()
+
+    def serve_forever(self) -> None:
+        self._stopped.clear()
+        try:
+            while not self._stopping.is_set():
+                for key, _ in self._selector.select(self._timeout()):
+                    if key.fileobj is self.socket:
+                        self._accept()
+                    elif isinstance(key.data, _Connection):
+                        self._serve(key.data)
+                self._expire()
+            for connection in list(self._connections.values()):
+                self._close(connection)
+        except Exception:
+            log.exception(
+                "metrics endpoint %s stopped (a bug in cdcsync): /healthz no longer answers, so the "
+                "liveness probe restarts the worker",
+                self._where,
+            )
+        finally:
+            self._stopped.set()
+
+    # --- the loop's steps -------------------------------------------------------------------------------
+    def _timeout(self) -> float:
+        deadlines = (c.deadline for c in self._connections.values())
+        return max(0.0, min(_POLL_SECONDS, min(deadlines, default=_POLL_SECONDS) - time.monotonic()))
+
+    def _accept(self) -> None:
+        for _ in range(MAX_CONNECTIONS):  # then let the others have a turn
+            try:
+                sock, peer = self.socket.accept()
+            except BlockingIOError:
+                return
+            except OSError as exc:  # out of file descriptors: the backlog waits for the next turn
+                log.warning("metrics endpoint %s: cannot accept connections: %s", self._where, exc)
+                time.sleep(0.05)
+                return
+            sock.setblocking(False)
+            if len(self._connections) >= MAX_CONNECTIONS:
+                self._make_room()
+            connection = _Connection(sock, str(peer[0]), time.monotonic() + READ_TIMEOUT_SECONDS)
+            self._connections[sock] = connection
+            self._selector.register(sock, selectors.EVENT_READ, connection)
+
+    def _make_room(self) -> None:
+        oldest = next((c for c in self._connections.values() if c.waiting), None)
+        oldest = oldest or next(iter(self._connections.values()))
+        log.warning(
+            "metrics endpoint %s: %d connections open, closing the oldest (from %s); something opens "
+            "connections and sends no request: only the monitoring namespace should reach this port",
+            self._where,
+            MAX_CONNECTIONS,
+            oldest.peer,
+        )
+        if oldest.waiting:
+            text = f"too many connections: closed the oldest of {MAX_CONNECTIONS} waiting for a request\n"
+            self._send_last(oldest, _text(503, text))
+        self._close(oldest)
+
+    def _serve(self, connection: _Connection) -> None:
+        if connection.sock not in self._connections:
+            return  # closed to make room earlier in this turn
+        try:
+            if connection.outbox is not None:
+                self._write(connection)
+            elif not (chunk := connection.sock.recv(65536)):
+                self._close(connection)  # the client hung up (or, lingering, took the answer)
+            elif not connection.lingering:
+                connection.inbox += chunk
+                self._read(connection)
+        except OSError:  # reset, broken pipe: the client is gone
+            self._close(connection)
+
+    def _read(self, connection: _Connection) -> None:
+        end = _HEAD_END.search(connection.inbox)
+        if end is None and len(connection.inbox) <= MAX_HEAD_BYTES:
+            return
+        if end is None or end.end() > MAX_HEAD_BYTES:
+            answer, head_only = _text(431, f"request head over {MAX_HEAD_BYTES} bytes\n"), False
+        else:
+            request = parse_request_line(bytes(connection.inbox[: end.start()]))
+            if isinstance(request, Answer):
+                answer, head_only = request, False
+            else:
+                answer, head_only = self._answer(*request), request[0] == "HEAD"
+        connection.inbox = bytearray()
+        connection.outbox = memoryview(answer.encode(head_only=head_only))
+        connection.deadline = time.monotonic() + WRITE_TIMEOUT_SECONDS
+        self._write(connection)
+
+    def _answer(self, method: str, path: str) -> Answer:
+        try:
+            return self.endpoints.answer(method, path)
+        except Exception as exc:  # the loop serves the probes too: it must outlive a bug in one answer
+            log.error(
+                "metrics endpoint %s: %s %s failed: %s: %s (a bug in cdcsync)",
+                self._where,
+                method,
+                path,
+                type(exc).__name__,
+                exc,
+                exc_info=True,
+            )
+            return _text(500, "internal error: a bug in cdcsync (the worker's log has the traceback)\n")
+
+    def _write(self, connection: _Connection) -> None:
+        if connection.outbox is None:
+            return
+        try:
+            sent = connection.sock.send(connection.outbox)
+        except BlockingIOError:
+            sent = 0
+        connection.outbox = connection.outbox[sent:]
+        if connection.outbox:
+            self._selector.modify(connection.sock, selectors.EVENT_WRITE, connection)
+            return
+        connection.outbox = None
+        connection.lingering = True
+        connection.deadline = time.monotonic() + LINGER_SECONDS
+        connection.sock.shutdown(socket.SHUT_WR)
+        self._selector.modify(connection.sock, selectors.EVENT_READ, connection)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        for connection in [c for c in self._connections.values() if c.deadline <= now]:
+            if connection.waiting:
+                log.warning(
+                    "metrics endpoint %s: closed a connection from %s that sent no complete request "
+                    "within %g s",
+                    self._where,
+                    connection.peer,
+                    READ_TIMEOUT_SECONDS,
+                )
+                text = f"request not complete within {READ_TIMEOUT_SECONDS:g} s\n"
+                self._send_last(connection, _text(408, text))
+            self._close(connection)
+
+    def _send_last(self, connection: _Connection, answer: Answer) -> None:
+        """Best effort, never blocking: the connection is closed right after."""
+        with contextlib.suppress(OSError):
+            connection.sock.send(answer.encode())
+
+    def _close(self, connection: _Connection) -> None:
+        self._connections.pop(connection.sock, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(connection.sock)
+        connection.sock.close()
+
+    @property
+    def _where(self) -> str:
+        host, port = self.server_address
+        return f"{host}:{port}"

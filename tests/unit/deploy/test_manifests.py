@@ -34,6 +34,10 @@ KUBERNETES = DEPLOY / "kubernetes"
 COMPOSE = DEPLOY / "compose"
 CHECK_JSONSCHEMA = shutil.which("check-jsonschema", path=str(Path(sys.executable).parent))
 CFN_LINT = shutil.which("cfn-lint", path=str(Path(sys.executable).parent)) or shutil.which("cfn-lint")
+KUBERNETES_VALIDATE = shutil.which("kubernetes-validate", path=str(Path(sys.executable).parent))
+KUBECTL = shutil.which("kubectl")
+# The oldest Kubernetes the manifests are written for (the Makefile's lint-deploy validates against it)
+KUBERNETES_VERSION = "1.30.0"
 
 
 class _CloudFormationLoader(yaml.SafeLoader):
@@ -251,6 +255,130 @@ def test_kubernetes_configmap_holds_the_shipped_users_mapping(tmp_path: Path) ->
     for name, text in data.items():
         (tmp_path / name).write_text(text)
     assert load_mappings(tmp_path).tables == ("Users",)
+
+
+def _port_rules(rule: dict[str, Any]) -> set[tuple[int, str]]:
+    return {(port["port"], port["protocol"]) for port in rule["ports"]}
+
+
+def _kustomize_patch(kind: str) -> tuple[str, Any]:
+    """The JSON patch kustomization.yaml applies to ``kind``: (path, value) of its one operation."""
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    (patch,) = [p for p in kustomization.get("patches", []) if p["target"]["kind"] == kind]
+    (operation,) = yaml.safe_load(patch["patch"])
+    assert operation["op"] == "replace"
+    return operation["path"], operation["value"]
+
+
+def _at(document: Any, pointer: str) -> Any:
+    for part in pointer.strip("/").split("/"):
+        document = document[int(part)] if isinstance(document, list) else document[part]
+    return document
+
+
+def test_kubernetes_network_policy_admits_metrics_only_from_the_monitoring_namespace() -> None:
+    # GIVEN the NetworkPolicy, the pods and the metrics port they listen on
+    policy = _kind("NetworkPolicy")
+    (container,) = _kind("Deployment")["spec"]["template"]["spec"]["containers"]
+    metrics_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "metrics")
+    pod_labels = _kind("Deployment")["spec"]["template"]["metadata"]["labels"]
+    # THEN it applies to the pods, both ways
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    # AND the one ingress rule admits the metrics port only from namespaces with the monitoring label
+    (rule,) = policy["spec"]["ingress"]
+    assert _port_rules(rule) == {(metrics_port, "TCP")}
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    # AND that label is the parameter kustomization.yaml sets, on the very selector
+    path, value = _kustomize_patch("NetworkPolicy")
+    assert _at(policy, path) == value == {"kubernetes.io/metadata.name": "monitoring"}
+
+
+def test_kubernetes_network_policy_egress_is_dns_then_only_443_and_9200() -> None:
+    # GIVEN the NetworkPolicy's egress rules
+    dns, out = _kind("NetworkPolicy")["spec"]["egress"]
+    # THEN DNS goes only to the cluster's DNS pods
+    assert _port_rules(dns) == {(53, "UDP"), (53, "TCP")}
+    assert dns["to"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+        }
+    ]
+    # AND everything else is TCP 443 and 9200, never to link-local addresses (instance metadata)
+    assert _port_rules(out) == {(443, "TCP"), (9200, "TCP")}
+    blocks = {peer["ipBlock"]["cidr"]: peer["ipBlock"]["except"] for peer in out["to"]}
+    assert blocks == {"0.0.0.0/0": ["169.254.0.0/16"], "::/0": ["fe80::/10", "fd00:ec2::/32"]}
+
+
+def test_kubernetes_pod_disruption_budget_drains_one_replica_at_a_time() -> None:
+    # GIVEN the PodDisruptionBudget and the Deployment
+    budget, deployment = _kind("PodDisruptionBudget"), _kind("Deployment")
+    # THEN it covers the worker's pods and leaves all but one replica up during a drain
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert budget["spec"]["maxUnavailable"] == 1 < deployment["spec"]["replicas"]
+    # AND a replica that is not ready (one table stopped on an error) does not block the drain
+    assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def _kubernetes_validate(*paths: Path) -> subprocess.CompletedProcess[str]:
+    assert KUBERNETES_VALIDATE is not None
+    return subprocess.run(
+        [KUBERNETES_VALIDATE, "--strict", "--quiet", "-k", KUBERNETES_VERSION, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.skipif(
+    KUBERNETES_VALIDATE is None,
+    reason="kubernetes-validate is not installed: add kubernetes-validate to the dev extras",
+)
+def test_kubernetes_manifests_pass_kubernetes_validate() -> None:
+    # WHEN kubernetes-validate checks every manifest against its bundled (offline) schemas, strictly
+    result = _kubernetes_validate(*sorted(KUBERNETES.glob("*.yaml")))
+    # THEN nothing fails; only the kinds it has no schema for (CRDs, the kustomization) are left out
+    assert result.returncode == 0, result.stdout + result.stderr
+    unchecked = set(re.findall(r"Couldn't find schema for kind (\w+)", result.stdout + result.stderr))
+    assert unchecked == {"Kustomization", "ServiceMonitor", "PrometheusRule"}
+
+
+@pytest.mark.skipif(
+    KUBERNETES_VALIDATE is None,
+    reason="kubernetes-validate is not installed: add kubernetes-validate to the dev extras",
+)
+def test_kubernetes_validate_fails_a_misspelled_field(tmp_path: Path) -> None:
+    # GIVEN the PodDisruptionBudget with a field Kubernetes does not know
+    text = (KUBERNETES / "poddisruptionbudget.yaml").read_text().replace("maxUnavailable", "maxUnavaliable")
+    (tmp_path / "pdb.yaml").write_text(text)
+    # THEN the check the Makefile runs fails on it (it is no check that cannot fail)
+    assert _kubernetes_validate(tmp_path / "pdb.yaml").returncode != 0
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed (its kustomize renders the manifests)")
+def test_kubernetes_kustomization_renders_with_the_monitoring_namespace_parameter(tmp_path: Path) -> None:
+    # GIVEN an overlay of the manifests that sets another monitoring namespace label
+    overlay = tmp_path / "overlay"
+    shutil.copytree(KUBERNETES, overlay)
+    text = (overlay / "kustomization.yaml").read_text()
+    (overlay / "kustomization.yaml").write_text(
+        text.replace("value: { kubernetes.io/metadata.name: monitoring }", "value: { team: observability }")
+    )
+    # WHEN kustomize renders it (offline, client side)
+    assert KUBECTL is not None
+    rendered = subprocess.run(
+        [KUBECTL, "kustomize", str(overlay)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    documents = {doc["kind"]: doc for doc in yaml.safe_load_all(rendered)}
+    # THEN the NetworkPolicy admits the metrics port from that namespace only, and the PDB is applied
+    (rule,) = documents["NetworkPolicy"]["spec"]["ingress"]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"team": "observability"}}}]
+    assert "PodDisruptionBudget" in documents
 
 
 # --- Compose ------------------------------------------------------------------------------------------
