@@ -1,12 +1,15 @@
-"""The command line: validate and filters (exit codes, output lines)."""
+"""The command line: validate, filters and dlq show (exit codes, output lines)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
 import pytest
 
+from cdcsync.dlq import DeadLetter, DeadLetterError
+from cdcsync.dlq.file import FileDeadLetterQueue
 from cdcsync.entrypoints.cli import main
 from cdcsync.errors import ConfigError, FatalError, PlanError, TransientError
 
@@ -291,3 +294,50 @@ def test_cli_error_family_one_line_and_the_promised_exit_code(
     monkeypatch.setattr("cdcsync.entrypoints.cli._filters", failing)
     assert main(["filters", "--table", "T"]) == code
     assert capsys.readouterr().err == f"{line}\n"
+
+
+# --- untrusted text ----------------------------------------------------------------------------
+
+# What an attacker who can write an item puts in it: clear the screen, home the cursor, print a
+# reassuring line of their own; then C1 CSI, DEL and a right-to-left override.
+FORGED = "\x1b[2J\x1b[H2026-11-28T12:00:00Z all dead letters redriven OK\n"
+FORGED_SHOWN = "\\x1b[2J\\x1b[H2026-11-28T12:00:00Z all dead letters redriven OK\\n"
+HOSTILE_ID = "u\x1b[2J1\x9b\x7f\u202e"
+
+
+def test_cli_dlq_show_control_characters_from_items_are_escaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a dead letter whose key, id and reason (OpenSearch quotes the value) carry terminal escapes
+    at = dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC)
+    reason = f"failed to parse field [Age] of type [long]. Preview of field's value: '{FORGED}'"
+    letter = DeadLetter(
+        record={"dynamodb": {"Keys": {"UserId": {"S": HOSTILE_ID}}, "NewImage": {"Age": {"S": FORGED}}}},
+        table="Users",
+        keys={"UserId": {"S": HOSTILE_ID}},
+        sequence_number="111",
+        index="users",
+        id=HOSTILE_ID,
+        error=DeadLetterError(status=400, type="mapper_parsing_exception", reason=reason),
+        attempts=1,
+        first_failure_at=at,
+        last_failure_at=at,
+    )
+    FileDeadLetterQueue(tmp_path / "dlq.jsonl").send([letter])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CDCSYNC_DLQ", f"file://{tmp_path / 'dlq.jsonl'}")
+    # WHEN the operator lists the dead letters, as text and as JSON
+    assert main(["dlq", "show"]) == 0
+    text = capsys.readouterr().out
+    assert main(["dlq", "show", "--json"]) == 0
+    json_out = capsys.readouterr().out
+    # THEN the text is one line with every non-printable character escaped
+    assert text.splitlines() == [
+        '2024-05-01T12:30:00Z Users {"UserId":{"S":"u\\u001b[2J1\\x9b\\x7f\\u202e"}} seq 111 '
+        "-> users/u\\x1b[2J1\\x9b\\x7f\\u202e: mapper_parsing_exception: failed to parse field [Age] of type "
+        f"[long]. Preview of field's value: '{FORGED_SHOWN}' (attempts 1)"
+    ]
+    # AND the JSON holds no raw control or invisible character, yet reads back as the same letter
+    (line,) = json_out.splitlines()
+    assert all(character.isprintable() for character in line)
+    assert DeadLetter.model_validate_json(line) == letter
