@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -341,3 +345,70 @@ def test_cli_dlq_show_control_characters_from_items_are_escaped(
     (line,) = json_out.splitlines()
     assert all(character.isprintable() for character in line)
     assert DeadLetter.model_validate_json(line) == letter
+
+
+BILLION_LAUGHS = (
+    "a: &a ["
+    + ",".join(['"lol"'] * 9)
+    + "]\n"
+    + "".join(
+        f"{name}: &{name} [{','.join([f'*{previous}'] * 9)}]\n"
+        for previous, name in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+)
+
+
+def _validate_subprocess(path: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``cdcsync validate PATH`` in its own process: a regression fails the test, never hangs the suite."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "cdcsync.entrypoints.cli", "validate", str(path)],
+        env={**os.environ, "CDCSYNC_MAPPINGS": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        pytest.param(
+            BILLION_LAUGHS,
+            "{path}:5: invalid YAML: alias *d takes the nodes aliases repeat in this document past 10000; "
+            "write the values out instead of nesting aliases",
+            id="billion-laughs",
+        ),
+        pytest.param(
+            "mappings:\n  - &m {table: T, index: i, extra: [*m]}\n",
+            "{path}:2: invalid YAML: alias *m refers to a node that contains it, which never ends when "
+            "expanded; remove the alias",
+            id="recursive-alias",
+        ),
+        pytest.param(
+            "table: T\nindex: i\nfields: &f\n  rename: {a: b}\n  <<: *f\n",
+            "{path}:5: invalid YAML: alias *f refers to a node that contains it, which never ends when "
+            "expanded; remove the alias",
+            id="recursive-merge-key",
+        ),
+        pytest.param(
+            "table: T\nindex: i\nindex_body:\n  " + "[" * 2000 + "]" * 2000 + "\n",
+            "{path}:4: invalid YAML: nested deeper than 100 levels; a mapping never needs that many",
+            id="deep-nesting",
+        ),
+    ],
+)
+def test_cli_validate_hostile_yaml_exits_1_with_file_line_in_bounded_time(
+    tmp_path: Path, text: str, line: str
+) -> None:
+    # GIVEN a small mapping file built to exhaust memory, time or the stack
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    # WHEN validated
+    done, seconds = _validate_subprocess(path)
+    # THEN it is refused with one file:line problem, quickly
+    assert done.stderr == f"{line.format(path=path)}\n1 problem in {path}\n"
+    assert (done.returncode, done.stdout) == (1, "")
+    assert seconds < 30  # a few hundred milliseconds here; 12.7 s before
