@@ -198,7 +198,7 @@ def _dlq_redrive(args: argparse.Namespace) -> int:
         limit=args.limit,
     )
     for problem in report.problems:
-        print(problem, file=sys.stderr)
+        print(printable(problem), file=sys.stderr)  # reasons quote item values
     print(f"redriven {report.redriven}, left {len(report.problems)} in {queue.describe()}")
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 
