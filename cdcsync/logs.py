@@ -22,6 +22,9 @@ Decisions:
 - Secrets are masked by a filter on our handler, so third-party log lines are covered too: values
   of extra fields named like password/secret/token/authorization, ``user:pass@`` in URLs, and
   ``password=...``-style pairs and Authorization headers in messages, extra strings and tracebacks.
+- Untrusted text stays text: item values, keys and reasons can hold terminal escape sequences and
+  line breaks. Text lines escape every non-printable character (``\\x1b``, ``\\n``); JSON lines
+  write them as ``\\u`` escapes, DEL, C1 and U+202E included (``cdcsync.printable``).
 """
 
 from __future__ import annotations
@@ -32,11 +35,15 @@ import re
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, Literal, TextIO
 
 import orjson
+
+from cdcsync.printable import printable, printable_json
 
 LogFormat = Literal["json", "text"]
 
@@ -52,6 +59,18 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, No
     "taskName",  # Python 3.12+
 }
 _CORE_FIELDS = ("ts", "level", "logger", "message")
+_ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+# Chunks of ``traceback.format_exception`` whose line breaks are the traceback's own: its header,
+# the separators of a chained exception, and frames (also exception groups' ``  |   File``); any
+# other chunk is an exception's message or note, whose line breaks come from what it quotes.
+_TRACEBACK_CHUNKS = frozenset(
+    {
+        "Traceback (most recent call last):\n",
+        "\nThe above exception was the direct cause of the following exception:\n\n",
+        "\nDuring handling of the above exception, another exception occurred:\n\n",
+    }
+)
+_FRAME = re.compile(r'[ |+]*File "')
 
 _SECRET_NAME = re.compile(r"pass(?:word|wd)?|secret|token|authori[sz]ation|api[_-]?key|credential", re.I)
 _SENSITIVE_KEY = r"[\w.-]*?(?:password|passwd|secret|token|api[_-]?key)"
@@ -212,20 +231,38 @@ class JsonFormatter(_Formatter):
             payload["exception"] = exception
         if stack:
             payload["stack"] = stack
-        return _json(payload)
+        # JSON escapes only U+0000-U+001F: DEL, C1 controls and U+202E from items would reach a
+        # terminal (``kubectl logs``) raw.
+        return printable_json(_json(payload))
 
 
 class TextFormatter(_Formatter):
-    """``TS LEVEL LOGGER: MESSAGE name=value ...`` with the traceback on the following lines."""
+    """``TS LEVEL LOGGER: MESSAGE name=value ...`` with the traceback on the following lines.
+
+    Messages and fields quote item values, keys and OpenSearch's reasons, which can hold anything:
+    every non-printable character is escaped (``printable``), so a record's line stays one line and
+    no value can clear the screen or pose as a line of its own. The traceback keeps its own line
+    breaks; an exception's message, which may quote a value, stays on its line.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         parts = [
             f"{format_timestamp(record.created)} {record.levelname} {record.name}: {record.getMessage()}",
             *(f"{name}={_text_value(value)}" for name, value in extra_fields(record).items()),
         ]
-        line = " ".join(parts)
         exception, stack = self._trailer(record)
-        return "\n".join(part for part in (line, exception, stack) if part)
+        trailer = [line for part in (exception, stack) if part for line in part.split("\n")]
+        return "\n".join(printable(line) for line in (" ".join(parts), *trailer))
+
+    def formatException(self, ei: _ExcInfo) -> str:  # noqa: N802 - logging's name
+        """The traceback with each exception's message (and notes) escaped onto its own line."""
+        if ei[1] is None:
+            return super().formatException(ei)
+        chunks = traceback.format_exception(ei[0], ei[1], ei[2])
+        return "".join(
+            chunk if chunk in _TRACEBACK_CHUNKS or _FRAME.match(chunk) else printable(chunk[:-1]) + chunk[-1:]
+            for chunk in chunks
+        ).removesuffix("\n")
 
 
 def _text_value(value: Any) -> str:

@@ -12,6 +12,8 @@ Decisions the contract leaves open:
 - AWS endpoints and credentials are not settings: boto3 reads its own configuration.
 - Error messages never contain a secret's value, and neither does the chained ValidationError
   (``hide_input_in_errors``).
+- Values shown in error messages are escaped (``cdcsync.printable``): a value with a newline or a
+  terminal escape sequence cannot break the one-line-per-problem message or forge a line.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pydantic_settings import (
 )
 
 from cdcsync.errors import SettingsError
+from cdcsync.printable import printable
 
 ENV_PREFIX = "CDCSYNC_"
 _RESERVED_PREFIX = "test_"  # CDCSYNC_TEST_* belongs to the test suite, never to the service
@@ -325,7 +328,8 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = [_describe(error) for error in exc.errors(include_url=False)]
+        # A value may hold a newline or escape sequence: each problem stays one printable line.
+        problems = [printable(_describe(error)) for error in exc.errors(include_url=False)]
         raise SettingsError("\n".join(problems)) from exc
 
 

@@ -31,6 +31,7 @@ from cdcsync.mapping.filter_criteria import filter_criteria
 from cdcsync.mapping.loader import load_mappings
 from cdcsync.mapping.patterns import named_fields
 from cdcsync.metrics import NullMetrics
+from cdcsync.printable import printable, printable_json
 from cdcsync.redrive import redrive
 from cdcsync.settings import Settings, load_settings
 from cdcsync.sink.bulk import BulkWriter
@@ -166,14 +167,16 @@ def _dlq_show(args: argparse.Namespace) -> int:
     for entry in stored:
         letter = entry.letter
         if args.json:
-            print(letter.to_json().decode())
+            print(printable_json(letter.to_json().decode()))
             continue
         where = f"{letter.index}/{letter.id}" if letter.index else "-"
         keys = dump_json(letter.keys).decode()
-        print(
+        # Keys, id and reason come from the item (OpenSearch quotes values): escaped, one line each.
+        line = (
             f"{letter.last_failure_at:%Y-%m-%dT%H:%M:%SZ} {letter.table} {keys} seq {letter.sequence_number} "
             f"-> {where}: {letter.error.type}: {letter.error.reason} (attempts {letter.attempts})"
         )
+        print(printable(line))
     print(
         f"{len(stored)} dead letter{'s' if len(stored) != 1 else ''} in {queue.describe()}", file=sys.stderr
     )
@@ -196,7 +199,7 @@ def _dlq_redrive(args: argparse.Namespace) -> int:
         limit=args.limit,
     )
     for problem in report.problems:
-        print(problem, file=sys.stderr)
+        print(printable(problem), file=sys.stderr)  # reasons quote item values
     print(f"redriven {report.redriven}, left {len(report.problems)} in {queue.describe()}")
     return EXIT_OK if report.ok else EXIT_PROBLEMS
 

@@ -2,7 +2,8 @@
 
 Values from items never reach a terminal raw: text escapes every non-printable character
 (``str.isprintable``: controls, C1 and format characters such as U+202E, line separators) as
-``\\x1b``, ``\\u202e``; JSON writes them as ``\\u`` escapes, which read back as the same value.
+``\\x1b``, ``\\u202e``; JSON writes them as ``\\u`` escapes, which read back as the same value
+(``cdcsync.printable``, shared with ``dlq show``, ``verify`` and the log lines).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from cdcsync.change import ChangeRecord
 from cdcsync.errors import RecordError
 from cdcsync.plan import DeleteAction, IndexAction
 from cdcsync.plan.explain import Explanation
+from cdcsync.printable import printable, printable_json
 from cdcsync.values import dump_json
 
 
@@ -49,31 +51,6 @@ def iso_time(ms: int) -> str:
 
 
 # --- output --------------------------------------------------------------------------------------
-
-
-def printable(text: str) -> str:
-    """``text`` with every non-printable character escaped (``\\x1b``, ``\\n``, ``\\u202e``)."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
-
-
-def _json_escaped(text: str) -> str:
-    """JSON text with every non-printable character as a ``\\u`` escape (still the same JSON)."""
-    if text.isprintable():
-        return text
-    out = []
-    for c in text:
-        if c.isprintable():
-            out.append(c)
-            continue
-        code = ord(c)
-        if code > 0xFFFF:  # noqa: PLR2004 - beyond the BMP: a UTF-16 surrogate pair
-            code -= 0x10000
-            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
-        else:
-            out.append(f"\\u{code:04x}")
-    return "".join(out)
 
 
 def _step_json(explained: Explanation) -> dict[str, Any]:
@@ -180,7 +157,7 @@ def preview_lines(preview: Preview) -> Iterator[str]:
 def write_previews(previews: Sequence[Preview], *, as_json: bool) -> None:
     for preview in previews:
         if as_json:
-            print(_json_escaped(dump_json(preview_json(preview)).decode()))
+            print(printable_json(dump_json(preview_json(preview)).decode()))
         else:
             for line in preview_lines(preview):
                 print(line)

@@ -1,4 +1,4 @@
-"""What one verify run found and repaired, and how it is told to the operator."""
+"""What one verify run found and repaired, and how it is told to the operator (escaped: ``printable``)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from cdcsync.printable import printable
 from cdcsync.verify.compare import Drift
 
 EXAMPLES = 5  # ids shown per kind of drift
@@ -105,4 +106,6 @@ class VerifyReport:
                 f"{done['superseded']} superseded by newer changes, {done['gone']} gone since the scan, "
                 f"{self.repair_failures} failed, {self.unrepairable} extra not deletable"
             )
-        return lines
+        # Ids, field names and values come from items and documents: no control character reaches
+        # the terminal, and no line can pose as a line of the report.
+        return [printable(line) for line in lines]

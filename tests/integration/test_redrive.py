@@ -300,3 +300,22 @@ def test_redrive_letter_of_a_rejected_routing_move_delete_deletes_at_the_old_rou
     assert world.dead_letters() == []
     # AND the letter kept where the rejected delete was aimed
     assert (letter.op, letter.index, letter.id, letter.routing) == ("delete", world.index, "1", "a")
+
+
+def test_cli_dlq_redrive_control_characters_in_reasons_are_escaped(
+    world: LambdaWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a dead letter for an item whose value OpenSearch rejects and quotes in its reason, made
+    # to clear the screen and print the line of a clean redrive
+    forged = f"x\x1b[2J\x1b[H\nredriven 1, left 0 in file://{world.dlq_path}"
+    item = put(world, 1, forged)
+    world.invoke(world.record("INSERT", 1, item, seconds=T0))
+    # WHEN the operator redrives it and it is rejected again
+    code = main(["dlq", "redrive"])
+    out, err = capsys.readouterr()
+    # THEN the problem is one line with no control character, and the real summary follows
+    assert code == 1
+    assert out == f"redriven 0, left 1 in file://{world.dlq_path}\n"
+    (problem,) = err.splitlines()
+    assert problem.isprintable()
+    assert problem.startswith("Users")

@@ -700,3 +700,34 @@ def test_verify_repair_document_in_an_index_its_item_left_is_deleted(
     assert f"extra: {prefix}-active/6 ({detail.format(prefix=prefix)})" in lines
     assert world.doc("6") is None
     assert code == (1 if problem else 0)  # an item that names no index is a problem of its own
+
+
+def test_verify_control_characters_in_ids_and_documents_are_escaped(world: World) -> None:
+    # GIVEN documents made to clear the operator's screen and print a clean report of their own:
+    # one with no item whose id holds the escapes, and a stale one with such a field name
+    forged = "\x1b[2J\x1b[H\nchecked 5 items: 0 missing, 0 stale, 0 extra\u202e"
+    world.opensearch.index(
+        index=world.index,
+        id=f"7{forged}",
+        body={"UserId": 7},
+        params={"version": 1, "version_type": "external"},
+    )
+    world.opensearch.index(
+        index=world.index,
+        id="4",
+        body={"UserId": 4, "Name": "d", "Status": STATUS_ACTIVE, forged: 1},
+        params={"version": 2, "version_type": "external"},
+    )
+    # WHEN verify runs
+    code, lines = world.verify()
+    # THEN the report keeps its own lines, with every non-printable character escaped
+    shown = "\\x1b[2J\\x1b[H\\nchecked 5 items: 0 missing, 0 stale, 0 extra\\u202e"
+    assert (code, lines) == (
+        1,
+        [
+            "checked 5 items: 0 missing, 1 stale, 1 extra",
+            f"stale: {world.index}/4 ({shown}: expected nothing, found 1)",
+            f"extra: {world.index}/7{shown} "
+            "(the item key cannot be told from the id or the document; not deleted)",
+        ],
+    )

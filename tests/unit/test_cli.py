@@ -1,14 +1,21 @@
-"""The command line: validate and filters (exit codes, output lines)."""
+"""The command line: validate, filters and dlq show (exit codes, output lines)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.metadata
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 import cdcsync
+from cdcsync.dlq import DeadLetter, DeadLetterError
+from cdcsync.dlq.file import FileDeadLetterQueue
 from cdcsync.entrypoints.cli import main
 from cdcsync.errors import ConfigError, FatalError, PlanError, TransientError
 
@@ -305,3 +312,117 @@ def test_cli_version_prints_installed_version_and_exits_0(capsys: pytest.Capture
     assert done.value.code == 0
     assert capsys.readouterr().out == f"cdcsync {importlib.metadata.version('cdcsync')}\n"
     assert importlib.metadata.version("cdcsync") == cdcsync.__version__
+
+
+# --- untrusted text ----------------------------------------------------------------------------
+
+# What an attacker who can write an item puts in it: clear the screen, home the cursor, print a
+# reassuring line of their own; then C1 CSI, DEL and a right-to-left override.
+FORGED = "\x1b[2J\x1b[H2026-11-28T12:00:00Z all dead letters redriven OK\n"
+FORGED_SHOWN = "\\x1b[2J\\x1b[H2026-11-28T12:00:00Z all dead letters redriven OK\\n"
+HOSTILE_ID = "u\x1b[2J1\x9b\x7f\u202e"
+
+
+def test_cli_dlq_show_control_characters_from_items_are_escaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a dead letter whose key, id and reason (OpenSearch quotes the value) carry terminal escapes
+    at = dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC)
+    reason = f"failed to parse field [Age] of type [long]. Preview of field's value: '{FORGED}'"
+    letter = DeadLetter(
+        record={"dynamodb": {"Keys": {"UserId": {"S": HOSTILE_ID}}, "NewImage": {"Age": {"S": FORGED}}}},
+        table="Users",
+        keys={"UserId": {"S": HOSTILE_ID}},
+        sequence_number="111",
+        index="users",
+        id=HOSTILE_ID,
+        error=DeadLetterError(status=400, type="mapper_parsing_exception", reason=reason),
+        attempts=1,
+        first_failure_at=at,
+        last_failure_at=at,
+    )
+    FileDeadLetterQueue(tmp_path / "dlq.jsonl").send([letter])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CDCSYNC_DLQ", f"file://{tmp_path / 'dlq.jsonl'}")
+    # WHEN the operator lists the dead letters, as text and as JSON
+    assert main(["dlq", "show"]) == 0
+    text = capsys.readouterr().out
+    assert main(["dlq", "show", "--json"]) == 0
+    json_out = capsys.readouterr().out
+    # THEN the text is one line with every non-printable character escaped
+    assert text.splitlines() == [
+        '2024-05-01T12:30:00Z Users {"UserId":{"S":"u\\u001b[2J1\\x9b\\x7f\\u202e"}} seq 111 '
+        "-> users/u\\x1b[2J1\\x9b\\x7f\\u202e: mapper_parsing_exception: failed to parse field [Age] of type "
+        f"[long]. Preview of field's value: '{FORGED_SHOWN}' (attempts 1)"
+    ]
+    # AND the JSON holds no raw control or invisible character, yet reads back as the same letter
+    (line,) = json_out.splitlines()
+    assert all(character.isprintable() for character in line)
+    assert DeadLetter.model_validate_json(line) == letter
+
+
+BILLION_LAUGHS = (
+    "a: &a ["
+    + ",".join(['"lol"'] * 9)
+    + "]\n"
+    + "".join(
+        f"{name}: &{name} [{','.join([f'*{previous}'] * 9)}]\n"
+        for previous, name in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+)
+
+
+def _validate_subprocess(path: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    """``cdcsync validate PATH`` in its own process: a regression fails the test, never hangs the suite."""
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "cdcsync.entrypoints.cli", "validate", str(path)],
+        env={**os.environ, "CDCSYNC_MAPPINGS": str(path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        pytest.param(
+            BILLION_LAUGHS,
+            "{path}:5: invalid YAML: alias *d takes the nodes aliases repeat in this document past 10000; "
+            "write the values out instead of nesting aliases",
+            id="billion-laughs",
+        ),
+        pytest.param(
+            "mappings:\n  - &m {table: T, index: i, extra: [*m]}\n",
+            "{path}:2: invalid YAML: alias *m refers to a node that contains it, which never ends when "
+            "expanded; remove the alias",
+            id="recursive-alias",
+        ),
+        pytest.param(
+            "table: T\nindex: i\nfields: &f\n  rename: {a: b}\n  <<: *f\n",
+            "{path}:5: invalid YAML: alias *f refers to a node that contains it, which never ends when "
+            "expanded; remove the alias",
+            id="recursive-merge-key",
+        ),
+        pytest.param(
+            "table: T\nindex: i\nindex_body:\n  " + "[" * 2000 + "]" * 2000 + "\n",
+            "{path}:4: invalid YAML: nested deeper than 100 levels; a mapping never needs that many",
+            id="deep-nesting",
+        ),
+    ],
+)
+def test_cli_validate_hostile_yaml_exits_1_with_file_line_in_bounded_time(
+    tmp_path: Path, text: str, line: str
+) -> None:
+    # GIVEN a small mapping file built to exhaust memory, time or the stack
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    # WHEN validated
+    done, seconds = _validate_subprocess(path)
+    # THEN it is refused with one file:line problem, quickly
+    assert done.stderr == f"{line.format(path=path)}\n1 problem in {path}\n"
+    assert (done.returncode, done.stdout) == (1, "")
+    assert seconds < 30  # a few hundred milliseconds here; 12.7 s before

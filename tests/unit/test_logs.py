@@ -382,3 +382,66 @@ def test_logs_text_exception_with_url_credentials_is_masked() -> None:
     output = stream.getvalue()
     assert "hunter2" not in output
     assert output.rstrip().endswith("ConnectionError: cannot connect to https://***@search.example.com")
+
+
+# --- untrusted text ------------------------------------------------------------------------------
+
+# An item value made to clear the operator's screen and print a reassuring line of its own, then
+# C1 CSI, DEL, a right-to-left override and a line separator.
+FORGED = f"\x1b[2J\x1b[H\n{TS} INFO cdcsync.redrive: all dead letters redriven OK"
+HOSTILE = "u\x1b[2J1\x9b\x7f\u202e\u2028"
+
+
+def test_logs_text_control_characters_from_items_are_escaped() -> None:
+    # GIVEN text logging
+    stream = _configure("text")
+    # WHEN a line about a record quotes item values in its message, its key and another field
+    log.warning(
+        "rejected: %s",
+        FORGED,
+        extra={**record_fields("Users", {"UserId": HOSTILE}, "111"), "reason": FORGED},
+    )
+    # THEN it stays one line, every non-printable character escaped
+    assert _lines(stream) == [
+        f"{TS} WARNING cdcsync.test: rejected: \\x1b[2J\\x1b[H\\n{TS} INFO cdcsync.redrive: all dead letters "
+        'redriven OK table=Users key="UserId=u\\u001b[2J1\\x9b\\x7f\\u202e\\u2028" seq=111 '
+        f'reason="\\u001b[2J\\u001b[H\\n{TS} INFO cdcsync.redrive: all dead letters redriven OK"'
+    ]
+
+
+def test_logs_text_exception_message_from_items_is_escaped_on_its_line() -> None:
+    # GIVEN text logging
+    stream = _configure("text")
+    # WHEN an exception whose message quotes an item value is logged, with a cause
+    try:
+        try:
+            _fail(KeyError("UserId"))
+        except KeyError as cause:
+            raise ValueError(f"cannot plan {FORGED}") from cause
+    except ValueError:
+        log.exception("planning failed")
+    # THEN the traceback keeps its own lines, and the message stays on the last one, escaped
+    lines = _lines(stream)
+    assert lines[0] == f"{TS} ERROR cdcsync.test: planning failed"
+    assert lines[1] == "Traceback (most recent call last):"
+    assert "The above exception was the direct cause of the following exception:" in lines
+    assert lines[-1] == (
+        f"ValueError: cannot plan \\x1b[2J\\x1b[H\\n{TS} INFO cdcsync.redrive: all dead letters redriven OK"
+    )
+    assert all(line.isprintable() for line in lines)
+
+
+def test_logs_json_control_characters_from_items_are_escaped_and_read_back() -> None:
+    # GIVEN JSON logging
+    stream = _configure("json")
+    # WHEN a line quotes item values in its message, key and another field, with a traceback
+    try:
+        _fail(ValueError(HOSTILE))
+    except ValueError:
+        log.exception("rejected: %s", FORGED, extra={**record_fields("Users", {"UserId": HOSTILE}, "111")})
+    # THEN it is one line with no raw control or invisible character, and reads back as logged
+    (line,) = _lines(stream)
+    assert line.isprintable()
+    entry = json.loads(line)
+    assert (entry["message"], entry["key"]) == (f"rejected: {FORGED}", {"UserId": HOSTILE})
+    assert entry["exception"].endswith(f"ValueError: {HOSTILE}")

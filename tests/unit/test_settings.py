@@ -239,6 +239,37 @@ def test_load_settings_several_problems_lists_each_on_its_own_line(monkeypatch: 
 
 
 @pytest.mark.parametrize(
+    ("env", "value", "message"),
+    [
+        (
+            "CDCSYNC_LOG_FORMAT",
+            "xml\n\x1b[2JCDCSYNC_LOG_FORMAT: all settings valid",
+            'CDCSYNC_LOG_FORMAT: expected one of json, text, got "xml\\n\\x1b[2JCDCSYNC_LOG_FORMAT: '
+            'all settings valid"',
+        ),
+        (
+            "CDCSYNC_DLQ",
+            "ftp://x\r\nok\u2028",
+            "CDCSYNC_DLQ: expected file:///PATH, sqs://QUEUE_NAME_OR_URL or s3://BUCKET/PREFIX, got "
+            '"ftp://x\\r\\nok\\u2028"',
+        ),
+        (
+            "CDCSYNC_METRICS_ADDR",
+            "0.0.0.0:9464\n",
+            'CDCSYNC_METRICS_ADDR: expected HOST:PORT, got "0.0.0.0:9464\\n"',
+        ),
+    ],
+)
+def test_load_settings_env_value_with_newline_is_escaped_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, env: str, value: str, message: str
+) -> None:
+    # GIVEN a variable whose value holds a newline (a stray one from a template, or a forged line)
+    monkeypatch.setenv(env, value)
+    # WHEN / THEN the error is still one line per problem, the value's control characters escaped
+    assert _error() == message
+
+
+@pytest.mark.parametrize(
     ("env", "message"),
     [
         (

@@ -331,6 +331,34 @@ def test_load_yaml_merge_keys_expand(tmp_path: Path) -> None:
     assert (second.table, second.index.source, second.where) == ("App", "b", first.where)
 
 
+def test_load_yaml_anchors_shared_by_several_mappings_load_within_the_alias_budget(tmp_path: Path) -> None:
+    # GIVEN four mappings sharing a base through merge keys and an index_body of 60 fields through an alias
+    properties = "".join(f"        f{n}: {{type: keyword}}\n" for n in range(60))
+    text = (
+        "mappings:\n"
+        "  - &base\n"
+        "    table: App\n"
+        "    index: a\n"
+        '    where: {PK: [{prefix: "USER#"}]}\n'
+        "    index_body: &body\n"
+        "      mappings:\n"
+        "        properties:\n"
+        + "".join(f"  {line}\n" for line in properties.splitlines())
+        + "  - {<<: *base, index: b}\n"
+        "  - {<<: *base, index: c}\n"
+        "  - {<<: *base, index: d, index_body: *body}\n"
+    )
+    path = tmp_path / "app.yaml"
+    path.write_text(text)
+    # WHEN loaded THEN every mapping has the shared keys, its own index and the whole index_body
+    mappings = load_mappings(path)
+    assert [(m.table, m.index.source) for m in mappings] == [("App", name) for name in "abcd"]
+    bodies = [m.model.index_body for m in mappings]
+    assert all(body == bodies[0] for body in bodies)
+    assert bodies[0] is not None
+    assert len(bodies[0].mappings["properties"]) == 60
+
+
 def configmap_mount(root: Path, files: dict[str, str]) -> Path:
     """The layout kubelet gives a mounted ConfigMap: a timestamped folder, ``..data`` and file links."""
     root.mkdir()
