@@ -78,6 +78,7 @@ def build_runtime(
         ),
         metrics=metrics,
         items=ItemReader(aws_client(session, "dynamodb")),
+        dead_letter_content=settings.dlq_content,
     )
     return LambdaRuntime(pipeline, metrics)
 
