@@ -21,7 +21,8 @@ causes (``For input string: "…"``, a date or boolean that did not parse, ``'�
 literal``), JMESPath's ``invalid type for value: …`` and our own ``found <type> <value>`` for a
 malformed image. Below ``full`` each quoted value becomes ``[redacted]``; field names, types and
 the document id (the keys are kept anyway) stay. Where a value's end is ambiguous (it may contain
-the words that follow it), more is redacted rather than less.
+the words that follow it), more is redacted rather than less: a preview followed by more than one
+`` caused by <type>: `` is redacted to the end of the reason.
 """
 
 from __future__ import annotations
@@ -115,10 +116,11 @@ def redact_reason(error: DeadLetterError) -> DeadLetterError:
 def _redact_opensearch(reason: str) -> str:
     start = reason.find(_PREVIEW)
     if start >= 0:
-        # The preview runs to the cause sink/outcomes.py appended (the last one), else to the end.
+        # The preview runs to the one cause sink/outcomes.py appends. With several " caused by x: "
+        # after it, the value holds such words (and the cause may quote it): redact to the end.
         value_start = start + len(_PREVIEW)
         causes = list(_CAUSE.finditer(reason, value_start))
-        end = causes[-1].start() if causes else len(reason)
+        end = causes[0].start() if len(causes) == 1 else len(reason)
         head, tail = reason[:value_start], reason[end:]
         return _substitute(head, _OPENSEARCH_VALUES) + REDACTED + _substitute(tail, _OPENSEARCH_VALUES)
     return _substitute(reason, _OPENSEARCH_VALUES)
