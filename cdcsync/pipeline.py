@@ -332,7 +332,9 @@ class Pipeline:
             f"dead letter in table {letter.table}: {error.type}: {error.reason}{status}; "
             f"kept in {self.dead_letters.describe()}: {_advice(error)}"
         )
-        fields = record_fields(letter.table, _plain_keys(letter.keys), letter.sequence_number)
+        fields = record_fields(
+            letter.table, _plain_keys(letter.keys), letter.sequence_number, document_id=letter.id
+        )
         fields["reason"] = error.type
         self.dead_letter_log.warn(letter.table, error.type, message, fields)
 

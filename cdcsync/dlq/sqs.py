@@ -40,8 +40,10 @@ import orjson
 from cdcsync.dlq.aws import AwsError, failure
 from cdcsync.dlq.letter import DeadLetter, DeadLetterQueueError, StoredLetter, count
 from cdcsync.dlq.s3 import join_key
+from cdcsync.errors import RecordError
+from cdcsync.logs import record_fields
 from cdcsync.settings import S3Target, SqsTarget
-from cdcsync.values import dump_json
+from cdcsync.values import dump_json, image_to_plain
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -147,16 +149,16 @@ class SqsDeadLetterQueue:
                 f"{MAX_MESSAGE_BYTES}-byte limit (configure an overflow bucket)"
             )
         logger.warning(
-            "dead letter %s for %s keys %s seq %s is %d bytes, over SQS's %d-byte limit: "
+            "dead letter %s for %s seq %s is %d bytes, over SQS's %d-byte limit: "
             "sent to %s without NewImage/OldImage (images_dropped); configure an overflow bucket "
             "to keep them",
             letter.letter_id,
             letter.table,
-            dump_json(letter.keys).decode(),
             letter.sequence_number,
             len(body),
             MAX_MESSAGE_BYTES,
             self.describe(),
+            extra=record_fields(letter.table, _plain_keys(letter.keys), letter.sequence_number),
         )
         return slim_body
 
@@ -402,6 +404,14 @@ def _pointer_of(body: str) -> tuple[str | None, str | None]:
         pointer if isinstance(pointer, str) else None,
         letter_id if isinstance(letter_id, str) else None,
     )
+
+
+def _plain_keys(keys: dict[str, Any]) -> dict[str, Any]:
+    """Typed keys as plain values for the log line; as stored when they are not DynamoDB values."""
+    try:
+        return image_to_plain(keys)
+    except RecordError:
+        return keys
 
 
 def _split_s3_uri(uri: str) -> tuple[str, str]:

@@ -91,6 +91,6 @@ def handler(event: dict[str, Any], context: LambdaContext | None = None) -> dict
     global _runtime  # noqa: PLW0603 - one runtime per Lambda container, built on the first event
     if _runtime is None:
         settings = load_settings()
-        configure_logging(settings.log_format, settings.log_level)
+        configure_logging(settings.log_format, settings.log_level, keys=settings.log_keys)
         _runtime = build_runtime(settings)
     return _runtime.handle(event, context)
