@@ -89,9 +89,14 @@ _OPENSEARCH_VALUES = (
     (re.compile(r"(Invalid format: ).*(?= is malformed)", re.S), rf"\1{REDACTED}"),
     (re.compile(r'"[^"]*"'), REDACTED),  # what else OpenSearch puts in double quotes is a value
 )
+_TYPE_NAMES = "str|int|float|bool|dict|list|NoneType|Decimal|bytes|bytearray|datetime"
 _PLAN_VALUES = (
     (re.compile(r"(invalid type for value: ).*(, expected one of: )", re.S), rf"\1{REDACTED}\2"),
-    (re.compile(r"(\bfound [A-Za-z_]+ ).*?(?=; its document was deleted from |$)", re.S), rf"\1{REDACTED}"),
+    # values.py's "found <type> <repr>" about a malformed image (the types JSON and boto3 produce)
+    (
+        re.compile(rf"(\bfound (?:{_TYPE_NAMES}) ).*?(?=; its document was deleted from |$)", re.S),
+        rf"\1{REDACTED}",
+    ),
 )
 
 
