@@ -17,8 +17,11 @@ Decisions:
   somewhere) and, in Lambda, the EMF metric lines. Lambda sends both streams to CloudWatch Logs.
 - ``configure_logging`` replaces the root logger's handlers: the Lambda runtime installs its own,
   and a second handler would print every line twice.
-- The ``opensearch`` logger writes one INFO line per HTTP request; it is held back unless the
-  level is DEBUG (the metrics count requests already).
+- The ``opensearch`` logger writes one INFO line per HTTP request; it is held at WARNING unless
+  the level is DEBUG (the metrics count requests already).
+- ``CDCSYNC_LOG_KEYS`` (``plain``, ``hash``, ``none``) is a filter on our handler too: every line
+  with a ``key`` field (``record_fields``) gets it as is, as ``key_hash`` (``key_hash()``, which
+  ``cdcsync preview --table T --key ...`` prints) or without it, and its document id hidden.
 - Secrets are masked by a filter on our handler, so third-party log lines are covered too: values
   of extra fields named like password/secret/token/authorization, ``user:pass@`` in URLs, and
   ``password=...``-style pairs and Authorization headers in messages, extra strings and tracebacks.
@@ -29,6 +32,7 @@ Decisions:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -44,8 +48,10 @@ from typing import Any, Literal, TextIO
 import orjson
 
 from cdcsync.printable import printable, printable_json
+from cdcsync.values import dump_json
 
 LogFormat = Literal["json", "text"]
+LogKeys = Literal["plain", "hash", "none"]
 
 HANDLER_NAME = "cdcsync"
 MASK = "***"
@@ -71,6 +77,9 @@ _TRACEBACK_CHUNKS = frozenset(
     }
 )
 _FRAME = re.compile(r'[ |+]*File "')
+_DOCUMENT_ID = "_document_id"  # an extra that is never printed (``extra_fields`` skips "_" names)
+KEY_HASH_DIGITS = 16
+HIDDEN_ID = "[hidden]"
 
 _SECRET_NAME = re.compile(r"pass(?:word|wd)?|secret|token|authori[sz]ation|api[_-]?key|credential", re.I)
 _SENSITIVE_KEY = r"[\w.-]*?(?:password|passwd|secret|token|api[_-]?key)"
@@ -89,11 +98,14 @@ _TEXT_SECRETS = (
 )
 
 
-def configure_logging(format: LogFormat | None, level: str, *, stream: TextIO | None = None) -> None:
+def configure_logging(
+    format: LogFormat | None, level: str, *, stream: TextIO | None = None, keys: LogKeys = "plain"
+) -> None:
     """Send every log line through one handler on the root logger; safe to call again.
 
     ``format`` None: text when ``stream`` is a terminal, else JSON. ``stream`` defaults to
-    ``sys.stderr``. Raises ValueError for an unknown level name.
+    ``sys.stderr``; ``keys`` is ``CDCSYNC_LOG_KEYS`` (``KeyFilter``). Raises ValueError for an
+    unknown level name.
     """
     levelno = logging.getLevelNamesMapping().get(level.upper())
     if levelno is None:
@@ -107,6 +119,7 @@ def configure_logging(format: LogFormat | None, level: str, *, stream: TextIO | 
     handler.set_name(HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if chosen == "json" else TextFormatter())
     handler.addFilter(SecretFilter())
+    handler.addFilter(KeyFilter(keys))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)  # not closed: the Lambda runtime's handler is not ours to close
@@ -130,15 +143,66 @@ def default_format(stream: TextIO) -> LogFormat:
 
 
 def record_fields(
-    table: str, keys: Mapping[str, Any], sequence_number: str | None, shard: str | None = None
+    table: str,
+    keys: Mapping[str, Any],
+    sequence_number: str | None,
+    shard: str | None = None,
+    *,
+    document_id: str | None = None,
 ) -> dict[str, Any]:
-    """A record's identity for ``extra=``: ``table``, ``key`` and, when known, ``seq`` and ``shard``."""
+    """A record's identity for ``extra=``: ``table``, ``key`` and, when known, ``seq`` and ``shard``.
+
+    ``keys`` are plain values. ``document_id`` (not a field of its own) names the document id the
+    message may quote, which ``CDCSYNC_LOG_KEYS=hash|none`` hides as it hides the key.
+    """
     fields: dict[str, Any] = {"table": table, "key": dict(keys)}
     if sequence_number is not None:
         fields["seq"] = sequence_number
     if shard is not None:
         fields["shard"] = shard
+    if document_id is not None:
+        fields[_DOCUMENT_ID] = document_id
     return fields
+
+
+def key_hash(table: str, keys: Mapping[str, Any]) -> str:
+    """A short stable hash of one item's key (plain values) in ``table``: ``CDCSYNC_LOG_KEYS=hash``
+    logs it as ``key_hash``, and ``cdcsync preview --table T --key ...`` prints it for the item.
+
+    SHA-256 of the table and the key in one exact JSON spelling (names sorted, numbers exact), cut
+    to 16 hex digits. A pseudonym, not a secret: whoever can guess a key can compute its hash.
+    """
+    canonical = dump_json([table, dict(keys)], sort_keys=True)
+    return hashlib.sha256(canonical).hexdigest()[:KEY_HASH_DIGITS]
+
+
+class KeyFilter(logging.Filter):
+    """``CDCSYNC_LOG_KEYS``: a record line's ``key`` as it is (``plain``), as ``key_hash`` or left out.
+
+    Below ``plain`` the document id that ``record_fields(document_id=...)`` names is hidden in the
+    message too (``id '7'``, ``id 7``: OpenSearch quotes it, and ids are made of keys).
+    """
+
+    def __init__(self, mode: LogKeys) -> None:
+        super().__init__()
+        self.mode = mode
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.mode == "plain":
+            return True
+        keys = getattr(record, "key", None)
+        if isinstance(keys, Mapping):
+            delattr(record, "key")
+            if self.mode == "hash" and keys:
+                setattr(record, "key_hash", key_hash(str(getattr(record, "table", "")), keys))  # noqa: B010
+        document_id = getattr(record, _DOCUMENT_ID, None)
+        if isinstance(document_id, str) and document_id:
+            message = record.getMessage()
+            quoted = re.compile(rf"""(\bid (['"]?)){re.escape(document_id)}(?=\2(?:[^\w|]|$))""")
+            hidden = quoted.sub(rf"\1{HIDDEN_ID}", message)
+            if hidden != message:
+                record.msg, record.args = hidden, ()
+        return True
 
 
 def redact_text(text: str) -> str:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdcsync.change import ChangeRecord, parse_record, table_from_arn
+from cdcsync.dlq.content import DlqContent, kept
 from cdcsync.dlq.letter import DeadLetter, DeadLetterError, DeadLetterQueue, DeadLetterQueueError, json_safe
 from cdcsync.errors import ConfigError, RecordError, TransientError
 from cdcsync.logs import DeadLetterLog, record_fields
@@ -105,10 +106,12 @@ def dead_letter(
     action: Action | None = None,
     attempts: int = 1,
     first_failure_at: dt.datetime | None = None,
+    content: DlqContent = "projected",
 ) -> DeadLetter:
+    """The dead letter of ``raw``, keeping what ``content`` (``CDCSYNC_DLQ_CONTENT``) allows."""
     now = _now()
     body = raw.get("dynamodb") if isinstance(raw.get("dynamodb"), Mapping) else {}
-    return DeadLetter(
+    letter = DeadLetter(
         record=json_safe(raw),
         table=record.table if record else _table_of(raw),
         keys=json_safe(record.raw_keys if record else (body or {}).get("Keys") or {}),
@@ -124,6 +127,7 @@ def dead_letter(
         first_failure_at=first_failure_at or now,
         last_failure_at=now,
     )
+    return kept(letter, content, mapping)
 
 
 @dataclass
@@ -136,6 +140,16 @@ class Pipeline:
     metrics: Metrics
     items: ItemReader | None = None
     dead_letter_log: DeadLetterLog = field(default_factory=lambda: DeadLetterLog(log))
+    dead_letter_content: DlqContent = "projected"
+
+    def __post_init__(self) -> None:
+        if self.dead_letter_content == "full":
+            log.warning(
+                "CDCSYNC_DLQ_CONTENT=full: dead letters in %s keep whole records, attributes the "
+                "mappings exclude and the values OpenSearch quotes included; use it only to debug, "
+                "then set projected (the default) or keys",
+                self.dead_letters.describe(),
+            )
 
     def process(
         self,
@@ -155,7 +169,10 @@ class Pipeline:
                 record = parse_record(raw, stream_arn=stream_arn, version_ms=version_ms)
             except RecordError as exc:
                 error = DeadLetterError(status=None, type="invalid_record", reason=str(exc))
-                batch.letters.append((position, dead_letter(raw, record=None, mapping=None, error=error)))
+                letter = dead_letter(
+                    raw, record=None, mapping=None, error=error, content=self.dead_letter_content
+                )
+                batch.letters.append((position, letter))
                 records.append(None)
                 per_record.append([])
                 continue
@@ -206,7 +223,11 @@ class Pipeline:
                 elif isinstance(step, Rejected):
                     error = DeadLetterError(status=None, type=step.reason, reason=str(step.error))
                     letter = dead_letter(
-                        step.record.raw, record=step.record, mapping=step.mapping, error=error
+                        step.record.raw,
+                        record=step.record,
+                        mapping=step.mapping,
+                        error=error,
+                        content=self.dead_letter_content,
                     )
                     batch.letters.append((batch.position[id(step.record)], letter))
         return actions
@@ -233,6 +254,7 @@ class Pipeline:
                     action=action,
                     attempts=result.attempts,
                     first_failure_at=result.first_failure_at,
+                    content=self.dead_letter_content,
                 )
                 batch.letters.append((batch.position[id(last)], letter))
                 continue
@@ -310,7 +332,9 @@ class Pipeline:
             f"dead letter in table {letter.table}: {error.type}: {error.reason}{status}; "
             f"kept in {self.dead_letters.describe()}: {_advice(error)}"
         )
-        fields = record_fields(letter.table, _plain_keys(letter.keys), letter.sequence_number)
+        fields = record_fields(
+            letter.table, _plain_keys(letter.keys), letter.sequence_number, document_id=letter.id
+        )
         fields["reason"] = error.type
         self.dead_letter_log.warn(letter.table, error.type, message, fields)
 

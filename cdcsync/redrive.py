@@ -19,6 +19,10 @@ a routing is a separate copy), so redrive sends that delete again, first, unless
 now writes (or deletes) exactly there; for a gone item only when the mapping's REMOVE rules delete
 it. A letter written before letters kept ``op`` and ``routing`` has the place derived from its
 record, planned again (``_aimed_deletes``), when its record still carries the images.
+
+So redrive needs no image: keys, mapping, ``op``/``index``/``id``/``routing``/``version`` and the
+record's envelope (stream ARN, region, view type: what synthetic REMOVEs look like) are kept at
+every ``CDCSYNC_DLQ_CONTENT`` level, and a letter kept as ``keys`` redrives like a ``full`` one.
 """
 
 from __future__ import annotations

@@ -191,6 +191,11 @@ class Settings(BaseSettings):
     # Not in the contract's table: where an sqs:// dead letter over SQS's 256 KiB limit is kept in
     # full (s3://BUCKET/PREFIX); without it such a letter is sent without its images, flagged.
     dlq_overflow: str | None = None
+    # What a dead letter keeps: keys (and where the record was), plus what the mapping indexes
+    # (projected), or the whole record and OpenSearch's value previews (full, for debugging).
+    dlq_content: Literal["keys", "projected", "full"] = "projected"
+    # Item keys in record log lines: as they are, as a short hash (cdcsync preview shows it), or none.
+    log_keys: Literal["plain", "hash", "none"] = "plain"
     checkpoints: str = "file://./cdcsync-checkpoints.json"
     bulk_max_actions: int = Field(default=1000, ge=1)
     bulk_max_bytes: int = Field(default=5_242_880, ge=1024)

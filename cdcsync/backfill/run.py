@@ -266,6 +266,7 @@ def build_pipeline(settings: Settings, table: str, *, session: boto3.Session, me
         ),
         metrics=metrics,
         items=ItemReader(aws_client(session, "dynamodb")),
+        dead_letter_content=settings.dlq_content,
     )
 
 

@@ -24,6 +24,8 @@ Decisions:
 - An unreadable or malformed file stops the worker (``FatalError``) rather than being treated as
   empty: silently starting over would replay every shard from ``TRIM_HORIZON``.
 - The parent folder is not created: a mistyped path should fail loudly, not write elsewhere.
+- Every file this store creates is mode 0600 from its creation (the document is a ``mkstemp``
+  file swapped in; the lock is created so): checkpoints name tables and shards of the account.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from typing import Any
 from cdcsync.checkpoint import TRIM_HORIZON, Lease, ShardInfo, WriteWindow, is_foreign
 from cdcsync.errors import FatalError
 
+FILE_MODE = 0o600  # the document, its lock and its temporary files (mkstemp's mode): owner only
 _WRITE_HINT = "check the folder exists, is writable and has free space"
 
 
@@ -167,7 +170,7 @@ class FileLeaseStore:
         descriptor per call, closed (so unlocked) on the way out, also on error.
         """
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         except OSError as exc:
             raise FatalError(
                 f"cannot write checkpoint file {self.path}: {exc.strerror or exc} ({_WRITE_HINT}); "

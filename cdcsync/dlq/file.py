@@ -22,6 +22,9 @@ Decisions:
 - A file cut short by a crash does not end in a newline; the next ``send`` starts on a new line,
   so the damage stays on the one truncated line.
 - The parent directory is not created: a mistyped path should fail loudly, not write elsewhere.
+- Every file this queue creates (the queue, ``PATH.lock``, the temporary file of a rewrite) is
+  mode 0600 from its creation: letters hold item keys and attributes. A queue file that already
+  exists keeps the mode it has until the first ``remove`` swaps in a 0600 copy.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cdcsync.dlq.letter import DeadLetter, DeadLetterQueueError, StoredLetter, count, letter_id_of
+
+FILE_MODE = 0o600  # the queue, its lock and its temporary files: the owner's alone (umask only narrows)
 
 
 class FileDeadLetterQueue:
@@ -53,7 +58,9 @@ class FileDeadLetterQueue:
         try:
             with self._locked(fcntl.LOCK_EX):
                 created = not self.path.exists()
-                with self.path.open("a+b") as file:
+                # Owner-only from the first write: letters hold keys and item attributes.
+                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+                with os.fdopen(fd, "a+b") as file:
                     if not created and _lacks_final_newline(file.fileno()):
                         payload = b"\n" + payload
                     file.write(payload)
@@ -110,7 +117,7 @@ class FileDeadLetterQueue:
         A fresh open per call: ``flock`` locks belong to an open file description, so two threads
         of one process, each with its own descriptor, exclude each other like two processes do.
         """
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         try:
             fcntl.flock(fd, mode)
             yield

@@ -1,11 +1,13 @@
 """The dead letter: one record that cannot succeed, with the reason, in one shape for every backend.
 
-A dead letter keeps the record exactly as delivered (made JSON-safe) plus what redrive needs to
-re-read the item (``table`` and the typed ``keys``) and what an operator needs to understand the
-failure (``mapping``, ``index``, ``id``, ``error``). A letter for a write OpenSearch rejected also
-keeps the action's ``op`` and ``routing``: ``index``, ``id`` and ``routing`` are where it was aimed,
-so redrive can still delete a copy a rejected delete left at a place the item has left (a routing
-or index move). ``letter_id`` names one entry so a reader can remove exactly what it handled.
+A dead letter keeps the record (made JSON-safe; as ``CDCSYNC_DLQ_CONTENT`` allows, see
+``content.py``: by default its envelope and the attributes its mapping indexes) plus what redrive
+needs to re-read the item (``table`` and the typed ``keys``) and what an operator needs to
+understand the failure (``mapping``, ``index``, ``id``, ``error``). A letter for a write
+OpenSearch rejected also keeps the action's ``op`` and ``routing``: ``index``, ``id`` and
+``routing`` are where it was aimed, so redrive can still delete a copy a rejected delete left at a
+place the item has left (a routing or index move). ``letter_id`` names one entry so a reader can
+remove exactly what it handled.
 
 Decisions:
 - ``json_safe`` turns bytes into base64, datetimes and dates into ISO 8601, Decimals into ints

@@ -42,8 +42,8 @@ def open_dead_letter_queue(
     if isinstance(target, S3Target):
         return S3DeadLetterQueue(target, s3_client or aws_client(session, "s3"))
     if isinstance(target, SqsTarget):
-        # An S3 client even without an overflow bucket: letters sent by another writer that had
-        # one carry S3 pointers, and reading them must still work.
+        # Pointers are followed only into ``overflow`` (the letter's own object there): a reader
+        # of letters another writer overflowed is configured with the same CDCSYNC_DLQ_OVERFLOW.
         return SqsDeadLetterQueue(
             target,
             sqs_client or aws_client(session, "sqs"),

@@ -8,7 +8,10 @@ A letter over SQS's 256 KiB message limit (a big item, twice: NewImage and OldIm
 - with an overflow bucket, the whole letter is stored as one S3 object and the message carries a
   pointer ``{"s3_pointer": "s3://bucket/key", "letter_id": ..., "table": ..., ...}`` with the small
   fields, so the queue still shows what failed; ``read`` follows the pointer, ``remove`` deletes
-  the object after the message;
+  the object after the message. A pointer is followed only to the letter's own object
+  (``PREFIX/YYYY/MM/DD/<letter_id>.json``) in the configured overflow bucket: anyone who can send
+  to the queue can write one, and must not make ``dlq show`` read, or ``dlq redrive`` delete, any
+  other object. A pointer elsewhere, or with no overflow configured, makes ``read`` raise;
 - without one, the letter is sent without ``record.dynamodb.NewImage``/``OldImage`` and with
   ``images_dropped=True`` (redrive re-reads the item from the table anyway), and a warning is
   logged. A letter still too big after that (a huge error reason, a Kinesis-wrapped record) is
@@ -25,7 +28,9 @@ timeout may run out during a long read).
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -35,8 +40,10 @@ import orjson
 from cdcsync.dlq.aws import AwsError, failure
 from cdcsync.dlq.letter import DeadLetter, DeadLetterQueueError, StoredLetter, count
 from cdcsync.dlq.s3 import join_key
+from cdcsync.errors import RecordError
+from cdcsync.logs import record_fields
 from cdcsync.settings import S3Target, SqsTarget
-from cdcsync.values import dump_json
+from cdcsync.values import dump_json, image_to_plain
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -47,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 262_144  # per message and per SendMessageBatch call
 MAX_BATCH_ENTRIES = 10
+_LETTER_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_OVERFLOW_NAME = re.compile(r"[0-9]{4}/[0-9]{2}/[0-9]{2}/[A-Za-z0-9_-]{1,128}\.json")  # see _pointer
 _POINTER_FIELDS = frozenset(
     {"letter_id", "table", "keys", "sequence_number", "mapping", "index", "id", "version", "error"}
 )
@@ -140,16 +149,16 @@ class SqsDeadLetterQueue:
                 f"{MAX_MESSAGE_BYTES}-byte limit (configure an overflow bucket)"
             )
         logger.warning(
-            "dead letter %s for %s keys %s seq %s is %d bytes, over SQS's %d-byte limit: "
+            "dead letter %s for %s seq %s is %d bytes, over SQS's %d-byte limit: "
             "sent to %s without NewImage/OldImage (images_dropped); configure an overflow bucket "
             "to keep them",
             letter.letter_id,
             letter.table,
-            dump_json(letter.keys).decode(),
             letter.sequence_number,
             len(body),
             MAX_MESSAGE_BYTES,
             self.describe(),
+            extra=record_fields(letter.table, _plain_keys(letter.keys), letter.sequence_number),
         )
         return slim_body
 
@@ -226,12 +235,48 @@ class SqsDeadLetterQueue:
     def _parse(self, message: MessageTypeDef) -> StoredLetter:
         where = f"{self.describe()} message {message['MessageId']}"
         body = message.get("Body", "")
-        pointer = _pointer_of(body)
+        pointer, letter_id = _pointer_of(body)
         if pointer is not None:
+            self._check_pointer(pointer, letter_id, where)
             where = f"{pointer} (from {where})"
             body = self._fetch(pointer, where)
         letter = DeadLetter.from_json(body, where=where)
+        if pointer is not None and letter.letter_id != letter_id:
+            raise DeadLetterQueueError(
+                f"{where}: holds letter {letter.letter_id}, but the message points to it for letter "
+                f"{letter_id}; look at both, delete the message by hand, then read again"
+            )
         return StoredLetter(letter, SqsHandle(message["ReceiptHandle"], message["MessageId"], pointer))
+
+    def _check_pointer(self, pointer: str, letter_id: str | None, where: str) -> None:
+        """Refuse a pointer anywhere but the letter's own object in the configured overflow location.
+
+        Whoever can send to the queue can write a pointer; following it blindly would let them make
+        ``dlq show`` read, and ``dlq redrive`` delete, any object this process may touch.
+        """
+        shown = json.dumps(pointer)  # quoted, control characters escaped
+        overflow = self._overflow
+        if overflow is None:
+            raise DeadLetterQueueError(
+                f"{where}: overflow pointer {shown} not followed: no overflow location is configured; "
+                "set CDCSYNC_DLQ_OVERFLOW to the s3://BUCKET/PREFIX the letters were written to, "
+                "then read again"
+            )
+        prefix = join_key(overflow.prefix, "")
+        bucket, key = _split_s3_uri(pointer)
+        if (
+            bucket != overflow.bucket
+            or letter_id is None
+            or not _LETTER_ID.fullmatch(letter_id)
+            or not _OVERFLOW_NAME.fullmatch(key.removeprefix(prefix))
+            or not key.startswith(prefix)
+            or not key.endswith(f"/{letter_id}.json")
+        ):
+            raise DeadLetterQueueError(
+                f"{where}: overflow pointer {shown} is not a letter's object in the overflow location "
+                f"s3://{overflow.bucket}/{prefix} (YYYY/MM/DD/{letter_id}.json under it, "
+                "CDCSYNC_DLQ_OVERFLOW); not followed: look at the message, delete it by hand, then read again"
+            )
 
     def _fetch(self, pointer: str, where: str) -> str:
         if self._s3 is None:
@@ -344,16 +389,29 @@ def _without_images(record: dict[str, Any]) -> dict[str, Any]:
     return slim
 
 
-def _pointer_of(body: str) -> str | None:
-    """The ``s3_pointer`` of an overflow message, None for a letter sent inline."""
+def _pointer_of(body: str) -> tuple[str | None, str | None]:
+    """The ``s3_pointer`` and ``letter_id`` of an overflow message; no pointer for a letter sent inline."""
     if '"s3_pointer"' not in body:
-        return None
+        return None, None
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return None  # DeadLetter.from_json reports the malformed body with its message id
-    pointer = parsed.get("s3_pointer") if isinstance(parsed, dict) else None
-    return pointer if isinstance(pointer, str) else None
+        return None, None  # DeadLetter.from_json reports the malformed body with its message id
+    if not isinstance(parsed, dict):
+        return None, None
+    pointer, letter_id = parsed.get("s3_pointer"), parsed.get("letter_id")
+    return (
+        pointer if isinstance(pointer, str) else None,
+        letter_id if isinstance(letter_id, str) else None,
+    )
+
+
+def _plain_keys(keys: dict[str, Any]) -> dict[str, Any]:
+    """Typed keys as plain values for the log line; as stored when they are not DynamoDB values."""
+    try:
+        return image_to_plain(keys)
+    except RecordError:
+        return keys
 
 
 def _split_s3_uri(uri: str) -> tuple[str, str]:

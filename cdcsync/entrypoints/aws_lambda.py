@@ -78,6 +78,7 @@ def build_runtime(
         ),
         metrics=metrics,
         items=ItemReader(aws_client(session, "dynamodb")),
+        dead_letter_content=settings.dlq_content,
     )
     return LambdaRuntime(pipeline, metrics)
 
@@ -91,6 +92,6 @@ def handler(event: dict[str, Any], context: LambdaContext | None = None) -> dict
     if _runtime is None:
         settings = load_settings()
         # JSON unless set: CloudWatch Logs parses it, and nobody reads Lambda's stderr at a terminal.
-        configure_logging(settings.log_format or "json", settings.log_level)
+        configure_logging(settings.log_format or "json", settings.log_level, keys=settings.log_keys)
         _runtime = build_runtime(settings)
     return _runtime.handle(event, context)

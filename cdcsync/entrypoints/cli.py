@@ -146,7 +146,7 @@ def _filters(args: argparse.Namespace) -> int:
 
 def _services(args: argparse.Namespace) -> tuple[Settings, boto3.Session]:
     settings = load_settings(**({"mappings": args.mappings} if getattr(args, "mappings", None) else {}))
-    configure_logging("text", settings.log_level)
+    configure_logging("text", settings.log_level, keys=settings.log_keys)
     return settings, aws_session()
 
 
@@ -206,7 +206,7 @@ def _dlq_redrive(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     settings = load_settings(**({"mappings": args.mappings} if args.mappings else {}))
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, settings.log_level, keys=settings.log_keys)
     from cdcsync.entrypoints.worker import run_worker  # noqa: PLC0415 - only `run` needs the worker
 
     return run_worker(settings, args.table or (), wait_for_stream=args.wait_for_stream)

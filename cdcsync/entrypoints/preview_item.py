@@ -3,6 +3,8 @@
 The item is read with ``GetItem`` (consistent read), its key typed from ``DescribeTable``, and
 planned as backfill plans a scanned item: the synthetic INSERT of ``source/synthetic.py``, shaped
 like the table's stream records, written with ``read_version`` of the time just before the read.
+It also shows the item's ``key_hash``: what record log lines carry instead of the key with
+``CDCSYNC_LOG_KEYS=hash``, so an operator can find an item's lines without logging its key.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from cdcsync.aws import aws_client, aws_error, aws_session, session_region
 from cdcsync.change import parse_record
 from cdcsync.entrypoints.preview_output import Preview, iso_time
 from cdcsync.errors import ConfigError
+from cdcsync.logs import key_hash
 from cdcsync.mapping.compiled import MappingSet
 from cdcsync.plan import plan_record
 from cdcsync.plan.explain import explain
@@ -108,9 +111,11 @@ def preview_item(
     key = typed_key(description, table, pairs)
     read_ms = int(clock() * 1000)
     item = _get_item(dynamodb, table, key)
+    keys = image_to_plain(key)
     header: dict[str, Any] = {
         "table": table,
-        "keys": image_to_plain(key),
+        "keys": keys,
+        "key_hash": key_hash(table, keys),  # what CDCSYNC_LOG_KEYS=hash logs for this item
         "read": iso_time(read_ms),
         "found": item is not None,
     }

@@ -129,7 +129,8 @@ def _step_lines(explained: Explanation) -> Iterator[str]:
 
 def _header_line(header: Mapping[str, Any]) -> str:
     if "read" in header:
-        item = f"item {header['table']} {dump_json(header['keys']).decode()}, read {header['read']}"
+        keys = dump_json(header["keys"]).decode()
+        item = f"item {header['table']} {keys} (key hash {header['key_hash']}), read {header['read']}"
         if not header["found"]:
             return f"{item}: no such item; backfill writes nothing for it"
         return f"{item}: what backfill writes"

@@ -66,6 +66,7 @@ def build_coordinator(
         ),
         metrics=metrics,
         items=ItemReader(dynamodb),
+        dead_letter_content=settings.dlq_content,
     )
 
     def opensearch_reachable() -> bool:

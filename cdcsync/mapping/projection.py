@@ -29,6 +29,10 @@ class Projection:
     rename: Mapping[str, str]
     computed: tuple[tuple[str, jmespath.parser.ParsedResult], ...]
 
+    def indexes(self, name: str) -> bool:
+        """Whether attribute ``name`` becomes a document field (under its own name or a new one)."""
+        return (self.include is None or name in self.include) and name not in self.exclude
+
     def raw_unchanged(self, new: Mapping[str, Any], old: Mapping[str, Any]) -> bool | None:
         """Decide "same document?" from two DynamoDB-typed images without converting them.
 

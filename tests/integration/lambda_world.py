@@ -91,7 +91,9 @@ def make_world(
     mapping: str = "",
     retries: int = 3,
     key_type: str = "N",
+    **settings: Any,
 ) -> LambdaWorld:
+    """``settings``: further ``load_settings`` overrides (``dlq_content="keys"``, ...)."""
     table = f"Users-{unique_name}"
     index = unique_name
     dynamodb.create_table(
@@ -110,6 +112,7 @@ def make_world(
         max_retries=retries,
         retry_max_seconds=5,
         _env_file=None,
+        **settings,
     )
     metrics = PrometheusMetrics()
     runtime = build_runtime(settings, session=boto3.Session(), metrics=metrics)

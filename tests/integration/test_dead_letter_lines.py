@@ -30,10 +30,11 @@ AGE_IS_A_NUMBER = {"mappings": {"properties": {"Age": {"type": "long"}}}}
 
 
 def _parse_failure(doc_id: str) -> str:
-    """osmem-server's (and OpenSearch's) words for a string in a long field."""
+    """osmem-server's (and OpenSearch's) words for a string in a long field, the values they quote
+    redacted (``CDCSYNC_DLQ_CONTENT=projected``, the default)."""
     return (
         f"failed to parse field [Age] of type [long] in document with id '{doc_id}'. Preview of field's "
-        "value: 'thirty' caused by illegal_argument_exception: For input string: \"thirty\" (status 400)"
+        "value: [redacted] caused by illegal_argument_exception: For input string: [redacted] (status 400)"
     )
 
 

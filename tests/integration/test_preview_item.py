@@ -91,7 +91,9 @@ def test_cli_preview_item_shows_the_document_backfill_writes(
     # THEN the text shows the read item's document, its target and a read version, escaped
     assert code == json_code == 0
     read = re.fullmatch(
-        rf'item {table} \{{"CustomerId":"c-1","OrderId":7\}}, read (\S+): what backfill writes', out[0]
+        rf'item {table} \{{"CustomerId":"c-1","OrderId":7\}} \(key hash [0-9a-f]{{16}}\), read (\S+): '
+        "what backfill writes",
+        out[0],
     )
     assert read is not None, out
     version = read_version(_epoch_ms(read[1]))

@@ -53,6 +53,8 @@ def test_load_settings_nothing_set_returns_contract_defaults() -> None:
         "opensearch_verify_certs": True,
         "dlq": "file://./cdcsync-dlq.jsonl",
         "dlq_overflow": None,  # an addition to the contract: S3 for oversized SQS dead letters
+        "dlq_content": "projected",
+        "log_keys": "plain",
         "checkpoints": "file://./cdcsync-checkpoints.json",
         "bulk_max_actions": 1000,
         "bulk_max_bytes": 5_242_880,
@@ -196,6 +198,12 @@ def test_load_settings_env_value_parses_to_field(
             'CDCSYNC_METRICS_ADDR: expected HOST:PORT, got "0.0.0.0:99999"',
         ),
         ("CDCSYNC_LOG_FORMAT", "xml", 'CDCSYNC_LOG_FORMAT: expected one of json, text, got "xml"'),
+        (
+            "CDCSYNC_DLQ_CONTENT",
+            "images",
+            'CDCSYNC_DLQ_CONTENT: expected one of keys, projected, full, got "images"',
+        ),
+        ("CDCSYNC_LOG_KEYS", "hashed", 'CDCSYNC_LOG_KEYS: expected one of plain, hash, none, got "hashed"'),
         (
             "CDCSYNC_LOG_LEVEL",
             "verbose",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -289,3 +290,30 @@ def test_file_store_sync_shards_other_streams_unfinished_leases_are_returned_and
         assert ignored == []
         assert store.leases("Users", ARN) == []
         assert store.leases("Users", OTHER_ARN) == [half, done]
+
+
+def test_file_store_created_files_are_owner_only_from_first_write(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the usual umask (0644 files unless asked otherwise), and a spy on the rewrite's swap
+    swapped: list[int] = []
+    real_replace = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        swapped.append(stat.S_IMODE(os.stat(src).st_mode))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    old_umask = os.umask(0o022)
+    try:
+        # WHEN the first state is written
+        FileLeaseStore(path, worker_id="worker-a").sync_shards("Users", ARN, SHARDS)
+    finally:
+        os.umask(old_umask)
+    # THEN the document, its temporary file and its lock file are the owner's alone
+    lock = path.with_name(f"{path.name}.lock")
+    assert (swapped, stat.S_IMODE(path.stat().st_mode), stat.S_IMODE(lock.stat().st_mode)) == (
+        [0o600],
+        0o600,
+        0o600,
+    )

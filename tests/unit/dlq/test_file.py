@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import stat
 import threading
 from pathlib import Path
 from typing import Any
@@ -204,3 +206,32 @@ def test_open_dead_letter_queue_file_target_describes_absolute_url(
 
 def _stored(letter: DeadLetter) -> StoredLetter:
     return StoredLetter(letter, handle=0)
+
+
+def test_file_queue_created_files_are_owner_only_from_first_write(
+    queue: FileDeadLetterQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the usual umask (0644 files unless asked otherwise), and a spy on the rewrite's swap
+    swapped: list[int] = []
+    real_replace = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        swapped.append(stat.S_IMODE(os.stat(src).st_mode))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    old_umask = os.umask(0o022)
+    try:
+        # WHEN the first letter is sent
+        queue.send([_letter(1), _letter(2)])
+        # THEN the queue and its lock file are the owner's alone at once
+        assert (_mode(queue.path), _mode(queue.lock_path)) == (0o600, 0o600)
+        # AND a rewrite's temporary file is too, and so is what it leaves
+        queue.remove(queue.read(1))
+    finally:
+        os.umask(old_umask)
+    assert (swapped, _mode(queue.path)) == ([0o600], 0o600)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
