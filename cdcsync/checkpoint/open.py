@@ -10,10 +10,17 @@ The lease table is created on open if it does not exist: on-demand capacity, par
 ``ResourceInUseException`` just means the table is on its way, and both wait until it is ACTIVE.
 An existing table with another key schema is refused, so a typo can never point the worker at a
 data table and fill it with lease items.
+
+The table holds every shard's checkpoint and the backfill progress; losing it replays every stream
+from its trim horizon. So the replica that creates it turns on deletion protection (in CreateTable)
+and point-in-time recovery (UpdateContinuousBackups, once ACTIVE). Without the grant for the latter
+the worker still starts, with a WARNING saying how to turn it on: it protects the table, the sync
+does not need it. A table that already exists is left as its owner made it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -22,7 +29,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cdcsync.aws import aws_client, error_code
+from cdcsync.aws import aws_client, error_code, error_message
 from cdcsync.checkpoint import LeaseStore
 from cdcsync.checkpoint.dynamodb import DynamoDbLeaseStore, translate
 from cdcsync.checkpoint.file import FileLeaseStore
@@ -31,6 +38,8 @@ from cdcsync.settings import CheckpointTarget, DynamoDbTarget, FileTarget
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+log = logging.getLogger(__name__)
 
 CLIENT_CONFIG = Config(
     connect_timeout=5,
@@ -72,6 +81,7 @@ def ensure_lease_table(
 ) -> None:
     """Create the lease table unless it exists, then wait until it is ACTIVE."""
     description = _describe(client, table_name)
+    created = False
     if description is None:
         try:
             client.create_table(
@@ -79,7 +89,9 @@ def ensure_lease_table(
                 AttributeDefinitions=[{"AttributeName": "lease_key", "AttributeType": "S"}],
                 KeySchema=[{"AttributeName": "lease_key", "KeyType": "HASH"}],
                 BillingMode="PAY_PER_REQUEST",
+                DeletionProtectionEnabled=True,
             )
+            created = True
         except ClientError as exc:
             if error_code(exc) != "ResourceInUseException":  # else: another replica won the race
                 raise translate(exc, "CreateTable", table_name) from exc
@@ -103,6 +115,34 @@ def ensure_lease_table(
             f"CDCSYNC_CHECKPOINTS: table {table_name} has key schema {schema}, expected a lease table "
             'with partition key "lease_key" only; name a table of its own (it is created if missing)'
         )
+    if created:
+        _enable_recovery(client, table_name, deadline)
+
+
+def _enable_recovery(client: DynamoDBClient, table_name: str, deadline: float) -> None:
+    """Turn on point-in-time recovery; a WARNING, not an error, if it cannot be done."""
+    while True:
+        try:
+            client.update_continuous_backups(
+                TableName=table_name,
+                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+            )
+        except (ClientError, BotoCoreError) as exc:
+            # Right after CreateTable, AWS may answer that backups are still being set up.
+            if error_code(exc) == "ContinuousBackupsUnavailableException" and time.monotonic() < deadline:
+                time.sleep(_POLL_SECONDS)
+                continue
+            log.warning(
+                "lease table %s: point-in-time recovery not enabled (UpdateContinuousBackups: %s: %s); "
+                "grant dynamodb:UpdateContinuousBackups on the table, or run: aws dynamodb "
+                "update-continuous-backups --table-name %s "
+                "--point-in-time-recovery-specification PointInTimeRecoveryEnabled=true",
+                table_name,
+                error_code(exc),
+                error_message(exc),
+                table_name,
+            )
+        return
 
 
 def _describe(client: DynamoDBClient, table_name: str) -> dict[str, Any] | None:

@@ -34,7 +34,15 @@ from cdcsync.errors import ConfigError
 from cdcsync.mapping.compiled import MappingSet
 from cdcsync.mapping.filter_criteria import filter_criteria
 
-__all__ = ["FAILURE_QUEUE_ID", "FORMATS", "FUNCTION_ID", "Format", "lambda_config", "logical_id"]
+__all__ = [
+    "FAILURE_QUEUE_ID",
+    "FAILURE_QUEUE_NAME_SERVERLESS",
+    "FORMATS",
+    "FUNCTION_ID",
+    "Format",
+    "lambda_config",
+    "logical_id",
+]
 
 Format = Literal["serverless", "sam", "cloudformation"]
 FORMATS: Final[tuple[Format, ...]] = get_args(Format)
@@ -42,6 +50,13 @@ FORMATS: Final[tuple[Format, ...]] = get_args(Format)
 # Logical IDs the generated configuration refers to but does not create (deploy/lambda/ creates both).
 FUNCTION_ID: Final = "CdcsyncFunction"
 FAILURE_QUEUE_ID: Final = "CdcsyncStreamFailures"
+# serverless.yml names the on-failure queue by an ARN built from its QueueName, not by !GetAtt: the
+# framework copies the ARN into the function role's policy, and the role must not depend on the queue
+# (the queue's KMS key policy names the role; see deploy/lambda/serverless.yml).
+FAILURE_QUEUE_NAME_SERVERLESS: Final = "${self:service}-${sls:stage}-stream-failures"
+_FAILURE_ARN_SERVERLESS: Final = (
+    f"arn:aws:sqs:${{aws:region}}:${{aws:accountId}}:{FAILURE_QUEUE_NAME_SERVERLESS}"
+)
 
 # Lambda's limits for DynamoDB stream event source mappings (CreateEventSourceMapping API reference).
 _RANGES: Final = {
@@ -167,7 +182,8 @@ def _header(format: Format, tables: Sequence[str], ids: Mapping[str, str]) -> li
         "serverless": [
             "Paste `events:` under your function in serverless.yml. It expects:",
             f"  params: {params}",
-            f"  resources.Resources.{FAILURE_QUEUE_ID}: an AWS::SQS::Queue for Lambda's on-failure records",
+            f"  resources.Resources.{FAILURE_QUEUE_ID}: an AWS::SQS::Queue for Lambda's on-failure records,",
+            f"    with QueueName: {FAILURE_QUEUE_NAME_SERVERLESS}",
         ],
         "sam": [
             "Merge `Parameters:` into your template and paste `Events:` under the Properties of the",
@@ -188,7 +204,7 @@ def _stream_properties(
 ) -> dict[str, Any]:
     """One table's event source settings, spelled for CloudFormation/SAM or for serverless.yml."""
     patterns, reason = _filters(mappings, table)
-    failure_queue = {"Fn::GetAtt": [FAILURE_QUEUE_ID, "Arn"]}
+    failure_queue: Any = _FAILURE_ARN_SERVERLESS if serverless else {"Fn::GetAtt": [FAILURE_QUEUE_ID, "Arn"]}
     filters: Any
     if patterns is None:
         filters = _Commented(None, reason)

@@ -130,7 +130,11 @@ def test_lambda_config_nothing_pushed_down_omits_criteria_and_says_why(
                 "maximumRetryAttempts": -1,
                 "maximumRecordAgeInSeconds": -1,
                 "destinations": {
-                    "onFailure": {"arn": {"Fn::GetAtt": ["CdcsyncStreamFailures", "Arn"]}, "type": "sqs"}
+                    "onFailure": {
+                        "arn": "arn:aws:sqs:${aws:region}:${aws:accountId}:${self:service}-${sls:stage}"
+                        "-stream-failures",
+                        "type": "sqs",
+                    }
                 },
             },
         ),
