@@ -82,9 +82,12 @@ def sent_headers(conn: Urllib3HttpConnection, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_build_client_basic_auth_puts_credentials_on_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN basic auth settings
+    # GIVEN basic auth settings (over https: over http they are refused)
     settings = load_settings(
-        opensearch_auth="basic", opensearch_username="cdcsync", opensearch_password=PASSWORD
+        opensearch_url="https://search.example.com:443",
+        opensearch_auth="basic",
+        opensearch_username="cdcsync",
+        opensearch_password=PASSWORD,
     )
     # WHEN built
     conn = connection(build_client(settings))
