@@ -341,12 +341,18 @@ _IN_URL = "(credentials belong in CDCSYNC_OPENSEARCH_USERNAME/_PASSWORD)"
         (f"https://admin:p@{PASSWORD}@search:9200", f'{_URL_EXPECTED}"https://search:9200" {_IN_URL}'),
         # a slash in the password: the old mask showed the whole URL
         (f"https://admin:p/{PASSWORD}@search:9200", f'{_URL_EXPECTED}"https://search:9200" {_IN_URL}'),
-        (f"https://admin:{PASSWORD}@[2001:db8::7]:9200", f'{_URL_EXPECTED}"https://[2001:db8::7]:9200" {_IN_URL}'),
+        (
+            f"https://admin:{PASSWORD}@[2001:db8::7]:9200",
+            f'{_URL_EXPECTED}"https://[2001:db8::7]:9200" {_IN_URL}',
+        ),
         (
             f"https://search:9200/?api_key={PASSWORD}",
             f'{_URL_EXPECTED}"https://search:9200" (no path, query or fragment allowed)',
         ),
-        (f"https://search:9200#{PASSWORD}", f'{_URL_EXPECTED}"https://search:9200" (no path, query or fragment allowed)'),
+        (
+            f"https://search:9200#{PASSWORD}",
+            f'{_URL_EXPECTED}"https://search:9200" (no path, query or fragment allowed)',
+        ),
         (f"https://search:{PASSWORD}", f'{_URL_EXPECTED}"https://search" (not a valid host and port)'),
         (f"ftp://search/{PASSWORD}", f'{_URL_EXPECTED}"ftp://search"'),
     ],
