@@ -406,7 +406,8 @@ def test_sam_template_role_allows_only_what_cdcsync_needs() -> None:
 
 def test_serverless_role_writes_only_under_the_index_path() -> None:
     # GIVEN the serverless.yml role's OpenSearch statement
-    statements = _cloudformation(DEPLOY / "lambda" / "serverless.yml")["provider"]["iam"]["role"]["statements"]
+    provider = _cloudformation(DEPLOY / "lambda" / "serverless.yml")["provider"]
+    statements = provider["iam"]["role"]["statements"]
     (opensearch,) = [s for s in statements if any(str(a).startswith("es:") for a in s["Action"])]
     # THEN it names the mapped index's paths only, not the domain root's /_bulk
     assert [path.split(":domain/", 1)[1] for path in opensearch["Resource"]] == [
