@@ -84,8 +84,9 @@ HIDDEN_ID = "[hidden]"
 _SECRET_NAME = re.compile(r"pass(?:word|wd)?|secret|token|authori[sz]ation|api[_-]?key|credential", re.I)
 _SENSITIVE_KEY = r"[\w.-]*?(?:password|passwd|secret|token|api[_-]?key)"
 _TEXT_SECRETS = (
-    # https://user:pass@host -> https://***@host
-    (re.compile(r"(?<=//)[^\s/@]+@"), MASK + "@"),
+    # https://user:pass@host -> https://***@host; user info ends at the URL's last @ (a password may
+    # hold @ / ? #, a host never holds an @), as cdcsync.urls.origin reads it
+    (re.compile(r"(?<=//)[^\s\"'<>]*@"), MASK + "@"),
     # password=hunter2, db_token=abc (query strings, key=value log lines)
     (re.compile(rf"(?i)\b({_SENSITIVE_KEY})=[^\s&,;]+"), rf"\1={MASK}"),
     # 'password': 'hunter2', "api_key": "abc" (dict reprs and JSON in messages)

@@ -38,10 +38,14 @@ from pydantic_settings import (
 
 from cdcsync.errors import SettingsError
 from cdcsync.printable import printable
+from cdcsync.urls import origin
 
 ENV_PREFIX = "CDCSYNC_"
 _RESERVED_PREFIX = "test_"  # CDCSYNC_TEST_* belongs to the test suite, never to the service
 _SECRET_FIELDS = frozenset({"opensearch_password"})
+# Auth modes whose every request carries a reusable secret (a password, an API key), readable by
+# anyone on the network path of an http:// request. SigV4 sends a signature, not the secret key.
+_CREDENTIAL_AUTHS = frozenset({"basic", "apikey"})
 
 _SQS_QUEUE_NAME = re.compile(r"[A-Za-z0-9_-]{1,75}\.fifo|[A-Za-z0-9_-]{1,80}")
 _S3_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -124,26 +128,21 @@ def parse_checkpoints(url: str) -> CheckpointTarget:
     raise _invalid(expected, f'"{url}"')
 
 
-def _redact(url: str) -> str:
-    """Hide user:password@ so a credential pasted into a URL never reaches a log."""
-    return re.sub(r"//[^/@]*@", "//***@", url)
-
-
 def _check_opensearch_url(url: str) -> str:
+    """One URL of ``CDCSYNC_OPENSEARCH_URL``; errors show it as ``origin`` does (never a secret in it)."""
     expected = "http(s)://HOST[:PORT], comma-separated"
+    shown = f'"{origin(url)}"'
+    if "@" in url:  # a host never holds an @: user info, whatever the password's characters
+        raise _invalid(expected, f"{shown} (credentials belong in CDCSYNC_OPENSEARCH_USERNAME/_PASSWORD)")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise _invalid(expected, f'"{_redact(url)}"') from None
-    if parts.username is not None or parts.password is not None:
-        raise _invalid(
-            expected, f'"{_redact(url)}" (credentials belong in CDCSYNC_OPENSEARCH_USERNAME/_PASSWORD)'
-        )
+        raise _invalid(expected, f"{shown} (not a valid host and port)") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
-        raise _invalid(expected, f'"{url}"')
+        raise _invalid(expected, shown)
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise _invalid(expected, f'"{url}" (no path, query or fragment allowed)')
+        raise _invalid(expected, f"{shown} (no path, query or fragment allowed)")
     return url.rstrip("/")
 
 
@@ -187,6 +186,7 @@ class Settings(BaseSettings):
     opensearch_password: SecretStr | None = None
     opensearch_sigv4_service: Literal["es", "aoss"] = "es"
     opensearch_verify_certs: bool = True
+    opensearch_allow_insecure: bool = False  # credentials over http:// (local development only)
     dlq: str = "file://./cdcsync-dlq.jsonl"
     # Not in the contract's table: where an sqs:// dead letter over SQS's 256 KiB limit is kept in
     # full (s3://BUCKET/PREFIX); without it such a letter is sent without its images, flagged.
@@ -299,6 +299,29 @@ class Settings(BaseSettings):
                     },
                 )
         return self
+
+    @model_validator(mode="after")
+    def _check_credentials_transport(self) -> Settings:
+        plain = [url for url in self.opensearch_url if url.lower().startswith("http://")]
+        if self.sends_credentials and plain and not self.opensearch_allow_insecure:
+            raise PydanticCustomError(
+                "cdcsync_transport",
+                '{env}: expected https:// with {auth_env}={auth}, got "{got}" (the credentials would cross '
+                "the network unencrypted); use https, or set {allow}=true for local development only",
+                {
+                    "env": _env_name("opensearch_url"),
+                    "auth_env": _env_name("opensearch_auth"),
+                    "auth": self.opensearch_auth,
+                    "got": ", ".join(origin(url) for url in plain),
+                    "allow": _env_name("opensearch_allow_insecure"),
+                },
+            )
+        return self
+
+    @property
+    def sends_credentials(self) -> bool:
+        """Whether each OpenSearch request carries a reusable secret (basic's password, an API key)."""
+        return self.opensearch_auth in _CREDENTIAL_AUTHS
 
     @property
     def dlq_target(self) -> DlqTarget:

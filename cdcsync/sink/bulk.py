@@ -4,7 +4,8 @@ Only failed items are resubmitted, with exponential backoff and full jitter (ten
 ``CDCSYNC_MAX_RETRIES`` / ``CDCSYNC_RETRY_MAX_SECONDS`` and, in Lambda, before the invocation's
 deadline. A 413 splits the request in halves; so does any other 4xx refusing the whole request
 (401/403 aside, which are retried), to reject only the actions it was refused for (see ``_isolate``).
-A routing move's steps go out in waves (see ``write``). opensearch-py's own helpers are not used: its
+A routing move's steps go out in waves (see ``write``); each wave is sent as requests of one index
+each, to ``/{index}/_bulk`` (see ``bulk_requests``). opensearch-py's own helpers are not used: its
 ``streaming_bulk`` retries only 429 and resends whole chunks, ``parallel_bulk`` never retries.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,6 +29,7 @@ from cdcsync.metrics import Metrics
 from cdcsync.plan.actions import Action
 from cdcsync.settings import Settings
 from cdcsync.sink.bulk_body import action_lines
+from cdcsync.sink.bulk_requests import BulkLimits, bulk_requests
 from cdcsync.sink.coalesce import CoalescedAction, coalesce
 from cdcsync.sink.outcomes import HTTP_TOO_LARGE, ItemError, classify_item, is_transient_status
 
@@ -39,12 +41,6 @@ FinalOutcome = Literal["written", "stale", "rejected", "failed"]
 _RETRIED_REQUEST_STATUSES = frozenset({401, 403})
 # Time kept in hand before a deadline for one more round trip and the handler's answer.
 _DEADLINE_MARGIN_SECONDS = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class BulkLimits:
-    max_actions: int = 1000
-    max_bytes: int = 5 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +69,10 @@ class _Pending:
     attempts: int = 0
     error: ItemError | None = None
     first_failure_at: dt.datetime | None = None
+
+    @property
+    def index(self) -> str:
+        return self.entry.action.index
 
     def failed(self, error: ItemError) -> None:
         self.error = error
@@ -198,23 +198,9 @@ class BulkWriter:
         self, pending: list[_Pending], results: list[WriteResult], deadline: float | None
     ) -> list[_Pending]:
         retry: list[_Pending] = []
-        for chunk in self._chunks(pending):
+        for chunk in bulk_requests(pending, self.limits):
             retry += self._send(chunk, results, deadline)
         return retry
-
-    def _chunks(self, pending: list[_Pending]) -> Iterator[list[_Pending]]:
-        chunk: list[_Pending] = []
-        size = 0
-        for item in pending:
-            if chunk and (
-                len(chunk) >= self.limits.max_actions or size + len(item.lines) > self.limits.max_bytes
-            ):
-                yield chunk
-                chunk, size = [], 0
-            chunk.append(item)
-            size += len(item.lines)
-        if chunk:
-            yield chunk
 
     def _timeout(self, deadline: float | None) -> float:
         if deadline is None:
@@ -228,7 +214,8 @@ class BulkWriter:
         deadline: float | None,
         refused: list[_Refusal] | None = None,
     ) -> list[_Pending]:
-        """Send one request; record final outcomes in ``results``; return the items to retry.
+        """Send one request (to its index's path: a chunk, and every part of it, holds one index);
+        record final outcomes in ``results``; return the items to retry.
 
         A request refused whole with a client error is split to find the actions it was refused
         for, or, with ``refused``, left there for the caller that is splitting it.
@@ -251,6 +238,7 @@ class BulkWriter:
         try:
             response = self.client.bulk(
                 body=b"".join(item.lines for item in chunk),
+                index=chunk[0].index,
                 params={"request_timeout": self._timeout(deadline)},
             )
         except TransportError as exc:

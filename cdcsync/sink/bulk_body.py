@@ -1,5 +1,8 @@
 """The NDJSON lines of one ``_bulk`` action, with its external version.
 
+The lines name no ``_index``: every request is posted to ``/{index}/_bulk`` (``bulk_requests``), and
+a domain with ``rest.action.multi.allow_explicit_index: false`` refuses an ``_index`` in the body.
+
 Documents are written by ``values.dump_json`` (orjson): every DynamoDB number exactly, integers
 beyond 64 bits and fractions no float holds (``Decimal``) included.
 """
@@ -17,9 +20,8 @@ VERSION_TYPE = "external_gte"
 
 
 def action_metadata(action: Action) -> dict[str, Any]:
-    """The action line's metadata: where the document goes and the version that guards it."""
+    """The action line's metadata: which document (in the request's index) and the version that guards it."""
     meta: dict[str, Any] = {
-        "_index": action.index,
         "_id": action.id,
         "version": action.version,
         "version_type": VERSION_TYPE,

@@ -1,7 +1,13 @@
 """The OpenSearch client, built from settings: hosts, auth (none, basic, SigV4) and TLS.
 
 Client-side retries are off (``max_retries=0``): the bulk writer owns the retry budget, and two
-layers of retries would multiply it. Credentials never reach a log line or an error message.
+layers of retries would multiply it. Credentials never reach a log line or an error message: the
+server is named by ``urls.origin`` (scheme, host, port), a failure's text passes ``redact_text``.
+Settings refuse credentials over ``http://`` unless ``CDCSYNC_OPENSEARCH_ALLOW_INSECURE=true``; that,
+and ``CDCSYNC_OPENSEARCH_VERIFY_CERTS=false``, are logged as a WARNING when the client is built
+(each entry point builds one at start-up). Unverified TLS uses an SSL context of its own rather
+than opensearch-py's ``ssl_show_warn=False``, which calls ``urllib3.disable_warnings()`` and so
+silences urllib3's warnings for every client in the process.
 JSON goes both ways with exact numbers (``ExactJSONSerializer``), so a document read back (verify's
 mget) holds 12345678901234567.89, not the float 1.2345678901234568e16.
 
@@ -13,6 +19,8 @@ configuration, the rest fatal. ``check_reachable`` asks ``GET /`` before a long 
 from __future__ import annotations
 
 import base64
+import logging
+import ssl
 from typing import Any
 
 import boto3
@@ -26,8 +34,12 @@ from pydantic import SecretStr
 
 from cdcsync.aws import REGION_HELP, aws_session
 from cdcsync.errors import CdcsyncError, ConfigError, FatalError, TransientError
+from cdcsync.logs import redact_text
 from cdcsync.settings import Settings
+from cdcsync.urls import origin
 from cdcsync.values import dump_json, load_json
+
+log = logging.getLogger(__name__)
 
 POOL_MAXSIZE = 16
 
@@ -101,10 +113,9 @@ def build_client(
     settings: Settings, *, session: boto3.Session | None = None, timeout: float = 30.0
 ) -> OpenSearch:
     """An OpenSearch client for ``CDCSYNC_OPENSEARCH_URL`` with the configured auth."""
+    _warn_insecure(settings)
     options: dict[str, Any] = {
         "hosts": list(settings.opensearch_url),
-        "verify_certs": settings.opensearch_verify_certs,
-        "ssl_show_warn": settings.opensearch_verify_certs,
         "timeout": timeout,
         "max_retries": 0,
         "retry_on_timeout": False,
@@ -114,6 +125,10 @@ def build_client(
         "pool_maxsize": POOL_MAXSIZE,
         "serializer": ExactJSONSerializer(),
     }
+    if settings.opensearch_verify_certs:
+        options["verify_certs"] = True
+    else:
+        options["ssl_context"] = _unverified_tls()
     if settings.opensearch_auth == "basic":
         options["http_auth"] = BasicAuth(
             settings.opensearch_username or "", settings.opensearch_password or SecretStr("")
@@ -121,6 +136,34 @@ def build_client(
     elif settings.opensearch_auth == "sigv4":
         options["http_auth"] = _sigv4(settings, session)
     return OpenSearch(**options)
+
+
+def _unverified_tls() -> ssl.SSLContext:
+    """TLS without certificate or host name checks (``CDCSYNC_OPENSEARCH_VERIFY_CERTS=false``)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _warn_insecure(settings: Settings) -> None:
+    """A WARNING for each protection the settings switch off, naming the servers by ``origin``."""
+    secure = [origin(url) for url in settings.opensearch_url if url.lower().startswith("https://")]
+    if not settings.opensearch_verify_certs and secure:
+        log.warning(
+            "CDCSYNC_OPENSEARCH_VERIFY_CERTS=false: the TLS certificate of %s is not checked, so anyone on "
+            "the network path can pose as OpenSearch and read or change what cdcsync sends; set it to "
+            "true once the cluster's certificate is trusted by this host",
+            ", ".join(secure),
+        )
+    plain = [origin(url) for url in settings.opensearch_url if url.lower().startswith("http://")]
+    if settings.sends_credentials and plain:  # only with the opt-in: settings refuse it otherwise
+        log.warning(
+            "CDCSYNC_OPENSEARCH_ALLOW_INSECURE=true: %s credentials go to %s unencrypted; "
+            "for local development only",
+            settings.opensearch_auth,
+            ", ".join(plain),
+        )
 
 
 _UNAUTHORIZED, _FORBIDDEN, _TOO_MANY_REQUESTS, _SERVER_ERROR = 401, 403, 429, 500
@@ -131,10 +174,11 @@ def opensearch_error(exc: OpenSearchException, doing: str) -> CdcsyncError:
     if isinstance(exc, OpenSearchConnectionError):  # refused, reset, timed out, TLS failed
         cause = exc.info if isinstance(exc.info, Exception) else exc.error
         return TransientError(
-            f"{doing}: OpenSearch does not answer ({cause}); check that it runs and CDCSYNC_OPENSEARCH_URL"
+            f"{doing}: OpenSearch does not answer ({redact_text(str(cause))}); check that it runs and "
+            "CDCSYNC_OPENSEARCH_URL"
         )
     status = exc.status_code if isinstance(exc, TransportError) else None
-    text = f"{doing}: OpenSearch answered {status}: {_reason(exc)}"
+    text = f"{doing}: OpenSearch answered {status}: {redact_text(_reason(exc))}"
     if status in (_UNAUTHORIZED, _FORBIDDEN):
         return ConfigError(f"{text}; check CDCSYNC_OPENSEARCH_AUTH and the credentials or role it uses")
     if isinstance(status, int) and (status == _TOO_MANY_REQUESTS or status >= _SERVER_ERROR):

@@ -53,6 +53,7 @@ from typing import Any
 
 from cdcsync.checkpoint import Lease, LeaseLostError, LeaseStore
 from cdcsync.errors import CdcsyncError, ConfigError, TransientError
+from cdcsync.logs import redact_text
 from cdcsync.metrics import Metrics
 from cdcsync.pipeline import Pipeline
 from cdcsync.source.shards import no_stream_error
@@ -108,7 +109,10 @@ class Health:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def report(self, where: str, message: str) -> bool:
-        """Remember a problem; True when it is news (not the same message as before): log it then."""
+        """Remember a problem; True when it is news (not the same message as before): log it then.
+
+        ``/readyz`` shows it outside the log filter, so credentials in it are masked here."""
+        message = redact_text(message)
         with self._lock:
             news = self.problems.get(where) != message
             self.problems[where] = message

@@ -18,7 +18,7 @@ from cdcsync.settings import load_settings
 from cdcsync.sink.bulk import BulkLimits, BulkWriter, RetryBudget, WriteResult
 from cdcsync.sink.client import build_client
 from cdcsync.sink.outcomes import ItemError
-from tests.support.fault_proxy import FaultProxy, fault_proxy
+from tests.support.fault_proxy import FaultProxy, fault_proxy, is_bulk
 from tests.support.records import change, compiled
 
 MAPPING = compiled(table="Users", index="users")
@@ -56,7 +56,9 @@ def index(opensearch: OpenSearch, unique_name: str) -> str:
 
 @pytest.fixture
 def proxy(opensearch_url: str) -> Iterator[FaultProxy]:
+    """The fault proxy, answering as a domain with rest.action.multi.allow_explicit_index: false."""
     with fault_proxy(opensearch_url) as running:
+        running.forbid_explicit_index()
         yield running
 
 
@@ -83,7 +85,7 @@ def stored(opensearch: OpenSearch, index: str, doc_id: str) -> tuple[int, dict[s
 
 def bulk_sizes(proxy: FaultProxy) -> list[int]:
     """Actions per _bulk request the proxy saw (every action here is an index: two lines)."""
-    return [body.count(b"\n") // 2 for _, path, body in proxy.requests if path.startswith("/_bulk")]
+    return [body.count(b"\n") // 2 for _, path, body in proxy.requests if is_bulk(path)]
 
 
 def test_writer_same_version_applied_lower_version_stale(
@@ -118,6 +120,54 @@ def test_writer_delete_tombstone_makes_older_write_stale(
     # AND a delete of a document that never existed is written (its tombstone is recorded)
     assert write(w, remove(index, "never", V)) == {"never": ("written", None)}
     assert write(w, put(index, "never", V - 1, n=1)) == {"never": ("stale", None)}
+
+
+def bulk_paths(proxy: FaultProxy) -> list[tuple[str, list[str]]]:
+    """Path and action ids of each _bulk request the proxy saw; asserts no action line names _index."""
+    requests = []
+    for _, path, body in proxy.requests:
+        if is_bulk(path):
+            metas = [next(iter(json.loads(line).values())) for line in body.splitlines()[::2]]
+            assert [meta for meta in metas if "_index" in meta] == []
+            requests.append((path, [meta["_id"] for meta in metas]))
+    return requests
+
+
+def test_writer_posts_to_index_path_with_no_index_in_body(
+    opensearch: OpenSearch, index: str, proxy: FaultProxy
+) -> None:
+    # GIVEN a domain that refuses an explicit _index in bulk bodies (the proxy fixture)
+    # WHEN three documents are written
+    answer = write(writer(proxy.url), *(put(index, str(n), V, n=n) for n in range(3)))
+    # THEN they are written by one request posted to /{index}/_bulk, its lines naming no index
+    assert answer == {str(n): ("written", None) for n in range(3)}
+    assert bulk_paths(proxy) == [(f"/{index}/_bulk", ["0", "1", "2"])]
+    assert [stored(opensearch, index, str(n)) for n in range(3)] == [(V, {"n": n}) for n in range(3)]
+
+
+def test_writer_batch_over_two_indices_posts_one_request_per_index(
+    opensearch: OpenSearch, index: str, proxy: FaultProxy
+) -> None:
+    # GIVEN a second index, and a batch whose actions alternate between the two, "1" in both
+    other = f"{index}-other"
+    opensearch.indices.create(index=other, body={"settings": {"index.gc_deletes": "24h"}})
+    actions = [
+        put(index, "1", V, n=1),
+        put(other, "1", V, n=2),
+        put(index, "2", V, n=3),
+        remove(other, "9", V),
+    ]
+    # WHEN written (at most two actions per request)
+    results = writer(proxy.url, max_actions=2).write(actions)
+    # THEN each index gets its own request, to its own path, and every document lands in its index
+    assert bulk_paths(proxy) == [(f"/{index}/_bulk", ["1", "2"]), (f"/{other}/_bulk", ["1", "9"])]
+    assert [(r.entry.action.index, r.entry.action.id, r.outcome) for r in results] == [
+        (index, "1", "written"),
+        (index, "2", "written"),
+        (other, "1", "written"),
+        (other, "9", "written"),
+    ]
+    assert [stored(opensearch, index, "1"), stored(opensearch, other, "1")] == [(V, {"n": 1}), (V, {"n": 2})]
 
 
 def test_writer_mapping_error_rejects_only_that_document(
@@ -181,7 +231,7 @@ def test_writer_rejected_items_are_resent_alone(
     answer = write(writer(proxy.url), *(put(index, str(n), V, n=n) for n in range(4)))
     # THEN only the two rejected ones are resent, and all four are stored
     assert answer == {str(n): ("written", None) for n in range(4)}
-    resent = [body for _, path, body in proxy.requests if path.startswith("/_bulk")][1]
+    resent = [body for _, path, body in proxy.requests if is_bulk(path)][1]
     assert [json.loads(line)["index"]["_id"] for line in resent.splitlines()[::2]] == ["1", "3"]
     assert [stored(opensearch, index, str(n)) for n in range(4)] == [(V, {"n": n}) for n in range(4)]
 
@@ -271,7 +321,7 @@ def bulk_actions(proxy: FaultProxy) -> list[list[tuple[str, str | None]]]:
     """(op, routing) of each action of each _bulk request the proxy saw."""
     requests = []
     for _, path, body in proxy.requests:
-        if path.startswith("/_bulk"):
+        if is_bulk(path):
             metas = [json.loads(line) for line in body.splitlines() if line.strip()]
             requests.append(
                 [(op, meta.get("routing")) for entry in metas for op, meta in entry.items() if op in OPS]

@@ -496,3 +496,31 @@ def test_fault_proxy_non_http_upstream_raises_value_error() -> None:
         ValueError, match=r"^fault_proxy: upstream URL '127\.0\.0\.1:9200' is not http\(s\)://host\[:port\]$"
     ):
         FaultProxy("127.0.0.1:9200")
+
+
+def test_fault_proxy_forbid_explicit_index_refuses_index_in_body_as_opensearch(
+    client: OpenSearch, opensearch: OpenSearch, proxy: FaultProxy, unique_name: str
+) -> None:
+    # GIVEN a proxy answering as a cluster with rest.action.multi.allow_explicit_index: false
+    proxy.forbid_explicit_index()
+    named = _bulk({"index": {"_index": unique_name, "_id": "a"}}, {"v": 1})
+    unnamed = _bulk({"index": {"_id": "a"}}, {"v": 1})
+    # WHEN a bulk names _index in its body (even the path's), or has no index at all (root /_bulk)
+    # THEN it is refused whole with OpenSearch's error, unforwarded, and not counted as a fault
+    refusals = []
+    for body, index in ((named, unique_name), (named, None), (unnamed, None)):
+        with pytest.raises(TransportError) as refused:
+            client.bulk(body=body, index=index)
+        refusals.append(
+            (refused.value.status_code, refused.value.error, refused.value.info["error"]["reason"])
+        )
+    assert refusals == [
+        (400, "illegal_argument_exception", "explicit index in bulk is not allowed"),
+        (400, "illegal_argument_exception", "explicit index in bulk is not allowed"),
+        (400, "action_request_validation_exception", "Validation Failed: 1: index is missing;"),
+    ]
+    assert not opensearch.indices.exists(index=unique_name)
+    assert proxy.faults_injected == 0
+    # AND a bulk posted to /{index}/_bulk with no _index in its lines is forwarded and applied
+    assert client.bulk(body=unnamed, index=unique_name, refresh=True)["errors"] is False
+    assert opensearch.get(index=unique_name, id="a")["_source"] == {"v": 1}

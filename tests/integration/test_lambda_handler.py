@@ -13,7 +13,7 @@ from opensearchpy import OpenSearch
 
 from cdcsync.metrics import EmfMetrics
 from tests.integration.lambda_world import LambdaWorld, make_world
-from tests.support.fault_proxy import fault_proxy
+from tests.support.fault_proxy import fault_proxy, is_bulk
 from tests.support.records import fixture_event
 
 T0 = 1_700_000_000
@@ -171,7 +171,7 @@ def test_handler_partial_bulk_rejection_retries_only_rejected_items(
         records = [world.record("INSERT", n, {**ALICE, "UserId": n}, seconds=T0) for n in range(1, 7)]
         assert world.invoke(*records) == {"batchItemFailures": []}
         assert set(world.docs()) == {str(n) for n in range(1, 7)}
-        bulk_bodies = [body for method, path, body in proxy.requests if path.startswith("/_bulk")]
+        bulk_bodies = [body for method, path, body in proxy.requests if is_bulk(path)]
         assert len(bulk_bodies) == 2
         assert bulk_bodies[1].count(b'"index"') == 3  # only the three rejected items were resent
 

@@ -12,7 +12,7 @@ from opensearchpy import OpenSearch
 
 from cdcsync.entrypoints.cli import main
 from tests.integration.lambda_world import LambdaWorld, make_world
-from tests.support.fault_proxy import FaultProxy, fault_proxy
+from tests.support.fault_proxy import FaultProxy, fault_proxy, is_bulk
 
 T0 = 1_700_000_000
 
@@ -236,7 +236,7 @@ def bulk_actions(proxy: FaultProxy, since: int = 0) -> list[list[tuple[str, str 
     """(op, routing) of each action of each _bulk request the proxy saw, from request ``since`` on."""
     requests = []
     for _, path, body in proxy.requests[since:]:
-        if path.startswith("/_bulk"):
+        if is_bulk(path):
             metas = [json.loads(line) for line in body.splitlines() if line.strip()]
             requests.append(
                 [(op, meta.get("routing")) for entry in metas for op, meta in entry.items() if op in OPS]

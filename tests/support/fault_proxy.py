@@ -12,6 +12,10 @@ bulk rejections without patching any client::
         ...
         assert proxy.faults_injected == 3
 
+Cluster settings: ``forbid_explicit_index()`` makes the proxy answer as OpenSearch does with
+``rest.action.multi.allow_explicit_index: false`` (a node setting osmem-server does not have): a
+``_bulk`` whose action lines name an ``_index`` is refused whole, 400, unforwarded.
+
 Schedule: faults are kept in the order they were added. Each request takes the FIRST fault whose
 ``path`` pattern matches (``re.search`` on the path without query string; ``None`` matches every
 path) and uses up one of its ``times``; a request no fault matches is forwarded untouched.
@@ -99,6 +103,7 @@ class FaultProxy:
         self._schedule: list[_Fault] = []
         self._requests: list[tuple[str, str, bytes]] = []
         self._faults_injected = 0
+        self._explicit_index_forbidden = False
 
     def fail(
         self,
@@ -152,6 +157,17 @@ class FaultProxy:
         fault.operation = operation
         self._add(fault)
 
+    def forbid_explicit_index(self) -> None:
+        """From now on refuse any ``_bulk`` naming ``_index`` in its body, and a root ``/_bulk``.
+
+        As OpenSearch's ``RestBulkAction`` with ``rest.action.multi.allow_explicit_index: false``:
+        ``illegal_argument_exception`` "explicit index in bulk is not allowed" (400); a root
+        ``/_bulk`` then has no index for its actions: ``action_request_validation_exception`` (400).
+        These answers are the cluster's configuration, not faults: ``faults_injected`` is unchanged.
+        """
+        with self._lock:
+            self._explicit_index_forbidden = True
+
     def reset(self) -> None:
         """Clear the fault schedule (the counters stay)."""
         with self._lock:
@@ -180,6 +196,10 @@ class FaultProxy:
         path = target.split("?", 1)[0]
         with self._lock:
             self._requests.append((method, target, body))
+            if self._explicit_index_forbidden and is_bulk(path):
+                refusal = _explicit_index_refusal(path, body)
+                if refusal is not None:
+                    return _Fault("fail", 1, None, status=400, body=refusal)
             for fault in self._schedule:
                 if fault.path is None or fault.path.search(path):
                     fault.remaining -= 1
@@ -188,6 +208,24 @@ class FaultProxy:
                     self._faults_injected += 1
                     return fault
         return None
+
+
+def is_bulk(target: str) -> bool:
+    """Whether a request path (with or without its query) is a ``_bulk``: ``/_bulk`` or ``/{index}/_bulk``."""
+    return re.search(r"(?:^|/)_bulk$", target.split("?", 1)[0]) is not None
+
+
+def _explicit_index_refusal(path: str, body: bytes) -> bytes | None:
+    try:
+        metas = [next(iter(json.loads(action[0]).values())) for action in _split_bulk(body)]
+    except (ValueError, AttributeError, StopIteration):
+        return None  # not a bulk body: let the upstream answer it
+    if any("_index" in meta for meta in metas):
+        return error_body(400, "explicit index in bulk is not allowed", "illegal_argument_exception")
+    if path.strip("/") == "_bulk" and metas:
+        reasons = "".join(f"{n}: index is missing;" for n in range(1, len(metas) + 1))
+        return error_body(400, f"Validation Failed: {reasons}", "action_request_validation_exception")
+    return None
 
 
 def _compile(path: str | None) -> re.Pattern[str] | None:

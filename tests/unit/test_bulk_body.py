@@ -13,12 +13,13 @@ MAPPING = compiled(table="Users", index="users")
 RECORD = change("INSERT", {"UserId": 1}, {"UserId": 1})
 
 
-def test_action_lines_index_carries_external_gte_version() -> None:
+def test_action_lines_index_carries_external_gte_version_and_no_index_name() -> None:
+    # The index is the request's path (/users/_bulk): with rest.action.multi.allow_explicit_index
+    # false, OpenSearch refuses any _index in the body.
     action = IndexAction("users", "1", "t1", 1627992080000, {"a": 1}, MAPPING, RECORD)
     header, body, end = action_lines(action).split(b"\n")
     assert json.loads(header) == {
         "index": {
-            "_index": "users",
             "_id": "1",
             "version": 1627992080000,
             "version_type": "external_gte",
@@ -30,10 +31,7 @@ def test_action_lines_index_carries_external_gte_version() -> None:
 
 def test_action_lines_delete_has_no_body() -> None:
     action = DeleteAction("users", "1", None, 5, MAPPING, RECORD)
-    assert (
-        action_lines(action)
-        == b'{"delete":{"_index":"users","_id":"1","version":5,"version_type":"external_gte"}}\n'
-    )
+    assert action_lines(action) == b'{"delete":{"_id":"1","version":5,"version_type":"external_gte"}}\n'
 
 
 def test_action_lines_integer_beyond_64_bits_stays_exact() -> None:

@@ -32,7 +32,8 @@ class FakeOpenSearch:
     status: dict[str, int] = field(default_factory=dict)
     sent: list[tuple[str, str, str | None]] = field(default_factory=list)  # op, id, routing
 
-    def bulk(self, *, body: bytes, params: dict[str, Any]) -> dict[str, Any]:
+    def bulk(self, *, body: bytes, params: dict[str, Any], index: str) -> dict[str, Any]:
+        """A ``_bulk`` posted to ``/{index}/_bulk`` (action lines name no ``_index``)."""
         lines = [json.loads(line) for line in body.split(b"\n") if line]
         items = []
         while lines:
@@ -41,7 +42,7 @@ class FakeOpenSearch:
                 lines.pop(0)
             self.sent.append((op, meta["_id"], meta.get("routing")))
             status = self.status.get(meta["_id"], 200 if op == "delete" else 201)
-            answer: dict[str, Any] = {"_index": meta["_index"], "_id": meta["_id"], "status": status}
+            answer: dict[str, Any] = {"_index": index, "_id": meta["_id"], "status": status}
             if status >= 300:
                 answer["error"] = {
                     "type": _ERRORS.get(status, "http_error"),

@@ -51,6 +51,7 @@ def test_load_settings_nothing_set_returns_contract_defaults() -> None:
         "opensearch_password": None,
         "opensearch_sigv4_service": "es",
         "opensearch_verify_certs": True,
+        "opensearch_allow_insecure": False,
         "dlq": "file://./cdcsync-dlq.jsonl",
         "dlq_overflow": None,  # an addition to the contract: S3 for oversized SQS dead letters
         "dlq_content": "projected",
@@ -130,12 +131,13 @@ def test_load_settings_env_value_parses_to_field(
             "CDCSYNC_OPENSEARCH_URL",
             "http://search:9200/prefix",
             "CDCSYNC_OPENSEARCH_URL: expected http(s)://HOST[:PORT], comma-separated, "
-            'got "http://search:9200/prefix" (no path, query or fragment allowed)',
+            'got "http://search:9200" (no path, query or fragment allowed)',
         ),
         (
             "CDCSYNC_OPENSEARCH_URL",
             "http://search:port",
-            'CDCSYNC_OPENSEARCH_URL: expected http(s)://HOST[:PORT], comma-separated, got "http://search:port"',
+            "CDCSYNC_OPENSEARCH_URL: expected http(s)://HOST[:PORT], comma-separated, "
+            'got "http://search" (not a valid host and port)',
         ),
         (
             "CDCSYNC_OPENSEARCH_URL",
@@ -320,7 +322,8 @@ def test_load_settings_auth_without_matching_credentials_raises(
 
 
 def test_load_settings_basic_auth_keeps_password_out_of_repr_and_str(monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN basic auth with a password
+    # GIVEN basic auth with a password (over https: over http it is refused)
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_URL", "https://search.example.com")
     monkeypatch.setenv("CDCSYNC_OPENSEARCH_AUTH", "basic")
     monkeypatch.setenv("CDCSYNC_OPENSEARCH_USERNAME", "admin")
     monkeypatch.setenv("CDCSYNC_OPENSEARCH_PASSWORD", PASSWORD)
@@ -345,7 +348,7 @@ def test_load_settings_basic_auth_keeps_password_out_of_repr_and_str(monkeypatch
         (
             {"opensearch_url": f"http://admin:{PASSWORD}@search:9200"},
             "CDCSYNC_OPENSEARCH_URL: expected http(s)://HOST[:PORT], comma-separated, got "
-            '"http://***@search:9200" (credentials belong in CDCSYNC_OPENSEARCH_USERNAME/_PASSWORD)',
+            '"http://search:9200" (credentials belong in CDCSYNC_OPENSEARCH_USERNAME/_PASSWORD)',
         ),
         (
             {"opensearch_pasword": PASSWORD},
@@ -364,6 +367,90 @@ def test_load_settings_invalid_secret_never_shows_its_value(overrides: dict[str,
     assert str(raised.value) == message
     assert PASSWORD not in str(raised.value.__cause__)
     assert "12345" not in str(raised.value.__cause__)
+
+
+_URL_EXPECTED = "CDCSYNC_OPENSEARCH_URL: expected http(s)://HOST[:PORT], comma-separated, got "
+_IN_URL = "(credentials belong in CDCSYNC_OPENSEARCH_USERNAME/_PASSWORD)"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        # an @ in the password: the old mask showed "***@ssw0rd@search"
+        (f"https://admin:p@{PASSWORD}@search:9200", f'{_URL_EXPECTED}"https://search:9200" {_IN_URL}'),
+        # a slash in the password: the old mask showed the whole URL
+        (f"https://admin:p/{PASSWORD}@search:9200", f'{_URL_EXPECTED}"https://search:9200" {_IN_URL}'),
+        (
+            f"https://admin:{PASSWORD}@[2001:db8::7]:9200",
+            f'{_URL_EXPECTED}"https://[2001:db8::7]:9200" {_IN_URL}',
+        ),
+        (
+            f"https://search:9200/?api_key={PASSWORD}",
+            f'{_URL_EXPECTED}"https://search:9200" (no path, query or fragment allowed)',
+        ),
+        (
+            f"https://search:9200#{PASSWORD}",
+            f'{_URL_EXPECTED}"https://search:9200" (no path, query or fragment allowed)',
+        ),
+        (f"https://search:{PASSWORD}", f'{_URL_EXPECTED}"https://search" (not a valid host and port)'),
+        (f"ftp://search/{PASSWORD}", f'{_URL_EXPECTED}"ftp://search"'),
+    ],
+)  # fmt: skip
+def test_load_settings_opensearch_url_with_secret_shows_scheme_host_port_only(url: str, message: str) -> None:
+    # GIVEN an OpenSearch URL carrying a secret in its user info, query or fragment
+    # WHEN loading refuses it
+    with pytest.raises(SettingsError) as raised:
+        load_settings(opensearch_url=url)
+
+    # THEN the line names only the scheme, host and port, and the chained error holds no secret either
+    assert str(raised.value) == message
+    assert PASSWORD not in str(raised.value.__cause__)
+
+
+_BASIC = {"opensearch_auth": "basic", "opensearch_username": "admin", "opensearch_password": PASSWORD}
+
+
+@pytest.mark.parametrize(
+    ("urls", "shown"),
+    [
+        ("http://search:9200", "http://search:9200"),
+        ("https://a:9200,HTTP://b:9200", "http://b:9200"),
+        ("http://a:9200,http://b:9200", "http://a:9200, http://b:9200"),
+    ],
+)
+def test_load_settings_credentials_over_http_raises(urls: str, shown: str) -> None:
+    # GIVEN basic credentials and a URL that would carry them unencrypted
+    # WHEN / THEN loading fails with one line naming the plain URLs and the way out
+    assert _error(opensearch_url=urls, **_BASIC) == (
+        f'CDCSYNC_OPENSEARCH_URL: expected https:// with CDCSYNC_OPENSEARCH_AUTH=basic, got "{shown}" '
+        "(the credentials would cross the network unencrypted); use https, or set "
+        "CDCSYNC_OPENSEARCH_ALLOW_INSECURE=true for local development only"
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "sends_credentials"),
+    [
+        ({"opensearch_url": "https://search:9200", **_BASIC}, True),
+        ({"opensearch_url": "http://127.0.0.1:9200", "opensearch_allow_insecure": True, **_BASIC}, True),
+        ({"opensearch_url": "http://127.0.0.1:9200"}, False),  # the demo and the local tests
+        ({"opensearch_url": "http://search:80", "opensearch_auth": "sigv4"}, False),  # a signature, no secret
+    ],
+)
+def test_load_settings_credentials_over_http_allowed_when_safe_or_opted_in(
+    overrides: dict[str, Any], sends_credentials: bool
+) -> None:
+    # GIVEN https, no credentials, or the explicit opt-in WHEN loaded THEN the settings are accepted
+    settings = load_settings(**overrides)
+    assert settings.sends_credentials is sends_credentials
+
+
+def test_load_settings_allow_insecure_env_parses_to_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN the opt-in in the environment, with basic credentials over http
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_ALLOW_INSECURE", "true")
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_URL", "http://127.0.0.1:9200")
+    # WHEN loaded THEN it is accepted
+    assert load_settings(**_BASIC).opensearch_allow_insecure is True
 
 
 def test_load_settings_dotenv_file_is_read_below_environment(

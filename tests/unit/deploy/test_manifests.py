@@ -523,8 +523,25 @@ def test_sam_template_role_allows_only_what_cdcsync_needs() -> None:
         "WriteLogs": ["logs:CreateLogStream", "logs:PutLogEvents"],
     }
     assert all(s["Effect"] == "Allow" and s["Resource"] != "*" for s in statements)
+    # AND OpenSearch only under the mapped index's path: cdcsync posts _bulk to /{index}/_bulk, so
+    # the domain root's /_bulk (which could name any index in its body) is not granted
     index_paths = next(s["Resource"] for s in statements if s["Sid"] == "WriteIndex")
-    assert [path["Fn::Sub"].rsplit("/", 1)[-1] for path in index_paths] == ["_bulk", "${IndexName}", "*"]
+    assert [path["Fn::Sub"].split(":domain/", 1)[1] for path in index_paths] == [
+        "${OpenSearchDomainName}/${IndexName}",
+        "${OpenSearchDomainName}/${IndexName}/*",
+    ]
+
+
+def test_serverless_role_writes_only_under_the_index_path() -> None:
+    # GIVEN the serverless.yml role's OpenSearch statement
+    provider = _cloudformation(DEPLOY / "lambda" / "serverless.yml")["provider"]
+    statements = provider["iam"]["role"]["statements"]
+    (opensearch,) = [s for s in statements if any(str(a).startswith("es:") for a in s["Action"])]
+    # THEN it names the mapped index's paths only, not the domain root's /_bulk
+    assert [path.split(":domain/", 1)[1] for path in opensearch["Resource"]] == [
+        "${param:openSearchDomainName}/${param:indexName}",
+        "${param:openSearchDomainName}/${param:indexName}/*",
+    ]
 
 
 @pytest.mark.skipif(

@@ -55,15 +55,23 @@ def record(seq: int) -> ChangeRecord:
 
 
 def index(
-    doc_id: str, *, version: int = VERSION, seq: int = 1, size: int = 0, routing: str | None = None
+    doc_id: str,
+    *,
+    version: int = VERSION,
+    seq: int = 1,
+    size: int = 0,
+    routing: str | None = None,
+    into: str = "users",
 ) -> IndexAction:
     return IndexAction(
-        "users", doc_id, routing, version, {"id": doc_id, "pad": "x" * size}, MAPPING, record(seq)
+        into, doc_id, routing, version, {"id": doc_id, "pad": "x" * size}, MAPPING, record(seq)
     )
 
 
-def delete(doc_id: str, *, version: int = VERSION, seq: int = 1, routing: str | None = None) -> DeleteAction:
-    return DeleteAction("users", doc_id, routing, version, MAPPING, record(seq))
+def delete(
+    doc_id: str, *, version: int = VERSION, seq: int = 1, routing: str | None = None, into: str = "users"
+) -> DeleteAction:
+    return DeleteAction(into, doc_id, routing, version, MAPPING, record(seq))
 
 
 def http_error(status: int, error_type: str | None = None, reason: str = "injected") -> TransportError:
@@ -75,9 +83,12 @@ def http_error(status: int, error_type: str | None = None, reason: str = "inject
     return error
 
 
-def item(op: str, meta: dict[str, Any], status: int) -> dict[str, Any]:
-    """One ``items`` entry of a ``_bulk`` response for an action with this status."""
-    body: dict[str, Any] = {"_index": meta["_index"], "_id": meta["_id"], "status": status}
+def item(op: str, meta: dict[str, Any], status: int, index: str | None) -> dict[str, Any]:
+    """One ``items`` entry of a ``_bulk`` response for an action with this status.
+
+    ``index`` is the request path's (``/{index}/_bulk``), used where the action line names none.
+    """
+    body: dict[str, Any] = {"_index": meta.get("_index", index), "_id": meta["_id"], "status": status}
     if 200 <= status < 300:
         body.update(_version=meta["version"], result="deleted" if op == "delete" else "created")
     elif status == 404 and op == "delete":
@@ -92,6 +103,7 @@ class Request:
     actions: list[tuple[str, dict[str, Any]]]  # (op, metadata) in body order
     params: dict[str, Any]
     size: int
+    index: str | None  # the index in the request's path: /{index}/_bulk; None for /_bulk
 
     @property
     def ids(self) -> list[str]:
@@ -113,14 +125,14 @@ class FakeClient:
     requests: list[Request] = field(default_factory=list)
     refuse: Callable[[Request], Exception | None] | None = None  # refuses whole requests first
 
-    def bulk(self, *, body: bytes, params: dict[str, Any]) -> dict[str, Any]:
+    def bulk(self, *, body: bytes, params: dict[str, Any], index: str | None = None) -> dict[str, Any]:
         lines = [line for line in body.split(b"\n") if line]
         actions = []
         while lines:
             op, meta = next(iter(json.loads(lines[0]).items()))
             actions.append((op, meta))
             lines = lines[1 if op == "delete" else 2 :]
-        self.requests.append(Request(actions, params, len(body)))
+        self.requests.append(Request(actions, params, len(body), index))
         if self.clock is not None:
             self.clock.now += self.request_seconds
         refusal = self.refuse(self.requests[-1]) if self.refuse is not None else None
@@ -132,7 +144,7 @@ class FakeClient:
         if isinstance(answer, dict):
             return answer
         statuses = answer or [200 if op == "delete" else 201 for op, _ in actions]
-        items = [item(op, meta, status) for (op, meta), status in zip(actions, statuses, strict=True)]
+        items = [item(op, meta, status, index) for (op, meta), status in zip(actions, statuses, strict=True)]
         return {"took": 1, "errors": any(s >= 300 for s in statuses), "items": items}
 
 
@@ -268,12 +280,109 @@ def test_write_sends_external_gte_version_and_request_timeout() -> None:
     # GIVEN one index action WHEN written without a deadline
     r = rig()
     r.write([index("1", version=42)])
-    # THEN its metadata carries the external version and the request the configured timeout
+    # THEN its metadata carries the external version, the request the configured timeout, and the
+    # index is the request's path (/users/_bulk), not a field of the action line
     (request,) = r.client.requests
-    assert request.actions == [
-        ("index", {"_index": "users", "_id": "1", "version": 42, "version_type": "external_gte"})
+    assert request.actions == [("index", {"_id": "1", "version": 42, "version_type": "external_gte"})]
+    assert (request.index, request.params) == ("users", {"request_timeout": 30.0})
+
+
+# --- index-scoped requests: /{index}/_bulk, one index per request ------------------------------
+
+
+def scoped(r: Rig) -> list[tuple[str | None, list[tuple[str, str]]]]:
+    """Every request as (the index in its path, its (op, id) actions); no action line names an index."""
+    assert [meta for req in r.client.requests for _, meta in req.actions if "_index" in meta] == []
+    return [(req.index, [(op, meta["_id"]) for op, meta in req.actions]) for req in r.client.requests]
+
+
+def test_write_two_indices_posts_one_request_per_index() -> None:
+    # GIVEN a batch whose actions go to two indices, interleaved, "1" in both (two documents)
+    actions: list[Action] = [index("1"), index("1", into="orders"), delete("3"), index("4", into="orders")]
+    r = rig()
+    # WHEN written
+    results = r.writer.write(actions)
+    # THEN each index gets its own request, in order of first sight, posted to its path
+    assert scoped(r) == [
+        ("users", [("index", "1"), ("delete", "3")]),
+        ("orders", [("index", "1"), ("index", "4")]),
     ]
-    assert request.params == {"request_timeout": 30.0}
+    assert [(res.entry.action.index, res.entry.action.id, res.outcome) for res in results] == [
+        ("users", "1", "written"),
+        ("users", "3", "written"),
+        ("orders", "1", "written"),
+        ("orders", "4", "written"),
+    ]
+
+
+def test_write_two_indices_each_chunked_by_max_actions() -> None:
+    # GIVEN three actions for users and two for orders, at most two per request
+    r = rig(limits=BulkLimits(max_actions=2, max_bytes=10**9))
+    # WHEN written
+    r.write([index("1"), index("a", into="orders"), index("2"), index("3"), index("b", into="orders")])
+    # THEN every index is chunked on its own: no request mixes indices, none exceeds the limit
+    assert scoped(r) == [
+        ("users", [("index", "1"), ("index", "2")]),
+        ("users", [("index", "3")]),
+        ("orders", [("index", "a"), ("index", "b")]),
+    ]
+
+
+def test_write_routing_move_beside_other_index_keeps_its_waves() -> None:
+    # GIVEN users "1" moving from routing a to b, and orders "1" (another document) in the same batch
+    r = rig([429], default=ALL_OK)
+    # WHEN written, the move's delete answered 429 once
+    actions: list[Action] = [delete("1", routing="a"), index("1", routing="b"), index("1", into="orders")]
+    results = r.writer.write(actions)
+    # THEN the delete is retried and the index at b is sent only after it, in a later request, while
+    # orders' document goes out with the first wave
+    assert scoped(r) == [
+        ("users", [("delete", "1")]),
+        ("orders", [("index", "1")]),
+        ("users", [("delete", "1")]),
+        ("users", [("index", "1")]),
+    ]
+    assert [(res.entry.action.index, res.entry.action.op, res.outcome) for res in results] == [
+        ("orders", "index", "written"),
+        ("users", "delete", "written"),
+        ("users", "index", "written"),
+    ]
+
+
+def test_write_index_move_deletes_and_indexes_in_one_wave_to_each_index() -> None:
+    # GIVEN an item moving from index orders-eu to orders-us (a templated index): two documents
+    r = rig([429], budget=RetryBudget(max_retries=0))
+    # WHEN written, the delete in orders-eu answered 429 and not retried (no budget)
+    results = r.writer.write([delete("1", into="orders-eu"), index("1", into="orders-us")])
+    # THEN the index in orders-us went out in the same wave all the same: the documents are independent
+    assert scoped(r) == [("orders-eu", [("delete", "1")]), ("orders-us", [("index", "1")])]
+    assert {res.entry.action.index: res.outcome for res in results} == {
+        "orders-eu": "failed",
+        "orders-us": "written",
+    }
+
+
+_indices = st.sampled_from(["users", "orders"])
+
+
+@given(st.lists(st.tuples(st.booleans(), _indices, st.sampled_from(["1", "2"]), st.sampled_from(["a", "b"]))))
+@settings(max_examples=100, deadline=None)
+def test_write_any_batch_over_two_indices_sends_each_index_as_if_alone(
+    steps: list[tuple[bool, str, str, str]],
+) -> None:
+    # GIVEN any batch of index/delete actions over two indices, two ids and two routings
+    actions: list[Action] = [
+        (index if is_index else delete)(doc_id, routing=routing, seq=n + 1, version=VERSION + n, into=name)
+        for n, (is_index, name, doc_id, routing) in enumerate(steps)
+    ]
+    # WHEN the batch is written, and each index's actions are written alone
+    together = rig()
+    together.writer.write(actions)
+    for name in ("users", "orders"):
+        alone = rig()
+        alone.writer.write([action for action in actions if action.index == name])
+        # THEN each index receives exactly the requests it would receive alone, in the same order
+        assert [(i, a) for i, a in scoped(together) if i == name] == scoped(alone)
 
 
 # --- per-item outcomes -------------------------------------------------------------------------
@@ -820,7 +929,7 @@ class ShardedStore:
     faults: list[bool]  # per action, in order sent: answer 429 (not applied); afterwards none
     docs: dict[tuple[str, int], tuple[int, bool]] = field(default_factory=dict)  # -> (version, present)
 
-    def bulk(self, *, body: bytes, params: dict[str, Any]) -> dict[str, Any]:
+    def bulk(self, *, body: bytes, params: dict[str, Any], index: str | None = None) -> dict[str, Any]:
         lines = [json.loads(line) for line in body.split(b"\n") if line]
         items = []
         while lines:
@@ -835,7 +944,7 @@ class ShardedStore:
             else:
                 status = 201 if op == "index" else 200
                 self.docs[key] = (meta["version"], op == "index")
-            items.append(item(op, meta, status))
+            items.append(item(op, meta, status, index))
         return {"took": 1, "errors": True, "items": items}
 
 

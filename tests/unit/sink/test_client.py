@@ -6,6 +6,9 @@ Building a client opens no socket (urllib3 pools connect lazily), so these are u
 from __future__ import annotations
 
 import base64
+import logging
+import ssl
+import warnings
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
@@ -19,7 +22,7 @@ from opensearchpy.helpers.signer import Urllib3AWSV4SignerAuth
 
 from cdcsync.errors import ConfigError
 from cdcsync.settings import Settings, load_settings
-from cdcsync.sink.client import BasicAuth, build_client
+from cdcsync.sink.client import BasicAuth, build_client, opensearch_error
 
 PASSWORD = "s3cret-Pa55word"  # noqa: S105 - a fake, to look for in reprs
 ACCESS_KEY = "AKIAFAKEACCESSKEY123"
@@ -82,9 +85,12 @@ def sent_headers(conn: Urllib3HttpConnection, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_build_client_basic_auth_puts_credentials_on_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    # GIVEN basic auth settings
+    # GIVEN basic auth settings (over https: over http they are refused)
     settings = load_settings(
-        opensearch_auth="basic", opensearch_username="cdcsync", opensearch_password=PASSWORD
+        opensearch_url="https://search.example.com:443",
+        opensearch_auth="basic",
+        opensearch_username="cdcsync",
+        opensearch_password=PASSWORD,
     )
     # WHEN built
     conn = connection(build_client(settings))
@@ -142,15 +148,89 @@ def test_build_client_sigv4_without_credentials_or_region_raises(session: FakeSe
     assert SECRET_KEY not in str(caught.value)
 
 
-@pytest.mark.parametrize(("verify", "cert_reqs"), [(True, "CERT_REQUIRED"), (False, "CERT_NONE")])
-def test_build_client_tls_verification_follows_setting(verify: bool, cert_reqs: str) -> None:
-    # GIVEN an https URL and CDCSYNC_OPENSEARCH_VERIFY_CERTS
-    settings = load_settings(opensearch_url="https://search.example.com:443", opensearch_verify_certs=verify)
-    # WHEN built (no "insecure" warning is raised: pytest turns warnings into errors)
+def test_build_client_tls_verification_on_requires_certificates() -> None:
+    # GIVEN an https URL and CDCSYNC_OPENSEARCH_VERIFY_CERTS left on
+    settings = load_settings(opensearch_url="https://search.example.com:443")
+    # WHEN built
     conn = connection(build_client(settings))
-    # THEN the TLS pool verifies certificates exactly when the setting says so
+    # THEN the TLS pool verifies certificates
     assert conn.use_ssl is True
-    assert conn.pool.cert_reqs == cert_reqs
+    assert conn.pool.cert_reqs == "CERT_REQUIRED"
+
+
+def test_build_client_tls_verification_off_warns_once_and_keeps_urllib3_warnings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN an https URL and CDCSYNC_OPENSEARCH_VERIFY_CERTS=false
+    settings = load_settings(opensearch_url="https://search.example.com:443", opensearch_verify_certs=False)
+    filters = list(warnings.filters)
+    # WHEN built (no "insecure" warning is raised by opensearch-py: pytest turns warnings into errors)
+    with caplog.at_level(logging.WARNING, logger="cdcsync"):
+        conn = connection(build_client(settings))
+    # THEN the TLS pool checks neither the certificate nor the host name
+    assert conn.use_ssl is True
+    context = conn.pool.conn_kw["ssl_context"]
+    assert (conn.pool.cert_reqs, context.verify_mode, context.check_hostname) == (None, ssl.CERT_NONE, False)
+    # AND one WARNING says so at start-up, naming the server by scheme, host and port
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "cdcsync.sink.client",
+            "WARNING",
+            "CDCSYNC_OPENSEARCH_VERIFY_CERTS=false: the TLS certificate of https://search.example.com:443 is "
+            "not checked, so anyone on the network path can pose as OpenSearch and read or change what "
+            "cdcsync sends; set it to true once the cluster's certificate is trusted by this host",
+        )
+    ]
+    # AND urllib3's warnings are not silenced for the whole process (urllib3.disable_warnings)
+    assert warnings.filters == filters
+
+
+def test_build_client_credentials_over_http_opted_in_warns(caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN basic credentials over http, allowed for local development
+    settings = load_settings(
+        opensearch_url="http://127.0.0.1:9200",
+        opensearch_auth="basic",
+        opensearch_username="cdcsync",
+        opensearch_password=PASSWORD,
+        opensearch_allow_insecure=True,
+    )
+    # WHEN built THEN one WARNING says the credentials travel unencrypted, and nothing of them
+    with caplog.at_level(logging.WARNING, logger="cdcsync"):
+        build_client(settings)
+    assert [r.getMessage() for r in caplog.records] == [
+        "CDCSYNC_OPENSEARCH_ALLOW_INSECURE=true: basic credentials go to http://127.0.0.1:9200 unencrypted; "
+        "for local development only"
+    ]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"opensearch_url": "http://127.0.0.1:9200"},
+        {"opensearch_url": "http://127.0.0.1:9200", "opensearch_verify_certs": False},  # no TLS to verify
+        {"opensearch_url": "http://127.0.0.1:9200", "opensearch_allow_insecure": True},  # no credentials
+        {"opensearch_url": "https://search.example.com", "opensearch_allow_insecure": True},
+    ],
+)
+def test_build_client_nothing_insecure_logs_nothing(
+    overrides: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN settings where no secret and no unverified TLS is at stake WHEN built THEN no warning
+    with caplog.at_level(logging.DEBUG, logger="cdcsync"):
+        build_client(load_settings(**overrides))
+    assert caplog.records == []
+
+
+def test_opensearch_error_connection_text_with_url_credentials_is_masked() -> None:
+    # GIVEN a connection failure whose text (urllib3's) embeds a URL with user info
+    cause = OSError(f"cannot connect to https://admin:p@ss/{PASSWORD}@search:9200/_bulk")
+    # WHEN turned into our error
+    error = opensearch_error(ConnectionError("N/A", str(cause), cause), "indices apply")
+    # THEN the line shows no credential
+    assert str(error) == (
+        "indices apply: OpenSearch does not answer (cannot connect to https://***@search:9200/_bulk); "
+        "check that it runs and CDCSYNC_OPENSEARCH_URL"
+    )
 
 
 def test_build_client_default_settings_verify_tls() -> None:

@@ -18,7 +18,7 @@ from cdcsync.checkpoint import Lease, ShardInfo
 from cdcsync.checkpoint.file import FileLeaseStore
 from cdcsync.metrics import NullMetrics, PrometheusMetrics
 from cdcsync.pipeline import BatchResult
-from cdcsync.worker.coordinator import Coordinator
+from cdcsync.worker.coordinator import Coordinator, Health
 
 ARN = "arn:aws:dynamodb:us-east-1:1:table/Users/stream/2026"
 
@@ -525,4 +525,17 @@ def test_coordinator_replaced_stream_gone_with_unread_shard_counts_it_trimmed(
         "Users shard old: records from the start of the shard were trimmed" in r.getMessage()
         for r in caplog.records
         if r.levelno == logging.ERROR
+    )
+
+
+def test_health_problem_with_url_credentials_is_masked_on_readyz() -> None:
+    # GIVEN a problem whose text (an exception's, e.g. a bug's) embeds a URL with user info
+    health = Health(dynamodb_ok=True, opensearch_ok=True)
+    health.report(
+        "table Users", "unexpected error (a bug): OSError: no route to https://admin:p@ss/w0rd@search:9200"
+    )
+    # WHEN /readyz answers THEN the credentials are masked, as in log lines
+    assert health.readiness() == (
+        False,
+        "dynamodb ok, opensearch ok\ntable Users: unexpected error (a bug): OSError: no route to https://***@search:9200\n",
     )
