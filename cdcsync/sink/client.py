@@ -7,7 +7,8 @@ mget) holds 12345678901234567.89, not the float 1.2345678901234568e16.
 
 ``opensearch_error`` turns a failed call of a command (not a bulk write: the bulk writer judges
 those per item) into our error tree: no answer, 429 and 5xx are transient, refused credentials are
-configuration, the rest fatal. ``check_reachable`` asks ``GET /`` before a long run starts.
+configuration, the rest fatal. ``ELASTIC_CLIENT_APIVERSIONING`` is refused (see
+``refuse_compatibility_headers``); every other difference between targets is ``sink/target.py``'s.
 """
 
 from __future__ import annotations
@@ -196,11 +197,3 @@ def _reason(exc: OpenSearchException) -> str:
             return " ".join(f"{error.get('type', '')}: {error.get('reason', '')}".split())
         return str(exc.error)
     return f"{type(exc).__name__}: {exc}"
-
-
-def check_reachable(client: OpenSearch, doing: str) -> None:
-    """``GET /`` once; ``opensearch_error`` if OpenSearch does not answer it."""
-    try:
-        client.info()
-    except OpenSearchException as exc:
-        raise opensearch_error(exc, doing) from exc

@@ -17,6 +17,7 @@ Nothing outside this module asks which target it talks to; it asks the ``Dialect
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,12 +25,13 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import OpenSearchException
+from opensearchpy.exceptions import OpenSearchException, TransportError
 
-from cdcsync.errors import ConfigError, TransientError
+from cdcsync.errors import CdcsyncError, ConfigError
+from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.settings import Settings
 from cdcsync.sink.client import opensearch_error
-from cdcsync.values import dump_json, load_json
+from cdcsync.values import load_json
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +94,16 @@ DIALECTS: dict[TargetName, Dialect] = {d.name: d for d in (OPENSEARCH, ELASTICSE
 
 
 def resolve_dialect(settings: Settings, client: OpenSearch) -> Dialect:
-    """The dialect ``CDCSYNC_TARGET`` names, or for ``auto`` the one the target shows."""
+    """The dialect ``CDCSYNC_TARGET`` names, or for ``auto`` the one the target shows.
+
+    A failed ``GET /`` raises opensearch-py's error: the caller says what it was doing.
+    """
     if settings.target != "auto":
         return DIALECTS[settings.target]
     if settings.opensearch_auth == "sigv4" and settings.opensearch_sigv4_service == "aoss":
         return AOSS
-    try:
-        # The connection, not the transport: only it returns the answer's headers.
-        _, headers, raw = client.transport.get_connection().perform_request("GET", "/")
-    except OpenSearchException as exc:
-        raise opensearch_error(exc, "CDCSYNC_TARGET=auto: GET /") from exc
+    # The connection, not the transport: only it returns the answer's headers.
+    _, headers, raw = client.transport.get_connection().perform_request("GET", "/")
     try:
         info = load_json(raw)
     except ValueError:
@@ -127,56 +129,160 @@ def detect_dialect(info: dict[str, Any], product: str | None) -> Dialect:
     )
 
 
+class Target:
+    """The target as the entry points use it: the client, the dialect (found on first use, so
+    building a command contacts nothing) and the external-version check, run once."""
+
+    def __init__(self, settings: Settings, client: OpenSearch) -> None:
+        self.settings = settings
+        self.client = client
+        self._dialect: Dialect | None = None
+        self._checked = False
+
+    @property
+    def dialect(self) -> Dialect:
+        """Raises opensearch-py's error when ``GET /`` (``auto``) fails: callers translate it."""
+        if self._dialect is None:
+            self._dialect = resolve_dialect(self.settings, self.client)
+        return self._dialect
+
+    def check_reachable(self, doing: str) -> None:
+        """Before a long run: the target answers now, or ``opensearch_error`` stops the command."""
+        try:
+            if self.dialect.has_root:
+                self.client.info()
+            else:
+                self.client.indices.exists(index="*")
+        except OpenSearchException as exc:
+            raise opensearch_error(exc, doing) from exc
+
+    def ready(self, mappings: MappingSet) -> bool:
+        """Whether the target answers (``/readyz``); never raises."""
+        try:
+            return self.dialect.ping(self.client, _probe_pattern(mappings))
+        except (OpenSearchException, CdcsyncError):
+            return False
+
+    def check_writes(self, mappings: Iterable[CompiledMapping], doing: str) -> None:
+        """``check_versioning`` on the mappings' existing indices, once per process."""
+        if self._checked:
+            return
+        mappings = list(mappings)
+        try:
+            dialect = self.dialect
+        except OpenSearchException as exc:
+            raise opensearch_error(exc, doing) from exc
+        if self.settings.bulk_max_bytes > dialect.max_request_bytes:
+            log.warning(
+                "CDCSYNC_BULK_MAX_BYTES=%d is more than %s takes in one request (%d bytes): larger "
+                "requests are refused (413) and split; lower it",
+                self.settings.bulk_max_bytes,
+                dialect.label,
+                dialect.max_request_bytes,
+            )
+        check_versioning(self.client, dialect, _existing_indices(self.client, mappings, doing), doing)
+        self._checked = True
+
+
+def _probe_pattern(mappings: MappingSet) -> str:
+    """One index name or pattern the mappings write (``HEAD`` on it proves the target answers)."""
+    for mapping in mappings:
+        return re.sub(r"\*+", "*", "*".join(mapping.index.literals)) or "*"
+    return "*"
+
+
+def _existing_indices(client: OpenSearch, mappings: list[CompiledMapping], doing: str) -> list[str]:
+    """Each literal index (or alias) the mappings write, and for a templated one its first existing
+    concrete index, if any."""
+    names: list[str] = []
+    for mapping in mappings:
+        if mapping.index.is_literal:
+            names.append(mapping.index.source)
+            continue
+        pattern = re.sub(r"\*+", "*", "*".join(mapping.index.literals))
+        if pattern == "*":
+            continue
+        try:
+            found = client.indices.get(
+                index=pattern, params={"allow_no_indices": "true", "expand_wildcards": "open"}
+            )
+        except OpenSearchException as exc:
+            raise opensearch_error(exc, f'{doing}: listing the indices of "{mapping.index.source}"') from exc
+        names.extend(sorted(found)[:1])
+    return names
+
+
 # --- the external-version precondition -------------------------------------------------------------
 
 _PROBE_VERSIONS = (2, 1, 3, 2)  # index, older index (409), delete, index older than the delete (409)
-_BAD_REQUEST, _CONFLICT, _TOO_MANY_REQUESTS, _SERVER_ERROR = 400, 409, 429, 500
+_BAD_REQUEST, _UNAUTHORIZED, _FORBIDDEN, _CONFLICT, _TOO_MANY_REQUESTS, _SERVER_ERROR = (
+    400,
+    401,
+    403,
+    409,
+    429,
+    500,
+)
 
 
 def check_versioning(client: OpenSearch, dialect: Dialect, indices: Iterable[str], doing: str) -> None:
     """Prove that each existing index honours ``version_type=external_gte`` before anything is written.
 
-    One bulk request per index writes a probe document of a random id at version 2, then at 1 (must
-    be 409: stale), deletes it at 3, and writes it at 2 again (must be 409: the delete's tombstone
-    is kept); nothing of it stays. A target that refuses the id (an AOSS TIMESERIES or
-    VECTORSEARCH collection), ignores the versions or forgets the delete at once stops the command
-    with a ``ConfigError`` naming the collection type or setting to change. Missing indices are
-    left alone (``indices apply`` or the first write creates them). ``index.gc_deletes`` shorter
-    than the stream's 24 h is warned about where the target exposes it.
+    A probe document of a random id is written at version 2, then at 1 (must be 409: stale),
+    deleted at 3, and written at 2 again (must be 409: the delete's tombstone is kept); nothing of
+    it stays. The document API is used, not ``_bulk``, so the probe is four small requests no bulk
+    fault or bulk limit touches. A target that refuses the id (an AOSS TIMESERIES or VECTORSEARCH
+    collection), ignores the versions or forgets the delete at once stops the command with a
+    ``ConfigError`` naming the collection type or setting to change. Missing indices are left alone
+    (``indices apply`` or the first write creates them).
     """
     for index in dict.fromkeys(indices):
         try:
             if not client.indices.exists(index=index):
                 continue
-            answer = client.bulk(body=_probe_body(index), params={"refresh": "false"})
+            answers = _run_probe(client, index)
         except OpenSearchException as exc:
             raise opensearch_error(exc, f'{doing}: checking external versions on "{index}"') from exc
-        _judge_probe(dialect, index, answer, doing)
+        _judge_probe(dialect, index, answers, doing)
 
 
-def _probe_body(index: str) -> bytes:
+ProbeAnswer = tuple[int, Any]  # status, error (a dict, a text or None)
+
+
+def _run_probe(client: OpenSearch, index: str) -> list[ProbeAnswer]:
     doc_id = f"cdcsync-version-check-{secrets.token_hex(4)}"
-    lines: list[dict[str, Any]] = []
+    answers: list[ProbeAnswer] = []
     for step, version in enumerate(_PROBE_VERSIONS):
-        meta = {"_index": index, "_id": doc_id, "version": version, "version_type": "external_gte"}
-        if step == 2:  # noqa: PLR2004 - the delete
-            lines.append({"delete": meta})
+        # A 409 is the answer hoped for: returned, not raised (and not logged by opensearch-py).
+        params = {"version": str(version), "version_type": "external_gte", "ignore": _CONFLICT}
+        try:
+            if step == 2:  # noqa: PLR2004 - the delete
+                answer = client.delete(index=index, id=doc_id, params=params)
+            else:
+                body = {"cdcsync_version_check": True}
+                answer = client.index(index=index, id=doc_id, body=body, params=params)
+        except TransportError as exc:
+            if not isinstance(exc.status_code, int):
+                raise
+            error = exc.info.get("error") if isinstance(exc.info, dict) else exc.error
+            answers.append((exc.status_code, error))
+            if step == 0:
+                return answers
         else:
-            lines += [{"index": meta}, {"cdcsync_version_check": True}]
-    return b"".join(dump_json(line) + b"\n" for line in lines)
+            conflict = isinstance(answer, dict) and answer.get("status") == _CONFLICT
+            answers.append((_CONFLICT, None) if conflict else (200, None))
+    return answers
 
 
-def _judge_probe(dialect: Dialect, index: str, answer: dict[str, Any], doing: str) -> None:
-    items = [next(iter(item.values())) for item in answer.get("items", [])]
-    statuses = [item.get("status") for item in items]
+def _judge_probe(dialect: Dialect, index: str, answers: list[ProbeAnswer], doing: str) -> None:
+    statuses = [status for status, _ in answers]
     where = f'{doing}: {dialect.label} index "{index}"'
-    if len(items) != len(_PROBE_VERSIONS):
-        raise ConfigError(f"{where}: the external-version check got {len(items)} answers to 4 actions")
-    first = items[0]
-    if first.get("status") == _TOO_MANY_REQUESTS or int(first.get("status") or 0) >= _SERVER_ERROR:
-        raise TransientError(f"{where}: the external-version check was not answered (status {statuses[0]})")
-    if int(first.get("status") or 0) >= _BAD_REQUEST:
-        error = first.get("error") or {}
+    status, error = answers[0]
+    if status in (_TOO_MANY_REQUESTS, _UNAUTHORIZED, _FORBIDDEN) or status >= _SERVER_ERROR:
+        raise opensearch_error(
+            TransportError(status, str(error), {"error": error}), f"{where}: versioned write"
+        )
+    if status >= _BAD_REQUEST:
         reason = f"{error.get('type', '')}: {error.get('reason', '')}" if isinstance(error, dict) else error
         fix = (
             "cdcsync needs a SEARCH collection: TIMESERIES and VECTORSEARCH collections take no document "

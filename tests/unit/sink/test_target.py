@@ -221,14 +221,8 @@ def test_resolve_dialect_named_or_aoss_signed_sends_nothing(
 # --- the external-version check's judgement ---------------------------------------------------------
 
 
-def _answer(*statuses: int, error: dict[str, str] | None = None) -> dict[str, Any]:
-    items = []
-    for n, status in enumerate(statuses):
-        item: dict[str, Any] = {"status": status}
-        if status >= 400 and n == 0 and error:
-            item["error"] = error
-        items.append({"delete" if n == 2 else "index": item})
-    return {"items": items}
+def _answer(*statuses: int, error: dict[str, str] | None = None) -> list[tuple[int, Any]]:
+    return [(status, error if status >= 400 and n == 0 else None) for n, status in enumerate(statuses)]
 
 
 def test_judge_probe_versions_honoured_passes() -> None:
@@ -281,5 +275,9 @@ def test_judge_probe_unversioned_target_stops_naming_the_fix(
 
 
 def test_judge_probe_busy_target_is_transient() -> None:
-    with pytest.raises(TransientError):
-        _judge_probe(OPENSEARCH, "users", _answer(429, 429, 429, 429), "run")
+    with pytest.raises(TransientError) as raised:
+        _judge_probe(OPENSEARCH, "users", _answer(429, error={"type": "busy", "reason": "later"}), "run")
+    assert str(raised.value) == (
+        'run: OpenSearch index "users": versioned write: OpenSearch answered 429: busy: later '
+        "(busy or unavailable)"
+    )
