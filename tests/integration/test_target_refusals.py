@@ -15,6 +15,7 @@ from opensearchpy import OpenSearch
 
 from cdcsync.entrypoints.aws_lambda import build_runtime
 from cdcsync.entrypoints.cli import main
+from cdcsync.entrypoints.worker import run_worker
 from cdcsync.errors import ConfigError
 from cdcsync.metrics import PrometheusMetrics
 from cdcsync.settings import load_settings
@@ -92,6 +93,18 @@ def test_aoss_timeseries_lambda_handler_refuses_before_writing(
     assert str(raised.value) == "Lambda handler: " + REFUSED_ID.format(index=unique_name)
     opensearch.indices.refresh(index=unique_name)
     assert opensearch.count(index=unique_name)["count"] == 0
+
+
+def test_aoss_timeseries_worker_refuses_at_start_up(
+    mappings: Path, timeseries: str, unique_name: str, opensearch: OpenSearch, tmp_path: Path
+) -> None:
+    # GIVEN the index exists in a TIMESERIES collection WHEN `cdcsync run` starts
+    opensearch.indices.create(index=unique_name)
+    settings = load_settings(checkpoints=f"file://{tmp_path / 'checkpoints.json'}", _env_file=None)
+    # THEN it stops before reading any shard (the CLI exits 2 with this line)
+    with pytest.raises(ConfigError) as raised:
+        run_worker(settings)
+    assert str(raised.value) == "run: " + REFUSED_ID.format(index=unique_name)
 
 
 @pytest.fixture
