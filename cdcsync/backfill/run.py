@@ -306,8 +306,9 @@ def run_backfill(
     # Before a scan that could take hours: an OpenSearch that does not answer now ends the run at
     # once, with one line, instead of retrying every page through the whole retry budget.
     target = Target(settings, pipeline.writer.client)
-    target.check_reachable(f"backfill of {table}")
-    target.check_writes(pipeline.mappings.for_table(table), f"backfill of {table}")
+    table_mappings = pipeline.mappings.for_table(table)
+    target.check_reachable(table_mappings, f"backfill of {table}")
+    target.check_writes(table_mappings, f"backfill of {table}")
     worker = f"backfill-{socket.gethostname()}-{os.getpid()}"
     store = store or open_lease_store(settings.checkpoint_target, worker_id=worker, session=session)
     key = f"backfill|{table}"

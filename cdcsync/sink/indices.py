@@ -44,7 +44,7 @@ class IndexReport:
 def _body(mapping: CompiledMapping, dialect: Dialect) -> dict[str, Any]:
     body = copy.deepcopy(mapping.index_body) if mapping.index_body else {}
     body = {key: value for key, value in body.items() if value}
-    if not dialect.has_gc_deletes:  # AOSS keeps deletes its own way and takes no such setting
+    if not dialect.has_gc_deletes:  # a target without the setting (AOSS): nothing to raise
         return body
     settings = body.setdefault("settings", {})
     # OpenSearch reads index settings with or without the "index." prefix, flat or nested; a

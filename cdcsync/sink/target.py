@@ -28,7 +28,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import OpenSearchException, TransportError
 
 from cdcsync.errors import CdcsyncError, ConfigError
-from cdcsync.mapping.compiled import CompiledMapping, MappingSet
+from cdcsync.mapping.compiled import CompiledMapping
 from cdcsync.settings import Settings
 from cdcsync.sink.client import opensearch_error
 from cdcsync.values import load_json
@@ -146,17 +146,17 @@ class Target:
             self._dialect = resolve_dialect(self.settings, self.client)
         return self._dialect
 
-    def check_reachable(self, doing: str) -> None:
+    def check_reachable(self, mappings: Iterable[CompiledMapping], doing: str) -> None:
         """Before a long run: the target answers now, or ``opensearch_error`` stops the command."""
         try:
             if self.dialect.has_root:
                 self.client.info()
             else:
-                self.client.indices.exists(index="*")
+                self.client.indices.exists(index=_probe_pattern(mappings))
         except OpenSearchException as exc:
             raise opensearch_error(exc, doing) from exc
 
-    def ready(self, mappings: MappingSet) -> bool:
+    def ready(self, mappings: Iterable[CompiledMapping]) -> bool:
         """Whether the target answers (``/readyz``); never raises."""
         try:
             return self.dialect.ping(self.client, _probe_pattern(mappings))
@@ -184,7 +184,7 @@ class Target:
         self._checked = True
 
 
-def _probe_pattern(mappings: MappingSet) -> str:
+def _probe_pattern(mappings: Iterable[CompiledMapping]) -> str:
     """One index name or pattern the mappings write (``HEAD`` on it proves the target answers)."""
     for mapping in mappings:
         return re.sub(r"\*+", "*", "*".join(mapping.index.literals)) or "*"
