@@ -18,6 +18,7 @@ Decisions the contract leaves open:
 
 from __future__ import annotations
 
+import base64
 import difflib
 import re
 import typing
@@ -42,7 +43,7 @@ from cdcsync.urls import origin
 
 ENV_PREFIX = "CDCSYNC_"
 _RESERVED_PREFIX = "test_"  # CDCSYNC_TEST_* belongs to the test suite, never to the service
-_SECRET_FIELDS = frozenset({"opensearch_password"})
+_SECRET_FIELDS = frozenset({"opensearch_password", "opensearch_api_key"})
 # Auth modes whose every request carries a reusable secret (a password, an API key), readable by
 # anyone on the network path of an http:// request. SigV4 sends a signature, not the secret key.
 _CREDENTIAL_AUTHS = frozenset({"basic", "apikey"})
@@ -181,10 +182,15 @@ class Settings(BaseSettings):
 
     mappings: Path = Path("mappings")
     opensearch_url: Annotated[tuple[str, ...], NoDecode] = ("http://127.0.0.1:9200",)
-    opensearch_auth: Literal["none", "basic", "sigv4"] = "none"
+    opensearch_auth: Literal["none", "basic", "sigv4", "apikey"] = "none"
     opensearch_username: str | None = None
     opensearch_password: SecretStr | None = None
     opensearch_sigv4_service: Literal["es", "aoss"] = "es"
+    # The Elasticsearch API key: the "encoded" value, or "id:key" (sent as Authorization: ApiKey).
+    opensearch_api_key: SecretStr | None = None
+    # An Elastic Cloud deployment's Cloud ID, decoded into opensearch_url (never both).
+    elastic_cloud_id: str | None = None
+    target: Literal["auto", "opensearch", "elasticsearch", "aoss"] = "auto"
     opensearch_verify_certs: bool = True
     opensearch_allow_insecure: bool = False  # credentials over http:// (local development only)
     dlq: str = "file://./cdcsync-dlq.jsonl"
@@ -220,6 +226,28 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Swap in the environment source that reports unknown CDCSYNC_* names."""
         return init_settings, _PrefixedEnvSource(settings_cls), dotenv_settings, file_secret_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cloud_id_to_url(cls, data: Any) -> Any:
+        """``CDCSYNC_ELASTIC_CLOUD_ID`` becomes ``opensearch_url``; setting both is an error."""
+        if not isinstance(data, dict) or not data.get("elastic_cloud_id"):
+            return data
+        if data.get("opensearch_url"):
+            raise PydanticCustomError(
+                "cdcsync_target",
+                "{cloud}: expected it or {url}, got both set; unset one of them",
+                {"cloud": _env_name("elastic_cloud_id"), "url": _env_name("opensearch_url")},
+            )
+        try:
+            url = cloud_id_url(str(data["elastic_cloud_id"]))
+        except ValueError as exc:
+            raise PydanticCustomError(
+                "cdcsync_target",
+                "{env}: {problem}",
+                {"env": _env_name("elastic_cloud_id"), "problem": str(exc)},
+            ) from None
+        return {**data, "opensearch_url": url}
 
     @field_validator("opensearch_url", mode="before")
     @classmethod
@@ -267,6 +295,44 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit() or int(port) > 65535:  # noqa: PLR2004
             raise _invalid("HOST:PORT", f'"{value}"')
         return value
+
+    @model_validator(mode="after")
+    def _check_target(self) -> Settings:
+        """AOSS takes SigV4 for the service ``aoss`` only; an API key needs ``apikey`` and back."""
+        aoss_signed = self.opensearch_auth == "sigv4" and self.opensearch_sigv4_service == "aoss"
+        service = _env_name("opensearch_sigv4_service")
+        if self.target == "aoss" and not aoss_signed:
+            auth = self.opensearch_auth + (
+                f" for {self.opensearch_sigv4_service}" if self.opensearch_auth == "sigv4" else ""
+            )
+            raise PydanticCustomError(
+                "cdcsync_target",
+                '{env}: expected {auth_env}=sigv4 and {service}=aoss with "aoss", got {auth}',
+                {
+                    "env": _env_name("target"),
+                    "auth_env": _env_name("opensearch_auth"),
+                    "service": service,
+                    "auth": auth,
+                },
+            )
+        if self.target not in ("aoss", "auto") and aoss_signed:
+            raise PydanticCustomError(
+                "cdcsync_target",
+                '{env}: expected aoss or auto with {service}=aoss (OpenSearch Serverless), got "{target}"',
+                {"env": _env_name("target"), "service": service, "target": self.target},
+            )
+        key_set = self.opensearch_api_key is not None
+        if key_set != (self.opensearch_auth == "apikey"):
+            raise PydanticCustomError(
+                "cdcsync_auth",
+                "{env}: expected {key} set exactly with apikey, got {got}",
+                {
+                    "env": _env_name("opensearch_auth"),
+                    "key": _env_name("opensearch_api_key"),
+                    "got": f'"{self.opensearch_auth}" with it {"set" if key_set else "unset"}',
+                },
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_auth(self) -> Settings:
@@ -346,6 +412,25 @@ class Settings(BaseSettings):
         """``metrics_addr`` split for ``http.server`` (IPv6 brackets removed)."""
         host, _, port = self.metrics_addr.rpartition(":")
         return host.strip("[]"), int(port)
+
+
+def cloud_id_url(cloud_id: str) -> str:
+    """The Elasticsearch endpoint of an Elastic Cloud ID: ``[label:]base64(host[:port]$es_id[:port]$...)``
+    gives ``https://es_id.host:port`` (port 443 unless the id or the host names one)."""
+    expected = "an Elastic Cloud ID ([NAME:]BASE64 of HOST$ES_ID$KIBANA_ID)"
+    encoded = cloud_id.rpartition(":")[2].strip()
+    try:
+        decoded = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True).decode()
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"expected {expected}, got text that is not base64") from None
+    host, _, rest = decoded.partition("$")
+    es_id = rest.partition("$")[0]
+    host, _, host_port = host.partition(":")
+    es_id, _, es_port = es_id.partition(":")
+    port = es_port or host_port or "443"
+    if not host or not es_id or not port.isdigit():
+        raise ValueError(f"expected {expected}, got a value that decodes to no HOST$ES_ID")
+    return f"https://{es_id}.{host}:{port}"
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -59,7 +59,8 @@ from cdcsync.metrics import Metrics, NullMetrics
 from cdcsync.pipeline import BatchResult, Pipeline
 from cdcsync.settings import Settings
 from cdcsync.sink.bulk import BulkWriter
-from cdcsync.sink.client import build_client, check_reachable
+from cdcsync.sink.client import build_client
+from cdcsync.sink.target import Target
 from cdcsync.source.items import ItemReader
 from cdcsync.source.synthetic import TableStream, insert_record, table_stream
 from cdcsync.versions import backfill_version, read_version
@@ -306,7 +307,10 @@ def run_backfill(
     pipeline = build_pipeline(settings, table, session=session, metrics=metrics)
     # Before a scan that could take hours: an OpenSearch that does not answer now ends the run at
     # once, with one line, instead of retrying every page through the whole retry budget.
-    check_reachable(pipeline.writer.client, f"backfill of {table}")
+    target = Target(settings, pipeline.writer.client)
+    table_mappings = pipeline.mappings.for_table(table)
+    target.check_reachable(table_mappings, f"backfill of {table}")
+    target.check_writes(table_mappings, f"backfill of {table}")
     worker = f"backfill-{socket.gethostname()}-{os.getpid()}"
     store = store or open_lease_store(settings.checkpoint_target, worker_id=worker, session=session)
     key = f"backfill|{table}"

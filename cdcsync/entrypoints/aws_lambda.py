@@ -8,6 +8,7 @@ the batch in order. Records sent to the dead-letter queue count as processed.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ import boto3
 
 from cdcsync.aws import aws_client, aws_session
 from cdcsync.dlq.open import open_dead_letter_queue
+from cdcsync.errors import TransientError
 from cdcsync.logs import configure_logging
 from cdcsync.mapping.loader import load_mappings
 from cdcsync.metrics import EmfMetrics, Metrics
@@ -23,7 +25,10 @@ from cdcsync.pipeline import BatchResult, Pipeline
 from cdcsync.settings import Settings, load_settings
 from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client
+from cdcsync.sink.target import Target
 from cdcsync.source.items import ItemReader
+
+log = logging.getLogger(__name__)
 
 # Kept in hand before Lambda's deadline to send the answer.
 _ANSWER_MARGIN_SECONDS = 0.5
@@ -39,8 +44,15 @@ class LambdaRuntime:
 
     pipeline: Pipeline
     metrics: Metrics
+    target: Target | None = None  # checked before the first write (external versions)
 
     def handle(self, event: dict[str, Any], context: LambdaContext | None) -> dict[str, Any]:
+        if self.target is not None:
+            try:
+                self.target.check_writes(self.pipeline.mappings, "Lambda handler")
+            except TransientError as exc:  # not answered now: write nothing, Lambda delivers it again
+                log.warning("%s", exc)
+                return _retry_all(event)
         deadline = None
         if context is not None:
             remaining = context.get_remaining_time_in_millis() / 1000
@@ -57,6 +69,15 @@ class LambdaRuntime:
         return batch_response(result)
 
 
+def _retry_all(event: dict[str, Any]) -> dict[str, Any]:
+    """The batch failed whole: Lambda retries it from its first record."""
+    records = event.get("Records") or [{}]
+    first = records[0].get("dynamodb", {}).get("SequenceNumber") or records[0].get("kinesis", {}).get(
+        "sequenceNumber", ""
+    )
+    return {"batchItemFailures": [{"itemIdentifier": first}]}
+
+
 def batch_response(result: BatchResult) -> dict[str, Any]:
     """Lambda's partial batch response. An empty identifier makes Lambda retry the whole batch."""
     if result.ok:
@@ -69,7 +90,8 @@ def build_runtime(
 ) -> LambdaRuntime:
     session = session or aws_session()
     metrics = metrics or EmfMetrics()
-    writer = BulkWriter.from_settings(settings, build_client(settings, session=session), metrics)
+    target = Target(settings, build_client(settings, session=session))
+    writer = BulkWriter.from_settings(settings, target.client, metrics)
     pipeline = Pipeline(
         mappings=load_mappings(settings.mappings),
         writer=writer,
@@ -80,7 +102,7 @@ def build_runtime(
         items=ItemReader(aws_client(session, "dynamodb")),
         dead_letter_content=settings.dlq_content,
     )
-    return LambdaRuntime(pipeline, metrics)
+    return LambdaRuntime(pipeline, metrics, target)
 
 
 _runtime: LambdaRuntime | None = None

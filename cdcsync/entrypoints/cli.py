@@ -37,6 +37,7 @@ from cdcsync.settings import Settings, load_settings
 from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client, opensearch_error
 from cdcsync.sink.indices import apply_indices
+from cdcsync.sink.target import Target
 from cdcsync.source.items import ItemReader
 from cdcsync.source.synthetic import filter_warnings
 from cdcsync.source.table_check import check_tables
@@ -152,9 +153,12 @@ def _services(args: argparse.Namespace) -> tuple[Settings, boto3.Session]:
 
 def _indices_apply(args: argparse.Namespace) -> int:
     settings, _ = _services(args)
-    reports = apply_indices(build_client(settings), load_mappings(settings.mappings))
+    target = Target(settings, build_client(settings))
+    mappings = load_mappings(settings.mappings)
+    reports = apply_indices(target.client, mappings, target)
     for report in reports:
         print(report)
+    target.check_writes(mappings, "indices apply")
     return EXIT_OK
 
 

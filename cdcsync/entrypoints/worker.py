@@ -12,7 +12,6 @@ from types import FrameType
 from typing import Any
 
 import boto3
-from opensearchpy.exceptions import OpenSearchException
 
 from cdcsync.aws import aws_client, aws_session
 from cdcsync.checkpoint.open import open_lease_store
@@ -25,6 +24,7 @@ from cdcsync.pipeline import Pipeline
 from cdcsync.settings import Settings
 from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client
+from cdcsync.sink.target import Target
 from cdcsync.source.items import ItemReader
 from cdcsync.source.table_check import check_tables
 from cdcsync.worker.coordinator import Coordinator
@@ -45,6 +45,14 @@ def build_coordinator(
     session: boto3.Session | None = None,
     wait_for_stream: bool = False,
 ) -> tuple[Coordinator, PrometheusMetrics]:
+    """The worker's coordinator and metrics, built without contacting OpenSearch."""
+    coordinator, metrics, _ = _build(settings, tables, session, wait_for_stream=wait_for_stream)
+    return coordinator, metrics
+
+
+def _build(
+    settings: Settings, tables: Sequence[str], session: boto3.Session | None, *, wait_for_stream: bool = False
+) -> tuple[Coordinator, PrometheusMetrics, Target]:
     session = session or aws_session()
     mappings = load_mappings(settings.mappings)
     chosen = tuple(tables) or mappings.tables
@@ -69,11 +77,7 @@ def build_coordinator(
         dead_letter_content=settings.dlq_content,
     )
 
-    def opensearch_reachable() -> bool:
-        try:
-            return bool(client.ping())
-        except OpenSearchException:
-            return False
+    target = Target(settings, client)
 
     store = open_lease_store(
         settings.checkpoint_target,
@@ -88,11 +92,11 @@ def build_coordinator(
         metrics=metrics,
         dynamodb=dynamodb,
         streams=aws_client(session, "dynamodbstreams"),
-        check_opensearch=opensearch_reachable,
+        check_opensearch=lambda: target.ready(mappings),
         round_seconds=settings.lease_seconds / 3,
         wait_for_stream=wait_for_stream,
     )
-    return coordinator, metrics
+    return coordinator, metrics, target
 
 
 def check_tables_at_start(mappings: MappingSet, tables: Sequence[str], dynamodb: Any) -> None:
@@ -125,7 +129,10 @@ def check_tables_at_start(mappings: MappingSet, tables: Sequence[str], dynamodb:
 
 def run_worker(settings: Settings, tables: Sequence[str] = (), *, wait_for_stream: bool = False) -> int:
     """Run until SIGTERM or SIGINT (0); a table without a stream stops it (``ConfigError``, exit 2)."""
-    coordinator, metrics = build_coordinator(settings, tables, wait_for_stream=wait_for_stream)
+    coordinator, metrics, target = _build(settings, tables, None, wait_for_stream=wait_for_stream)
+    mappings = coordinator.pipeline.mappings
+    # Before the first write: the target must honour external versions (exit 2 when it does not).
+    target.check_writes([m for table in coordinator.tables for m in mappings.for_table(table)], "run")
     host, port = settings.metrics_host_port
     server = MetricsServer(
         (host, port), metrics.registry, coordinator.health, stuck_after=3 * coordinator.round_seconds

@@ -1,4 +1,4 @@
-"""The OpenSearch client, built from settings: hosts, auth (none, basic, SigV4) and TLS.
+"""The OpenSearch client, built from settings: hosts, auth (none, basic, SigV4, API key) and TLS.
 
 Client-side retries are off (``max_retries=0``): the bulk writer owns the retry budget, and two
 layers of retries would multiply it. Credentials never reach a log line or an error message: the
@@ -13,13 +13,15 @@ mget) holds 12345678901234567.89, not the float 1.2345678901234568e16.
 
 ``opensearch_error`` turns a failed call of a command (not a bulk write: the bulk writer judges
 those per item) into our error tree: no answer, 429 and 5xx are transient, refused credentials are
-configuration, the rest fatal. ``check_reachable`` asks ``GET /`` before a long run starts.
+configuration, the rest fatal. ``ELASTIC_CLIENT_APIVERSIONING`` is refused (see
+``refuse_compatibility_headers``); every other difference between targets is ``sink/target.py``'s.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import os
 import ssl
 from typing import Any
 
@@ -64,6 +66,27 @@ class BasicAuth:
 
     def __repr__(self) -> str:
         return f"BasicAuth(username={self.username!r}, password='**********')"
+
+
+class ApiKeyAuth:
+    """An Elasticsearch API key, sent as ``Authorization: ApiKey <encoded>``; masked like BasicAuth.
+
+    ``CDCSYNC_OPENSEARCH_API_KEY`` is the ``encoded`` value Elasticsearch hands out (base64, never a
+    ``:``) or ``id:key``, which is encoded here.
+    """
+
+    __slots__ = ("_header",)
+
+    def __init__(self, key: SecretStr) -> None:
+        value = key.get_secret_value().strip()
+        encoded = base64.b64encode(value.encode()).decode() if ":" in value else value
+        self._header = SecretStr(f"ApiKey {encoded}")
+
+    def __call__(self, method: str, url: str, body: Any) -> dict[str, str]:
+        return {"authorization": self._header.get_secret_value()}
+
+    def __repr__(self) -> str:
+        return "ApiKeyAuth('**********')"
 
 
 class ExactJSONSerializer(JSONSerializer):
@@ -114,6 +137,7 @@ def build_client(
 ) -> OpenSearch:
     """An OpenSearch client for ``CDCSYNC_OPENSEARCH_URL`` with the configured auth."""
     _warn_insecure(settings)
+    refuse_compatibility_headers()
     options: dict[str, Any] = {
         "hosts": list(settings.opensearch_url),
         "timeout": timeout,
@@ -135,6 +159,8 @@ def build_client(
         )
     elif settings.opensearch_auth == "sigv4":
         options["http_auth"] = _sigv4(settings, session)
+    elif settings.opensearch_auth == "apikey":
+        options["http_auth"] = ApiKeyAuth(settings.opensearch_api_key or SecretStr(""))
     return OpenSearch(**options)
 
 
@@ -166,6 +192,27 @@ def _warn_insecure(settings: Settings) -> None:
         )
 
 
+COMPATIBILITY_SWITCH = "ELASTIC_CLIENT_APIVERSIONING"
+
+
+def refuse_compatibility_headers() -> None:
+    """Stop (exit 2) when opensearch-py would send Elasticsearch compatibility headers.
+
+    With ``ELASTIC_CLIENT_APIVERSIONING`` set, opensearch-py sends ``Accept:
+    application/vnd.elasticsearch+json;compatible-with=7`` with a plain ``Content-Type:
+    application/json``: Elasticsearch 8 refuses every request with a body for the mismatch, and
+    Elasticsearch 9 refuses compatible-with=7 outright. cdcsync speaks each target's own API.
+    """
+    value = os.environ.get(COMPATIBILITY_SWITCH)
+    if value:
+        raise ConfigError(
+            f"{COMPATIBILITY_SWITCH}={value} is set: opensearch-py would send a versioned Accept header "
+            "(compatible-with=7) without a versioned Content-Type, which Elasticsearch 8 refuses for every "
+            f"request with a body and Elasticsearch 9 refuses always; unset {COMPATIBILITY_SWITCH} (cdcsync "
+            "speaks each target's own API and needs no compatibility mode)"
+        )
+
+
 _UNAUTHORIZED, _FORBIDDEN, _TOO_MANY_REQUESTS, _SERVER_ERROR = 401, 403, 429, 500
 
 
@@ -194,11 +241,3 @@ def _reason(exc: OpenSearchException) -> str:
             return " ".join(f"{error.get('type', '')}: {error.get('reason', '')}".split())
         return str(exc.error)
     return f"{type(exc).__name__}: {exc}"
-
-
-def check_reachable(client: OpenSearch, doing: str) -> None:
-    """``GET /`` once; ``opensearch_error`` if OpenSearch does not answer it."""
-    try:
-        client.info()
-    except OpenSearchException as exc:
-        raise opensearch_error(exc, doing) from exc

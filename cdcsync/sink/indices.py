@@ -21,6 +21,7 @@ from opensearchpy.exceptions import OpenSearchException, RequestError
 from cdcsync.errors import IndexTemplateError
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.sink.client import opensearch_error
+from cdcsync.sink.target import OPENSEARCH, Dialect, Target
 
 GC_DELETES = "24h"
 _BASE_PRIORITY = 100
@@ -40,9 +41,11 @@ class IndexReport:
         return f"{self.index}: {self.action}" + (f" (warning: {self.warning})" if self.warning else "")
 
 
-def _body(mapping: CompiledMapping) -> dict[str, Any]:
+def _body(mapping: CompiledMapping, dialect: Dialect) -> dict[str, Any]:
     body = copy.deepcopy(mapping.index_body) if mapping.index_body else {}
     body = {key: value for key, value in body.items() if value}
+    if not dialect.has_gc_deletes:  # a target without the setting (AOSS): nothing to raise
+        return body
     settings = body.setdefault("settings", {})
     # OpenSearch reads index settings with or without the "index." prefix, flat or nested; a
     # value the mapping sets in any of these spellings is the operator's choice and is kept.
@@ -77,17 +80,19 @@ def _gc_deletes(client: OpenSearch, index: str) -> str:
     return _DEFAULT_GC_DELETES
 
 
-def _apply_literal(client: OpenSearch, mapping: CompiledMapping) -> IndexReport:
+def _apply_literal(client: OpenSearch, mapping: CompiledMapping, dialect: Dialect) -> IndexReport:
     name = mapping.index.source
     if not client.indices.exists(index=name):
         try:
-            client.indices.create(index=name, body=_body(mapping))
+            client.indices.create(index=name, body=_body(mapping, dialect))
         except RequestError as exc:
             # Another process created it between our check and our create: that is success.
             if exc.error != "resource_already_exists_exception":
                 raise
         else:
             return IndexReport(name, "created")
+    if not dialect.has_gc_deletes:
+        return IndexReport(name, "exists")
     gc_deletes = _gc_deletes(client, name)
     warning = None
     seconds = _seconds(gc_deletes)
@@ -115,7 +120,7 @@ def template_priority(pattern: str) -> int:
     return _BASE_PRIORITY + len(pattern.replace("*", ""))
 
 
-def _apply_template(client: OpenSearch, mapping: CompiledMapping) -> IndexReport:
+def _apply_template(client: OpenSearch, mapping: CompiledMapping, dialect: Dialect) -> IndexReport:
     # Adjacent placeholders ("{A}{B}") make one wildcard, not "**".
     pattern = re.sub(r"\*+", "*", "*".join(mapping.index.literals))
     if pattern == "*":
@@ -126,7 +131,7 @@ def _apply_template(client: OpenSearch, mapping: CompiledMapping) -> IndexReport
             f"= {GC_DELETES}"
         )
         return IndexReport(mapping.index.source, "skipped", warning)
-    body = _body(mapping)
+    body = _body(mapping, dialect)
     name, priority = _template_name(mapping), template_priority(pattern)
     try:
         client.indices.put_index_template(
@@ -149,10 +154,13 @@ def _reason(exc: RequestError) -> str:
     return str(exc.error)
 
 
-def apply_indices(client: OpenSearch, mappings: MappingSet) -> list[IndexReport]:
+def apply_indices(
+    client: OpenSearch, mappings: MappingSet, target: Target | None = None
+) -> list[IndexReport]:
     """Create what is missing; report what exists. Safe to run from several processes at once.
 
     A failed OpenSearch call stops it with our error (``opensearch_error``): what was done stays done.
+    ``target`` (its dialect) decides whether ``index.gc_deletes`` exists; without it, OpenSearch.
     """
     reports = []
     seen: set[str] = set()
@@ -162,7 +170,8 @@ def apply_indices(client: OpenSearch, mappings: MappingSet) -> list[IndexReport]
         seen.add(mapping.index.source)
         apply = _apply_literal if mapping.index.is_literal else _apply_template
         try:
-            reports.append(apply(client, mapping))
+            dialect = OPENSEARCH if target is None else target.dialect
+            reports.append(apply(client, mapping, dialect))
         except OpenSearchException as exc:
             raise opensearch_error(exc, f'indices apply: index "{mapping.index.source}"') from exc
     return reports

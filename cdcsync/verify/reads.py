@@ -19,6 +19,7 @@ from opensearchpy.exceptions import NotFoundError, TransportError
 
 from cdcsync.aws import aws_error
 from cdcsync.errors import TransientError
+from cdcsync.sink.target import OPENSEARCH, Dialect
 
 log = logging.getLogger(__name__)
 
@@ -161,31 +162,32 @@ def index_aliases(client: OpenSearch, pattern: str) -> dict[str, tuple[str, ...]
     }
 
 
-def walk_documents(client: OpenSearch, pattern: str) -> Iterator[list[dict[str, Any]]]:
+def walk_documents(
+    client: OpenSearch, pattern: str, dialect: Dialect = OPENSEARCH
+) -> Iterator[list[dict[str, Any]]]:
     """Every document of ``pattern`` (ids, indices, routing; no source), a page at a time.
 
-    Point in time + ``search_after`` on ``_shard_doc`` (a consistent view, the cheapest sort); a
-    scroll where PIT is refused (OpenSearch before 2.4, some managed offerings). A missing index
-    has no documents.
+    Point in time, as the dialect spells it, + ``search_after`` on its tiebreaker (a consistent
+    view, the cheapest sort); a scroll where PIT is refused (OpenSearch before 2.4, some managed
+    offerings) and the target has scroll (AOSS has none). A missing index has no documents.
     """
     try:
-        pit = client.create_pit(index=pattern, params={"keep_alive": KEEP_ALIVE})
+        pit_id = dialect.open_pit(client, pattern, KEEP_ALIVE)
     except NotFoundError as exc:
         if _error_type(exc) == "index_not_found_exception":
             return
-        yield from _scroll(client, pattern, exc)
+        yield from _scroll(client, pattern, exc, dialect)
         return
     except TransportError as exc:
-        yield from _scroll(client, pattern, exc)
+        yield from _scroll(client, pattern, exc, dialect)
         return
-    pit_id = pit["pit_id"]
     try:
         after: list[Any] | None = None
         while True:
             body: dict[str, Any] = {
                 "size": WALK_PAGE,
                 "pit": {"id": pit_id, "keep_alive": KEEP_ALIVE},
-                "sort": [{"_shard_doc": "asc"}],
+                "sort": [{dialect.tiebreaker: "asc"}],
                 "_source": False,
                 "track_total_hits": False,
             }
@@ -199,10 +201,17 @@ def walk_documents(client: OpenSearch, pattern: str) -> Iterator[list[dict[str, 
             yield hits
             after = hits[-1]["sort"]
     finally:
-        _release(pattern, functools.partial(client.delete_pit, body={"pit_id": [pit_id]}))
+        _release(pattern, functools.partial(dialect.close_pit, client, pit_id))
 
 
-def _scroll(client: OpenSearch, pattern: str, reason: TransportError) -> Iterator[list[dict[str, Any]]]:
+def _scroll(
+    client: OpenSearch, pattern: str, reason: TransportError, dialect: Dialect
+) -> Iterator[list[dict[str, Any]]]:
+    if not dialect.has_scroll:
+        raise TransientError(
+            f"cannot walk the documents of {pattern}: {dialect.label} refused a point in time ({reason}) "
+            "and has no scroll to fall back on"
+        )
     log.info("point in time not available on %s (%s); walking it with a scroll", pattern, reason)
     body = {"size": WALK_PAGE, "sort": ["_doc"], "_source": False}
     try:

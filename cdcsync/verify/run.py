@@ -51,6 +51,7 @@ from typing import Any, Protocol, TextIO
 
 import boto3
 from opensearchpy import OpenSearch
+from opensearchpy.exceptions import OpenSearchException
 
 from cdcsync.aws import aws_client, aws_session, session_region
 from cdcsync.errors import ConfigError, RecordError
@@ -61,7 +62,8 @@ from cdcsync.plan import Action, DeleteAction, FetchItem, IndexAction, Rejected,
 from cdcsync.reread import Gone, judge_gone, reread_record
 from cdcsync.settings import Settings
 from cdcsync.sink.bulk import BulkWriter
-from cdcsync.sink.client import build_client
+from cdcsync.sink.client import build_client, opensearch_error
+from cdcsync.sink.target import OPENSEARCH, Dialect, Target
 from cdcsync.source.items import ItemReader, key_id
 from cdcsync.source.synthetic import filter_warnings, table_stream
 from cdcsync.values import image_to_plain
@@ -119,6 +121,7 @@ class Verifier:
     items: ReadsItems
     report: VerifyReport
     writer: BulkWriter | None = None  # set: repair
+    dialect: Dialect = OPENSEARCH  # how the target spells a point in time
     clock_ms: Callable[[], int] = _now_ms
     rng: random.Random = field(default_factory=random.Random)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -215,7 +218,7 @@ class Verifier:
         for note in notes:
             self.report.note(note)
         for walk in walks:
-            for hits in walk_documents(self.client, walk.index):
+            for hits in walk_documents(self.client, walk.index, self.dialect):
                 unexpected = [
                     hit for hit in hits if not any(self._expects(claim, hit) for claim in walk.claims)
                 ]
@@ -445,6 +448,10 @@ def build_verifier(
     key_types, item_count, description = describe_table(dynamodb, table)
     stream = table_stream(description, session_region(session))
     client = build_client(settings, session=session)
+    try:
+        dialect = Target(settings, client).dialect
+    except OpenSearchException as exc:
+        raise opensearch_error(exc, f"verify of {table}") from exc
     writer = BulkWriter.from_settings(settings, client, NullMetrics()) if repair else None
     verifier = Verifier(
         shape=TableShape(table, key_types, stream.region, view=stream.view, stream_arn=stream.stream_arn),
@@ -454,6 +461,7 @@ def build_verifier(
         items=ItemReader(dynamodb),
         report=VerifyReport(table=table, sample=sample, repairing=repair),
         writer=writer,
+        dialect=dialect,
     )
     return verifier, item_count
 

@@ -2,6 +2,10 @@
 
 Set CDCSYNC_TEST_OPENSEARCH_URL (e.g. http://127.0.0.1:9200) to run against a real OpenSearch
 cluster instead of osmem-server; tests then name everything after ``unique_name`` and delete it.
+
+``target`` runs a test once per target dialect: OpenSearch (osmem-server), Elasticsearch (the
+dialect stand-in in front of osmem, or a real cluster named by CDCSYNC_TEST_ELASTICSEARCH_URL and
+CDCSYNC_TEST_ELASTICSEARCH_API_KEY) and OpenSearch Serverless (the stand-in, SEARCH collection).
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -16,6 +21,7 @@ import pytest
 from botocore.config import Config
 from opensearchpy import OpenSearch
 
+from tests.support.dialect_proxy import DialectProxy, dialect_proxy, encoded_api_key
 from tests.support.servers import moto_server, osmem_server
 
 if TYPE_CHECKING:
@@ -25,6 +31,10 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 OPENSEARCH_URL_ENV = "CDCSYNC_TEST_OPENSEARCH_URL"
+ELASTICSEARCH_URL_ENV = "CDCSYNC_TEST_ELASTICSEARCH_URL"
+ELASTICSEARCH_API_KEY_ENV = "CDCSYNC_TEST_ELASTICSEARCH_API_KEY"
+TARGETS = ("opensearch", "elasticsearch", "aoss")
+STANDIN_API_KEY = encoded_api_key("cdcsync-tests", "standin-secret")
 REGION = "us-east-1"
 
 # Fail fast: a test against a local server should never sit in botocore's retry loop.
@@ -106,6 +116,76 @@ def opensearch(opensearch_url: str) -> Iterator[OpenSearch]:
     client = OpenSearch(hosts=[opensearch_url], timeout=30, max_retries=0, retry_on_timeout=False)
     yield client
     client.close()
+
+
+@dataclass
+class TargetUnderTest:
+    """One target dialect as cdcsync meets it: where it talks (``env``: the CDCSYNC_* settings of
+    that target), the stand-in in between (``proxy``, None for a real server) and ``admin``, a
+    client the test checks results with (the store behind the stand-in: it can refresh)."""
+
+    name: str
+    env: dict[str, str]
+    admin: OpenSearch
+    proxy: DialectProxy | None = None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """``env`` as ``load_settings`` keyword arguments."""
+        return {name.removeprefix("CDCSYNC_").lower(): value for name, value in self.env.items()}
+
+    def seen(self) -> list[tuple[str, str]]:
+        """(method, path) of every request the stand-in saw (none for a real server)."""
+        return [(method, path) for method, path, _ in (self.proxy.requests if self.proxy else [])]
+
+
+@pytest.fixture(scope="session", params=TARGETS)
+def target(
+    request: pytest.FixtureRequest, opensearch_url: str, opensearch: OpenSearch
+) -> Iterator[TargetUnderTest]:
+    """Each target dialect in turn (the session runs every test using it three times).
+
+    API keys go over http:// to the stand-in on 127.0.0.1 here, so those ``env`` allow it
+    (CDCSYNC_OPENSEARCH_ALLOW_INSECURE; settings refuse credentials over http:// otherwise).
+    """
+    name = request.param
+    if name == "opensearch":
+        yield TargetUnderTest(name, {"CDCSYNC_OPENSEARCH_URL": opensearch_url}, opensearch)
+        return
+    if name == "elasticsearch" and os.environ.get(ELASTICSEARCH_URL_ENV):
+        url, key = os.environ[ELASTICSEARCH_URL_ENV], os.environ.get(ELASTICSEARCH_API_KEY_ENV, "")
+        admin = OpenSearch(
+            hosts=[url], headers={"authorization": f"ApiKey {key}"}, verify_certs=False, ssl_show_warn=False
+        )
+        env = {
+            "CDCSYNC_OPENSEARCH_URL": url,
+            "CDCSYNC_OPENSEARCH_AUTH": "apikey",
+            "CDCSYNC_OPENSEARCH_API_KEY": key,
+            "CDCSYNC_OPENSEARCH_ALLOW_INSECURE": "true" if url.startswith("http://") else "false",
+        }
+        if url.startswith("https://"):
+            env["CDCSYNC_OPENSEARCH_VERIFY_CERTS"] = "false"
+        yield TargetUnderTest(name, env, admin)
+        admin.close()
+        return
+    if name == "elasticsearch":
+        # Elasticsearch 9: the stricter of the two majors on compatibility headers.
+        with dialect_proxy(opensearch_url, "elasticsearch", api_key=STANDIN_API_KEY, major=9) as proxy:
+            env = {
+                "CDCSYNC_OPENSEARCH_URL": proxy.url,
+                "CDCSYNC_OPENSEARCH_AUTH": "apikey",
+                "CDCSYNC_OPENSEARCH_API_KEY": STANDIN_API_KEY,
+                "CDCSYNC_OPENSEARCH_ALLOW_INSECURE": "true",
+            }
+            yield TargetUnderTest(name, env, opensearch, proxy)
+        return
+    with dialect_proxy(opensearch_url, "aoss", collection_type="SEARCH") as proxy:
+        env = {
+            "CDCSYNC_OPENSEARCH_URL": proxy.url,
+            "CDCSYNC_OPENSEARCH_AUTH": "sigv4",
+            "CDCSYNC_OPENSEARCH_SIGV4_SERVICE": "aoss",
+        }
+        yield TargetUnderTest(name, env, opensearch, proxy)
 
 
 @pytest.fixture

@@ -50,6 +50,9 @@ def test_load_settings_nothing_set_returns_contract_defaults() -> None:
         "opensearch_username": None,
         "opensearch_password": None,
         "opensearch_sigv4_service": "es",
+        "opensearch_api_key": None,
+        "elastic_cloud_id": None,
+        "target": "auto",
         "opensearch_verify_certs": True,
         "opensearch_allow_insecure": False,
         "dlq": "file://./cdcsync-dlq.jsonl",
@@ -115,7 +118,7 @@ def test_load_settings_env_value_parses_to_field(
         (
             "CDCSYNC_OPENSEARCH_AUTH",
             "kerberos",
-            'CDCSYNC_OPENSEARCH_AUTH: expected one of none, basic, sigv4, got "kerberos"',
+            'CDCSYNC_OPENSEARCH_AUTH: expected one of none, basic, sigv4, apikey, got "kerberos"',
         ),
         (
             "CDCSYNC_OPENSEARCH_SIGV4_SERVICE",
@@ -242,7 +245,7 @@ def test_load_settings_several_problems_lists_each_on_its_own_line(monkeypatch: 
 
     # WHEN / THEN every problem is reported at once, in the order of the settings table
     assert _error().splitlines() == [
-        'CDCSYNC_OPENSEARCH_AUTH: expected one of none, basic, sigv4, got "kerberos"',
+        'CDCSYNC_OPENSEARCH_AUTH: expected one of none, basic, sigv4, apikey, got "kerberos"',
         'CDCSYNC_MAX_RETRIES: expected an integer >= 0, got "-1"',
         'CDCSYNC_LOG_FORMAT: expected one of json, text, got "xml"',
     ]
