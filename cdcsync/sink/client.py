@@ -136,8 +136,8 @@ def build_client(
     settings: Settings, *, session: boto3.Session | None = None, timeout: float = 30.0
 ) -> OpenSearch:
     """An OpenSearch client for ``CDCSYNC_OPENSEARCH_URL`` with the configured auth."""
+    refuse_compatibility_headers()  # a refusal first: no warnings about a client never built
     _warn_insecure(settings)
-    refuse_compatibility_headers()
     options: dict[str, Any] = {
         "hosts": list(settings.opensearch_url),
         "timeout": timeout,

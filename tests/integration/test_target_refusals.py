@@ -113,6 +113,7 @@ def elasticsearch(opensearch_url: str, monkeypatch: pytest.MonkeyPatch) -> Itera
         monkeypatch.setenv("CDCSYNC_OPENSEARCH_URL", proxy.url)
         monkeypatch.setenv("CDCSYNC_OPENSEARCH_AUTH", "apikey")
         monkeypatch.setenv("CDCSYNC_OPENSEARCH_API_KEY", STANDIN_API_KEY)
+        monkeypatch.setenv("CDCSYNC_OPENSEARCH_ALLOW_INSECURE", "true")  # the stand-in on loopback http
         yield proxy.url
 
 

@@ -115,6 +115,7 @@ def test_load_settings_target_and_auth_mistakes_are_one_line(overrides: dict[str
 def test_load_settings_api_key_is_a_secret_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CDCSYNC_OPENSEARCH_API_KEY", API_KEY)
     monkeypatch.setenv("CDCSYNC_OPENSEARCH_AUTH", "apikey")
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_URL", "https://search.example:9200")  # keys only over https
     settings = load_settings()
     assert settings.sends_credentials
     assert API_KEY not in repr(settings)
@@ -151,7 +152,9 @@ def _sent_authorization(settings: Any, monkeypatch: pytest.MonkeyPatch) -> str:
 def test_build_client_api_key_sends_apikey_authorization(
     key: str, sent: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = load_settings(opensearch_auth="apikey", opensearch_api_key=key)
+    settings = load_settings(
+        opensearch_url="https://search.example:9200", opensearch_auth="apikey", opensearch_api_key=key
+    )
     assert _sent_authorization(settings, monkeypatch) == f"ApiKey {sent}"
     assert isinstance(build_client(settings).transport.get_connection().http_auth, ApiKeyAuth)
 
