@@ -78,8 +78,8 @@ class LeaseStore(Protocol):
 
         Returns the unfinished leases of the table's *other* streams that are not among
         ``live_streams`` (the streams the caller reads; ``stream_arn`` is always one): a stream
-        the table no longer has (recreated, or its stream replaced while no worker ran), whose
-        checkpoints are ignored, for the caller to report. Leases are keyed by table and shard id,
+        the table no longer has (recreated, or its stream replaced while no worker ran), for the
+        caller to read to its end or ignore. Leases are keyed by table and shard id,
         and emulators (moto) give every stream the same shard ids: a lease of such a stream under
         a shard id this stream lists is replaced by a new one for this stream.
         """

@@ -11,6 +11,7 @@ a few times (on top of botocore's own retries) before it gives up with ``Transie
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,6 +37,11 @@ CALL_ATTEMPTS = 5
 _FIRST_RETRY_SECONDS = 0.1
 _MAX_RETRY_SECONDS = 2.0
 _DESCRIBE_LIMIT = 100  # the most DescribeStream returns per page
+# A stream enabled with its table may be stamped a moment before the table; a table deleted and
+# created again is always created longer than this after its old stream.
+_CREATED_WITH_TABLE = dt.timedelta(seconds=1)
+
+OldStreamOrigin = Literal["readable", "gone", "earlier table", "unknown"]
 
 
 class StreamGoneError(CdcsyncError):
@@ -177,6 +183,56 @@ def stream_arn_of(dynamodb: Any, table: str, *, required: bool = True) -> str | 
     if not required:
         return None
     raise no_stream_error(table)
+
+
+def table_created_at(dynamodb: Any, table: str) -> dt.datetime | None:
+    """When the table was created (``DescribeTable`` ``CreationDateTime``): a recreated one is newer."""
+    return _utc(describe_table(dynamodb, table).get("CreationDateTime"))
+
+
+def old_stream_origin(streams: Any, stream_arn: str, table_created: dt.datetime | None) -> OldStreamOrigin:
+    """Whether a stream the table had before its current one is of the table as it is now, and readable.
+
+    ``"readable"``: DescribeStream describes it, and it was created (``CreationRequestDateTime``)
+    with or after the table (``CreationDateTime``). ``"gone"``: it no longer exists (past its 24 h
+    retention), and its label, the time it was created, is not before the table either.
+    ``"earlier table"``: it was created before the table, which was deleted and created again since.
+    ``"unknown"``: there is no time to compare. An answer about another stream (moto describes the
+    table's current stream for any of its ARNs) does not count: the stream is taken as gone.
+    """
+    label = stream_arn.partition("/stream/")[2]
+    try:
+        description = call_streams(
+            streams.describe_stream,
+            {"StreamArn": stream_arn, "Limit": 1},
+            what=f"DescribeStream {stream_arn}",
+        )["StreamDescription"]
+    except ClientError as exc:
+        error = unreadable(exc, "DescribeStream", stream_arn)
+        if not isinstance(error, StreamGoneError):
+            raise error from exc
+        description = {}
+    readable = description.get("StreamLabel", label) == label and "CreationRequestDateTime" in description
+    created = _utc(description["CreationRequestDateTime"]) if readable else _label_time(label)
+    if created is None or table_created is None:
+        return "unknown"
+    if created < table_created - _CREATED_WITH_TABLE:
+        return "earlier table"
+    return "readable" if readable else "gone"
+
+
+def _label_time(label: str) -> dt.datetime | None:
+    """A stream label is the time the stream was created, ISO 8601 in UTC (``2026-01-01T00:00:00.000``)."""
+    try:
+        return _utc(dt.datetime.fromisoformat(label))
+    except ValueError:
+        return None
+
+
+def _utc(value: object) -> dt.datetime | None:
+    if not isinstance(value, dt.datetime):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def list_shards(

@@ -19,10 +19,12 @@ the worker never stops on it. A shard loop that stops on a fatal error (e.g. Get
 a bug is not restarted every round: it is tried again after ``failed_retry_seconds``. Both make
 the worker not ready, with the reason on ``/readyz``, until the table or shard works again.
 
-**Checkpoints of a stream the table no longer has** (the table was recreated, or its stream
-replaced while no worker ran) are ignored, with one WARNING per stream saying so and what to run:
-the worker reads the table's current stream. Emulators such as moto repeat shard ids across
-streams; a lease of a stream nobody reads that holds such an id makes way for the new stream's.
+**Checkpoints of a stream the table no longer has** (its stream was replaced while no worker ran,
+or the table was recreated) are judged once per stream (``worker/old_streams.py``): a stream
+created with or after the table is read to its end like one replaced while the worker runs (gone:
+its unread shards count as trimmed); one older than the table is ignored, with one WARNING saying
+so and what to run. Emulators such as moto repeat shard ids across streams; a lease of a stream
+nobody reads that holds such an id makes way for the new stream's.
 
 **A table without a stream** stops the worker at start-up with one line saying how to enable it
 (exit 2: there is nothing to read, and a worker that runs on shows only rising lag), unless it was
@@ -65,6 +67,7 @@ from cdcsync.source.streams import (
     report_lost_records,
     stream_arn_of,
 )
+from cdcsync.worker.old_streams import OldStreams
 from cdcsync.worker.shard_loop import ShardLoop
 from cdcsync.worker.summary import Summary
 
@@ -165,12 +168,12 @@ class Coordinator:
     _table_failing: set[str] = field(default_factory=set)
     _retry_at: dict[tuple[str, str], float] = field(default_factory=dict)  # failed shards, monotonic
     _unlisted: dict[tuple[str, str], int] = field(default_factory=dict)  # listings in a row without it
-    _reported_streams: set[tuple[str, str]] = field(default_factory=set)  # (table, ARN) ignored, said
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _summary: Summary = field(default_factory=Summary)
     _lag: dict[str, float] = field(default_factory=dict)  # per table, the last lag reported
 
     def __post_init__(self) -> None:
+        self._old_streams = OldStreams(self.dynamodb, self.streams)
         started = self.wall_ms()
         self._table_caught_up_ms = dict.fromkeys(self.tables, started)
         self._summary.since_ms = started
@@ -250,17 +253,24 @@ class Coordinator:
                 )
             arns.append(current)
         owned: set[str] = set()
+        leftovers: list[Lease] = []  # unfinished leases of the table's streams not read
         for arn in list(arns):
-            owned |= self._stream_round(table, arn, current=arn == current)
+            owned |= self._stream_round(table, arn, leftovers if arn == current else None)
         for shard_id in self._owned.get(table, set()) - owned:
             self._forget(table, shard_id)
         self._owned[table] = owned
         self.metrics.shards_owned(table, len(owned))
         if current is None:
             raise no_stream_error(table)
+        self._old_streams.follow(table, current, leftovers, arns)
 
-    def _stream_round(self, table: str, arn: str, *, current: bool) -> set[str]:
-        """One stream of the table: list, lease, trim, retire and start loops. The shards we own."""
+    def _stream_round(self, table: str, arn: str, leftovers: list[Lease] | None) -> set[str]:
+        """One stream of the table: list, lease, trim, retire and start loops. The shards we own.
+
+        ``leftovers`` is given for the current stream only: it gets the unfinished leases of the
+        table's streams that are not read (see ``worker/old_streams.py``).
+        """
+        current = leftovers is not None
         try:
             shards = list_shards(self.streams, arn)
         except StreamGoneError:
@@ -268,8 +278,8 @@ class Coordinator:
                 raise
             shards = []  # a replaced stream past its retention: every shard of it was trimmed
         ignored = self.store.sync_shards(table, arn, shards, live_streams=self._arns[table])
-        if current:
-            self._report_ignored(table, arn, ignored)
+        if leftovers is not None:
+            leftovers.extend(ignored)
         owned = {lease.shard_id: lease for lease in self.store.acquire(table, arn)}
         self._trim_unlisted(table, owned, {shard.shard_id for shard in shards})
         every = self.store.leases(table, arn)
@@ -292,23 +302,6 @@ class Coordinator:
             self._arns[table].remove(arn)
             log.info("read every shard of the replaced stream %s of table %s", arn, table)
         return set(owned)
-
-    def _report_ignored(self, table: str, current: str, ignored: list[Lease]) -> None:
-        """Say once per stream that checkpoints of a stream the table no longer has are ignored."""
-        by_stream: dict[str, int] = {}
-        for lease in ignored:
-            by_stream[lease.stream_arn] = by_stream.get(lease.stream_arn, 0) + 1
-        for arn, count in sorted(by_stream.items()):
-            if (table, arn) in self._reported_streams:
-                continue
-            self._reported_streams.add((table, arn))
-            log.warning(
-                "table %s: ignoring the checkpoints of %d unfinished shard%s of stream %s, which is not the "
-                "table's stream now (%s): the table was recreated, or its stream replaced while no worker "
-                "ran; what was not read from it is not synced (compare with: cdcsync verify --table %s)",
-                table, count, "" if count == 1 else "s", arn, current, table,
-                extra={"table": table},
-            )  # fmt: skip
 
     def _trim_unlisted(self, table: str, owned: dict[str, Lease], listed: set[str]) -> None:
         """Finish (and drop from ``owned``) the leases whose shards stopped being listed."""

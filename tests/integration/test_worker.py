@@ -645,10 +645,10 @@ def test_worker_process_checkpoint_of_a_recreated_tables_old_stream_is_reported_
     # THEN the old checkpoint is reported once and ignored: the new stream is read and synced
     eventually(lambda: "2" in docs(opensearch, unique_name), 30)
     again.wait_for(
-        rf"WARNING cdcsync\.worker\.coordinator: table {table}: ignoring the checkpoints of 1 unfinished "
+        rf"WARNING cdcsync\.worker\.old_streams: table {table}: ignoring the checkpoints of 1 unfinished "
         rf"shard of stream {re.escape(old_arn)}, which is not the table's stream now "
         rf"\({re.escape(new_arn)}\): "
-        r"the table was recreated, or its stream replaced while no worker ran; what was not read from it "
+        r"the table was recreated after that stream was created; what was not read from it "
         rf"is not synced \(compare with: cdcsync verify --table {table}\)"
     )
     assert again.read().count("ignoring the checkpoints") == 1

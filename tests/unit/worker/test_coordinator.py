@@ -130,6 +130,15 @@ def test_coordinator_child_shard_waits_for_parent_to_finish(tmp_path: Path) -> N
 OLD_ARN = "arn:aws:dynamodb:us-east-1:1:table/Users/stream/2026-01-01T00:00:00.000"
 NEW_ARN = "arn:aws:dynamodb:us-east-1:1:table/Users/stream/2026-01-02T00:00:00.000"
 ORDERS_ARN = "arn:aws:dynamodb:us-east-1:1:table/Orders/stream/2026-01-01T00:00:00.000"
+TABLE_CREATED = dt.datetime(2025, 12, 31, tzinfo=dt.UTC)  # before every stream above
+
+
+def label_time(arn: str) -> dt.datetime:
+    """When a stream was created, as its ARN's label (an ISO 8601 UTC time) says; else the table's."""
+    try:
+        return dt.datetime.fromisoformat(arn.partition("/stream/")[2]).replace(tzinfo=dt.UTC)
+    except ValueError:
+        return TABLE_CREATED
 
 
 def aws_error(code: str, operation: str) -> ClientError:
@@ -155,6 +164,7 @@ class StubAws:
     def __init__(self) -> None:
         self.current: dict[str, str | None] = {}  # table -> its enabled stream's ARN (None: disabled)
         self.latest: dict[str, str] = {}  # table -> the last ARN it had (kept 24 h after disabling)
+        self.created: dict[str, dt.datetime] = {}  # table -> CreationDateTime (default TABLE_CREATED)
         self.streams: dict[str, dict[str, StubShard]] = {}  # ARN -> shards, in DescribeStream order
         self.gone: set[str] = set()  # ARNs past their retention: every call on them is refused
         self.stale: set[str] = set()  # shards the next DescribeStream leaves out (a stale answer)
@@ -177,10 +187,17 @@ class StubAws:
     def describe_table(self, TableName: str) -> dict[str, Any]:  # noqa: N803 - boto3's spelling
         self._call("DescribeTable", {"TableName": TableName})
         arn = self.current[TableName]
-        if arn is None:
-            return {"Table": {"LatestStreamArn": self.latest[TableName]}}  # disabled: not enabled
+        created = self.created.get(TableName, TABLE_CREATED)
+        if arn is None:  # disabled: not enabled
+            return {"Table": {"LatestStreamArn": self.latest[TableName], "CreationDateTime": created}}
         self.latest[TableName] = arn
-        return {"Table": {"StreamSpecification": {"StreamEnabled": True}, "LatestStreamArn": arn}}
+        return {
+            "Table": {
+                "StreamSpecification": {"StreamEnabled": True},
+                "LatestStreamArn": arn,
+                "CreationDateTime": created,
+            }
+        }
 
     def describe_stream(self, **request: Any) -> dict[str, Any]:
         self._call("DescribeStream", request)
@@ -190,7 +207,10 @@ class StubAws:
             if shard_id not in self.stale
         ]
         self.stale.clear()
-        return {"StreamDescription": {"Shards": shards}}
+        arn = request["StreamArn"]
+        label = arn.partition("/stream/")[2]
+        description = {"StreamLabel": label, "CreationRequestDateTime": label_time(arn), "Shards": shards}
+        return {"StreamDescription": description}
 
     def get_shard_iterator(self, **request: Any) -> dict[str, Any]:
         self._call("GetShardIterator", request)
@@ -526,6 +546,111 @@ def test_coordinator_replaced_stream_gone_with_unread_shard_counts_it_trimmed(
         for r in caplog.records
         if r.levelno == logging.ERROR
     )
+
+
+def read_old_stream_then_stop(tmp_path: Path) -> StubAws:
+    """A worker that read the old stream's first record and stopped; the shard then got one more."""
+    aws = StubAws()
+    aws.current["Users"] = OLD_ARN
+    aws.streams[OLD_ARN] = {"old": StubShard([record("1000")])}
+    coordinator, pipeline, _, _ = make_coordinator(tmp_path, aws)
+    rounds_until(coordinator, lambda: pipeline.written == ["1000"])
+    coordinator.shutdown()
+    aws.streams[OLD_ARN]["old"].records.append(record("1001"))
+    aws.streams[OLD_ARN]["old"].closed = True
+    aws.streams[NEW_ARN] = {"new": StubShard([record("2000")])}
+    aws.current["Users"] = NEW_ARN
+    return aws
+
+
+def test_coordinator_restart_after_stream_replaced_reads_old_streams_rest(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a worker that read part of the table's stream, then stopped; while no worker ran the
+    # stream was disabled and enabled again (a new ARN), and the old stream still holds record 1001
+    aws = read_old_stream_then_stop(tmp_path)
+    # WHEN a new worker process starts on the same checkpoints
+    coordinator, pipeline, store, metrics = make_coordinator(tmp_path, aws)
+    with caplog.at_level(logging.INFO):
+        rounds_until(coordinator, lambda: {"1001", "2000"} <= set(pipeline.written))
+        rounds_until(coordinator, lambda: leases_of(store, OLD_ARN)["old"].finished)
+        coordinator.round()
+    coordinator.shutdown()
+    # THEN the old stream's rest is read once, from its checkpoint, and its shard finished
+    assert sorted(pipeline.written) == ["1001", "2000"]
+    assert leases_of(store, OLD_ARN)["old"].checkpoint == "1001"
+    assert sample(metrics, "cdcsync_trimmed_data_total", table="Users", shard="old") is None
+    # AND the operator is told once, at WARNING, and nothing is said to be ignored
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        f"table Users: stream {OLD_ARN} has unfinished checkpoints and was replaced by {NEW_ARN} while "
+        "no worker ran: reading the rest of it to its end"
+    ]
+    # AND once it is read, only the current stream is described each round
+    describes = len(aws.requests("DescribeStream"))
+    coordinator.round()
+    coordinator.shutdown()
+    assert [r["StreamArn"] for r in aws.requests("DescribeStream")[describes:]] == [NEW_ARN]
+
+
+@pytest.mark.parametrize("old_stream_gone", [False, True])
+def test_coordinator_restart_after_table_recreated_ignores_old_stream_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, old_stream_gone: bool
+) -> None:
+    # GIVEN a worker that read part of the table's stream, then stopped; while no worker ran the
+    # table was deleted and created again (after the old stream was created), with a new stream
+    aws = read_old_stream_then_stop(tmp_path)
+    aws.created["Users"] = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
+    if old_stream_gone:
+        aws.gone.add(OLD_ARN)
+    # WHEN a new worker process starts on the same checkpoints
+    coordinator, pipeline, store, metrics = make_coordinator(tmp_path, aws)
+    with caplog.at_level(logging.INFO):
+        rounds_until(coordinator, lambda: pipeline.written == ["2000"])
+        for _ in range(4):
+            coordinator.round()
+    coordinator.shutdown()
+    # THEN the old stream's records (of items of a table that no longer exists) are not read, nor
+    # counted as lost, and its checkpoint stays as it was
+    assert pipeline.written == ["2000"]
+    assert leases_of(store, OLD_ARN)["old"].checkpoint == "1000"
+    assert not leases_of(store, OLD_ARN)["old"].finished
+    assert sample(metrics, "cdcsync_trimmed_data_total", table="Users", shard="old") is None
+    # AND one WARNING says so and what to run
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        f"table Users: ignoring the checkpoints of 1 unfinished shard of stream {OLD_ARN}, which is not "
+        f"the table's stream now ({NEW_ARN}): the table was recreated after that stream was created; "
+        "what was not read from it is not synced (compare with: cdcsync verify --table Users)"
+    ]
+
+
+def test_coordinator_restart_after_stream_replaced_and_gone_counts_its_unread_shards_trimmed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a worker that read part of the table's stream, then stopped; while no worker ran the
+    # stream was replaced, and the old one expired (24 h later) with record 1001 unread
+    aws = read_old_stream_then_stop(tmp_path)
+    aws.gone.add(OLD_ARN)
+    # WHEN a new worker process starts on the same checkpoints
+    coordinator, pipeline, store, metrics = make_coordinator(tmp_path, aws)
+    with caplog.at_level(logging.INFO):
+        rounds_until(coordinator, lambda: pipeline.written == ["2000"])
+        rounds_until(coordinator, lambda: leases_of(store, OLD_ARN)["old"].finished)
+        coordinator.round()
+    coordinator.shutdown()
+    # THEN the old shard is finished where it stood, and the loss is counted and told once
+    assert pipeline.written == ["2000"]
+    assert leases_of(store, OLD_ARN)["old"].checkpoint == "1000"
+    assert sample(metrics, "cdcsync_trimmed_data_total", table="Users", shard="old") == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [
+        "Users shard old: records after sequence number 1000 were trimmed by the stream's 24 h "
+        "retention before they were read (the shard is no longer listed), so changes were lost; "
+        'its child shards are read now. Run "cdcsync backfill --table Users" to load the items that '
+        "changed meanwhile"
+    ]
+    assert not any("ignoring the checkpoints" in r.getMessage() for r in caplog.records)
 
 
 def test_health_problem_with_url_credentials_is_masked_on_readyz() -> None:
