@@ -166,6 +166,12 @@ def record_fields(
     return fields
 
 
+def document_ids(ids: list[str]) -> dict[str, Any]:
+    """``extra=`` for a line about several documents (a bulk request): ``CDCSYNC_LOG_KEYS=hash|none``
+    hides their ids in the message as it hides a record line's ``document_id``."""
+    return {_DOCUMENT_ID: tuple(ids)}
+
+
 def key_hash(table: str, keys: Mapping[str, Any]) -> str:
     """A short stable hash of one item's key (plain values) in ``table``: ``CDCSYNC_LOG_KEYS=hash``
     logs it as ``key_hash``, and ``cdcsync preview --table T --key ...`` prints it for the item.
@@ -180,8 +186,10 @@ def key_hash(table: str, keys: Mapping[str, Any]) -> str:
 class KeyFilter(logging.Filter):
     """``CDCSYNC_LOG_KEYS``: a record line's ``key`` as it is (``plain``), as ``key_hash`` or left out.
 
-    Below ``plain`` the document id that ``record_fields(document_id=...)`` names is hidden in the
-    message too (``id '7'``, ``id 7``: OpenSearch quotes it, and ids are made of keys).
+    Below ``plain`` the document id that ``record_fields(document_id=...)`` names (or the ids
+    ``document_ids`` names) is hidden in the message too, as OpenSearch quotes it: ``id '7'``,
+    ``id 7``, ``[7]`` (``routing is required for [users]/[7]``, ``[7]: document missing``), as ids
+    are made of keys.
     """
 
     def __init__(self, mode: LogKeys) -> None:
@@ -196,11 +204,14 @@ class KeyFilter(logging.Filter):
             delattr(record, "key")
             if self.mode == "hash" and keys:
                 setattr(record, "key_hash", key_hash(str(getattr(record, "table", "")), keys))  # noqa: B010
-        document_id = getattr(record, _DOCUMENT_ID, None)
-        if isinstance(document_id, str) and document_id:
+        ids = getattr(record, _DOCUMENT_ID, None)
+        named = [ids] if isinstance(ids, str) else list(ids) if isinstance(ids, tuple) else []
+        named = sorted({name for name in named if isinstance(name, str) and name}, key=len, reverse=True)
+        if named:
             message = record.getMessage()
-            quoted = re.compile(rf"""(\bid (['"]?)){re.escape(document_id)}(?=\2(?:[^\w|]|$))""")
-            hidden = quoted.sub(rf"\1{HIDDEN_ID}", message)
+            any_id = "|".join(re.escape(name) for name in named)
+            quoted = re.compile(rf"""(\bid (['"]?))(?:{any_id})(?=\2(?:[^\w|]|$))""")
+            hidden = re.sub(rf"\[(?:{any_id})\]", HIDDEN_ID, quoted.sub(rf"\1{HIDDEN_ID}", message))
             if hidden != message:
                 record.msg, record.args = hidden, ()
         return True

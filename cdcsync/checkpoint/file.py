@@ -26,6 +26,9 @@ Decisions:
 - The parent folder is not created: a mistyped path should fail loudly, not write elsewhere.
 - Every file this store creates is mode 0600 from its creation (the document is a ``mkstemp``
   file swapped in; the lock is created so): checkpoints name tables and shards of the account.
+  The document and its lock are opened by ``open_private``: an existing one others could read
+  (an older version's 0644) is narrowed to its owner at its first use, and a symbolic link is
+  refused, not followed.
 """
 
 from __future__ import annotations
@@ -44,8 +47,8 @@ from typing import Any
 
 from cdcsync.checkpoint import TRIM_HORIZON, Lease, ShardInfo, WriteWindow, is_foreign
 from cdcsync.errors import FatalError
+from cdcsync.private_files import open_private
 
-FILE_MODE = 0o600  # the document, its lock and its temporary files (mkstemp's mode): owner only
 _WRITE_HINT = "check the folder exists, is writable and has free space"
 
 
@@ -170,7 +173,7 @@ class FileLeaseStore:
         descriptor per call, closed (so unlocked) on the way out, also on error.
         """
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+            fd = open_private(self.lock_path, os.O_RDWR | os.O_CREAT)
         except OSError as exc:
             raise FatalError(
                 f"cannot write checkpoint file {self.path}: {exc.strerror or exc} ({_WRITE_HINT}); "
@@ -273,7 +276,8 @@ def _load(path: Path) -> tuple[dict[str, Lease], dict[str, dict[str, Any]]]:
     """The stored state, or an empty one if the file does not exist yet."""
     fix = "fix or restore the file; deleting it restarts every shard from TRIM_HORIZON"
     try:
-        raw = path.read_bytes()
+        with os.fdopen(open_private(path, os.O_RDONLY), "rb") as file:
+            raw = file.read()
     except FileNotFoundError:
         return {}, {}
     except OSError as exc:

@@ -19,10 +19,16 @@ expected is dropped rather than kept. A Kinesis-delivered record keeps its wrapp
 Reasons quote values: OpenSearch's ``Preview of field's value: '…'`` and the Java messages of its
 causes (``For input string: "…"``, a date or boolean that did not parse, ``'…' is not an IP string
 literal``), JMESPath's ``invalid type for value: …`` and our own ``found <type> <value>`` for a
-malformed image. Below ``full`` each quoted value becomes ``[redacted]``; field names, types and
-the document id (the keys are kept anyway) stay. Where a value's end is ambiguous (it may contain
-the words that follow it), more is redacted rather than less: a preview followed by more than one
-`` caused by <type>: `` is redacted to the end of the reason.
+malformed image; Lucene's ``The prefix of the first immense term is: '[97, 100, …]...'`` (the
+value's UTF-8 bytes) and a geo point's ``unsupported symbol [@] in geohash […]``. Below ``full``
+each quoted value becomes ``[redacted]``; field names, types and the document id (the keys are kept
+anyway) stay. After `` caused by <type>: `` (a Java message nobody lists in full) every
+single-quoted or bracketed text is taken for a value, unless the word before it names what it is
+(``field [Tags]``, ``index [users]``, ``format […]``: ``_NAMES``) or it is ``[true]``/``[false]``.
+Where a value's end is ambiguous (it may contain the words that follow it), more is redacted rather
+than less: a preview followed by more than one `` caused by <type>: `` is redacted to the end of the
+reason, a geohash to the last ``]``; the catch-all ends a quoted value at a quote not followed by
+a letter (``'o'brien'`` is one value) and a bracketed one at its first ``]``.
 """
 
 from __future__ import annotations
@@ -87,8 +93,33 @@ _OPENSEARCH_VALUES = (
     (re.compile(r"(Text ').*(' could not be parsed)", re.S), rf"\1{REDACTED}\2"),
     (re.compile(r"(Unrecognized token ').*(': was expecting)", re.S), rf"\1{REDACTED}\2"),
     (re.compile(r"(Invalid format: ).*(?= is malformed)", re.S), rf"\1{REDACTED}"),
-    (re.compile(r'"[^"]*"'), REDACTED),  # what else OpenSearch puts in double quotes is a value
+    (re.compile(r"(The prefix of the first immense term is: ').*?(\.\.\.')", re.S), rf"\1{REDACTED}\2"),
+    (re.compile(r"(unsupported symbol \[).*?(\] in geohash \[).*(\])", re.S), rf"\1{REDACTED}\2{REDACTED}\3"),
+    # what else OpenSearch puts in double quotes is a value, but Lucene's field="<name>"
+    (re.compile(r'(?<!field=)"[^"]*"'), REDACTED),
 )
+# After a cause: a single-quoted or bracketed text, and the word before it (kept when in _NAMES).
+_QUOTED = re.compile(r"(?:\b(\w+) )?((?<!\w)'.*?'(?!\w)|\[[^\[\]]*\])", re.S)  # not "can't"
+_NAMES = frozenset(
+    {
+        "alias",
+        "analyzer",
+        "field",
+        "fields",
+        "format",
+        "id",
+        "index",
+        "mapper",
+        "normalizer",
+        "path",
+        "pipeline",
+        "processor",
+        "setting",
+        "tokenizer",
+        "type",
+    }
+)
+_LITERALS = frozenset({"true", "false", REDACTED})
 _TYPE_NAMES = "str|int|float|bool|dict|list|NoneType|Decimal|bytes|bytearray|datetime"
 _PLAN_VALUES = (
     (re.compile(r"(invalid type for value: ).*(, expected one of: )", re.S), rf"\1{REDACTED}\2"),
@@ -127,8 +158,22 @@ def _redact_opensearch(reason: str) -> str:
         causes = list(_CAUSE.finditer(reason, value_start))
         end = causes[0].start() if len(causes) == 1 else len(reason)
         head, tail = reason[:value_start], reason[end:]
-        return _substitute(head, _OPENSEARCH_VALUES) + REDACTED + _substitute(tail, _OPENSEARCH_VALUES)
-    return _substitute(reason, _OPENSEARCH_VALUES)
+        return _substitute(head, _OPENSEARCH_VALUES) + REDACTED + _redact_cause(tail)
+    cause = _CAUSE.search(reason)
+    end = cause.start() if cause is not None else len(reason)
+    return _substitute(reason[:end], _OPENSEARCH_VALUES) + _redact_cause(reason[end:])
+
+
+def _redact_cause(text: str) -> str:
+    """``text`` from `` caused by <type>: `` on: the known values, then any other quoted text."""
+
+    def replaced(match: re.Match[str]) -> str:
+        word, quoted = match.group(1), match.group(2)
+        if (word is not None and word.lower() in _NAMES) or quoted[1:-1] in _LITERALS or quoted == REDACTED:
+            return match.group(0)
+        return match.group(0)[: -len(quoted)] + quoted[0] + REDACTED + quoted[-1]
+
+    return _QUOTED.sub(replaced, _substitute(text, _OPENSEARCH_VALUES))
 
 
 def _redact_plan(reason: str) -> str:

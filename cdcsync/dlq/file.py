@@ -23,8 +23,9 @@ Decisions:
   so the damage stays on the one truncated line.
 - The parent directory is not created: a mistyped path should fail loudly, not write elsewhere.
 - Every file this queue creates (the queue, ``PATH.lock``, the temporary file of a rewrite) is
-  mode 0600 from its creation: letters hold item keys and attributes. A queue file that already
-  exists keeps the mode it has until the first ``remove`` swaps in a 0600 copy.
+  mode 0600 from its creation: letters hold item keys and attributes. The queue and its lock are
+  opened by ``open_private``: an existing one others could read (an older version's 0644) is
+  narrowed to its owner at its first use, and a symbolic link is refused, not followed.
 """
 
 from __future__ import annotations
@@ -37,8 +38,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cdcsync.dlq.letter import DeadLetter, DeadLetterQueueError, StoredLetter, count, letter_id_of
-
-FILE_MODE = 0o600  # the queue, its lock and its temporary files: the owner's alone (umask only narrows)
+from cdcsync.private_files import open_private
 
 
 class FileDeadLetterQueue:
@@ -59,7 +59,7 @@ class FileDeadLetterQueue:
             with self._locked(fcntl.LOCK_EX):
                 created = not self.path.exists()
                 # Owner-only from the first write: letters hold keys and item attributes.
-                fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+                fd = open_private(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
                 with os.fdopen(fd, "a+b") as file:
                     if not created and _lacks_final_newline(file.fileno()):
                         payload = b"\n" + payload
@@ -117,7 +117,7 @@ class FileDeadLetterQueue:
         A fresh open per call: ``flock`` locks belong to an open file description, so two threads
         of one process, each with its own descriptor, exclude each other like two processes do.
         """
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        fd = open_private(self.lock_path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, mode)
             yield
@@ -126,7 +126,8 @@ class FileDeadLetterQueue:
 
     def _read_lines(self) -> list[bytes]:
         try:
-            data = self.path.read_bytes()
+            with os.fdopen(open_private(self.path, os.O_RDONLY), "rb") as file:
+                data = file.read()
         except FileNotFoundError:
             return []  # nothing was ever sent
         except OSError as exc:

@@ -12,7 +12,8 @@ line of the alias or the node, with a ``yaml.YAMLError`` the loader reports as `
   repeat a few dozen nodes each;
 - a recursive alias (``&a [*a]``, ``&m {<<: *m}``), which has no end when expanded;
 - nesting deeper than ``MAX_DEPTH`` levels, which PyYAML's recursive composer would turn into a
-  RecursionError.
+  RecursionError; an alias counts as the levels of the node it stands for, so anchors that each
+  nest under the limit cannot chain (``&a1 [[... *a0]]``, ``&a2 [[... *a1]]``) past it.
 """
 
 from __future__ import annotations
@@ -92,19 +93,20 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 class _BoundedLoader(yaml.SafeLoader):
     """A SafeLoader whose composer refuses alias bombs, recursive aliases and deep nesting.
 
-    Each node's size (itself and every node below it, aliases expanded) is known once it is
-    composed, from its children's; an anchored node without a size yet is still being composed,
-    so an alias to it is recursive.
+    Each node's size (itself and every node below it, aliases expanded) and height (its levels,
+    aliases expanded) are known once it is composed, from its children's; an anchored node without
+    a size yet is still being composed, so an alias to it is recursive.
     """
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
         self._sizes: dict[int, int] = {}
+        self._heights: dict[int, int] = {}
         self._repeated = 0
         self._depth = 0
 
     def compose_document(self) -> yaml.Node | None:
-        self._sizes, self._repeated = {}, 0
+        self._sizes, self._heights, self._repeated = {}, {}, 0
         node: yaml.Node | None = super().compose_document()
         return node
 
@@ -124,7 +126,11 @@ class _BoundedLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
         if node is not None:
-            self._sizes[id(node)] = 1 + sum(self._sizes.get(id(child), 1) for child in _children(node))
+            children = _children(node)
+            self._sizes[id(node)] = 1 + sum(self._sizes.get(id(child), 1) for child in children)
+            self._heights[id(node)] = 1 + max(
+                (self._heights.get(id(child), 1) for child in children), default=0
+            )
         return node
 
     def _repeat(self, event: yaml.AliasEvent, node: yaml.Node) -> None:
@@ -133,6 +139,13 @@ class _BoundedLoader(yaml.SafeLoader):
             raise _refused(
                 f"alias *{event.anchor} refers to a node that contains it, which never ends when expanded; "
                 "remove the alias",
+                event,
+            )
+        levels = self._depth + self._heights.get(id(node), 1)
+        if levels > MAX_DEPTH:
+            raise _refused(
+                f"alias *{event.anchor} nests its node {levels} levels deep when expanded, past {MAX_DEPTH}; "
+                "a mapping never needs that many",
                 event,
             )
         self._repeated += size

@@ -25,6 +25,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 from tenacity.stop import stop_base
 from tenacity.wait import wait_random_exponential
 
+from cdcsync.logs import document_ids
 from cdcsync.metrics import Metrics
 from cdcsync.plan.actions import Action
 from cdcsync.settings import Settings
@@ -281,7 +282,9 @@ class BulkWriter:
             or is_transient_status(status)
             or status in _RETRIED_REQUEST_STATUSES
         ):
-            log.warning("bulk request of %d actions failed, will retry: %s", len(chunk), error)
+            log.warning(
+                "bulk request of %d actions failed, will retry: %s", len(chunk), error, extra=_ids(chunk)
+            )
             for item in chunk:
                 item.failed(error)
             return chunk
@@ -294,6 +297,7 @@ class BulkWriter:
                 "refused for",
                 len(chunk),
                 error,
+                extra=_ids(chunk),
             )
         return self._isolate(chunk, results, error, deadline)
 
@@ -323,6 +327,7 @@ class BulkWriter:
                 len(chunk),
                 error,
                 len(chunk),
+                extra=_ids(chunk),
             )
             _reject(chunk, results, error)
             return retry
@@ -386,3 +391,8 @@ def _error_reason(exc: TransportError) -> str:
     if isinstance(info, dict) and isinstance(info.get("error"), dict):
         return str(info["error"].get("reason", ""))
     return str(exc.error)
+
+
+def _ids(chunk: list[_Pending]) -> dict[str, Any]:
+    """``extra=`` for a line about ``chunk``: the ids its reason may quote, hidden below plain keys."""
+    return document_ids([item.entry.action.id for item in chunk])

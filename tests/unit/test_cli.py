@@ -371,6 +371,18 @@ BILLION_LAUGHS = (
     )
 )
 
+# Fifteen anchors, each 90 levels of lists around an alias of the one before: under the alias
+# budget (about 9,500 repeated nodes), but 1,350 levels deep once expanded.
+CHAINED_ALIASES = (
+    "a0: &a0 "
+    + "[" * 90
+    + "]" * 90
+    + "\n"
+    + "".join(
+        f"a{level}: &a{level} " + "[" * 90 + f"*a{level - 1}" + "]" * 90 + "\n" for level in range(1, 15)
+    )
+)
+
 
 def _validate_subprocess(path: Path) -> tuple[subprocess.CompletedProcess[str], float]:
     """``cdcsync validate PATH`` in its own process: a regression fails the test, never hangs the suite."""
@@ -411,6 +423,12 @@ def _validate_subprocess(path: Path) -> tuple[subprocess.CompletedProcess[str], 
             "table: T\nindex: i\nindex_body:\n  " + "[" * 2000 + "]" * 2000 + "\n",
             "{path}:4: invalid YAML: nested deeper than 100 levels; a mapping never needs that many",
             id="deep-nesting",
+        ),
+        pytest.param(
+            CHAINED_ALIASES,
+            "{path}:2: invalid YAML: alias *a0 nests its node 181 levels deep when expanded, past 100; "
+            "a mapping never needs that many",
+            id="chained-aliases",
         ),
     ],
 )

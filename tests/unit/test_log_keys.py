@@ -91,10 +91,35 @@ def test_configure_logging_log_keys_shapes_record_lines(
         ),
         pytest.param("document with id '70' refused", "document with id '70' refused", id="another-id"),
         pytest.param("7 attempts, status 400", "7 attempts, status 400", id="not-an-id"),
+        pytest.param(
+            "routing_missing_exception: routing is required for [users]/[7] (status 400)",
+            "routing_missing_exception: routing is required for [users]/[hidden] (status 400)",
+            id="bracketed",
+        ),
+        pytest.param(
+            "document_missing_exception: [7]: document missing (status 404)",
+            "document_missing_exception: [hidden]: document missing (status 404)",
+            id="bracketed-first",
+        ),
+        pytest.param(
+            "document_missing_exception: [70]: document missing (status 404)",
+            "document_missing_exception: [70]: document missing (status 404)",
+            id="bracketed-another-id",
+        ),
     ],
 )
 def test_configure_logging_log_keys_none_hides_only_the_document_id(message: str, shown: str) -> None:
     assert json.loads(_line("json", "none", message))["message"] == shown
+
+
+@pytest.mark.parametrize("keys", ["hash", "none"])
+def test_configure_logging_log_keys_below_plain_hides_an_id_of_any_characters(keys: LogKeys) -> None:
+    # GIVEN a document id made of an e-mail address key, which OpenSearch quotes in brackets
+    message = "routing is required for [users]/[ada+1@example.com] and for id 'ada+1@example.com'"
+    # WHEN logged below plain THEN both forms are hidden; plain shows them
+    line = json.loads(_line("json", keys, message, document_id="ada+1@example.com"))
+    assert line["message"] == "routing is required for [users]/[hidden] and for id '[hidden]'"
+    assert json.loads(_line("json", "plain", message, document_id="ada+1@example.com"))["message"] == message
 
 
 def test_configure_logging_log_keys_hash_line_without_key_adds_no_hash() -> None:

@@ -317,3 +317,39 @@ def test_file_store_created_files_are_owner_only_from_first_write(
         0o600,
         0o600,
     )
+
+
+def test_file_store_existing_files_others_can_read_become_owner_only(
+    store: FileLeaseStore, path: Path
+) -> None:
+    # GIVEN a document and lock file an older version left readable by everyone
+    for each in (path, store.lock_path):
+        each.chmod(0o644)
+    # WHEN the state is next read
+    assert len(store.leases("Users", ARN)) == len(SHARDS)
+    # THEN both are the owner's alone again
+    assert (stat.S_IMODE(path.stat().st_mode), stat.S_IMODE(store.lock_path.stat().st_mode)) == (0o600, 0o600)
+
+
+@pytest.mark.parametrize("linked", ["document", "lock"])
+def test_file_store_symbolic_link_is_refused_and_its_target_untouched(
+    path: Path, tmp_path: Path, linked: str
+) -> None:
+    # GIVEN a stored state whose document or lock file is then a symbolic link to another file of the owner
+    FileLeaseStore(path, worker_id="worker-a").sync_shards("Users", ARN, SHARDS)
+    target = tmp_path / "notes.txt"
+    target.write_text("{}\n")
+    target.chmod(0o644)
+    named = path if linked == "document" else path.with_name(f"{path.name}.lock")
+    named.unlink()
+    named.symlink_to(target)
+    # WHEN the store is opened and read THEN it is refused, and the other file is neither read as state
+    # nor narrowed
+    with pytest.raises(FatalError) as caught:
+        FileLeaseStore(path, worker_id="worker-a").leases("Users", ARN)
+    action = "read" if linked == "document" else "write"
+    assert str(caught.value).startswith(
+        f"cannot {action} checkpoint file {path}: {named} is a symbolic link, which is not followed; "
+        "name the file itself"
+    )
+    assert (target.read_text(), stat.S_IMODE(target.stat().st_mode)) == ("{}\n", 0o644)

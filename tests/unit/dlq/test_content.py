@@ -173,6 +173,65 @@ REASONS = [
     ),
     pytest.param(
         400,
+        'Document contains at least one immense term in field="Bio" (whose UTF8 encoding is longer than the '
+        "max length 32766), all of which were skipped.  Please correct the analyzer to not produce such "
+        "terms.  The prefix of the first immense term is: '[97, 100, 97, 64, 101, 120, 97, 109, 112, 108, "
+        "101, 46, 99, 111, 109, 32, 97, 100, 97, 64, 101, 120, 97, 109, 112, 108, 101, 46, 99, 111]...', "
+        "original message: bytes can be at most 32766 in length; got 40000 caused by "
+        "max_bytes_length_exceeded_exception: max_bytes_length_exceeded_exception: bytes can be at most "
+        "32766 in length; got 40000",
+        'Document contains at least one immense term in field="Bio" (whose UTF8 encoding is longer than the '
+        "max length 32766), all of which were skipped.  Please correct the analyzer to not produce such "
+        "terms.  The prefix of the first immense term is: '[redacted]...', original message: bytes can be "
+        "at most 32766 in length; got 40000 caused by max_bytes_length_exceeded_exception: "
+        "max_bytes_length_exceeded_exception: bytes can be at most 32766 in length; got 40000",
+        id="immense-term",
+    ),
+    pytest.param(
+        400,
+        "failed to parse field [Location] of type [geo_point] in document with id '7'. Preview of field's "
+        "value: 'ada@example.com' caused by parse_exception: unsupported symbol [@] in geohash "
+        "[ada@example.com]",
+        "failed to parse field [Location] of type [geo_point] in document with id '7'. Preview of field's "
+        "value: [redacted] caused by parse_exception: unsupported symbol [[redacted]] in geohash "
+        "[[redacted]]",
+        id="geohash",
+    ),
+    pytest.param(
+        400,
+        "failed to parse field [Location] of type [geo_point] caused by parse_exception: unsupported symbol "
+        "[]] in geohash [bcd]@example.com]",
+        "failed to parse field [Location] of type [geo_point] caused by parse_exception: unsupported symbol "
+        "[[redacted]] in geohash [[redacted]]",
+        id="geohash-holding-a-bracket",
+    ),
+    pytest.param(
+        400,
+        "failed to parse field [Age] of type [long] in document with id '7'. Preview of field's value: "
+        "'99999999999999999999' caused by illegal_argument_exception: Value [99999999999999999999] is out "
+        "of range for a long",
+        "failed to parse field [Age] of type [long] in document with id '7'. Preview of field's value: "
+        "[redacted] caused by illegal_argument_exception: Value [[redacted]] is out of range for a long",
+        id="any-bracketed-value-in-a-cause",
+    ),
+    pytest.param(
+        400,
+        "failed to parse field [Code] of type [keyword] caused by illegal_argument_exception: cannot "
+        "normalize 'o'brien@example.com' with normalizer [lower] of field [Code] in index [users]",
+        "failed to parse field [Code] of type [keyword] caused by illegal_argument_exception: cannot "
+        "normalize '[redacted]' with normalizer [lower] of field [Code] in index [users]",
+        id="unknown-cause-quoted-value-names-kept",
+    ),
+    pytest.param(
+        400,
+        "failed to parse caused by illegal_argument_exception: Limit of total fields [1000] in index [users] "
+        "has been exceeded",
+        "failed to parse caused by illegal_argument_exception: Limit of total fields [1000] in index [users] "
+        "has been exceeded",
+        id="names-in-a-cause",
+    ),
+    pytest.param(
+        400,
         "mapper [Age] cannot be changed from type [long] to [text]",
         "mapper [Age] cannot be changed from type [long] to [text]",
         id="no-value",

@@ -235,3 +235,40 @@ def test_file_queue_created_files_are_owner_only_from_first_write(
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize("operation", ["send", "read"])
+def test_file_queue_existing_files_others_can_read_become_owner_only(
+    queue: FileDeadLetterQueue, operation: str
+) -> None:
+    # GIVEN a queue and lock file an older version left readable by everyone
+    queue.send([_letter(1)])
+    for path in (queue.path, queue.lock_path):
+        os.chmod(path, 0o644)
+    # WHEN the queue is next used
+    if operation == "send":
+        queue.send([_letter(2)])
+    else:
+        assert len(queue.read()) == 1
+    # THEN both are the owner's alone again
+    assert (_mode(queue.path), _mode(queue.lock_path)) == (0o600, 0o600)
+
+
+@pytest.mark.parametrize("linked", ["queue", "lock"])
+def test_file_queue_symbolic_link_is_refused_and_its_target_untouched(
+    queue: FileDeadLetterQueue, tmp_path: Path, linked: str
+) -> None:
+    # GIVEN the queue file or its lock file is a symbolic link to another file of the owner
+    target = tmp_path / "notes.txt"
+    target.write_text("mine\n")
+    target.chmod(0o644)
+    (queue.path if linked == "queue" else queue.lock_path).symlink_to(target)
+    # WHEN a letter is sent THEN it is refused, and the other file is neither written nor narrowed
+    with pytest.raises(DeadLetterQueueError) as caught:
+        queue.send([_letter(1)])
+    named = queue.path if linked == "queue" else queue.lock_path
+    assert str(caught.value) == (
+        f"cannot write 1 dead letter to file://{queue.path}: {named} is a symbolic link, which is not "
+        "followed; name the file itself (check the directory exists, is writable and has free space)"
+    )
+    assert (target.read_text(), _mode(target)) == ("mine\n", 0o644)

@@ -465,3 +465,41 @@ def test_load_mappings_of_other_tables_or_indices_are_not_duplicates(tmp_path: P
     write(tmp_path, "a.yaml", VALID)
     write(tmp_path, "b.yaml", text)
     assert len(load_mappings(tmp_path)) == 2
+
+
+def _lists(levels: int, inner: str = "") -> str:
+    return "[" * levels + inner + "]" * levels
+
+
+@pytest.mark.parametrize(
+    ("last", "expected"),
+    [
+        pytest.param(
+            _lists(19, "*a2"),
+            [
+                "{path}:4: invalid YAML: alias *a2 nests its node 101 levels deep when expanded, past 100; "
+                "a mapping never needs that many"
+            ],
+            id="past-the-limit",
+        ),
+        pytest.param(_lists(18, "*a2"), [], id="at-the-limit"),
+    ],
+)
+def test_load_yaml_alias_height_counts_the_aliases_it_contains(
+    tmp_path: Path, last: str, expected: list[str]
+) -> None:
+    # GIVEN anchors each written well under 100 levels, whose aliases chain to 82 levels when expanded
+    text = (
+        f"a0: &a0 {_lists(40)}\n"  # 40 levels
+        f"a1: &a1 {_lists(40, '*a0')}\n"  # 40 + 40
+        "a2: &a2 [*a1]\n"  # 1 + 80
+        f"a3: {last}\n"  # the mapping, then 19 or 18 lists around *a2's 81 levels
+    )
+    path = tmp_path / "deep.yaml"
+    path.write_text(text)
+    # WHEN loaded
+    with pytest.raises(MappingError) as caught:
+        load_mappings(path)
+    # THEN the nesting an alias brings counts where it is used: refused past 100 levels, at its line
+    found = [str(p) for p in caught.value.problems]
+    assert [p for p in found if "invalid YAML" in p] == [line.format(path=path) for line in expected]

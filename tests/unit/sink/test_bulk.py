@@ -7,6 +7,7 @@ and a fake clock advances only when the writer sleeps or a request "takes" time.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
@@ -27,6 +28,7 @@ from opensearchpy.exceptions import (
 )
 
 from cdcsync.change import ChangeRecord
+from cdcsync.logs import LogKeys, configure_logging
 from cdcsync.metrics import NullMetrics
 from cdcsync.plan.actions import Action, DeleteAction, IndexAction
 from cdcsync.sink.bulk import BulkLimits, BulkWriter, RetryBudget, WriteResult
@@ -668,6 +670,32 @@ def test_write_request_refused_for_one_action_isolates_it() -> None:
     )
     assert r.clock.sleeps == []
     assert r.metrics.retries == []
+
+
+@pytest.mark.parametrize(
+    ("keys", "shown"), [("plain", f"[{LONG}]"), ("hash", "[hidden]"), ("none", "[hidden]")]
+)
+def test_write_request_refused_log_keys_below_plain_hides_ids_in_the_warnings(
+    keys: LogKeys, shown: str
+) -> None:
+    # GIVEN logs with CDCSYNC_LOG_KEYS=keys, and a request OpenSearch refuses whole for one long id
+    stream = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    configure_logging("json", "INFO", stream=stream, keys=keys)
+    try:
+        r = rig()
+        r.client.refuse = refuse_long_ids
+        # WHEN two actions are written
+        r.write([index("0"), index(LONG)])
+    finally:
+        root.handlers[:], root.level = handlers, level
+    # THEN the request-level warnings quote the refused id only with plain keys
+    reason = validation_failed(LONG).replace(f"[{LONG}]", shown)
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == [
+        f"bulk request of 2 actions refused: action_request_validation_exception: {reason} (status 400); "
+        "sending it in halves to find the actions it was refused for"
+    ]
 
 
 def test_write_request_refused_for_two_actions_rejects_both_only() -> None:
