@@ -367,7 +367,6 @@ class _Minute:
     started: float
     logged: int = 0
     unreported: int = 0  # dead letters past the limit not yet named in a line
-    reported: bool = False  # a count line was written in this minute already
 
 
 @dataclass
@@ -376,10 +375,13 @@ class DeadLetterLog:
 
     A poison flood (a mapping error, a field OpenSearch cannot parse) must not drown the log: the
     first ``limit`` dead letters of a (table, reason) in a minute get their line; the rest are
-    counted, and ``flush`` (the pipeline calls it after each batch) names them in one line: once
-    as soon as a batch had any (so a Lambda invocation says it), then once when the minute ends if
-    more came. So a (table, reason) writes at most ``limit + 2`` lines a minute. The minute starts
-    at its first dead letter. Every dead letter is still stored and counted in
+    counted, and ``flush`` names them in one line. The pipeline flushes at the end of every batch,
+    so no batch is silent about its dead letters: a Lambda invocation ends with its own lines (a
+    frozen or recycled container never writes a later one), and the worker's shard threads say each
+    batch's count as it ends (the coordinator flushes once more at shutdown). So a (table, reason)
+    writes at most ``limit`` lines a minute, plus one count line per batch that had more dead
+    letters (a batch holds up to 1,000 records: the lines stay far fewer than the letters). The
+    minute starts at its first dead letter. Every dead letter is still stored and counted in
     ``cdcsync_dlq_records_total``; the lines are for the person reading the log.
     """
 
@@ -408,17 +410,14 @@ class DeadLetterLog:
                 minute.unreported += 1
 
     def flush(self) -> None:
-        """Name the dead letters that got no line of their own: those of ended minutes, and the
-        first ones of a minute still running."""
+        """Name, one line per (table, reason), every dead letter that got no line of its own yet;
+        forget the minutes that ended."""
         with self._lock:
             now = self.clock()
             for key, minute in list(self._minutes.items()):
+                self._report(key, minute)
                 if now - minute.started >= self.window_seconds:
-                    self._report(key, minute)
                     del self._minutes[key]
-                elif minute.unreported and not minute.reported:
-                    self._report(key, minute)
-                    minute.reported = True
 
     def _report(self, key: tuple[str, str], minute: _Minute) -> None:
         if not minute.unreported:

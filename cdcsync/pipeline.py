@@ -16,7 +16,7 @@ record's action for the same document in the batch replaced it (it was never sen
 record's outcome says what the document became); ``skipped``; ``dlq``. The delete at an old place
 that a move adds (planned, or made by coalescing a routing move) is not counted on its own.
 Every dead letter stored gets a WARNING line (``DeadLetterLog``: at most 5 a minute per table and
-reason, then a count).
+reason, then a count at the end of every batch that had more).
 """
 
 from __future__ import annotations
@@ -287,13 +287,15 @@ class Pipeline:
                 positions = [p for p, letter in batch.letters if letter.letter_id in failed_ids]
                 retry_from = min([*positions, *([retry_from] if retry_from is not None else [])])
                 letters = [letter for letter in letters if letter.letter_id not in failed_ids]
-            for letter in letters:
-                batch.outcomes["dlq"] = batch.outcomes.get("dlq", 0) + 1
-                self.metrics.records(letter.table, _event_of(letter), "dlq")
-                self.metrics.dead_letters(letter.table, letter.error.type)
-                reasons[letter.error.type] = reasons.get(letter.error.type, 0) + 1
-                self._warn(letter)
-        self.dead_letter_log.flush()
+            try:
+                for letter in letters:
+                    batch.outcomes["dlq"] = batch.outcomes.get("dlq", 0) + 1
+                    self.metrics.records(letter.table, _event_of(letter), "dlq")
+                    self.metrics.dead_letters(letter.table, letter.error.type)
+                    reasons[letter.error.type] = reasons.get(letter.error.type, 0) + 1
+                    self._warn(letter)
+            finally:  # no batch ends silent about its dead letters, even one a bug stops here
+                self.dead_letter_log.flush()
         # Records from the retry point on are delivered again and counted then, not twice.
         tally: dict[tuple[str, str, str], int] = {}
         for position, table, event, outcome in batch.counted:

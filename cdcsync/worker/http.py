@@ -12,8 +12,14 @@ few kilobytes each, never a thread, and never keep the probes from being answere
 
 - the whole request head must arrive within READ_TIMEOUT_SECONDS of the connection (408, closed);
   the answer must be taken within WRITE_TIMEOUT_SECONDS (closed);
-- at most MAX_CONNECTIONS are open: a new one closes the oldest still waiting for its request (503),
-  so a flood of idle connections cannot lock a probe out, which sends its request at once;
+- at most MAX_CONNECTIONS are open. When a new one needs room, the client address holding the most
+  connections pays: its oldest one still waiting for its request is closed (503). So a flood from one
+  address (another pod) never closes a probe's connection from another address (the kubelet's);
+- a flood from the probes' own address cannot push a probe out before it was read: each loop turn
+  reads the connections that sent something before it accepts new ones; a new connection is read at
+  once (a request that waited in the listen backlog is answered there and then); before closing any,
+  the loop reads every connection that is ready; and a connection accepted in this turn is never
+  closed to make room (the others wait in the listen backlog for the next turn);
 - a request head over MAX_HEAD_BYTES is refused (431); bodies are never read;
 - only GET and HEAD on the three paths (405 with ``Allow: GET, HEAD`` for other methods there, 404
   elsewhere).
@@ -28,6 +34,7 @@ import selectors
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -122,6 +129,7 @@ class _Connection:
     inbox: bytearray = field(default_factory=bytearray)
     outbox: memoryview | None = None  # set once the request is answered
     lingering: bool = False  # the answer is sent; dropping what the client still sends
+    turn: int = 0  # the loop turn that accepted it: never closed to make room in that turn
 
     @property
     def waiting(self) -> bool:
@@ -141,7 +149,7 @@ class MetricsServer:
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self.socket.bind(address)
-            self.socket.listen(128)
+            self.socket.listen(1024)  # a burst of connections waits here, not in our memory
         except OSError as exc:  # in use, not an address of this host, a port below 1024 unprivileged
             self.socket.close()
             raise ConfigError(
@@ -152,6 +160,8 @@ class MetricsServer:
         self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
         self.endpoints = Endpoints(registry, health, stuck_after)
         self._connections: dict[socket.socket, _Connection] = {}  # oldest first
+        self._held: Counter[str] = Counter()  # open connections per client address
+        self._turn = 0
         self._wake_read, self._wake_write = socket.socketpair()  # shutdown() wakes the loop at once
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.socket, selectors.EVENT_READ)
@@ -185,11 +195,11 @@ class MetricsServer:
         self._stopped.clear()
         try:
             while not self._stopping.is_set():
-                for key, _ in self._selector.select(self._timeout()):
-                    if key.fileobj is self.socket:
-                        self._accept()
-                    elif isinstance(key.data, _Connection):
-                        self._serve(key.data)
+                self._turn += 1
+                ready = self._selector.select(self._timeout())
+                self._serve_ready(ready)  # before accepting: no request read is pushed out by newcomers
+                if any(key.fileobj is self.socket for key, _ in ready):
+                    self._accept()
                 self._expire()
             for connection in list(self._connections.values()):
                 self._close(connection)
@@ -207,8 +217,19 @@ class MetricsServer:
         deadlines = (c.deadline for c in self._connections.values())
         return max(0.0, min(_POLL_SECONDS, min(deadlines, default=_POLL_SECONDS) - time.monotonic()))
 
+    def _serve_ready(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
+        for key, _ in ready:
+            if isinstance(key.data, _Connection):
+                self._serve(key.data)
+
     def _accept(self) -> None:
+        polled = False  # the ready connections were read again in this batch
         for _ in range(MAX_CONNECTIONS):  # then let the others have a turn
+            if len(self._connections) >= MAX_CONNECTIONS and not polled:
+                self._serve_ready(self._selector.select(0))  # those that sent something are answered
+                polled = True
+            if len(self._connections) >= MAX_CONNECTIONS and not self._make_room():
+                return  # the rest wait in the listen backlog for the next turn
             try:
                 sock, peer = self.socket.accept()
             except BlockingIOError:
@@ -218,15 +239,28 @@ class MetricsServer:
                 time.sleep(0.05)
                 return
             sock.setblocking(False)
-            if len(self._connections) >= MAX_CONNECTIONS:
-                self._make_room()
-            connection = _Connection(sock, str(peer[0]), time.monotonic() + READ_TIMEOUT_SECONDS)
+            deadline = time.monotonic() + READ_TIMEOUT_SECONDS
+            connection = _Connection(sock, str(peer[0]), deadline, turn=self._turn)
             self._connections[sock] = connection
+            self._held[connection.peer] += 1
             self._selector.register(sock, selectors.EVENT_READ, connection)
+            self._serve(connection)  # a request already here is answered at once
 
-    def _make_room(self) -> None:
-        oldest = next((c for c in self._connections.values() if c.waiting), None)
-        oldest = oldest or next(iter(self._connections.values()))
+    def _make_room(self) -> bool:
+        """Close one connection of the client holding the most, none accepted in this turn: its
+        oldest waiting for a request, else its oldest answered one. False if there is none."""
+        heaviest = max(self._held, key=self._held.__getitem__)
+        earlier = (c for c in self._connections.values() if c.peer == heaviest and c.turn < self._turn)
+        answered = None
+        for connection in earlier:  # oldest first
+            if connection.waiting:
+                oldest = connection
+                break
+            answered = answered or connection
+        else:
+            if answered is None:
+                return False
+            oldest = answered
         log.warning(
             "metrics endpoint %s: %d connections open, closing the oldest (from %s); something opens "
             "connections and sends no request: only the monitoring namespace should reach this port",
@@ -235,9 +269,10 @@ class MetricsServer:
             oldest.peer,
         )
         if oldest.waiting:
-            text = f"too many connections: closed the oldest of {MAX_CONNECTIONS} waiting for a request\n"
+            text = f"too many connections from {oldest.peer}: closed its oldest one waiting for a request\n"
             self._send_last(oldest, _text(503, text))
         self._close(oldest)
+        return True
 
     def _serve(self, connection: _Connection) -> None:
         if connection.sock not in self._connections:
@@ -250,6 +285,8 @@ class MetricsServer:
             elif not connection.lingering:
                 connection.inbox += chunk
                 self._read(connection)
+        except BlockingIOError:  # read at accept, nothing sent yet: the selector says when
+            return
         except OSError:  # reset, broken pipe: the client is gone
             self._close(connection)
 
@@ -323,7 +360,10 @@ class MetricsServer:
             connection.sock.send(answer.encode())
 
     def _close(self, connection: _Connection) -> None:
-        self._connections.pop(connection.sock, None)
+        if self._connections.pop(connection.sock, None) is not None:
+            self._held[connection.peer] -= 1
+            if not self._held[connection.peer]:
+                del self._held[connection.peer]
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(connection.sock)
         connection.sock.close()

@@ -173,6 +173,54 @@ def test_handler_dead_letter_flood_logs_bounded_lines(
     ]
 
 
+def test_handler_dead_letter_floods_in_one_minute_each_invocation_logs_its_count(
+    make: Callable[[str], LambdaWorld], caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a container whose dead-letter lines run on a clock the test moves
+    world = make('id: "{UserId}"\n')
+    now = [1000.0]
+    world.runtime.pipeline.dead_letter_log.clock = lambda: now[0]
+
+    def more(count: int) -> str:
+        return (
+            f"{count} more dead letters in table {world.table} for reason mapper_parsing_exception were "
+            "not logged one by one (a line each for the first 5 a minute per table and reason); "
+            "cdcsync dlq show lists them"
+        )
+
+    kept = f"kept in file://{world.dlq_path}: fix the index's field mappings or the item, then run"
+    lines = []
+    # WHEN three invocations 10 s apart, then one a minute later, each handle 20 unparsable records
+    for invocation, seconds in enumerate([0, 10, 10, 61]):
+        now[0] += seconds
+        first = invocation * 20
+        flood = [
+            world.record("INSERT", key, {"UserId": key, "Age": "thirty"}, seconds=T0)
+            for key in range(first, first + 20)
+        ]
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, "cdcsync"):
+            assert world.invoke(*flood) == {"batchItemFailures": []}
+        lines.append(_warnings(caplog))
+
+    # THEN each invocation ends with lines covering its dead letters: 5 a minute one by one, then counts
+    def one_by_one(first: int) -> list[str]:
+        return [
+            f"dead letter in table {world.table}: mapper_parsing_exception: {_parse_failure(str(key))}; "
+            f"{kept} cdcsync dlq redrive"
+            for key in range(first, first + 5)
+        ]
+
+    assert lines == [
+        [*one_by_one(0), more(15)],
+        [more(20)],
+        [more(20)],
+        [*one_by_one(60), more(15)],  # a new minute
+    ]
+    assert len(world.dead_letters()) == 80
+    assert world.counter("INSERT", "dlq") == 80
+
+
 def test_handler_insert_then_remove_in_one_batch_counts_insert_coalesced(
     make: Callable[[str], LambdaWorld],
 ) -> None:

@@ -11,9 +11,11 @@ import secrets
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -278,3 +280,70 @@ def test_metrics_endpoint_bug_in_one_answer_is_500_and_the_endpoint_goes_on(
         "RuntimeError: a bug in readiness (a bug in cdcsync)"
     )
     assert record.exc_info is not None
+
+
+def _flood(port: int, stop: threading.Event, source: str = "127.0.0.1", held: int = 40) -> None:
+    """Open connections in a loop and send nothing, holding the last ``held`` open."""
+    open_socks: deque[socket.socket] = deque()
+    try:
+        while not stop.is_set():
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=1, source_address=(source, 0))
+            except OSError:
+                continue
+            open_socks.append(sock)
+            if len(open_socks) > held:
+                open_socks.popleft().close()
+    finally:
+        for sock in open_socks:
+            sock.close()
+
+
+def test_metrics_endpoint_connection_flood_from_the_probes_address_fails_no_probe(worker: Worker) -> None:
+    # GIVEN three threads opening connections from 127.0.0.1 in a loop, sending nothing
+    stop = threading.Event()
+    threads = [threading.Thread(target=_flood, args=(worker.port, stop), daemon=True) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    # WHEN /healthz is probed every 50 ms for four seconds, from the same address
+    failures, probes = [], 0
+    try:
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline:
+            probes += 1
+            try:
+                status = _status(f"{worker.base}/healthz", timeout=1.0)[0]
+                if status != 200:
+                    failures.append(str(status))
+            except OSError as exc:
+                failures.append(repr(exc))
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    # THEN every probe is answered 200
+    assert probes > 40
+    assert failures == [], f"{len(failures)} of {probes} probes failed: {failures[:5]}"
+    assert _status(f"{worker.base}/healthz")[0] == 200
+
+
+def test_metrics_endpoint_flood_from_one_address_never_closes_another_clients_connection(
+    worker: Worker,
+) -> None:
+    # GIVEN a client on 127.0.0.1 that connects and sends its request only after 1.5 s
+    stop = threading.Event()
+    with _connect(worker.port) as patient:
+        time.sleep(0.2)  # accepted, and seen by a loop turn
+        # WHEN 127.0.0.2 floods the endpoint with connections that send nothing meanwhile
+        thread = threading.Thread(target=_flood, args=(worker.port, stop, "127.0.0.2"), daemon=True)
+        thread.start()
+        try:
+            time.sleep(1.5)
+            patient.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = _read_all(patient, 2.0)
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+    # THEN its connection was kept, and its request answered: only the flooding address lost some
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:200]

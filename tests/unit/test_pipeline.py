@@ -281,16 +281,67 @@ def test_pipeline_dead_letter_flood_logs_bounded_lines(caplog: pytest.LogCapture
         "by one (a line each for the first 5 a minute per table and reason); cdcsync dlq show lists them"
     )
     assert _warnings(caplog) == [OS_LINE] * 5 + [more]
-    # AND the rest of the minute adds one line at its end, whatever comes
+    # AND a later batch of the minute says its count at its end; a new minute has its own lines
     caplog.clear()
     with caplog.at_level(logging.WARNING, "cdcsync"):
         clock.now += 30
         pipeline.process(flood[:10])
+        assert _warnings(caplog) == [more.replace("995", "10")]
+        caplog.clear()
         clock.now += 31
         pipeline.process(flood[:1])
-    assert _warnings(caplog) == [
-        more.replace("995", "10"),
-        OS_LINE,  # a new minute
+    assert _warnings(caplog) == [OS_LINE]
+
+
+def test_pipeline_dead_letter_batches_in_one_minute_each_log_their_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN three batches of 10 records OpenSearch refuses, 10 s apart (three Lambda invocations)
+    status = {str(key): 400 for key in range(10)}
+    pipeline, _, queue, clock = make_pipeline(status)
+    batch = [rec("INSERT", key, {"UserId": key}, seq=key + 1) for key in range(10)]
+    more = (
+        "{} more dead letters in table Users for reason mapper_parsing_exception were not logged one "
+        "by one (a line each for the first 5 a minute per table and reason); cdcsync dlq show lists them"
+    )
+    lines = []
+    # WHEN each is processed
+    for _ in range(3):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, "cdcsync"):
+            pipeline.process(batch)
+        lines.append(_warnings(caplog))
+        clock.now += 10
+    # THEN every batch ends with lines covering all its dead letters: the minute's 5, then counts
+    assert lines == [[OS_LINE] * 5 + [more.format(5)], [more.format(10)], [more.format(10)]]
+    assert len(queue.letters) == 30
+
+
+class BrokenMetrics(CountingMetrics):
+    """Counts 7 dead letters, then fails (a bug) on the 8th."""
+
+    def dead_letters(self, table: str, reason: str, count: int = 1) -> None:
+        if sum(self.reasons.values()) == 7:
+            raise RuntimeError("a bug in the metrics")
+        super().dead_letters(table, reason, count)
+
+
+def test_pipeline_batch_stopped_by_a_bug_still_logs_its_dead_letter_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a batch of 10 records OpenSearch refuses, and metrics that fail on the 8th dead letter
+    pipeline, _, _, _ = make_pipeline({str(key): 400 for key in range(10)})
+    pipeline.metrics = BrokenMetrics()
+    # WHEN the batch is processed THEN the bug surfaces
+    with (
+        caplog.at_level(logging.WARNING, "cdcsync"),
+        pytest.raises(RuntimeError, match="a bug in the metrics"),
+    ):
+        pipeline.process([rec("INSERT", key, {"UserId": key}, seq=key + 1) for key in range(10)])
+    # AND the 7 dead letters counted before it have their lines: 5 one by one and the count of the rest
+    assert _warnings(caplog) == [OS_LINE] * 5 + [
+        "2 more dead letters in table Users for reason mapper_parsing_exception were not logged one "
+        "by one (a line each for the first 5 a minute per table and reason); cdcsync dlq show lists them"
     ]
 
 
