@@ -215,91 +215,150 @@ def _existing_indices(client: OpenSearch, mappings: list[CompiledMapping], doing
 # --- the external-version precondition -------------------------------------------------------------
 
 _PROBE_VERSIONS = (2, 1, 3, 2)  # index, older index (409), delete, index older than the delete (409)
-_BAD_REQUEST, _UNAUTHORIZED, _FORBIDDEN, _CONFLICT, _TOO_MANY_REQUESTS, _SERVER_ERROR = (
-    400,
-    401,
-    403,
-    409,
-    429,
-    500,
+_PROBE_STEPS = (
+    "versioned write",
+    "versioned write older than the document",
+    "versioned delete",
+    "versioned write older than the delete",
 )
+_CLEAN_UP_VERSION = 4  # above every version of the probe: deletes whatever it left, and outranks it
+_BAD_REQUEST, _UNAUTHORIZED, _FORBIDDEN, _NOT_FOUND, _CONFLICT = 400, 401, 403, 404, 409
+_TOO_MANY_REQUESTS, _SERVER_ERROR = 429, 500
+_SUCCESS, _MULTIPLE_CHOICES, _HOPED = 200, 300, (200, 409, 200, 409)  # 200: any 2xx
 
 
 def check_versioning(client: OpenSearch, dialect: Dialect, indices: Iterable[str], doing: str) -> None:
     """Prove that each existing index honours ``version_type=external_gte`` before anything is written.
 
-    A probe document of a random id is written at version 2, then at 1 (must be 409: stale),
-    deleted at 3, and written at 2 again (must be 409: the delete's tombstone is kept); nothing of
-    it stays. The document API is used, not ``_bulk``, so the probe is four small requests no bulk
-    fault or bulk limit touches. A target that refuses the id (an AOSS TIMESERIES or VECTORSEARCH
-    collection), ignores the versions or forgets the delete at once stops the command with a
-    ``ConfigError`` naming the collection type or setting to change. Missing indices are left alone
+    A probe document of a random id (and the same routing, so an index with ``_routing: {required:
+    true}`` takes it) is written at version 2, then at 1 (must be 409: stale), deleted at 3 (must
+    succeed), and written at 2 again (must be 409: the delete's tombstone is kept). The document API is
+    used, not ``_bulk``, so the probe is four small requests no bulk fault or bulk limit touches.
+
+    A target that refuses the id (an AOSS TIMESERIES or VECTORSEARCH collection), ignores the versions
+    or forgets the delete at once stops the command with a ``ConfigError`` naming the collection type
+    or setting to change. A step answered 429 or 5xx, or not answered, is a ``TransientError`` (run
+    again), 401/403 a ``ConfigError`` naming the credentials, whichever step it is; the probe stops
+    there. Unless its answers prove nothing is stored, the probe is then deleted at a version above
+    its own (a failure of that is logged, never raised). Missing indices are left alone
     (``indices apply`` or the first write creates them).
     """
     for index in dict.fromkeys(indices):
         try:
             if not client.indices.exists(index=index):
                 continue
-            answers = _run_probe(client, index)
         except OpenSearchException as exc:
             raise opensearch_error(exc, f'{doing}: checking external versions on "{index}"') from exc
-        _judge_probe(dialect, index, answers, doing)
+        where = f'{doing}: {dialect.label} index "{index}"'
+        _judge_probe(dialect, index, _run_probe(client, index, where), doing)
 
 
-ProbeAnswer = tuple[int, Any]  # status, error (a dict, a text or None)
+ProbeAnswer = tuple[int, Any]  # status (200 for any 2xx), error (a dict, a text or None)
 
 
-def _run_probe(client: OpenSearch, index: str) -> list[ProbeAnswer]:
+def _run_probe(client: OpenSearch, index: str, where: str) -> list[ProbeAnswer]:
+    """The probe's answers, up to the first one not hoped for; a step not answered raises."""
     doc_id = f"cdcsync-version-check-{secrets.token_hex(4)}"
     answers: list[ProbeAnswer] = []
-    for step, version in enumerate(_PROBE_VERSIONS):
-        # A 409 is the answer hoped for: returned, not raised (and not logged by opensearch-py).
-        params = {"version": str(version), "version_type": "external_gte", "ignore": _CONFLICT}
-        try:
-            if step == 2:  # noqa: PLR2004 - the delete
-                answer = client.delete(index=index, id=doc_id, params=params)
-            else:
-                body = {"cdcsync_version_check": True}
-                answer = client.index(index=index, id=doc_id, body=body, params=params)
-        except TransportError as exc:
-            if not isinstance(exc.status_code, int):
-                raise
-            error = exc.info.get("error") if isinstance(exc.info, dict) else exc.error
-            answers.append((exc.status_code, error))
-            if step == 0:
-                return answers
-        else:
-            conflict = isinstance(answer, dict) and answer.get("status") == _CONFLICT
-            answers.append((_CONFLICT, None) if conflict else (200, None))
+    try:
+        for step, version in enumerate(_PROBE_VERSIONS):
+            try:
+                answers.append(_probe_step(client, index, doc_id, version, delete=step == 2))  # noqa: PLR2004
+            except OpenSearchException as exc:  # not answered: refused, reset, timed out
+                raise opensearch_error(exc, f"{where}: {_PROBE_STEPS[step]}") from exc
+            if answers[-1][0] != _HOPED[step]:
+                break
+    finally:
+        if not _stores_nothing(answers):
+            _delete_probe(client, index, doc_id, where)
     return answers
 
 
+def _probe_step(client: OpenSearch, index: str, doc_id: str, version: int, *, delete: bool) -> ProbeAnswer:
+    # A 409 is the answer hoped for: returned, not raised (and not logged by opensearch-py).
+    params = {"version": str(version), "version_type": "external_gte", "routing": doc_id, "ignore": _CONFLICT}
+    try:
+        if delete:
+            answer = client.delete(index=index, id=doc_id, params=params)
+        else:
+            answer = client.index(index=index, id=doc_id, body={"cdcsync_version_check": True}, params=params)
+    except TransportError as exc:
+        if not isinstance(exc.status_code, int):  # a connection error: no answer
+            raise
+        return exc.status_code, exc.info.get("error") if isinstance(exc.info, dict) else exc.error
+    conflict = isinstance(answer, dict) and answer.get("status") == _CONFLICT
+    return (_CONFLICT, None) if conflict else (_SUCCESS, None)
+
+
+def _stores_nothing(answers: list[ProbeAnswer]) -> bool:
+    """Whether the answers prove no probe document is left: the first write refused (4xx), or every
+    step as hoped (the last write stale after the delete)."""
+    statuses = tuple(status for status, _ in answers)
+    refused = bool(statuses) and _BAD_REQUEST <= statuses[0] < _SERVER_ERROR
+    return refused or statuses == _HOPED
+
+
+def _delete_probe(client: OpenSearch, index: str, doc_id: str, where: str) -> None:
+    params = {"version": str(_CLEAN_UP_VERSION), "version_type": "external_gte", "routing": doc_id}
+    try:
+        client.delete(index=index, id=doc_id, params={**params, "ignore": _NOT_FOUND})
+    except OpenSearchException as exc:  # best effort: the check's own outcome is what the caller needs
+        path = f"/{quote(index, safe='')}/_doc/{doc_id}?routing={doc_id}"
+        log.warning(
+            '%s; the probe document "%s" may be left in the index: delete it with DELETE %s',
+            opensearch_error(exc, f"{where}: deleting the probe document"),
+            doc_id,
+            path,
+        )
+
+
 def _judge_probe(dialect: Dialect, index: str, answers: list[ProbeAnswer], doing: str) -> None:
-    statuses = [status for status, _ in answers]
+    """Raise for the first answer not hoped for; return when all four are."""
     where = f'{doing}: {dialect.label} index "{index}"'
-    status, error = answers[0]
-    if status in (_TOO_MANY_REQUESTS, _UNAUTHORIZED, _FORBIDDEN) or status >= _SERVER_ERROR:
+    for step, (status, error) in enumerate(answers):
+        got = _SUCCESS if _SUCCESS <= status < _MULTIPLE_CHOICES else status
+        if got == _HOPED[step]:
+            continue
+        if status in (_TOO_MANY_REQUESTS, _UNAUTHORIZED, _FORBIDDEN) or status >= _SERVER_ERROR:
+            raise opensearch_error(
+                TransportError(status, str(error), {"error": error}), f"{where}: {_PROBE_STEPS[step]}"
+            )
+        if step == 0 and status >= _BAD_REQUEST:
+            raise _refused_id(dialect, where, error)
+        if step == 1 and got == _SUCCESS:
+            raise ConfigError(
+                f"{where} applied a write older than the document (version 1 after 2, status {status}): "
+                f"{_UNVERSIONED}"
+            )
+        if step == 2 and status == _CONFLICT:  # noqa: PLR2004
+            raise ConfigError(
+                f"{where} refused a delete newer than the document (version 3 after 2, status {status}): "
+                f"{_UNVERSIONED}"
+            )
+        if step == 3 and got == _SUCCESS:  # noqa: PLR2004
+            setting = "raise index.gc_deletes to 24h" if dialect.has_gc_deletes else "use another target"
+            raise ConfigError(
+                f"{where} forgot a delete at once (an older write was applied after it, status {status}): "
+                f"a replayed write would bring deleted documents back; {setting}"
+            )
+        # anything else (404, another 4xx) is no answer about versions: say what came back
         raise opensearch_error(
-            TransportError(status, str(error), {"error": error}), f"{where}: versioned write"
+            TransportError(status, str(error), {"error": error}), f"{where}: {_PROBE_STEPS[step]}"
         )
-    if status >= _BAD_REQUEST:
-        reason = f"{error.get('type', '')}: {error.get('reason', '')}" if isinstance(error, dict) else error
-        fix = (
-            "cdcsync needs a SEARCH collection: TIMESERIES and VECTORSEARCH collections take no document "
-            "ids, so no versioned writes; move the indices to a SEARCH collection"
-            if dialect.name == "aoss"
-            else "cdcsync writes every document with its own id and version_type=external_gte"
-        )
-        raise ConfigError(f"{where} refused a versioned write with a document id ({reason}); {fix}")
-    if statuses[1] != _CONFLICT:
-        raise ConfigError(
-            f"{where} applied a write older than the document (version 1 after 2, status {statuses[1]}): "
-            "it does not honour version_type=external_gte, so replays would put old states back; "
-            "use a target with external versions (OpenSearch, Elasticsearch, an AOSS SEARCH collection)"
-        )
-    if statuses[3] != _CONFLICT:
-        setting = "raise index.gc_deletes to 24h" if dialect.has_gc_deletes else "use another target"
-        raise ConfigError(
-            f"{where} forgot a delete at once (an older write was applied after it, status {statuses[3]}): "
-            f"a replayed write would bring deleted documents back; {setting}"
-        )
+
+
+_UNVERSIONED = (
+    "it does not honour version_type=external_gte, so replays would put old states back; use a target "
+    "with external versions (OpenSearch, Elasticsearch, an AOSS SEARCH collection)"
+)
+
+
+def _refused_id(dialect: Dialect, where: str, error: Any) -> ConfigError:
+    reason = f"{error.get('type', '')}: {error.get('reason', '')}" if isinstance(error, dict) else error
+    fix = (
+        "cdcsync needs a SEARCH collection: TIMESERIES and VECTORSEARCH collections take no document "
+        "ids, so no versioned writes; move the indices to a SEARCH collection"
+        if dialect.name == "aoss"
+        else "cdcsync writes every document with its own id and version_type=external_gte"
+    )
+    return ConfigError(f"{where} refused a versioned write with a document id ({reason}); {fix}")

@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3
 import pytest
+from opensearchpy.exceptions import RequestError
 
 from cdcsync.entrypoints.aws_lambda import build_runtime
 from cdcsync.entrypoints.cli import main
@@ -126,6 +127,27 @@ def test_targets_indices_apply_creates_index_and_checks_versions(world: World) -
         assert len(probes) == 4, world.seen()
     if world.target.name == "aoss":  # nothing AOSS lacks was asked for
         assert not [path for _, path in world.seen() if path == "/" or "_refresh" in path or "scroll" in path]
+
+
+def test_targets_indices_apply_routing_required_index_passes_the_version_check(world: World) -> None:
+    # GIVEN a mapping with routing whose index requires it on every document request
+    body = {"mappings": {"_routing": {"required": True}, **INDEX_BODY["mappings"]}}
+    (world.tmp / "mappings.yaml").write_text(
+        f'table: {world.table}\nindex: {world.index}\nid: "{{Pk}}"\nrouting: "{{Pk}}"\n'
+        f"index_body: {json.dumps(body)}\n"
+    )
+    # WHEN indices apply creates the index and checks it
+    code, out, _ = world.cli("indices", "apply")
+    # THEN the probe (routed like any document) passes and leaves nothing
+    assert (code, out) == (0, f"{world.index}: created\n")
+    assert world.target.admin.indices.get_mapping(index=world.index)[world.index]["mappings"]["_routing"] == {
+        "required": True
+    }
+    assert world.docs() == {}
+    # AND the index does require routing: a document without one is refused
+    with pytest.raises(RequestError) as refused:
+        world.target.admin.index(index=world.index, id="x", body={})
+    assert refused.value.error == "routing_missing_exception"
 
 
 def test_targets_backfill_verify_and_repair_converge(world: World) -> None:

@@ -500,6 +500,9 @@ def test_lambda_files_run_the_contract_handler_on_python312_arm64(path: str, set
     assert env["CDCSYNC_DLQ"]["Fn::" + ("Sub" if env_key == "Environment" else "Join")]
     assert env["CDCSYNC_MAPPINGS"] == "/var/task/mappings"
     assert {name.removeprefix("CDCSYNC_").lower() for name in env} <= set(Settings.model_fields)
+    # AND the target is named: an OpenSearch Service domain, so the first event sends no GET / (which
+    # the role, scoped to the index, may not send)
+    assert env["CDCSYNC_TARGET"] == "opensearch"
 
 
 def test_sam_template_role_allows_only_what_cdcsync_needs() -> None:
@@ -520,27 +523,41 @@ def test_sam_template_role_allows_only_what_cdcsync_needs() -> None:
         ],
         "ReadItems": ["dynamodb:BatchGetItem", "dynamodb:GetItem"],
         "WriteIndex": ["es:ESHttpGet", "es:ESHttpPost", "es:ESHttpPut"],
+        "CheckIndexExists": ["es:ESHttpHead"],
+        "DeleteVersionProbe": ["es:ESHttpDelete"],
         "WriteLogs": ["logs:CreateLogStream", "logs:PutLogEvents"],
     }
     assert all(s["Effect"] == "Allow" and s["Resource"] != "*" for s in statements)
     # AND OpenSearch only under the mapped index's path: cdcsync posts _bulk to /{index}/_bulk, so
-    # the domain root's /_bulk (which could name any index in its body) is not granted
-    index_paths = next(s["Resource"] for s in statements if s["Sid"] == "WriteIndex")
-    assert [path["Fn::Sub"].split(":domain/", 1)[1] for path in index_paths] == [
-        "${OpenSearchDomainName}/${IndexName}",
-        "${OpenSearchDomainName}/${IndexName}/*",
-    ]
+    # the domain root's /_bulk (which could name any index in its body) is not granted; the
+    # external-version check's HEAD /{index} and DELETE /{index}/_doc/{id} only there too (never
+    # DELETE /{index}: the index itself)
+    paths = {
+        s["Sid"]: [path["Fn::Sub"].split(":domain/", 1)[1] for path in s["Resource"]]
+        for s in statements
+        if s["Sid"] in ("WriteIndex", "CheckIndexExists", "DeleteVersionProbe")
+    }
+    assert paths == {
+        "WriteIndex": ["${OpenSearchDomainName}/${IndexName}", "${OpenSearchDomainName}/${IndexName}/*"],
+        "CheckIndexExists": ["${OpenSearchDomainName}/${IndexName}"],
+        "DeleteVersionProbe": ["${OpenSearchDomainName}/${IndexName}/_doc/*"],
+    }
 
 
 def test_serverless_role_writes_only_under_the_index_path() -> None:
-    # GIVEN the serverless.yml role's OpenSearch statement
+    # GIVEN the serverless.yml role's OpenSearch statements
     provider = _cloudformation(DEPLOY / "lambda" / "serverless.yml")["provider"]
     statements = provider["iam"]["role"]["statements"]
-    (opensearch,) = [s for s in statements if any(str(a).startswith("es:") for a in s["Action"])]
-    # THEN it names the mapped index's paths only, not the domain root's /_bulk
-    assert [path.split(":domain/", 1)[1] for path in opensearch["Resource"]] == [
-        "${param:openSearchDomainName}/${param:indexName}",
-        "${param:openSearchDomainName}/${param:indexName}/*",
+    opensearch = [s for s in statements if any(str(a).startswith("es:") for a in s["Action"])]
+    # THEN they name the mapped index's paths only, not the domain root's /_bulk, and grant the
+    # external-version check's HEAD /{index} and DELETE /{index}/_doc/{id} (never DELETE /{index})
+    index = "${param:openSearchDomainName}/${param:indexName}"
+    assert [
+        (sorted(s["Action"]), [path.split(":domain/", 1)[1] for path in s["Resource"]]) for s in opensearch
+    ] == [
+        (["es:ESHttpGet", "es:ESHttpPost", "es:ESHttpPut"], [index, f"{index}/*"]),
+        (["es:ESHttpHead"], [index]),
+        (["es:ESHttpDelete"], [f"{index}/_doc/*"]),
     ]
 
 

@@ -229,7 +229,8 @@ def _answer(*statuses: int, error: dict[str, str] | None = None) -> list[tuple[i
 
 
 def test_judge_probe_versions_honoured_passes() -> None:
-    _judge_probe(OPENSEARCH, "users", _answer(201, 409, 200, 409), "indices apply")
+    # every answer as hoped (any 2xx for the writes and the delete, 409 for the stale writes): no error
+    assert _judge_probe(OPENSEARCH, "users", _answer(201, 409, 200, 409), "indices apply") is None
 
 
 @pytest.mark.parametrize(
@@ -257,6 +258,14 @@ def test_judge_probe_versions_honoured_passes() -> None:
             "after 2, status 200): it does not honour version_type=external_gte, so replays would put "
             "old states "
             "back; use a target with external versions (OpenSearch, Elasticsearch, an AOSS SEARCH "
+            "collection)",
+        ),
+        (
+            OPENSEARCH,
+            _answer(201, 409, 409),
+            'indices apply: OpenSearch index "users" refused a delete newer than the document (version 3 '
+            "after 2, status 409): it does not honour version_type=external_gte, so replays would put old "
+            "states back; use a target with external versions (OpenSearch, Elasticsearch, an AOSS SEARCH "
             "collection)",
         ),
         (
