@@ -426,3 +426,34 @@ def test_cli_validate_hostile_yaml_exits_1_with_file_line_in_bounded_time(
     assert done.stderr == f"{line.format(path=path)}\n1 problem in {path}\n"
     assert (done.returncode, done.stdout) == (1, "")
     assert seconds < 30  # a few hundred milliseconds here; 12.7 s before
+
+
+# --- secrets ---------------------------------------------------------------------------------------
+
+API_KEY = "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw"  # a fake, to look for
+
+
+@pytest.mark.parametrize("debug", [[], ["--debug"]])
+def test_cli_api_key_with_line_break_exits_2_without_showing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], debug: list[str]
+) -> None:
+    # GIVEN an API key pasted with base64's line break (nothing listens on port 9: no request may be sent)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_ALLOW_INSECURE", "true")
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_AUTH", "apikey")
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_API_KEY", f"{API_KEY}\n==")
+    monkeypatch.setenv("CDCSYNC_TARGET", "opensearch")
+    monkeypatch.setenv("CDCSYNC_MAPPINGS", str(ROOT / "mappings"))
+    # WHEN a command that talks to OpenSearch runs
+    code = main([*debug, "indices", "apply"])
+    out, err = capsys.readouterr()
+    # THEN it stops as a configuration error (exit 2) with one line, the key nowhere in the output
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        "cdcsync: CDCSYNC_OPENSEARCH_API_KEY: expected the API key on one line in visible ASCII (the encoded "
+        "value, or ID:KEY), got a hidden value with a line break inside; join the key onto one line"
+    )
+    assert len(err.splitlines()) == 1 or debug
+    for part in (API_KEY[:12], API_KEY[20:32], API_KEY[-12:]):
+        assert part not in out + err
