@@ -13,7 +13,7 @@ mget) holds 12345678901234567.89, not the float 1.2345678901234568e16.
 
 ``opensearch_error`` turns a failed call of a command (not a bulk write: the bulk writer judges
 those per item) into our error tree: no answer, 429 and 5xx are transient, refused credentials are
-configuration, the rest fatal. ``ELASTIC_CLIENT_APIVERSIONING`` is refused (see
+configuration, the rest fatal. ``ELASTIC_CLIENT_APIVERSIONING=1`` is refused (see
 ``refuse_compatibility_headers``); every other difference between targets is ``sink/target.py``'s.
 """
 
@@ -202,11 +202,11 @@ def refuse_compatibility_headers() -> None:
     application/vnd.elasticsearch+json;compatible-with=7`` with a plain ``Content-Type:
     application/json``: Elasticsearch 8 refuses every request with a body for the mismatch, and
     Elasticsearch 9 refuses compatible-with=7 outright. cdcsync speaks each target's own API.
+    opensearch-py acts on the value ``1`` only (``connection/base.py``); any other value is left alone.
     """
-    value = os.environ.get(COMPATIBILITY_SWITCH)
-    if value:
+    if os.environ.get(COMPATIBILITY_SWITCH) == "1":
         raise ConfigError(
-            f"{COMPATIBILITY_SWITCH}={value} is set: opensearch-py would send a versioned Accept header "
+            f"{COMPATIBILITY_SWITCH}=1 is set: opensearch-py would send a versioned Accept header "
             "(compatible-with=7) without a versioned Content-Type, which Elasticsearch 8 refuses for every "
             f"request with a body and Elasticsearch 9 refuses always; unset {COMPATIBILITY_SWITCH} (cdcsync "
             "speaks each target's own API and needs no compatibility mode)"

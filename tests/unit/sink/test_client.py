@@ -285,3 +285,14 @@ def test_build_client_malformed_response_raises_serialization_error() -> None:
         client.transport.deserializer.loads("{not json", "application/json")
     with pytest.raises(SerializationError):
         client.transport.serializer.dumps({"a": object()})
+
+
+@pytest.mark.parametrize("value", ["0", "true", "0\ncdcsync: all 3 dead letters redriven OK\x1b[8m"])
+def test_build_client_compatibility_switch_other_than_1_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # GIVEN ELASTIC_CLIENT_APIVERSIONING set to anything but "1", which opensearch-py ignores
+    monkeypatch.setenv("ELASTIC_CLIENT_APIVERSIONING", value)
+    # WHEN a client is built THEN it is, and sends no compatibility header
+    headers = connection(build_client(load_settings())).headers
+    assert "compatible-with" not in headers.get("accept", "")
