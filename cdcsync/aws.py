@@ -9,10 +9,11 @@ profiles, roles). A client without a region is a ``ConfigError`` naming both var
 **Errors.** ``aws_error`` turns a failed AWS call into our error tree, the same way for every
 backend (``error_kind`` decides):
 
-    transient      connection refused, reset or timed out; throttling; 5xx   -> TransientError (exit 1)
+    transient      connection refused, reset or timed out; throttling (KMS's
+                   too); 5xx; the container credential endpoint failing      -> TransientError (exit 1)
     configuration  no region, no or bad credentials, access denied (the
                    permission named), a table / queue / bucket that does not
-                   exist                                                       -> ConfigError (exit 2)
+                   exist, a KMS key disabled, missing or not allowed          -> ConfigError (exit 2)
     fatal          anything else AWS refused                                   -> FatalError (exit 1)
 
 Callers that give a code a meaning of their own (a stream gone, a lost condition) check it with
@@ -25,6 +26,7 @@ import os
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import boto3
+from botocore.credentials import ContainerProvider
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -71,6 +73,9 @@ TRANSIENT_CODES = frozenset(
         "ServiceUnavailableException",
         "RequestTimeout",
         "RequestTimeoutException",
+        # the KMS key of an encrypted queue or bucket is rate-limited
+        "KmsThrottled",
+        "KMS.ThrottlingException",
     }
 )
 THROTTLING_CODES = frozenset(
@@ -81,9 +86,26 @@ ACCESS_DENIED_CODES = frozenset(
         "AccessDenied",
         "AccessDeniedException",
         "AWS.SimpleQueueService.AccessDenied",
+        "AllAccessDisabled",
+    }
+)
+# The KMS key of an encrypted queue or bucket cannot be used: the key, its state or the role's right
+# to use it needs a fix. SQS's JSON codes (Kms*) and the KMS.* spellings of the query protocol and S3.
+KMS_CODES = frozenset(
+    {
+        "KmsAccessDenied",
+        "KmsDisabled",
+        "KmsInvalidKeyUsage",
+        "KmsInvalidState",
+        "KmsNotFound",
+        "KmsOptInRequired",
         "KMS.AccessDeniedException",
         "KMS.AccessDenied",
-        "AllAccessDisabled",
+        "KMS.DisabledException",
+        "KMS.InvalidKeyUsageException",
+        "KMS.KMSInvalidStateException",
+        "KMS.NotFoundException",
+        "KMS.OptInRequired",
     }
 )
 CREDENTIALS_CODES = frozenset(
@@ -187,9 +209,17 @@ def _status(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
 
 
+def _container_credentials_failed(exc: BaseException) -> bool:
+    """The ECS / EKS Pod Identity credential endpoint did not answer with credentials (botocore
+    retries it briefly, then gives up): an agent restarting, not a configuration to fix."""
+    if not isinstance(exc, CredentialRetrievalError):
+        return False
+    return bool(exc.kwargs.get("provider") == ContainerProvider.METHOD)
+
+
 def error_kind(exc: BaseException) -> ErrorKind:
     """What the caller does next about a failed AWS call (see the module docstring)."""
-    if isinstance(exc, _NETWORK):
+    if isinstance(exc, _NETWORK) or _container_credentials_failed(exc):
         return "transient"
     if isinstance(exc, (NoRegionError, *_CREDENTIALS)):
         return "configuration"
@@ -198,7 +228,7 @@ def error_kind(exc: BaseException) -> ErrorKind:
         code = error_code(exc)
         if code in TRANSIENT_CODES or _status(exc) >= _SERVER_ERROR:
             kind = "transient"
-        elif code in ACCESS_DENIED_CODES or code in CREDENTIALS_CODES or code in MISSING_CODES:
+        elif code in ACCESS_DENIED_CODES | CREDENTIALS_CODES | MISSING_CODES | KMS_CODES:
             kind = "configuration"
     return kind
 
@@ -218,6 +248,8 @@ def describe_failure(exc: BaseException, *, permission: str | None = None, missi
         text = NO_REGION
     elif isinstance(exc, _NETWORK):
         text = f"cannot reach AWS ({exc}); check the network and AWS_ENDPOINT_URL*"
+    elif _container_credentials_failed(exc):
+        text = f"the container credential endpoint did not give AWS credentials ({exc}); it may be restarting"
     elif isinstance(exc, _CREDENTIALS) or code in CREDENTIALS_CODES:
         text = (
             f"no valid AWS credentials ({code}: {error_message(exc)}); "
@@ -226,6 +258,11 @@ def describe_failure(exc: BaseException, *, permission: str | None = None, missi
     elif code in ACCESS_DENIED_CODES:
         grant = f"grant {permission}" if permission else "check the IAM permissions"
         text = f"access denied ({code}: {error_message(exc)}); {grant}"
+    elif code in KMS_CODES:
+        text = (
+            f"its KMS key cannot be used ({code}: {error_message(exc)}); check that the key exists and is "
+            "enabled, and that this role may use it (kms:GenerateDataKey, kms:Decrypt)"
+        )
     elif code in MISSING_CODES:
         region = region_from_environment() or os.environ.get("AWS_DEFAULT_REGION") or "the configured region"
         text = missing or f"does not exist in region {region} ({code}); check the name and AWS_REGION"

@@ -24,7 +24,8 @@ Decisions:
   ``cdcsync preview --table T --key ...`` prints) or without it, and its document id hidden.
 - Secrets are masked by a filter on our handler, so third-party log lines are covered too: values
   of extra fields named like password/secret/token/authorization, ``user:pass@`` in URLs, and
-  ``password=...``-style pairs and Authorization headers in messages, extra strings and tracebacks.
+  ``password=...``-style pairs, Authorization headers and ``ApiKey``/``Basic``/``Bearer`` values in
+  messages, extra strings and tracebacks.
 - Untrusted text stays text: item values, keys and reasons can hold terminal escape sequences and
   line breaks. Text lines escape every non-printable character (``\\x1b``, ``\\n``); JSON lines
   write them as ``\\u`` escapes, DEL, C1 and U+202E included (``cdcsync.printable``).
@@ -96,6 +97,9 @@ _TEXT_SECRETS = (
     ),
     # Authorization: Basic dXNlcjpwYXNz / Bearer ... / AWS4-HMAC-SHA256 Credential=..., Signature=...
     (re.compile(r"""(?i)\b(authorization["']?\s*[:=]\s*["']?)[^\n"']+"""), rf"\1{MASK}"),
+    # a header value quoted without its name: http.client's "Invalid header value b'ApiKey ...'".
+    # The schemes as clients spell them (a lowercase "basic credentials" is prose, not a header).
+    (re.compile(r"""\b(ApiKey|Basic|Bearer) [^\s"']+"""), rf"\1 {MASK}"),
 )
 
 

@@ -12,6 +12,9 @@ Decisions the contract leaves open:
 - AWS endpoints and credentials are not settings: boto3 reads its own configuration.
 - Error messages never contain a secret's value, and neither does the chained ValidationError
   (``hide_input_in_errors``).
+- ``CDCSYNC_OPENSEARCH_API_KEY`` must be one word of visible ASCII once surrounding whitespace is
+  dropped: a key pasted with base64's line break at 76 characters would otherwise fail in the HTTP
+  library, whose refusal quotes the whole header, key included, as a "does not answer" error.
 - Values shown in error messages are escaped (``cdcsync.printable``): a value with a newline or a
   terminal escape sequence cannot break the one-line-per-problem message or forge a line.
 """
@@ -260,6 +263,27 @@ class Settings(BaseSettings):
             return tuple(_check_opensearch_url(str(url)) for url in value)
         return value
 
+    @field_validator("opensearch_api_key")
+    @classmethod
+    def _check_api_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """One word of visible ASCII, as Elasticsearch hands it out; surrounding whitespace dropped.
+
+        HTTP refuses a header with a line break in it (and http.client's refusal quotes the whole
+        header, key included): a pasted key wrapped at 76 characters fails here, without its value.
+        """
+        if value is None:
+            return None
+        key = value.get_secret_value().strip()
+        problem = _api_key_problem(key)
+        if problem:
+            raise PydanticCustomError(
+                "cdcsync_setting",
+                "expected the API key on one line in visible ASCII (the encoded value, or ID:KEY), "
+                "got a hidden value {problem}",
+                {"problem": problem},
+            )
+        return SecretStr(key)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -431,6 +455,23 @@ def cloud_id_url(cloud_id: str) -> str:
     if not host or not es_id or not port.isdigit():
         raise ValueError(f"expected {expected}, got a value that decodes to no HOST$ES_ID")
     return f"https://{es_id}.{host}:{port}"
+
+
+def _api_key_problem(key: str) -> str | None:
+    """What keeps ``key`` (already stripped) from being one word of visible ASCII; never the key."""
+    if not key:
+        return "of only whitespace; set the key"
+    problem = None
+    for character in key:
+        if character in "\r\n":
+            return "with a line break inside; join the key onto one line"
+        if character.isspace():
+            problem = problem or "with whitespace inside; remove it"
+        elif not character.isprintable():
+            problem = problem or "with a control character inside; copy the key again"
+        elif not character.isascii():
+            problem = problem or "with a non-ASCII character inside; copy the key again"
+    return problem
 
 
 def load_settings(**overrides: Any) -> Settings:

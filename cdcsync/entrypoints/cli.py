@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,8 +23,8 @@ from cdcsync import __version__
 from cdcsync.aws import aws_client, aws_error, aws_session
 from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.entrypoints.preview import add_preview_parser
-from cdcsync.errors import CdcsyncError, MappingError
-from cdcsync.logs import configure_logging, redact_text
+from cdcsync.errors import CdcsyncError, MappingError, SettingsError
+from cdcsync.logs import TextFormatter, configure_logging, redact_text
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.mapping.filter_criteria import filter_criteria
 from cdcsync.mapping.loader import load_mappings
@@ -434,21 +433,42 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report(exc: Exception, *, debug: bool) -> int:
-    """One line on stderr for ``exc`` and the exit code its kind promises (the module docstring)."""
+    """One line on stderr for ``exc`` and the exit code its kind promises (the module docstring).
+
+    Messages quote what others wrote (item keys and values, queued messages, environment values,
+    OpenSearch's reasons): every control character is escaped (``printable``), so nothing can move
+    the cursor, clear the screen or print a line of its own. Settings and mapping errors list one
+    problem a line: those line breaks stay, each problem escaped.
+    """
     error = _ours(exc)
     if debug or logging.getLogger("cdcsync").isEnabledFor(logging.DEBUG):
-        text = "".join(traceback.format_exception(exc))
-        print(redact_text(text).rstrip("\n"), file=sys.stderr)
+        text = TextFormatter().formatException((type(exc), exc, exc.__traceback__))
+        print(_shown(text.split("\n")), file=sys.stderr)
     if error is None:
         print(
-            f"cdcsync: unexpected {type(exc).__name__}: {redact_text(str(exc))} (a bug in cdcsync; "
+            f"cdcsync: unexpected {type(exc).__name__}: {_shown([str(exc)])} (a bug in cdcsync; "
             "run again with --debug for the traceback and report it)",
             file=sys.stderr,
         )
         return EXIT_PROBLEMS
     suffix = f" ({RUN_AGAIN})" if error.kind == "transient" else ""
-    print(f"cdcsync: {error}{suffix}", file=sys.stderr)
+    print(f"cdcsync: {_shown(_problems(error))}{suffix}", file=sys.stderr)
     return EXIT_CONFIG if error.kind == "configuration" else EXIT_PROBLEMS
+
+
+def _problems(error: CdcsyncError) -> list[str]:
+    """The problems ``error`` lists, one a line: mapping problems, settings problems (which settings
+    escape and join with line breaks themselves), else the one message."""
+    if isinstance(error, MappingError):
+        return [str(problem) for problem in error.problems]
+    if isinstance(error, SettingsError):
+        return str(error).split("\n")
+    return [str(error)]
+
+
+def _shown(lines: list[str]) -> str:
+    """``lines`` joined by line breaks, each escaped (``printable``) and its secrets masked."""
+    return "\n".join(redact_text(printable(line)) for line in lines)
 
 
 def _ours(exc: Exception) -> CdcsyncError | None:

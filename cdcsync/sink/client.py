@@ -12,8 +12,9 @@ JSON goes both ways with exact numbers (``ExactJSONSerializer``), so a document 
 mget) holds 12345678901234567.89, not the float 1.2345678901234568e16.
 
 ``opensearch_error`` turns a failed call of a command (not a bulk write: the bulk writer judges
-those per item) into our error tree: no answer, 429 and 5xx are transient, refused credentials are
-configuration, the rest fatal. ``ELASTIC_CLIENT_APIVERSIONING`` is refused (see
+those per item) into our error tree: no answer, 429 and 5xx are transient; refused credentials, an
+untrusted TLS certificate and a request the HTTP library refuses to send (a header value with a line
+break) are configuration; the rest fatal. ``ELASTIC_CLIENT_APIVERSIONING=1`` is refused (see
 ``refuse_compatibility_headers``); every other difference between targets is ``sink/target.py``'s.
 """
 
@@ -33,8 +34,9 @@ from opensearchpy.exceptions import OpenSearchException, SerializationError, Tra
 from opensearchpy.helpers.signer import Urllib3AWSV4SignerAuth
 from opensearchpy.serializer import JSONSerializer
 from pydantic import SecretStr
+from urllib3.util.ssl_match_hostname import CertificateError
 
-from cdcsync.aws import REGION_HELP, aws_session
+from cdcsync.aws import REGION_HELP, aws_session, describe_failure, is_transient
 from cdcsync.errors import CdcsyncError, ConfigError, FatalError, TransientError
 from cdcsync.logs import redact_text
 from cdcsync.settings import Settings
@@ -117,6 +119,8 @@ def _sigv4(settings: Settings, session: boto3.Session | None) -> Urllib3AWSV4Sig
     try:
         credentials = session.get_credentials()
     except BotoCoreError as exc:  # a broken profile, a failing credential_process, ...
+        if is_transient(exc):  # the container credential endpoint failing for a moment
+            raise TransientError(f"CDCSYNC_OPENSEARCH_AUTH=sigv4: {describe_failure(exc)}") from exc
         raise ConfigError(
             f"CDCSYNC_OPENSEARCH_AUTH=sigv4 but boto3 could not load AWS credentials: {exc} "
             "(fix the AWS profile or environment)"
@@ -202,11 +206,11 @@ def refuse_compatibility_headers() -> None:
     application/vnd.elasticsearch+json;compatible-with=7`` with a plain ``Content-Type:
     application/json``: Elasticsearch 8 refuses every request with a body for the mismatch, and
     Elasticsearch 9 refuses compatible-with=7 outright. cdcsync speaks each target's own API.
+    opensearch-py acts on the value ``1`` only (``connection/base.py``); any other value is left alone.
     """
-    value = os.environ.get(COMPATIBILITY_SWITCH)
-    if value:
+    if os.environ.get(COMPATIBILITY_SWITCH) == "1":
         raise ConfigError(
-            f"{COMPATIBILITY_SWITCH}={value} is set: opensearch-py would send a versioned Accept header "
+            f"{COMPATIBILITY_SWITCH}=1 is set: opensearch-py would send a versioned Accept header "
             "(compatible-with=7) without a versioned Content-Type, which Elasticsearch 8 refuses for every "
             f"request with a body and Elasticsearch 9 refuses always; unset {COMPATIBILITY_SWITCH} (cdcsync "
             "speaks each target's own API and needs no compatibility mode)"
@@ -220,6 +224,17 @@ def opensearch_error(exc: OpenSearchException, doing: str) -> CdcsyncError:
     """Our error for a failed OpenSearch call: ``<doing>: <what happened>; <what to do>``."""
     if isinstance(exc, OpenSearchConnectionError):  # refused, reset, timed out, TLS failed
         cause = exc.info if isinstance(exc.info, Exception) else exc.error
+        if _certificate_refused(cause):  # the same certificate answers next time
+            return ConfigError(
+                f"{doing}: OpenSearch's TLS certificate is not trusted ({redact_text(str(cause))}); point "
+                "SSL_CERT_FILE at the CA that signed it and check the host name in CDCSYNC_OPENSEARCH_URL "
+                "(CDCSYNC_OPENSEARCH_VERIFY_CERTS=false is for local development only)"
+            )
+        if isinstance(cause, ValueError):  # refused before sending (a header value, the URL): no network
+            return ConfigError(
+                f"{doing}: cdcsync could not build its request to OpenSearch ({redact_text(str(cause))}); "
+                "check CDCSYNC_OPENSEARCH_URL and the credentials CDCSYNC_OPENSEARCH_AUTH uses"
+            )
         return TransientError(
             f"{doing}: OpenSearch does not answer ({redact_text(str(cause))}); check that it runs and "
             "CDCSYNC_OPENSEARCH_URL"
@@ -231,6 +246,19 @@ def opensearch_error(exc: OpenSearchException, doing: str) -> CdcsyncError:
     if isinstance(status, int) and (status == _TOO_MANY_REQUESTS or status >= _SERVER_ERROR):
         return TransientError(f"{text} (busy or unavailable)")
     return FatalError(text)
+
+
+def _certificate_refused(cause: object) -> bool:
+    """Whether a connection failed the TLS certificate check (urllib3 wraps the ``ssl`` error)."""
+    seen: list[object] = [cause]
+    while seen:
+        error = seen.pop()
+        if isinstance(error, ssl.SSLCertVerificationError | CertificateError):
+            return True
+        if isinstance(error, BaseException):
+            seen.extend(arg for arg in error.args if isinstance(arg, BaseException))
+            seen.extend(link for link in (error.__cause__, error.__context__) if link is not None)
+    return False
 
 
 def _reason(exc: OpenSearchException) -> str:

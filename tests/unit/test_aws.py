@@ -8,6 +8,7 @@ import pytest
 from botocore.exceptions import ClientError as BotoClientError
 from botocore.exceptions import (
     ConnectTimeoutError,
+    CredentialRetrievalError,
     EndpointConnectionError,
     NoCredentialsError,
     NoRegionError,
@@ -80,6 +81,21 @@ def test_aws_client_no_region_raises_config_error_naming_both_variables(
         (client_error("NoSuchBucket", 404), "configuration"),
         (client_error("ValidationException"), "fatal"),
         (ParamValidationError(report="bad"), "fatal"),
+        # an SQS queue or S3 bucket encrypted with a KMS key: throttled is transient, the rest a fix
+        (client_error("KmsThrottled"), "transient"),
+        (client_error("KMS.ThrottlingException"), "transient"),
+        (client_error("KmsAccessDenied"), "configuration"),
+        (client_error("KmsDisabled"), "configuration"),
+        (client_error("KmsNotFound"), "configuration"),
+        (client_error("KmsInvalidState"), "configuration"),
+        (client_error("KmsInvalidKeyUsage"), "configuration"),
+        (client_error("KmsOptInRequired"), "configuration"),
+        (client_error("KMS.DisabledException"), "configuration"),
+        (client_error("KMS.NotFoundException"), "configuration"),
+        # the ECS / EKS Pod Identity credential endpoint failing for a moment: try again
+        (CredentialRetrievalError(provider="container-role", error_msg="timed out"), "transient"),
+        # a failing credential_process is the profile's to fix
+        (CredentialRetrievalError(provider="custom-process", error_msg="exit 1"), "configuration"),
     ],
 )
 def test_error_kind_each_failure_one_kind_for_every_backend(failure: Exception, kind: ErrorKind) -> None:
@@ -111,6 +127,25 @@ def test_error_kind_each_failure_one_kind_for_every_backend(failure: Exception, 
             client_error("ValidationException", message="bad key"),
             FatalError,
             "DescribeTable table Orders: ValidationException: bad key",
+        ),
+        (
+            client_error("KmsDisabled", message="The key is disabled"),
+            ConfigError,
+            "DescribeTable table Orders: its KMS key cannot be used (KmsDisabled: The key is disabled); "
+            "check that the key exists and is enabled, and that this role may use it (kms:GenerateDataKey, "
+            "kms:Decrypt)",
+        ),
+        (
+            client_error("KmsThrottled", message="Rate exceeded"),
+            TransientError,
+            "DescribeTable table Orders: KmsThrottled: Rate exceeded",
+        ),
+        (
+            CredentialRetrievalError(provider="container-role", error_msg="Read timeout on endpoint URL"),
+            TransientError,
+            "DescribeTable table Orders: the container credential endpoint did not give AWS credentials "
+            "(Error when retrieving credentials from container-role: Read timeout on endpoint URL); "
+            "it may be restarting",
         ),
     ],
 )

@@ -17,7 +17,15 @@ import cdcsync
 from cdcsync.dlq import DeadLetter, DeadLetterError
 from cdcsync.dlq.file import FileDeadLetterQueue
 from cdcsync.entrypoints.cli import main
-from cdcsync.errors import ConfigError, FatalError, PlanError, TransientError
+from cdcsync.errors import (
+    ConfigError,
+    FatalError,
+    MappingError,
+    MappingProblem,
+    PlanError,
+    SettingsError,
+    TransientError,
+)
 
 ROOT = Path(__file__).parents[2]
 
@@ -444,3 +452,115 @@ def test_cli_validate_hostile_yaml_exits_1_with_file_line_in_bounded_time(
     assert done.stderr == f"{line.format(path=path)}\n1 problem in {path}\n"
     assert (done.returncode, done.stdout) == (1, "")
     assert seconds < 30  # a few hundred milliseconds here; 12.7 s before
+
+
+# --- secrets ---------------------------------------------------------------------------------------
+
+API_KEY = "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw"  # a fake, to look for
+
+
+@pytest.mark.parametrize("debug", [[], ["--debug"]])
+def test_cli_api_key_with_line_break_exits_2_without_showing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], debug: list[str]
+) -> None:
+    # GIVEN an API key pasted with base64's line break (nothing listens on port 9: no request may be sent)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_ALLOW_INSECURE", "true")
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_AUTH", "apikey")
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_API_KEY", f"{API_KEY}\n==")
+    monkeypatch.setenv("CDCSYNC_TARGET", "opensearch")
+    monkeypatch.setenv("CDCSYNC_MAPPINGS", str(ROOT / "mappings"))
+    # WHEN a command that talks to OpenSearch runs
+    code = main([*debug, "indices", "apply"])
+    out, err = capsys.readouterr()
+    # THEN it stops as a configuration error (exit 2) with one line, the key nowhere in the output
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        "cdcsync: CDCSYNC_OPENSEARCH_API_KEY: expected the API key on one line in visible ASCII (the encoded "
+        "value, or ID:KEY), got a hidden value with a line break inside; join the key onto one line"
+    )
+    assert len(err.splitlines()) == 1 or debug
+    for part in (API_KEY[:12], API_KEY[20:32], API_KEY[-12:]):
+        assert part not in out + err
+
+
+# --- untrusted text in the error line ----------------------------------------------------------------
+
+
+def test_cli_dlq_show_letter_with_hostile_extra_key_prints_one_escaped_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a stored letter with an extra key that clears the screen and forges a line (anyone who can
+    # send to the queue can write one)
+    at = dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.UTC)
+    letter = DeadLetter(
+        record={},
+        table="Users",
+        keys={"UserId": {"S": "u1"}},
+        sequence_number="111",
+        error=DeadLetterError(status=400, type="mapper_parsing_exception", reason="bad"),
+        attempts=1,
+        first_failure_at=at,
+        last_failure_at=at,
+    )
+    hostile = {**json.loads(letter.to_json()), FORGED: 1}
+    (tmp_path / "dlq.jsonl").write_text(json.dumps(hostile) + "\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CDCSYNC_DLQ", f"file://{tmp_path / 'dlq.jsonl'}")
+    # WHEN the operator lists the dead letters
+    code = main(["dlq", "show"])
+    # THEN the error is one line with the key's control characters escaped
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"cdcsync: {tmp_path / 'dlq.jsonl'}:1: not a dead letter ({FORGED_SHOWN}: Extra inputs are not "
+        "permitted); fix or delete this entry, then read again\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (FatalError(f"stopped on {FORGED}"), f"cdcsync: stopped on {FORGED_SHOWN}"),
+        (
+            TransientError(f"busy {FORGED}"),
+            f"cdcsync: busy {FORGED_SHOWN} (nothing was lost; run the command again)",
+        ),
+        (
+            ValueError(FORGED),
+            f"cdcsync: unexpected ValueError: {FORGED_SHOWN} (a bug in cdcsync; run "
+            "again with --debug for the traceback and report it)",
+        ),
+        (
+            # several settings problems: one line each, each escaped (settings escape their values)
+            SettingsError("CDCSYNC_X: expected a, got \x1b[8m\nCDCSYNC_Y: expected b, got \x9b"),
+            "cdcsync: CDCSYNC_X: expected a, got \\x1b[8m\nCDCSYNC_Y: expected b, got \\x9b",
+        ),
+        (
+            MappingError([MappingProblem("m.yaml", 3, f"bad {FORGED}"), MappingProblem("m.yaml", 4, "x")]),
+            f"cdcsync: m.yaml:3: bad {FORGED_SHOWN}\nm.yaml:4: x",
+        ),
+    ],
+)
+@pytest.mark.parametrize("debug", [[], ["--debug"]])
+def test_cli_error_with_control_characters_prints_them_escaped(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: Exception,
+    line: str,
+    debug: list[str],
+) -> None:
+    # GIVEN a command failing with a message that quotes hostile text
+    def failing(_args: object) -> int:
+        raise error
+
+    monkeypatch.setattr("cdcsync.entrypoints.cli._filters", failing)
+    # WHEN it runs (with or without --debug)
+    main([*debug, "filters", "--table", "T"])
+    err = capsys.readouterr().err
+    # THEN the error line is the message with every control character escaped, and nothing raw is shown
+    assert err.endswith(f"\n{line}\n" if debug else f"{line}\n")
+    assert err == f"{line}\n" or debug
+    assert all(shown.isprintable() for shown in err.splitlines())
+    if debug:
+        assert err.startswith("Traceback (most recent call last):\n")

@@ -317,6 +317,13 @@ def test_configure_logging_format_unset_on_a_pty_writes_text() -> None:
         ),
         ('body {"api_key": "k-123", "user": "ann"}', 'body {"api_key": "***", "user": "ann"}'),
         ("Authorization: Bearer eyJhbGciOi", "Authorization: ***"),
+        # a header value quoted without its name (http.client's refusal of a key with a line break)
+        (
+            "OpenSearch does not answer (Invalid header value b'ApiKey VnVhQ2ZHY0JDZGJr\\n==')",
+            "OpenSearch does not answer (Invalid header value b'ApiKey ***')",
+        ),
+        ("sent Basic YWRtaW46aHVudGVyMg== to search", "sent Basic *** to search"),
+        ('{"headers": ["Bearer eyJhbGciOi.eyJzdWIi.c2ln"]}', '{"headers": ["Bearer ***"]}'),
         # left alone: no secret value in them
         ("token bucket empty, waiting", "token bucket empty, waiting"),
         (
@@ -324,6 +331,7 @@ def test_configure_logging_format_unset_on_a_pty_writes_text() -> None:
             "CDCSYNC_OPENSEARCH_PASSWORD: expected a string, got a hidden value",
         ),
         ("mailto:ann@example.com", "mailto:ann@example.com"),
+        ("apikey credentials go to http://search:9200", "apikey credentials go to http://search:9200"),
         # an @, / ? or # in the password: user info ends at the last @ of the URL (a host never holds
         # one), so a path holding an @ is masked too (http://host/a@b): it cannot be told apart
         ("to https://admin:p@ssw0rd@search:443 now", "to https://***@search:443 now"),

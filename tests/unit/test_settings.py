@@ -545,3 +545,56 @@ def test_settings_metrics_host_port_splits_addr(addr: str, host_port: tuple[str,
     # GIVEN / WHEN a metrics address is set
     # THEN it splits into what an HTTP server binds
     assert load_settings(metrics_addr=addr).metrics_host_port == host_port
+
+
+# A distinctive fake key (Elasticsearch's "encoded" form), to look for in every output.
+API_KEY = "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw"
+_KEY_EXPECTED = (
+    "CDCSYNC_OPENSEARCH_API_KEY: expected the API key on one line in visible ASCII (the encoded value, "
+    "or ID:KEY), got a hidden value "
+)
+
+
+@pytest.mark.parametrize(
+    ("key", "found"),
+    [
+        # base64 tools wrap at 76 characters: a pasted key often carries the break
+        (f"{API_KEY}\n==", "with a line break inside; join the key onto one line"),
+        (f"{API_KEY}\r\n==", "with a line break inside; join the key onto one line"),
+        (f"{API_KEY[:20]} {API_KEY[20:]}", "with whitespace inside; remove it"),
+        (f"{API_KEY[:20]}\t{API_KEY[20:]}", "with whitespace inside; remove it"),
+        (f"{API_KEY}\x1b[2J", "with a control character inside; copy the key again"),
+        (f"{API_KEY}\u202e", "with a control character inside; copy the key again"),
+        (f"{API_KEY}\u00e9", "with a non-ASCII character inside; copy the key again"),
+        (" \n ", "of only whitespace; set the key"),
+    ],
+)
+def test_load_settings_api_key_not_one_visible_word_raises_without_showing_it(
+    monkeypatch: pytest.MonkeyPatch, key: str, found: str
+) -> None:
+    # GIVEN an API key that no HTTP header can carry as it is
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_URL", "https://search.example:9200")
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_AUTH", "apikey")
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_API_KEY", key)
+    # WHEN loading fails
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    # THEN one line says what is wrong with it and never shows the key, nor does the chained error
+    assert str(raised.value) == _KEY_EXPECTED + found
+    for shown in (str(raised.value), repr(raised.value), str(raised.value.__cause__)):
+        assert API_KEY[:12] not in shown
+        assert API_KEY[-12:] not in shown
+
+
+@pytest.mark.parametrize("key", [API_KEY, f"{API_KEY}\n", f"  {API_KEY}  ", "my-id:my_key-1"])
+def test_load_settings_api_key_surrounding_whitespace_is_dropped(
+    monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    # GIVEN a key with a trailing newline or spaces around it (a secrets file, a .env line)
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_URL", "https://search.example:9200")
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_AUTH", "apikey")
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_API_KEY", key)
+    # WHEN loaded THEN the key is kept without them
+    settings = load_settings()
+    assert settings.opensearch_api_key is not None
+    assert settings.opensearch_api_key.get_secret_value() == key.strip()

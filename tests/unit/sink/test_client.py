@@ -6,6 +6,7 @@ Building a client opens no socket (urllib3 pools connect lazily), so these are u
 from __future__ import annotations
 
 import base64
+import http.client
 import logging
 import ssl
 import warnings
@@ -15,12 +16,13 @@ from typing import Any, cast
 
 import boto3
 import pytest
-from botocore.exceptions import ProfileNotFound
+import urllib3
+from botocore.exceptions import CredentialRetrievalError, ProfileNotFound
 from opensearchpy import OpenSearch, Urllib3HttpConnection
-from opensearchpy.exceptions import ConnectionError, SerializationError
+from opensearchpy.exceptions import ConnectionError, SerializationError, SSLError
 from opensearchpy.helpers.signer import Urllib3AWSV4SignerAuth
 
-from cdcsync.errors import ConfigError
+from cdcsync.errors import ConfigError, TransientError
 from cdcsync.settings import Settings, load_settings
 from cdcsync.sink.client import BasicAuth, build_client, opensearch_error
 
@@ -285,3 +287,92 @@ def test_build_client_malformed_response_raises_serialization_error() -> None:
         client.transport.deserializer.loads("{not json", "application/json")
     with pytest.raises(SerializationError):
         client.transport.serializer.dumps({"a": object()})
+
+
+@pytest.mark.parametrize("value", ["0", "true", "0\ncdcsync: all 3 dead letters redriven OK\x1b[8m"])
+def test_build_client_compatibility_switch_other_than_1_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    # GIVEN ELASTIC_CLIENT_APIVERSIONING set to anything but "1", which opensearch-py ignores
+    monkeypatch.setenv("ELASTIC_CLIENT_APIVERSIONING", value)
+    # WHEN a client is built THEN it is, and sends no compatibility header
+    headers = connection(build_client(load_settings())).headers
+    assert "compatible-with" not in headers.get("accept", "")
+
+
+API_KEY = "VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw"  # a fake, to look for
+
+
+def _header_refusal() -> ValueError:
+    """http.client's own refusal of a header value with a line break (no socket: nothing is sent)."""
+    request = http.client.HTTPConnection("127.0.0.1", 9)
+    request.putrequest("GET", "/")
+    with pytest.raises(ValueError, match="Invalid header value") as refused:
+        request.putheader("authorization", f"ApiKey {API_KEY}\n==")
+    return refused.value
+
+
+CERTIFICATE_FAILED = (
+    "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate (_ssl.c:1006)"
+)
+
+
+CERTIFICATE_FAILED = (
+    "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: self-signed certificate (_ssl.c:1006)"
+)
+
+
+def _certificate_refusal() -> urllib3.exceptions.SSLError:
+    """urllib3's error for a certificate the client does not trust, as a failed handshake raises it."""
+    return urllib3.exceptions.SSLError(ssl.SSLCertVerificationError(1, CERTIFICATE_FAILED))
+
+
+def test_opensearch_error_header_refused_is_configuration_without_the_key() -> None:
+    # GIVEN the HTTP library refusing a header value (opensearch-py wraps it as a ConnectionError)
+    cause = _header_refusal()
+    # WHEN turned into our error
+    error = opensearch_error(ConnectionError("N/A", str(cause), cause), "indices apply")
+    # THEN it is a configuration error (exit 2) that names what to check, never the key
+    assert isinstance(error, ConfigError)
+    assert str(error) == (
+        "indices apply: cdcsync could not build its request to OpenSearch (Invalid header value "
+        "b'ApiKey ***'); check CDCSYNC_OPENSEARCH_URL and the credentials CDCSYNC_OPENSEARCH_AUTH uses"
+    )
+    assert API_KEY[-12:] not in str(error)
+
+
+def test_opensearch_error_certificate_not_trusted_is_configuration() -> None:
+    # GIVEN a TLS handshake that failed the certificate check (opensearch-py raises its SSLError)
+    cause = _certificate_refusal()
+    # WHEN turned into our error
+    error = opensearch_error(SSLError("N/A", str(cause), cause), "indices apply")
+    # THEN it is configuration (exit 2): trying again finds the same certificate
+    assert isinstance(error, ConfigError)
+    assert str(error) == (
+        "indices apply: OpenSearch's TLS certificate is not trusted ([SSL: CERTIFICATE_VERIFY_FAILED] "
+        "certificate verify failed: self-signed certificate (_ssl.c:1006)); point SSL_CERT_FILE at the CA "
+        "that signed it and check the host name in CDCSYNC_OPENSEARCH_URL (CDCSYNC_OPENSEARCH_VERIFY_CERTS"
+        "=false is for local development only)"
+    )
+
+
+def test_opensearch_error_tls_reset_stays_transient() -> None:
+    # GIVEN a handshake cut short (not a certificate verdict)
+    cause = urllib3.exceptions.SSLError(ssl.SSLEOFError(8, "EOF occurred in violation of protocol"))
+    # WHEN turned into our error THEN it is worth trying again
+    error = opensearch_error(SSLError("N/A", str(cause), cause), "indices apply")
+    assert isinstance(error, TransientError)
+
+
+def test_build_client_sigv4_container_credentials_unavailable_is_transient() -> None:
+    # GIVEN the ECS / EKS Pod Identity credential endpoint failing for a moment
+    failing = CredentialRetrievalError(provider="container-role", error_msg="Read timeout on endpoint URL")
+    settings = load_settings(opensearch_url="https://search.example.com", opensearch_auth="sigv4")
+    # WHEN a client is built THEN it is worth trying again (not a configuration to fix)
+    with pytest.raises(TransientError) as raised:
+        build_client(settings, session=cast(boto3.Session, FakeSession(failing, "eu-west-1")))
+    assert str(raised.value) == (
+        "CDCSYNC_OPENSEARCH_AUTH=sigv4: the container credential endpoint did not give AWS credentials "
+        "(Error when retrieving credentials from container-role: Read timeout on endpoint URL); "
+        "it may be restarting"
+    )
