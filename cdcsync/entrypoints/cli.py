@@ -15,14 +15,12 @@ import traceback
 from collections.abc import Sequence
 from typing import Any
 
-import boto3
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 from opensearchpy.exceptions import OpenSearchException
 
 from cdcsync import __version__
-from cdcsync.aws import aws_client, aws_error, aws_session
-from cdcsync.dlq.open import open_dead_letter_queue
+from cdcsync.aws import aws_client, aws_error
 from cdcsync.entrypoints.preview import add_preview_parser
 from cdcsync.errors import CdcsyncError, MappingError
 from cdcsync.logs import configure_logging, redact_text
@@ -30,15 +28,12 @@ from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.mapping.filter_criteria import filter_criteria
 from cdcsync.mapping.loader import load_mappings
 from cdcsync.mapping.patterns import named_fields
-from cdcsync.metrics import NullMetrics
 from cdcsync.printable import printable, printable_json
 from cdcsync.redrive import redrive
-from cdcsync.settings import Settings, load_settings
-from cdcsync.sink.bulk import BulkWriter
-from cdcsync.sink.client import build_client, opensearch_error
+from cdcsync.services import Services
+from cdcsync.settings import load_settings
+from cdcsync.sink.client import opensearch_error
 from cdcsync.sink.indices import apply_indices
-from cdcsync.sink.target import Target
-from cdcsync.source.items import ItemReader
 from cdcsync.source.synthetic import filter_warnings
 from cdcsync.source.table_check import check_tables
 from cdcsync.values import dump_json
@@ -145,16 +140,17 @@ def _filters(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _services(args: argparse.Namespace) -> tuple[Settings, boto3.Session]:
+def _services(args: argparse.Namespace) -> Services:
+    """The composition root of a command (``cdcsync/services.py``), after its logging is set up."""
     settings = load_settings(**({"mappings": args.mappings} if getattr(args, "mappings", None) else {}))
     configure_logging("text", settings.log_level, keys=settings.log_keys)
-    return settings, aws_session()
+    return Services(settings)
 
 
 def _indices_apply(args: argparse.Namespace) -> int:
-    settings, _ = _services(args)
-    target = Target(settings, build_client(settings))
-    mappings = load_mappings(settings.mappings)
+    services = _services(args)
+    target = services.target
+    mappings = services.mappings
     reports = apply_indices(target.client, mappings, target)
     for report in reports:
         print(report)
@@ -163,10 +159,7 @@ def _indices_apply(args: argparse.Namespace) -> int:
 
 
 def _dlq_show(args: argparse.Namespace) -> int:
-    settings, session = _services(args)
-    queue = open_dead_letter_queue(
-        settings.dlq_target, session=session, overflow=settings.dlq_overflow_target
-    )
+    queue = _services(args).dead_letters
     stored = queue.read(args.limit)
     for entry in stored:
         letter = entry.letter
@@ -188,18 +181,15 @@ def _dlq_show(args: argparse.Namespace) -> int:
 
 
 def _dlq_redrive(args: argparse.Namespace) -> int:
-    settings, session = _services(args)
-    metrics = NullMetrics()
-    writer = BulkWriter.from_settings(settings, build_client(settings, session=session), metrics)
-    queue = open_dead_letter_queue(
-        settings.dlq_target, session=session, overflow=settings.dlq_overflow_target
-    )
+    services = _services(args)
+    writer = services.writer
+    queue = services.dead_letters
     report = redrive(
         queue,
-        mappings=load_mappings(settings.mappings),
-        items=ItemReader(aws_client(session, "dynamodb")),
+        mappings=services.mappings,
+        items=services.items,
         writer=writer,
-        metrics=metrics,
+        metrics=services.metrics,
         limit=args.limit,
     )
     for problem in report.problems:
@@ -217,18 +207,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    settings, session = _services(args)
+    services = _services(args)
     from cdcsync.backfill.run import run_backfill  # noqa: PLC0415 - only backfill needs it
 
     report = run_backfill(
-        settings,
+        services.settings,
         args.table,
         segments=args.segments,
         max_rcu=args.max_rcu,
         resume=args.resume,
         from_export=args.from_export,
         allow_old_export=args.allow_old_export,
-        session=session,
+        services=services,
     )
     print(
         f"backfill of {report.table}: {report.items_read} items read, {report.written} written, "
@@ -241,11 +231,16 @@ def _backfill(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    settings, session = _services(args)
+    services = _services(args)
     from cdcsync.verify.run import run_verify  # noqa: PLC0415 - only verify needs it
 
     report = run_verify(
-        settings, args.table, sample=args.sample, repair=args.repair, session=session, out=sys.stdout
+        services.settings,
+        args.table,
+        sample=args.sample,
+        repair=args.repair,
+        services=services,
+        out=sys.stdout,
     )
     return int(report.exit_code)
 
