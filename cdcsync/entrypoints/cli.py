@@ -148,14 +148,28 @@ def _services(args: argparse.Namespace) -> Services:
 
 
 def _indices_apply(args: argparse.Namespace) -> int:
+    """Exit 1 when an index differs from its index_body in a way only a rebuild changes."""
     services = _services(args)
     target = services.target
     mappings = services.mappings
     reports = apply_indices(target.client, mappings, target)
     for report in reports:
-        print(report)
+        for line in report.lines(applied=True):
+            print(line)
     target.check_writes(mappings, "indices apply")
-    return EXIT_OK
+    return EXIT_PROBLEMS if any(report.rebuild for report in reports) else EXIT_OK
+
+
+def _indices_diff(args: argparse.Namespace) -> int:
+    """Change nothing; exit 1 when any index is missing or differs from its index_body."""
+    services = _services(args)
+    target = services.target
+    reports = apply_indices(target.client, services.mappings, target, change=False)
+    for report in reports:
+        for line in report.lines(applied=False):
+            print(line)
+    differs = any(report.action == "missing" or report.changed or report.rebuild for report in reports)
+    return EXIT_PROBLEMS if differs else EXIT_OK
 
 
 def _dlq_show(args: argparse.Namespace) -> int:
@@ -387,12 +401,22 @@ def build_parser() -> argparse.ArgumentParser:
     indices_verbs = indices.add_subparsers(dest="indices_verb", required=True, metavar="COMMAND")
     apply = indices_verbs.add_parser(
         "apply",
-        help="create missing indices from index_body",
-        description="Create each missing index from its mapping's index_body (index templates for templated "
-        "names), with index.gc_deletes raised to 24h; warn about existing indices that keep 60s.",
+        help="create missing indices from index_body; apply in-place changes",
+        description="Create each missing index NAME as NAME-000001 behind the alias NAME, from its mapping's "
+        "index_body (index templates for templated names), with index.gc_deletes raised to 24h; warn about "
+        "existing indices that keep 60s. Apply new fields and dynamic settings to existing indices; report "
+        "what only `cdcsync rebuild --table T` changes (exit 1).",
     )
     apply.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
     apply.set_defaults(run=_indices_apply)
+    diff = indices_verbs.add_parser(
+        "diff",
+        help="compare indices with index_body; change nothing",
+        description="List how each index differs from its mapping's index_body: missing, what `indices "
+        "apply` would change in place, what needs `cdcsync rebuild --table T`. Exit 1 when anything differs.",
+    )
+    diff.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
+    diff.set_defaults(run=_indices_diff)
 
     dlq = verbs.add_parser(
         "dlq", help="inspect and re-apply dead letters", description="The dead-letter queue."
