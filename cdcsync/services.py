@@ -16,6 +16,8 @@ import boto3
 from opensearchpy import OpenSearch
 
 from cdcsync.aws import aws_client, aws_session
+from cdcsync.checkpoint import LeaseStore
+from cdcsync.checkpoint.open import open_lease_store
 from cdcsync.dlq.letter import DeadLetterQueue
 from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.mapping.compiled import MappingSet
@@ -33,11 +35,18 @@ class Services:
     """What the entry points share, built from ``settings`` on first use (one of each per process)."""
 
     def __init__(
-        self, settings: Settings, *, session: boto3.Session | None = None, metrics: Metrics | None = None
+        self,
+        settings: Settings,
+        *,
+        session: boto3.Session | None = None,
+        metrics: Metrics | None = None,
+        mappings: MappingSet | None = None,
     ) -> None:
         self.settings = settings
         self.session = session or aws_session()
         self.metrics: Metrics = metrics or NullMetrics()
+        if mappings is not None:  # given (rebuild's verify of the new index), not loaded
+            self.__dict__["mappings"] = mappings
 
     @cached_property
     def mappings(self) -> MappingSet:
@@ -79,4 +88,14 @@ class Services:
             metrics=self.metrics,
             items=self.items,
             dead_letter_content=self.settings.dlq_content,
+        )
+
+    def lease_store(self, worker_id: str) -> LeaseStore:
+        """The checkpoint store (``CDCSYNC_CHECKPOINTS``) as ``worker_id``."""
+        settings = self.settings
+        return open_lease_store(
+            settings.checkpoint_target,
+            worker_id=worker_id,
+            session=self.session,
+            lease_seconds=settings.lease_seconds,
         )

@@ -259,6 +259,25 @@ def _verify(args: argparse.Namespace) -> int:
     return int(report.exit_code)
 
 
+def _rebuild(args: argparse.Namespace) -> int:
+    services = _services(args)
+    from cdcsync.rebuild.run import Rebuild, duration_seconds  # noqa: PLC0415 - only rebuild needs it
+
+    rebuild = Rebuild(services, args.table, out=sys.stdout)
+    if args.status:
+        print(rebuild.status())
+    elif args.resume:
+        rebuild.resume()
+    elif args.rollback:
+        rebuild.rollback()
+    elif args.finish:
+        rebuild.finish()
+    else:
+        sample = None if args.full_verify else args.sample
+        rebuild.start(sample=sample, keep_old_seconds=duration_seconds(args.keep_old))
+    return EXIT_OK
+
+
 def _lambda_config(args: argparse.Namespace) -> int:
     from cdcsync.deploy.lambda_config import lambda_config  # noqa: PLC0415 - only this verb needs it
 
@@ -317,6 +336,28 @@ def _add_table_verbs(verbs: Any) -> None:
     verify.add_argument("--repair", action="store_true", help="fix what is found")
     verify.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
     verify.set_defaults(run=_verify)
+
+
+def _add_rebuild_verb(verbs: Any) -> None:
+    rebuild = verbs.add_parser(
+        "rebuild",
+        help="move an index's alias to a new index built from index_body, with zero downtime",
+        description="Create NAME-00000(n+1) from the table's index_body, make every writer write both "
+        "indices (alias NAME-rebuild, seen within CDCSYNC_TARGETS_REFRESH_SECONDS), backfill and verify it, "
+        "then move the alias NAME to it in one atomic call. The old index is kept (and still written) for "
+        "--rollback.",
+    )
+    rebuild.add_argument("--table", required=True, help="the DynamoDB table whose index is rebuilt")
+    rebuild.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
+    rebuild.add_argument("--sample", type=int, default=1000, help="items verify checks (default 1000)")
+    rebuild.add_argument("--full-verify", action="store_true", help="verify every item, not a sample")
+    rebuild.add_argument("--keep-old", default="24h", help="how long --rollback stays possible (default 24h)")
+    step = rebuild.add_mutually_exclusive_group()
+    step.add_argument("--resume", action="store_true", help="continue an interrupted rebuild")
+    step.add_argument("--status", action="store_true", help="say which step the rebuild is at")
+    step.add_argument("--rollback", action="store_true", help="point the alias back at the old index")
+    step.add_argument("--finish", action="store_true", help="delete the old index (no rollback after)")
+    rebuild.set_defaults(run=_rebuild)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -417,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diff.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
     diff.set_defaults(run=_indices_diff)
+
+    _add_rebuild_verb(verbs)
 
     dlq = verbs.add_parser(
         "dlq", help="inspect and re-apply dead letters", description="The dead-letter queue."

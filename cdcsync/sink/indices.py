@@ -74,7 +74,7 @@ class IndexReport:
         ]
 
 
-def _body(mapping: CompiledMapping, dialect: Dialect) -> dict[str, Any]:
+def creation_body(mapping: CompiledMapping, dialect: Dialect) -> dict[str, Any]:
     body = copy.deepcopy(mapping.index_body) if mapping.index_body else {}
     body = {key: value for key, value in body.items() if value}
     if not dialect.has_gc_deletes:  # a target without the setting (AOSS): nothing to raise
@@ -113,7 +113,7 @@ def _gc_deletes(client: OpenSearch, index: str) -> str:
     return _DEFAULT_GC_DELETES
 
 
-def _write_index(client: OpenSearch, name: str) -> str:
+def write_index(client: OpenSearch, name: str) -> str:
     """The concrete index writes to ``name`` reach: ``name`` itself, or the alias's write index."""
     if not client.indices.exists_alias(name=name):
         return name
@@ -132,7 +132,7 @@ def _apply_literal(
         if not change:
             return IndexReport(name, "missing", table=mapping.table)
         physical = physical_name(name, FIRST_GENERATION)
-        body = _body(mapping, dialect)
+        body = creation_body(mapping, dialect)
         body["aliases"] = {**body.get("aliases", {}), name: {"is_write_index": True}}
         try:
             client.indices.create(index=physical, body=body)
@@ -142,7 +142,7 @@ def _apply_literal(
                 raise
         else:
             return IndexReport(name, "created", physical=physical, table=mapping.table)
-    live = _write_index(client, name)
+    live = write_index(client, name)
     drift = find_drift(client, live, mapping.index_body)
     if change and (drift.mapping_additions or drift.setting_changes):
         apply_drift(client, drift)
@@ -194,7 +194,7 @@ def _apply_template(client: OpenSearch, mapping: CompiledMapping, dialect: Diale
             f"= {GC_DELETES}"
         )
         return IndexReport(mapping.index.source, "skipped", warning)
-    body = _body(mapping, dialect)
+    body = creation_body(mapping, dialect)
     name, priority = _template_name(mapping), template_priority(pattern)
     try:
         client.indices.put_index_template(
