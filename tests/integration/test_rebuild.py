@@ -13,7 +13,9 @@ import boto3
 import pytest
 from opensearchpy import OpenSearch
 
+from cdcsync.errors import ConfigError
 from cdcsync.metrics import NullMetrics
+from cdcsync.rebuild import run as rebuild_run
 from cdcsync.rebuild.run import Rebuild
 from cdcsync.services import Services
 from cdcsync.settings import load_settings
@@ -136,3 +138,120 @@ def test_rebuild_under_live_lambda_writes_never_misses_and_swaps(
         f"rebuild of {world.table}: swapped ({world.index}-000001 -> {new})"
     )
     assert wall < 60
+
+
+@pytest.fixture
+def short_margin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writers here refresh on every batch that follows the period: a short margin does."""
+    monkeypatch.setattr(rebuild_run, "WAIT_MARGIN_SECONDS", 0.2)
+
+
+class StepInterruptedError(Exception):  # stands for Ctrl-C in the middle of a step
+    pass
+
+
+def test_rebuild_interrupted_then_resume_status_rollback_and_finish(
+    world: LambdaWorld, tmp_path: Path, opensearch_url: str, short_margin: None
+) -> None:
+    # GIVEN documents behind the alias, and a rebuild interrupted while it waits for the writers
+    for key in range(10):
+        put(world, key, f"user {key}", T0)
+    services = rebuild_services(tmp_path, opensearch_url)
+    old, new = f"{world.index}-000001", f"{world.index}-000002"
+
+    def interrupt(_: float) -> None:
+        raise StepInterruptedError
+
+    with pytest.raises(StepInterruptedError):
+        Rebuild(services, world.table, out=io.StringIO(), sleep=interrupt).start(
+            sample=5, keep_old_seconds=3600
+        )
+    rebuild = Rebuild(services, world.table, out=io.StringIO())
+    assert rebuild.status() == f"rebuild of {world.table}: created ({old} -> {new})"
+    # WHEN resumed, a change made meanwhile is copied, and the rebuild completes
+    put(world, 3, "changed", int(time.time()))
+    rebuild.resume()
+    # THEN the alias names the new index, which holds every document; the old one is kept and written
+    assert set(world.opensearch.indices.get_alias(name=world.index)) == {new}
+    assert rebuild.status().startswith(
+        f"rebuild of {world.table}: swapped ({old} -> {new}); {old} kept for --rollback until "
+    )
+    # (same documents; versions may differ: a backfilled copy carries the read's version)
+    assert sources_of(world, new) == sources_of(world, old)
+    assert len(sources_of(world, new)) == 10
+    # WHEN rolled back THEN the alias names the old index again and the new one is gone
+    time.sleep(2 * REFRESH)
+    put(world, 4, "after swap", int(time.time()) + 1)
+    rebuild.rollback()
+    assert set(world.opensearch.indices.get_alias(name=world.index)) == {old}
+    assert not world.opensearch.indices.exists(index=new)
+    assert world.doc("4") == {"UserId": 4, "Name": "after swap"}
+    assert rebuild.status() == f"rebuild of {world.table}: rolled_back ({old} -> {new})"
+
+
+def test_rebuild_finish_deletes_old_index_and_next_rebuild_takes_next_generation(
+    world: LambdaWorld, tmp_path: Path, opensearch_url: str, short_margin: None
+) -> None:
+    # GIVEN a finished swap
+    for key in range(5):
+        put(world, key, f"user {key}", T0)
+    services = rebuild_services(tmp_path, opensearch_url)
+    rebuild = Rebuild(services, world.table, out=io.StringIO())
+    rebuild.start(sample=None, keep_old_seconds=3600)
+    old, new = f"{world.index}-000001", f"{world.index}-000002"
+    # WHEN a second rebuild starts before --keep-old has passed THEN it is refused with the way out
+    with pytest.raises(ConfigError) as refused:
+        rebuild.start(sample=None, keep_old_seconds=3600)
+    assert str(refused.value) == (
+        f"rebuild of {world.table}: a rebuild is at step swapped; run cdcsync rebuild --table {world.table} "
+        "with --resume, --rollback or --finish first"
+    )
+    # WHEN finished THEN the old index and the rebuild alias are gone, writes go on to the new index
+    rebuild.finish()
+    assert not world.opensearch.indices.exists(index=old)
+    assert not world.opensearch.indices.exists_alias(name=f"{world.index}-rebuild")
+    put(world, 1, "later", int(time.time()) + 1)
+    assert world.doc("1") == {"UserId": 1, "Name": "later"}
+    assert not world.opensearch.indices.exists(index=old)
+    # WHEN rebuilt again THEN the next generation is built from the current one
+    rebuild.start(sample=None, keep_old_seconds=3600)
+    assert set(world.opensearch.indices.get_alias(name=world.index)) == {f"{world.index}-000003"}
+    assert len(sources_of(world, f"{world.index}-000003")) == 5
+    assert new in world.opensearch.indices.get_alias(name=f"{world.index}-rebuild")
+
+
+def test_rebuild_writer_that_has_not_seen_the_rebuild_is_covered_by_the_wait(
+    world: LambdaWorld, tmp_path: Path, opensearch_url: str, short_margin: None
+) -> None:
+    # GIVEN a writer (the Lambda handler) that read the rebuild aliases just before the rebuild began,
+    # so it does not copy anything for up to CDCSYNC_TARGETS_REFRESH_SECONDS
+    for key in range(5):
+        put(world, key, f"user {key}", T0)
+    services = rebuild_services(tmp_path, opensearch_url)
+    new = f"{world.index}-000002"
+    seen_copies: list[dict[str, str]] = []
+
+    def during_wait(seconds: float) -> None:
+        # WHEN that writer changes an item while the rebuild waits (it writes the old index only)
+        copies = world.runtime.pipeline.writer.copies
+        assert copies is not None
+        seen_copies.append(copies.targets())
+        put(world, 2, "changed before the writer saw the rebuild", int(time.time()))
+        time.sleep(seconds)
+
+    Rebuild(services, world.table, out=io.StringIO(), sleep=during_wait).start(
+        sample=None, keep_old_seconds=3600
+    )
+    # THEN the change reached only the old index when it was made, yet the new index (the alias now)
+    # has it: the scan began after every writer's refresh period
+    assert seen_copies == [{}]
+    assert sources_of(world, new)["2"] == {
+        "UserId": 2,
+        "Name": "changed before the writer saw the rebuild",
+    }
+
+
+def sources_of(world: LambdaWorld, index: str) -> dict[str, dict[str, Any]]:
+    world.opensearch.indices.refresh(index=index)
+    hits = world.opensearch.search(index=index, body={"query": {"match_all": {}}, "size": 100})
+    return {hit["_id"]: hit["_source"] for hit in hits["hits"]["hits"]}
