@@ -13,6 +13,7 @@ import boto3
 import pytest
 from opensearchpy import OpenSearch
 
+from cdcsync.entrypoints.cli import main
 from cdcsync.errors import ConfigError
 from cdcsync.metrics import NullMetrics
 from cdcsync.rebuild import run as rebuild_run
@@ -255,3 +256,31 @@ def sources_of(world: LambdaWorld, index: str) -> dict[str, dict[str, Any]]:
     world.opensearch.indices.refresh(index=index)
     hits = world.opensearch.search(index=index, body={"query": {"match_all": {}}, "size": 100})
     return {hit["_id"]: hit["_source"] for hit in hits["hits"]["hits"]}
+
+
+def test_cli_rebuild_concrete_index_refused_then_status_none(
+    world: LambdaWorld,
+    tmp_path: Path,
+    opensearch_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN the mapping's index is a concrete index (made before indices behind aliases)
+    world.opensearch.indices.delete(index=f"{world.index}-000001")
+    world.opensearch.indices.create(index=world.index)
+    for name, value in {
+        "CDCSYNC_MAPPINGS": str(tmp_path / "mappings.yaml"),
+        "CDCSYNC_OPENSEARCH_URL": opensearch_url,
+        "CDCSYNC_CHECKPOINTS": f"file://{tmp_path}/checkpoints.json",
+        "CDCSYNC_DLQ": f"file://{tmp_path}/dlq.jsonl",
+    }.items():
+        monkeypatch.setenv(name, value)
+    # WHEN rebuilt THEN it is refused (exit 2) with how to adopt it, and nothing was created
+    assert main(["rebuild", "--table", world.table]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f'cdcsync: rebuild of {world.table}: "{world.index}" is a concrete index, not an alias; adopt it '
+        'first (docs/runbooks.md, "Field mapping drift") or use the manual procedure there'
+    )
+    assert not world.opensearch.indices.exists(index=f"{world.index}-000002")
+    assert main(["rebuild", "--table", world.table, "--status"]) == 0
+    assert capsys.readouterr().out == f"rebuild of {world.table}: none\n"
