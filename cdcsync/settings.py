@@ -214,6 +214,9 @@ class Settings(BaseSettings):
     # replica may take it (the failover time after a crash; KCL's failoverTimeMillis).
     # At least 3 s: write rounds end a margin before the lease could lapse (see ARCHITECTURE.md).
     lease_seconds: float = Field(default=30.0, ge=3)
+    # How often writers re-read the rebuild aliases (``NAME-rebuild``) that make them write a copy
+    # of each action to a rebuild's new index (``sink/copies.py``); ``rebuild`` waits it out.
+    targets_refresh_seconds: float = Field(default=30.0, gt=0)
     metrics_addr: str = "0.0.0.0:9464"  # the container must expose /metrics beyond loopback
     log_format: Literal["json", "text"] | None = None  # unset: text when stderr is a terminal, else JSON
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

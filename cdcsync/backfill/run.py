@@ -34,7 +34,7 @@ from typing import Any, TextIO
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from cdcsync.aws import aws_client, aws_error, aws_session, session_region
+from cdcsync.aws import aws_client, aws_error, session_region
 from cdcsync.backfill.export import export_items, export_plan, find_export
 from cdcsync.backfill.export_age import check_export_age
 from cdcsync.backfill.progress import Progress
@@ -51,17 +51,13 @@ from cdcsync.backfill.scan import (
 )
 from cdcsync.checkpoint import LeaseStore
 from cdcsync.checkpoint.open import open_lease_store
-from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.errors import CdcsyncError, ConfigError, FatalError
 from cdcsync.log_repeats import collapsed
-from cdcsync.mapping.loader import load_mappings
-from cdcsync.metrics import Metrics, NullMetrics
+from cdcsync.metrics import Metrics
 from cdcsync.pipeline import BatchResult, Pipeline
+from cdcsync.services import Services
 from cdcsync.settings import Settings
-from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client
-from cdcsync.sink.target import Target
-from cdcsync.source.items import ItemReader
 from cdcsync.source.synthetic import TableStream, insert_record, table_stream
 from cdcsync.versions import backfill_version, read_version
 
@@ -252,23 +248,17 @@ def _describe(dynamodb: Any, table: str, region: str) -> _Source:
 
 def build_pipeline(settings: Settings, table: str, *, session: boto3.Session, metrics: Metrics) -> Pipeline:
     """The stream path's stages (as the worker builds them), for ``table``."""
-    mappings = load_mappings(settings.mappings)
+    return _pipeline(Services(settings, session=session, metrics=metrics), table)
+
+
+def _pipeline(services: Services, table: str) -> Pipeline:
+    mappings = services.mappings
     if not mappings.for_table(table):
         raise ConfigError(
-            f"backfill: no mapping for table {table} in {settings.mappings} "
+            f"backfill: no mapping for table {table} in {services.settings.mappings} "
             f"(tables with mappings: {', '.join(mappings.tables) or 'none'})"
         )
-    writer = BulkWriter.from_settings(settings, build_client(settings, session=session), metrics)
-    return Pipeline(
-        mappings=mappings,
-        writer=writer,
-        dead_letters=open_dead_letter_queue(
-            settings.dlq_target, session=session, overflow=settings.dlq_overflow_target
-        ),
-        metrics=metrics,
-        items=ItemReader(aws_client(session, "dynamodb")),
-        dead_letter_content=settings.dlq_content,
-    )
+    return services.pipeline
 
 
 def run_backfill(
@@ -290,24 +280,30 @@ def run_backfill(
     wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    services: Services | None = None,
 ) -> BackfillReport:
-    """Backfill ``table``; see the module docstring. Raises ``ConfigError`` or ``BackfillStoppedError``."""
+    """Backfill ``table``; see the module docstring. Raises ``ConfigError`` or ``BackfillStoppedError``.
+
+    ``services`` is what the entry point built (``cdcsync/services.py``); without it, one is built
+    from ``settings``, ``session`` and ``metrics``.
+    """
     if segments is not None and not 1 <= segments <= MAX_TOTAL_SEGMENTS:
         raise ConfigError(
             f"--segments: expected a whole number from 1 to {MAX_TOTAL_SEGMENTS}, got {segments}"
         )
     if allow_old_export and from_export is None:
         raise ConfigError("--allow-old-export: only meaningful with --from-export s3://BUCKET/PREFIX")
-    session = session or aws_session()
-    metrics = metrics or NullMetrics()
+    services = services or Services(settings, session=session, metrics=metrics)
+    session = services.session
+    metrics = services.metrics
     out = out if out is not None else sys.stderr  # the stderr of now, not of import time
     started = clock()
     dynamodb = aws_client(session, "dynamodb", config=SCAN_CLIENT_CONFIG)
     source = _describe(dynamodb, table, session_region(session))
-    pipeline = build_pipeline(settings, table, session=session, metrics=metrics)
+    pipeline = _pipeline(services, table)
     # Before a scan that could take hours: an OpenSearch that does not answer now ends the run at
     # once, with one line, instead of retrying every page through the whole retry budget.
-    target = Target(settings, pipeline.writer.client)
+    target = services.target
     table_mappings = pipeline.mappings.for_table(table)
     target.check_reachable(table_mappings, f"backfill of {table}")
     target.check_writes(table_mappings, f"backfill of {table}")

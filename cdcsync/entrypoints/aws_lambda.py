@@ -15,18 +15,13 @@ from typing import Any, Protocol
 
 import boto3
 
-from cdcsync.aws import aws_client, aws_session
-from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.errors import TransientError
 from cdcsync.logs import configure_logging
-from cdcsync.mapping.loader import load_mappings
 from cdcsync.metrics import EmfMetrics, Metrics
 from cdcsync.pipeline import BatchResult, Pipeline
+from cdcsync.services import Services
 from cdcsync.settings import Settings, load_settings
-from cdcsync.sink.bulk import BulkWriter
-from cdcsync.sink.client import build_client
 from cdcsync.sink.target import Target
-from cdcsync.source.items import ItemReader
 
 log = logging.getLogger(__name__)
 
@@ -88,21 +83,9 @@ def batch_response(result: BatchResult) -> dict[str, Any]:
 def build_runtime(
     settings: Settings, *, session: boto3.Session | None = None, metrics: Metrics | None = None
 ) -> LambdaRuntime:
-    session = session or aws_session()
-    metrics = metrics or EmfMetrics()
-    target = Target(settings, build_client(settings, session=session))
-    writer = BulkWriter.from_settings(settings, target.client, metrics)
-    pipeline = Pipeline(
-        mappings=load_mappings(settings.mappings),
-        writer=writer,
-        dead_letters=open_dead_letter_queue(
-            settings.dlq_target, session=session, overflow=settings.dlq_overflow_target
-        ),
-        metrics=metrics,
-        items=ItemReader(aws_client(session, "dynamodb")),
-        dead_letter_content=settings.dlq_content,
-    )
-    return LambdaRuntime(pipeline, metrics, target)
+    services = Services(settings, session=session, metrics=metrics or EmfMetrics())
+    target = services.target
+    return LambdaRuntime(services.pipeline, services.metrics, target)
 
 
 _runtime: LambdaRuntime | None = None

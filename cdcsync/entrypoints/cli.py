@@ -14,14 +14,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import boto3
 import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 from opensearchpy.exceptions import OpenSearchException
 
 from cdcsync import __version__
-from cdcsync.aws import aws_client, aws_error, aws_session
-from cdcsync.dlq.open import open_dead_letter_queue
+from cdcsync.aws import aws_client, aws_error
 from cdcsync.entrypoints.preview import add_preview_parser
 from cdcsync.errors import CdcsyncError, MappingError, SettingsError
 from cdcsync.logs import TextFormatter, configure_logging, redact_text
@@ -29,15 +27,12 @@ from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.mapping.filter_criteria import filter_criteria
 from cdcsync.mapping.loader import load_mappings
 from cdcsync.mapping.patterns import named_fields
-from cdcsync.metrics import NullMetrics
 from cdcsync.printable import printable, printable_json
 from cdcsync.redrive import redrive
-from cdcsync.settings import Settings, load_settings
-from cdcsync.sink.bulk import BulkWriter
-from cdcsync.sink.client import build_client, opensearch_error
+from cdcsync.services import Services
+from cdcsync.settings import load_settings
+from cdcsync.sink.client import opensearch_error
 from cdcsync.sink.indices import apply_indices
-from cdcsync.sink.target import Target
-from cdcsync.source.items import ItemReader
 from cdcsync.source.synthetic import filter_warnings
 from cdcsync.source.table_check import check_tables
 from cdcsync.values import dump_json
@@ -144,28 +139,40 @@ def _filters(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _services(args: argparse.Namespace) -> tuple[Settings, boto3.Session]:
+def _services(args: argparse.Namespace) -> Services:
+    """The composition root of a command (``cdcsync/services.py``), after its logging is set up."""
     settings = load_settings(**({"mappings": args.mappings} if getattr(args, "mappings", None) else {}))
     configure_logging("text", settings.log_level, keys=settings.log_keys)
-    return settings, aws_session()
+    return Services(settings)
 
 
 def _indices_apply(args: argparse.Namespace) -> int:
-    settings, _ = _services(args)
-    target = Target(settings, build_client(settings))
-    mappings = load_mappings(settings.mappings)
+    """Exit 1 when an index differs from its index_body in a way only a rebuild changes."""
+    services = _services(args)
+    target = services.target
+    mappings = services.mappings
     reports = apply_indices(target.client, mappings, target)
     for report in reports:
-        print(report)
+        for line in report.lines(applied=True):
+            print(line)
     target.check_writes(mappings, "indices apply")
-    return EXIT_OK
+    return EXIT_PROBLEMS if any(report.rebuild for report in reports) else EXIT_OK
+
+
+def _indices_diff(args: argparse.Namespace) -> int:
+    """Change nothing; exit 1 when any index is missing or differs from its index_body."""
+    services = _services(args)
+    target = services.target
+    reports = apply_indices(target.client, services.mappings, target, change=False)
+    for report in reports:
+        for line in report.lines(applied=False):
+            print(line)
+    differs = any(report.action == "missing" or report.changed or report.rebuild for report in reports)
+    return EXIT_PROBLEMS if differs else EXIT_OK
 
 
 def _dlq_show(args: argparse.Namespace) -> int:
-    settings, session = _services(args)
-    queue = open_dead_letter_queue(
-        settings.dlq_target, session=session, overflow=settings.dlq_overflow_target
-    )
+    queue = _services(args).dead_letters
     stored = queue.read(args.limit)
     for entry in stored:
         letter = entry.letter
@@ -187,18 +194,15 @@ def _dlq_show(args: argparse.Namespace) -> int:
 
 
 def _dlq_redrive(args: argparse.Namespace) -> int:
-    settings, session = _services(args)
-    metrics = NullMetrics()
-    writer = BulkWriter.from_settings(settings, build_client(settings, session=session), metrics)
-    queue = open_dead_letter_queue(
-        settings.dlq_target, session=session, overflow=settings.dlq_overflow_target
-    )
+    services = _services(args)
+    writer = services.writer
+    queue = services.dead_letters
     report = redrive(
         queue,
-        mappings=load_mappings(settings.mappings),
-        items=ItemReader(aws_client(session, "dynamodb")),
+        mappings=services.mappings,
+        items=services.items,
         writer=writer,
-        metrics=metrics,
+        metrics=services.metrics,
         limit=args.limit,
     )
     for problem in report.problems:
@@ -216,18 +220,18 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    settings, session = _services(args)
+    services = _services(args)
     from cdcsync.backfill.run import run_backfill  # noqa: PLC0415 - only backfill needs it
 
     report = run_backfill(
-        settings,
+        services.settings,
         args.table,
         segments=args.segments,
         max_rcu=args.max_rcu,
         resume=args.resume,
         from_export=args.from_export,
         allow_old_export=args.allow_old_export,
-        session=session,
+        services=services,
     )
     print(
         f"backfill of {report.table}: {report.items_read} items read, {report.written} written, "
@@ -240,13 +244,37 @@ def _backfill(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    settings, session = _services(args)
+    services = _services(args)
     from cdcsync.verify.run import run_verify  # noqa: PLC0415 - only verify needs it
 
     report = run_verify(
-        settings, args.table, sample=args.sample, repair=args.repair, session=session, out=sys.stdout
+        services.settings,
+        args.table,
+        sample=args.sample,
+        repair=args.repair,
+        services=services,
+        out=sys.stdout,
     )
     return int(report.exit_code)
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    services = _services(args)
+    from cdcsync.rebuild.run import Rebuild, duration_seconds  # noqa: PLC0415 - only rebuild needs it
+
+    rebuild = Rebuild(services, args.table, out=sys.stdout)
+    if args.status:
+        print(rebuild.status())
+    elif args.resume:
+        rebuild.resume()
+    elif args.rollback:
+        rebuild.rollback()
+    elif args.finish:
+        rebuild.finish()
+    else:
+        sample = None if args.full_verify else args.sample
+        rebuild.start(sample=sample, keep_old_seconds=duration_seconds(args.keep_old))
+    return EXIT_OK
 
 
 def _lambda_config(args: argparse.Namespace) -> int:
@@ -307,6 +335,28 @@ def _add_table_verbs(verbs: Any) -> None:
     verify.add_argument("--repair", action="store_true", help="fix what is found")
     verify.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
     verify.set_defaults(run=_verify)
+
+
+def _add_rebuild_verb(verbs: Any) -> None:
+    rebuild = verbs.add_parser(
+        "rebuild",
+        help="move an index's alias to a new index built from index_body, with zero downtime",
+        description="Create NAME-00000(n+1) from the table's index_body, make every writer write both "
+        "indices (alias NAME-rebuild, seen within CDCSYNC_TARGETS_REFRESH_SECONDS), backfill and verify it, "
+        "then move the alias NAME to it in one atomic call. The old index is kept (and still written) for "
+        "--rollback.",
+    )
+    rebuild.add_argument("--table", required=True, help="the DynamoDB table whose index is rebuilt")
+    rebuild.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
+    rebuild.add_argument("--sample", type=int, default=1000, help="items verify checks (default 1000)")
+    rebuild.add_argument("--full-verify", action="store_true", help="verify every item, not a sample")
+    rebuild.add_argument("--keep-old", default="24h", help="how long --rollback stays possible (default 24h)")
+    step = rebuild.add_mutually_exclusive_group()
+    step.add_argument("--resume", action="store_true", help="continue an interrupted rebuild")
+    step.add_argument("--status", action="store_true", help="say which step the rebuild is at")
+    step.add_argument("--rollback", action="store_true", help="point the alias back at the old index")
+    step.add_argument("--finish", action="store_true", help="delete the old index (no rollback after)")
+    rebuild.set_defaults(run=_rebuild)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -391,12 +441,24 @@ def build_parser() -> argparse.ArgumentParser:
     indices_verbs = indices.add_subparsers(dest="indices_verb", required=True, metavar="COMMAND")
     apply = indices_verbs.add_parser(
         "apply",
-        help="create missing indices from index_body",
-        description="Create each missing index from its mapping's index_body (index templates for templated "
-        "names), with index.gc_deletes raised to 24h; warn about existing indices that keep 60s.",
+        help="create missing indices from index_body; apply in-place changes",
+        description="Create each missing index NAME as NAME-000001 behind the alias NAME, from its mapping's "
+        "index_body (index templates for templated names), with index.gc_deletes raised to 24h; warn about "
+        "existing indices that keep 60s. Apply new fields and dynamic settings to existing indices; report "
+        "what only `cdcsync rebuild --table T` changes (exit 1).",
     )
     apply.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
     apply.set_defaults(run=_indices_apply)
+    diff = indices_verbs.add_parser(
+        "diff",
+        help="compare indices with index_body; change nothing",
+        description="List how each index differs from its mapping's index_body: missing, what `indices "
+        "apply` would change in place, what needs `cdcsync rebuild --table T`. Exit 1 when anything differs.",
+    )
+    diff.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
+    diff.set_defaults(run=_indices_diff)
+
+    _add_rebuild_verb(verbs)
 
     dlq = verbs.add_parser(
         "dlq", help="inspect and re-apply dead letters", description="The dead-letter queue."

@@ -13,19 +13,14 @@ from typing import Any
 
 import boto3
 
-from cdcsync.aws import aws_client, aws_session
+from cdcsync.aws import aws_client
 from cdcsync.checkpoint.open import open_lease_store
-from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.errors import CdcsyncError, ConfigError
 from cdcsync.mapping.compiled import MappingSet
-from cdcsync.mapping.loader import load_mappings
 from cdcsync.metrics import PrometheusMetrics
-from cdcsync.pipeline import Pipeline
+from cdcsync.services import Services
 from cdcsync.settings import Settings
-from cdcsync.sink.bulk import BulkWriter
-from cdcsync.sink.client import build_client
 from cdcsync.sink.target import Target
-from cdcsync.source.items import ItemReader
 from cdcsync.source.table_check import check_tables
 from cdcsync.worker.coordinator import Coordinator
 from cdcsync.worker.http import MetricsServer
@@ -53,36 +48,24 @@ def build_coordinator(
 def _build(
     settings: Settings, tables: Sequence[str], session: boto3.Session | None, *, wait_for_stream: bool = False
 ) -> tuple[Coordinator, PrometheusMetrics, Target]:
-    session = session or aws_session()
-    mappings = load_mappings(settings.mappings)
+    metrics = PrometheusMetrics()
+    services = Services(settings, session=session, metrics=metrics)
+    mappings = services.mappings
     chosen = tuple(tables) or mappings.tables
     unknown = [table for table in chosen if not mappings.for_table(table)]
     if unknown:
         raise ConfigError(
             f"no mapping for table {', '.join(unknown)} (tables with mappings: {', '.join(mappings.tables)})"
         )
-    metrics = PrometheusMetrics()
-    client = build_client(settings, session=session)
-    writer = BulkWriter.from_settings(settings, client, metrics)
-    dynamodb = aws_client(session, "dynamodb")
-    check_tables_at_start(mappings, chosen, dynamodb)
-    pipeline = Pipeline(
-        mappings=mappings,
-        writer=writer,
-        dead_letters=open_dead_letter_queue(
-            settings.dlq_target, session=session, overflow=settings.dlq_overflow_target
-        ),
-        metrics=metrics,
-        items=ItemReader(dynamodb),
-        dead_letter_content=settings.dlq_content,
-    )
-
-    target = Target(settings, client)
+    services.writer  # noqa: B018 - a bad OpenSearch setting is reported before the tables are checked
+    check_tables_at_start(mappings, chosen, services.dynamodb)
+    pipeline = services.pipeline
+    target = services.target
 
     store = open_lease_store(
         settings.checkpoint_target,
         worker_id=worker_id(),
-        session=session,
+        session=services.session,
         lease_seconds=settings.lease_seconds,
     )
     coordinator = Coordinator(
@@ -90,8 +73,8 @@ def _build(
         store=store,
         pipeline=pipeline,
         metrics=metrics,
-        dynamodb=dynamodb,
-        streams=aws_client(session, "dynamodbstreams"),
+        dynamodb=services.dynamodb,
+        streams=aws_client(services.session, "dynamodbstreams"),
         check_opensearch=lambda: target.ready(mappings),
         round_seconds=settings.lease_seconds / 3,
         wait_for_stream=wait_for_stream,

@@ -40,6 +40,7 @@ __all__ = [
     "ITERATOR_AGE",
     "METRICS",
     "OUTCOMES",
+    "REBUILD_DUAL_WRITES",
     "RECORDS",
     "REPLICATION_LAG",
     "SHARDS_OWNED",
@@ -119,6 +120,11 @@ BULK_RETRIES = MetricSpec(
     "counter",
     "Actions sent again after a transient bulk failure (429, 5xx, connection error).",
 )
+REBUILD_DUAL_WRITES = MetricSpec(
+    "cdcsync_rebuild_dual_writes_total",
+    "counter",
+    "Actions also written to a rebuild's new index (the alias NAME-rebuild): the dual-write overhead.",
+)
 DLQ_RECORDS = MetricSpec(
     "cdcsync_dlq_records_total",
     "counter",
@@ -166,6 +172,7 @@ METRICS: tuple[MetricSpec, ...] = (
     REPLICATION_LAG,
     BULK_REQUEST_DURATION,
     BULK_RETRIES,
+    REBUILD_DUAL_WRITES,
     DLQ_RECORDS,
     SHARDS_OWNED,
     BACKFILL_ITEMS,
@@ -244,6 +251,9 @@ class Metrics(Protocol):
     def bulk_retries(self, count: int = 1) -> None:
         """``cdcsync_bulk_retries_total``."""
 
+    def rebuild_copies(self, count: int = 1) -> None:
+        """``cdcsync_rebuild_dual_writes_total``."""
+
     def dead_letters(self, table: str, reason: str, count: int = 1) -> None:
         """``cdcsync_dlq_records_total{table,reason}``."""
 
@@ -290,6 +300,9 @@ class NullMetrics:
 
     def bulk_retries(self, count: int = 1) -> None:
         check_count(BULK_RETRIES, count)
+
+    def rebuild_copies(self, count: int = 1) -> None:
+        check_count(REBUILD_DUAL_WRITES, count)
 
     def dead_letters(self, table: str, reason: str, count: int = 1) -> None:
         check_count(DLQ_RECORDS, count)

@@ -30,6 +30,7 @@ from cdcsync.metrics import (
     BULK_RETRIES,
     DLQ_RECORDS,
     ITERATOR_AGE,
+    REBUILD_DUAL_WRITES,
     RECORDS,
     REPLICATION_LAG,
     SHARDS_OWNED,
@@ -90,6 +91,9 @@ class EmfMetrics:
 
     def bulk_retries(self, count: int = 1) -> None:
         self._add(BULK_RETRIES, (), check_count(BULK_RETRIES, count))
+
+    def rebuild_copies(self, count: int = 1) -> None:
+        self._add(REBUILD_DUAL_WRITES, (), check_count(REBUILD_DUAL_WRITES, count))
 
     def dead_letters(self, table: str, reason: str, count: int = 1) -> None:
         self._add(DLQ_RECORDS, (table, reason_label(reason)), check_count(DLQ_RECORDS, count))

@@ -11,6 +11,7 @@ from cdcsync.metrics import (
     BULK_RETRIES,
     DLQ_RECORDS,
     ITERATOR_AGE,
+    REBUILD_DUAL_WRITES,
     RECORDS,
     REPLICATION_LAG,
     SHARDS_OWNED,
@@ -54,6 +55,7 @@ class PrometheusMetrics:
             buckets=BULK_REQUEST_DURATION_BUCKETS,
         )
         self._bulk_retries = _counter(BULK_RETRIES, self._registry)
+        self._rebuild_copies = _counter(REBUILD_DUAL_WRITES, self._registry)
         self._dead_letters = _counter(DLQ_RECORDS, self._registry)
         self._shards_owned = _gauge(SHARDS_OWNED, self._registry)
         self._backfill_items = _counter(BACKFILL_ITEMS, self._registry)
@@ -76,6 +78,9 @@ class PrometheusMetrics:
 
     def bulk_retries(self, count: int = 1) -> None:
         self._bulk_retries.inc(check_count(BULK_RETRIES, count))
+
+    def rebuild_copies(self, count: int = 1) -> None:
+        self._rebuild_copies.inc(check_count(REBUILD_DUAL_WRITES, count))
 
     def dead_letters(self, table: str, reason: str, count: int = 1) -> None:
         self._dead_letters.labels(table, reason_label(reason)).inc(check_count(DLQ_RECORDS, count))

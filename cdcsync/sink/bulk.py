@@ -11,6 +11,7 @@ each, to ``/{index}/_bulk`` (see ``bulk_requests``). opensearch-py's own helpers
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -25,6 +26,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 from tenacity.stop import stop_base
 from tenacity.wait import wait_random_exponential
 
+from cdcsync.errors import CdcsyncError
 from cdcsync.logs import document_ids
 from cdcsync.metrics import Metrics
 from cdcsync.plan.actions import Action
@@ -32,6 +34,7 @@ from cdcsync.settings import Settings
 from cdcsync.sink.bulk_body import action_lines
 from cdcsync.sink.bulk_requests import BulkLimits, bulk_requests
 from cdcsync.sink.coalesce import CoalescedAction, coalesce
+from cdcsync.sink.copies import IndexCopies
 from cdcsync.sink.outcomes import HTTP_TOO_LARGE, ItemError, classify_item, is_transient_status
 
 log = logging.getLogger(__name__)
@@ -124,6 +127,7 @@ class BulkWriter:
     request_timeout: float = 30.0
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    copies: IndexCopies | None = None  # a rebuild's dual writes (``copies.py``)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: OpenSearch, metrics: Metrics) -> BulkWriter:
@@ -133,6 +137,7 @@ class BulkWriter:
             metrics=metrics,
             limits=BulkLimits(settings.bulk_max_actions, settings.bulk_max_bytes),
             budget=RetryBudget(settings.max_retries, settings.retry_max_seconds),
+            copies=IndexCopies(client, settings.targets_refresh_seconds),
         )
 
     def write(self, actions: Sequence[Action], *, deadline: float | None = None) -> list[WriteResult]:
@@ -143,6 +148,25 @@ class BulkWriter:
         one before it. A step after one that failed is not sent but failed too: the records are
         delivered again and the steps replayed in order, never a delete after its index.
         """
+        if self.copies is None:
+            return self._write(actions, deadline)
+        try:
+            targets = self.copies.targets()
+        except CdcsyncError as exc:  # unknown whether a rebuild needs a copy: write nothing, retry
+            log.warning("%s; %d actions not written, to be retried", exc, len(actions))
+            error = ItemError(None, "rebuild_aliases_unknown", str(exc))
+            return [WriteResult(CoalescedAction(a, [a.record]), "failed", error, 0) for a in actions]
+        copies = [
+            dataclasses.replace(action, index=targets[action.index])
+            for action in actions
+            if targets.get(action.index, action.index) != action.index
+        ]
+        if not copies:
+            return self._write(actions, deadline)
+        self.metrics.rebuild_copies(len(copies))
+        return _merge_copies(self._write([*actions, *copies], deadline), targets)
+
+    def _write(self, actions: Sequence[Action], deadline: float | None) -> list[WriteResult]:
         documents = coalesce(actions)
         results: list[WriteResult] = []
         spent = _StopBeforeBudget(self.budget.max_seconds, self.clock)  # one budget for every wave
@@ -364,6 +388,33 @@ def _reject(chunk: list[_Pending], results: list[WriteResult], error: ItemError)
     for item in chunk:
         item.failed(error)
         results.append(WriteResult(item.entry, "rejected", error, item.attempts, item.first_failure_at))
+
+
+_RANK = {"written": 0, "stale": 0, "rejected": 1, "failed": 2}
+
+
+def _merge_copies(results: list[WriteResult], targets: dict[str, str]) -> list[WriteResult]:
+    """One result per original action: a copy that failed makes its original failed (the records
+    are delivered again and both written again); one the new index rejected, rejected."""
+    copied_to = {index: name for name, index in targets.items()}
+    originals: dict[tuple[str, str, str | None], WriteResult] = {}
+    merged: list[WriteResult] = []
+    copies: list[WriteResult] = []
+    for result in results:
+        action = result.entry.action
+        if action.index in copied_to:
+            copies.append(result)
+            continue
+        originals[(action.index, action.id, action.routing)] = result
+        merged.append(result)
+    for copy in copies:
+        action = copy.entry.action
+        original = originals.get((copied_to[action.index], action.id, action.routing))
+        if original is not None and _RANK[copy.outcome] > _RANK[original.outcome]:
+            original.outcome, original.error = copy.outcome, copy.error
+            original.attempts = max(original.attempts, copy.attempts)
+            original.first_failure_at = original.first_failure_at or copy.first_failure_at
+    return merged
 
 
 def _held_back(before: CoalescedAction) -> ItemError:

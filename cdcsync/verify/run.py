@@ -53,18 +53,17 @@ import boto3
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import OpenSearchException
 
-from cdcsync.aws import aws_client, aws_session, session_region
+from cdcsync.aws import session_region
 from cdcsync.errors import ConfigError, RecordError
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
-from cdcsync.mapping.loader import load_mappings
-from cdcsync.metrics import NullMetrics
 from cdcsync.plan import Action, DeleteAction, FetchItem, IndexAction, Rejected, plan_fetched
 from cdcsync.reread import Gone, judge_gone, reread_record
+from cdcsync.services import Services
 from cdcsync.settings import Settings
 from cdcsync.sink.bulk import BulkWriter
-from cdcsync.sink.client import build_client, opensearch_error
-from cdcsync.sink.target import OPENSEARCH, Dialect, Target
-from cdcsync.source.items import ItemReader, key_id
+from cdcsync.sink.client import opensearch_error
+from cdcsync.sink.target import OPENSEARCH, Dialect
+from cdcsync.source.items import key_id
 from cdcsync.source.synthetic import filter_warnings, table_stream
 from cdcsync.values import image_to_plain
 from cdcsync.verify.compare import (
@@ -435,30 +434,35 @@ def build_verifier(
     sample: int | None = None,
     repair: bool = False,
     session: boto3.Session | None = None,
+    services: Services | None = None,
 ) -> tuple[Verifier, int]:
-    """The verifier for ``table`` and the table's item count. Raises ``ConfigError`` on bad input."""
+    """The verifier for ``table`` and the table's item count. Raises ``ConfigError`` on bad input.
+
+    ``services`` is what the entry point built (``cdcsync/services.py``); without it, one is built
+    from ``settings`` and ``session``.
+    """
     if sample is not None and sample < 1:
         raise ConfigError(f"verify --sample: expected a positive number of items, got {sample}")
-    session = session or aws_session()
-    mappings = load_mappings(settings.mappings)
+    services = services or Services(settings, session=session)
+    mappings = services.mappings
     if not mappings.for_table(table):
         known = ", ".join(mappings.tables) or "none"
         raise ConfigError(f"no mapping for table {table} (tables with mappings: {known})")
-    dynamodb = aws_client(session, "dynamodb")
+    dynamodb = services.dynamodb
     key_types, item_count, description = describe_table(dynamodb, table)
-    stream = table_stream(description, session_region(session))
-    client = build_client(settings, session=session)
+    stream = table_stream(description, session_region(services.session))
+    client = services.client
     try:
-        dialect = Target(settings, client).dialect
+        dialect = services.target.dialect
     except OpenSearchException as exc:
         raise opensearch_error(exc, f"verify of {table}") from exc
-    writer = BulkWriter.from_settings(settings, client, NullMetrics()) if repair else None
+    writer = services.writer if repair else None
     verifier = Verifier(
         shape=TableShape(table, key_types, stream.region, view=stream.view, stream_arn=stream.stream_arn),
         mappings=mappings,
         dynamodb=dynamodb,
         client=client,
-        items=ItemReader(dynamodb),
+        items=services.items,
         report=VerifyReport(table=table, sample=sample, repairing=repair),
         writer=writer,
         dialect=dialect,
@@ -489,13 +493,16 @@ def run_verify(
     repair: bool = False,
     session: boto3.Session | None = None,
     out: TextIO = sys.stdout,
+    services: Services | None = None,
 ) -> VerifyReport:
     """Verify (and with ``repair`` fix) one table's index; print the report to ``out``.
 
     The CLI exits with ``report.exit_code``. Raises ``ConfigError`` (exit 2) for an unknown table
     or mapping, ``TransientError`` when DynamoDB or OpenSearch keeps failing.
     """
-    verifier, item_count = build_verifier(settings, table, sample=sample, repair=repair, session=session)
+    verifier, item_count = build_verifier(
+        settings, table, sample=sample, repair=repair, session=session, services=services
+    )
     return verify(verifier, item_count, out)
 
 

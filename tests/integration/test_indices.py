@@ -31,8 +31,15 @@ def mapping(index: str, index_body: dict[str, Any] | None = None, table: str = "
 
 
 def gc_deletes(opensearch: OpenSearch, index: str) -> str:
+    """Of ``index`` or, for an alias, of its one index."""
     settings = opensearch.indices.get_settings(index=index, params={"flat_settings": "true"})
-    return str(settings[index]["settings"]["index.gc_deletes"])
+    (entry,) = settings.values()
+    return str(entry["settings"]["index.gc_deletes"])
+
+
+def created(name: str) -> IndexReport:
+    """``name`` created as ``name-000001`` behind the alias ``name``."""
+    return IndexReport(name, "created", physical=f"{name}-000001")
 
 
 def warning_for(index: str, value: str) -> str:
@@ -58,23 +65,23 @@ def test_apply_indices_creates_missing_index_with_body_and_gc_deletes(
     body = {**BODY, "aliases": {f"{unique_name}-read": {}}}
     # WHEN applied
     reports = apply_indices(opensearch, mapping_set(mapping(unique_name, body)))
-    # THEN the index is created from index_body, with gc_deletes raised to the stream retention
-    assert reports == [IndexReport(unique_name, "created")]
-    assert str(reports[0]) == f"{unique_name}: created"
-    assert gc_deletes(opensearch, unique_name) == "24h"
-    props = opensearch.indices.get_mapping(index=unique_name)[unique_name]["mappings"]["properties"]
+    # THEN the index is created from index_body as NAME-000001 behind the alias NAME (its write
+    # index), with gc_deletes raised to the stream retention
+    physical = f"{unique_name}-000001"
+    assert reports == [created(unique_name)]
+    assert str(reports[0]) == f"{unique_name}: created as {physical} behind the alias {unique_name}"
+    assert gc_deletes(opensearch, physical) == "24h"
+    props = opensearch.indices.get_mapping(index=unique_name)[physical]["mappings"]["properties"]
     assert props == {"username": {"type": "keyword"}}
-    aliases = opensearch.indices.get_alias(index=unique_name)[unique_name]["aliases"]
-    assert aliases == {f"{unique_name}-read": {}}
+    aliases = opensearch.indices.get_alias(index=physical)[physical]["aliases"]
+    assert aliases == {f"{unique_name}-read": {}, unique_name: {"is_write_index": True}}
 
 
 def test_apply_indices_without_index_body_still_raises_gc_deletes(
     opensearch: OpenSearch, unique_name: str
 ) -> None:
     # GIVEN a mapping with no index_body WHEN applied THEN the index is created with gc_deletes 24h
-    assert apply_indices(opensearch, mapping_set(mapping(unique_name))) == [
-        IndexReport(unique_name, "created")
-    ]
+    assert apply_indices(opensearch, mapping_set(mapping(unique_name))) == [created(unique_name)]
     assert gc_deletes(opensearch, unique_name) == "24h"
 
 
@@ -109,14 +116,21 @@ def test_apply_indices_existing_index_left_alone_and_short_gc_deletes_warned(
     opensearch.indices.create(index=unique_name, body={"settings": existing})
     # WHEN applied with a different index_body
     reports = apply_indices(opensearch, mapping_set(mapping(unique_name, BODY)))
-    # THEN the index is not changed, and a gc_deletes shorter than 24h is warned about
-    expected = IndexReport(unique_name, "exists", warning_for(unique_name, warning) if warning else None)
+    # THEN the concrete index keeps its name (no alias) and its settings, a gc_deletes shorter than
+    # 24h is warned about, and the field index_body adds is added in place (drift: an addition)
+    expected = IndexReport(
+        unique_name,
+        "exists",
+        warning_for(unique_name, warning) if warning else None,
+        changed=("field username (keyword)",),
+    )
     assert reports == [expected]
     if warning:
         assert str(reports[0]) == f"{unique_name}: exists (warning: {warning_for(unique_name, warning)})"
-    assert "username" not in opensearch.indices.get_mapping(index=unique_name)[unique_name]["mappings"].get(
-        "properties", {}
-    )
+    assert not opensearch.indices.exists_alias(name=unique_name)
+    assert opensearch.indices.get_mapping(index=unique_name)[unique_name]["mappings"]["properties"] == {
+        "username": {"type": "keyword"}
+    }
 
 
 def test_apply_indices_concurrent_applies_both_succeed(
@@ -202,7 +216,7 @@ def test_apply_indices_same_index_in_two_mappings_applied_once(
     reports = apply_indices(
         opensearch, mapping_set(mapping(unique_name, BODY), mapping(unique_name, table="Orders"))
     )
-    assert reports == [IndexReport(unique_name, "created")]
+    assert reports == [created(unique_name)]
 
 
 V2_BODY = {
@@ -272,3 +286,74 @@ def test_apply_indices_refused_template_is_one_line_config_error(
         "; rename the index so that no template of the same priority matches the names it can take, "
         "or give the other template another priority"
     )
+
+
+def test_apply_indices_new_field_and_dynamic_setting_applied_in_place(
+    opensearch: OpenSearch, unique_name: str
+) -> None:
+    # GIVEN an index created from BODY
+    apply_indices(opensearch, mapping_set(mapping(unique_name, BODY)))
+    # WHEN index_body gains a field, a multi-field and a dynamic setting
+    body = {
+        "settings": {"index": {"number_of_shards": 1, "refresh_interval": "5s"}},
+        "mappings": {
+            "properties": {
+                "username": {"type": "keyword", "fields": {"text": {"type": "text"}}},
+                "total": {"type": "long"},
+            }
+        },
+    }
+    diff = apply_indices(opensearch, mapping_set(mapping(unique_name, body)), change=False)
+    reports = apply_indices(opensearch, mapping_set(mapping(unique_name, body)))
+    # THEN diff lists them without changing anything, apply puts them in place, and nothing needs a rebuild
+    changes = (
+        "field username.text (text)",
+        "field total (long)",
+        "setting index.refresh_interval: unset -> 5s",
+    )
+    physical = f"{unique_name}-000001"
+    assert diff == [IndexReport(unique_name, "exists", physical=physical, changed=changes)]
+    assert reports == diff
+    assert reports[0].lines(applied=True) == [
+        f"{unique_name}: exists",
+        f"{unique_name}: field username.text (text): applied",
+        f"{unique_name}: field total (long): applied",
+        f"{unique_name}: setting index.refresh_interval: unset -> 5s: applied",
+    ]
+    props = opensearch.indices.get_mapping(index=unique_name)[physical]["mappings"]["properties"]
+    assert props == body["mappings"]["properties"]
+    again = apply_indices(opensearch, mapping_set(mapping(unique_name, body)), change=False)
+    assert again == [IndexReport(unique_name, "exists", physical=physical)]
+
+
+def test_apply_indices_type_change_and_shard_count_need_rebuild(
+    opensearch: OpenSearch, unique_name: str
+) -> None:
+    # GIVEN an index created from BODY (username: keyword, 1 shard)
+    apply_indices(opensearch, mapping_set(mapping(unique_name, BODY)))
+    # WHEN index_body changes a field's type, adds an analyzer and asks for 2 shards
+    body = {
+        "settings": {
+            "index": {"number_of_shards": 2},
+            "analysis": {"analyzer": {"folded": {"type": "custom", "tokenizer": "standard"}}},
+        },
+        "mappings": {"properties": {"username": {"type": "text"}}},
+    }
+    (report,) = apply_indices(opensearch, mapping_set(mapping(unique_name, body)))
+    # THEN each is reported per field or setting as needing a rebuild of the mapping's table, and
+    # nothing was changed
+    assert report.changed == ()
+    assert report.lines(applied=True) == [
+        f"{unique_name}: exists",
+        f"{unique_name}: field username: type keyword in the index, text in index_body: "
+        "needs `cdcsync rebuild --table Users`",
+        f"{unique_name}: setting index.number_of_shards: 1 in the index, 2 in index_body: "
+        "needs `cdcsync rebuild --table Users`",
+        f"{unique_name}: setting index.analysis.analyzer.folded.type: unset in the index, custom in "
+        "index_body: needs `cdcsync rebuild --table Users`",
+        f"{unique_name}: setting index.analysis.analyzer.folded.tokenizer: unset in the index, standard "
+        "in index_body: needs `cdcsync rebuild --table Users`",
+    ]
+    physical = f"{unique_name}-000001"
+    props = opensearch.indices.get_mapping(index=unique_name)[physical]["mappings"]["properties"]
+    assert props == {"username": {"type": "keyword"}}

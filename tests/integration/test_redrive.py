@@ -117,9 +117,45 @@ def test_cli_indices_apply_creates_index_with_gc_deletes(
         f"table: T\nindex: {name}\nindex_body:\n  mappings: {{properties: {{n: {{type: long}}}}}}\n"
     )
     assert main(["indices", "apply", "--mappings", str(mapping)]) == 0
-    assert capsys.readouterr().out.strip() == f"{name}: created"
+    assert capsys.readouterr().out.strip() == f"{name}: created as {name}-000001 behind the alias {name}"
     settings = world.opensearch.indices.get_settings(index=name, params={"flat_settings": "true"})
-    assert settings[name]["settings"]["index.gc_deletes"] == "24h"
+    assert settings[f"{name}-000001"]["settings"]["index.gc_deletes"] == "24h"
+
+
+def test_cli_indices_diff_and_apply_report_drift_exit_1_on_rebuild(
+    world: LambdaWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN an index applied from a mapping, whose index_body then changes a type and adds a field
+    name = f"{world.index}-drift"
+    mapping = tmp_path / "drift.yaml"
+    mapping.write_text(
+        f"table: T\nindex: {name}\nindex_body:\n  mappings: {{properties: {{n: {{type: long}}}}}}\n"
+    )
+    assert main(["indices", "apply", "--mappings", str(mapping)]) == 0
+    capsys.readouterr()
+    mapping.write_text(
+        f"table: T\nindex: {name}\nindex_body:\n"
+        "  mappings: {properties: {n: {type: keyword}, m: {type: long}}}\n"
+    )
+    rebuild = (
+        f"{name}: field n: type long in the index, keyword in index_body: needs `cdcsync rebuild --table T`"
+    )
+    # WHEN diffed THEN both are listed, nothing changes, exit 1
+    assert main(["indices", "diff", "--mappings", str(mapping)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{name}: exists",
+        f"{name}: field m (long): can be applied in place",
+        rebuild,
+    ]
+    # WHEN applied THEN the new field is added, the type change is left for a rebuild, exit 1
+    assert main(["indices", "apply", "--mappings", str(mapping)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{name}: exists",
+        f"{name}: field m (long): applied",
+        rebuild,
+    ]
+    props = world.opensearch.indices.get_mapping(index=name)[f"{name}-000001"]["mappings"]["properties"]
+    assert (props["n"], props["m"]) == ({"type": "long"}, {"type": "long"})  # (+ the version check's field)
 
 
 def test_cli_verify_reports_drift_and_repair_fixes_it(

@@ -67,7 +67,10 @@ def test_aoss_timeseries_indices_apply_exits_2_naming_the_collection_type(
     code = main(["indices", "apply"])
     # THEN the index is created, then the version check stops it with one line naming the fix
     out, err = capsys.readouterr()
-    assert (code, out) == (2, f"{unique_name}: created\n")
+    assert (code, out) == (
+        2,
+        f"{unique_name}: created as {unique_name}-000001 behind the alias {unique_name}\n",
+    )
     assert err.splitlines()[-1] == "cdcsync: indices apply: " + REFUSED_ID.format(index=unique_name)
     opensearch.indices.refresh(index=unique_name)
     assert opensearch.count(index=unique_name)["count"] == 0

@@ -110,7 +110,10 @@ def test_targets_indices_apply_creates_index_and_checks_versions(world: World) -
     # WHEN indices apply runs on the target
     code, out, err = world.cli("indices", "apply")
     # THEN the index is created as the target spells it, and the version check ran and left nothing
-    assert (code, out) == (0, f"{world.index}: created\n")
+    assert (code, out) == (
+        0,
+        f"{world.index}: created as {world.index}-000001 behind the alias {world.index}\n",
+    )
     if world.target.env.get("CDCSYNC_OPENSEARCH_ALLOW_INSECURE") == "true":  # the stand-in's API key on http
         (warning,) = err.splitlines()
         assert (
@@ -119,7 +122,8 @@ def test_targets_indices_apply_creates_index_and_checks_versions(world: World) -
         )
     else:
         assert err == ""
-    settings = world.target.admin.indices.get_settings(index=world.index)[world.index]["settings"]["index"]
+    physical = f"{world.index}-000001"  # behind the alias world.index
+    settings = world.target.admin.indices.get_settings(index=world.index)[physical]["settings"]["index"]
     assert settings.get("gc_deletes") == (None if world.target.name == "aoss" else "24h")
     assert world.docs() == {}
     if world.target.proxy is not None:
@@ -170,10 +174,10 @@ def test_targets_backfill_verify_and_repair_converge(world: World) -> None:
     assert set(world.docs()) == {"order-0", "order-1", "order-2"}
     paths = [path for _, path in world.seen()]
     if world.target.name == "elasticsearch" and world.target.proxy is not None:
-        assert any(path.startswith(f"/{world.index}/_pit?") for path in paths)
+        assert any(path.startswith(f"/{world.index}-000001/_pit?") for path in paths)
         assert not [path for path in paths if "point_in_time" in path]
     if world.target.name == "aoss":
-        assert any(path.startswith(f"/{world.index}/_search/point_in_time?") for path in paths)
+        assert any(path.startswith(f"/{world.index}-000001/_search/point_in_time?") for path in paths)
         assert not [path for path in paths if path == "/" or "scroll" in path or "_refresh" in path]
 
 

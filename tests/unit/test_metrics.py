@@ -37,6 +37,7 @@ CONTRACT_NAMES = {
     "cdcsync_trimmed_data_total",
     "cdcsync_worker_errors_total",
     "cdcsync_unknown_location_writes_total",
+    "cdcsync_rebuild_dual_writes_total",  # the contract's cdcsync_rebuild_*
 }
 NOW = 1_714_564_800.123  # 2024-05-01T12:00:00.123Z
 # CloudWatch's standard units (MetricDatum.Unit).

@@ -65,6 +65,7 @@ def test_load_settings_nothing_set_returns_contract_defaults() -> None:
         "max_retries": 8,
         "retry_max_seconds": 60.0,
         "lease_seconds": 30.0,  # an addition to the contract: the worker's failover time
+        "targets_refresh_seconds": 30.0,
         "metrics_addr": "0.0.0.0:9464",
         "log_format": None,  # text when stderr is a terminal, else JSON (cdcsync.logs)
         "log_level": "INFO",

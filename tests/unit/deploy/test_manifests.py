@@ -525,6 +525,8 @@ def test_sam_template_role_allows_only_what_cdcsync_needs() -> None:
         "WriteIndex": ["es:ESHttpGet", "es:ESHttpPost", "es:ESHttpPut"],
         "CheckIndexExists": ["es:ESHttpHead"],
         "DeleteVersionProbe": ["es:ESHttpDelete"],
+        "ReadRebuildAliases": ["es:ESHttpGet"],
+        "WriteRebuildCopies": ["es:ESHttpPost"],
         "WriteLogs": ["logs:CreateLogStream", "logs:PutLogEvents"],
     }
     assert all(s["Effect"] == "Allow" and s["Resource"] != "*" for s in statements)
@@ -535,12 +537,23 @@ def test_sam_template_role_allows_only_what_cdcsync_needs() -> None:
     paths = {
         s["Sid"]: [path["Fn::Sub"].split(":domain/", 1)[1] for path in s["Resource"]]
         for s in statements
-        if s["Sid"] in ("WriteIndex", "CheckIndexExists", "DeleteVersionProbe")
+        if s["Sid"]
+        in (
+            "WriteIndex",
+            "CheckIndexExists",
+            "DeleteVersionProbe",
+            "ReadRebuildAliases",
+            "WriteRebuildCopies",
+        )
     }
     assert paths == {
         "WriteIndex": ["${OpenSearchDomainName}/${IndexName}", "${OpenSearchDomainName}/${IndexName}/*"],
         "CheckIndexExists": ["${OpenSearchDomainName}/${IndexName}"],
         "DeleteVersionProbe": ["${OpenSearchDomainName}/${IndexName}/_doc/*"],
+        # AND during a rebuild, every writer reads GET /_alias/*-rebuild and posts copies to the new
+        # physical index (NAME-00000n) behind NAME-rebuild: only _bulk there, nothing else
+        "ReadRebuildAliases": ["${OpenSearchDomainName}/_alias/*"],
+        "WriteRebuildCopies": ["${OpenSearchDomainName}/${IndexName}-*/_bulk"],
     }
 
 
@@ -558,6 +571,8 @@ def test_serverless_role_writes_only_under_the_index_path() -> None:
         (["es:ESHttpGet", "es:ESHttpPost", "es:ESHttpPut"], [index, f"{index}/*"]),
         (["es:ESHttpHead"], [index]),
         (["es:ESHttpDelete"], [f"{index}/_doc/*"]),
+        (["es:ESHttpGet"], ["${param:openSearchDomainName}/_alias/*"]),
+        (["es:ESHttpPost"], [f"{index}-*/_bulk"]),
     ]
 
 

@@ -28,11 +28,13 @@ from opensearchpy.exceptions import (
 )
 
 from cdcsync.change import ChangeRecord
+from cdcsync.errors import TransientError
 from cdcsync.logs import LogKeys, configure_logging
 from cdcsync.metrics import NullMetrics
 from cdcsync.plan.actions import Action, DeleteAction, IndexAction
 from cdcsync.sink.bulk import BulkLimits, BulkWriter, RetryBudget, WriteResult
 from cdcsync.sink.bulk_body import action_lines
+from cdcsync.sink.copies import IndexCopies
 from cdcsync.sink.outcomes import ItemError
 from tests.support.records import change, compiled
 
@@ -1014,3 +1016,59 @@ def test_write_replayed_suffixes_with_throttled_items_converge(
     # THEN each item has exactly one copy, where its last record put it, or none if it was removed
     present = {key for key, (_, exists) in store.docs.items() if exists}
     assert present == {(doc_id, shard_of[r]) for doc_id, r in where.items() if r is not None}
+
+
+# --- dual writes during a rebuild ---------------------------------------------------------------
+
+
+class FixedCopies(IndexCopies):
+    """The rebuild aliases as a writer last read them (no cluster)."""
+
+    def __init__(self, targets: dict[str, str] | Exception) -> None:
+        self.answer = targets
+
+    def targets(self) -> dict[str, str]:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return dict(self.answer)
+
+
+@pytest.mark.parametrize(
+    ("copy_answers", "outcome", "error_type"),
+    [
+        ([ALL_OK], "written", None),
+        ([[409]], "written", None),  # the copy found a newer version: stale there, written here
+        ([[400]], "rejected", "mapper_parsing_exception"),
+        ([[503]] * 4, "failed", "unavailable_shards_exception"),
+    ],
+    ids=["written", "copy-stale", "copy-rejected", "copy-failed"],
+)
+def test_bulk_writer_copy_outcome_decides_original_when_worse(
+    copy_answers: list[Answer], outcome: str, error_type: str | None
+) -> None:
+    # GIVEN a writer during a rebuild of "users" (users-rebuild -> users-000002)
+    r = rig(ALL_OK, *copy_answers)
+    r.writer.copies = FixedCopies({"users": "users-000002"})
+    # WHEN one action is written
+    (result,) = r.writer.write([index("1")])
+    # THEN it went to both indices, one result came back, and the worse outcome is the record's
+    assert [request.index for request in r.client.requests][:2] == ["users", "users-000002"]
+    assert result.entry.action.index == "users"
+    assert result.outcome == outcome
+    assert (result.error.type if result.error else None) == error_type
+
+
+def test_bulk_writer_rebuild_aliases_unreadable_writes_nothing_and_fails_all() -> None:
+    # GIVEN a writer that cannot read the rebuild aliases
+    r = rig()
+    r.writer.copies = FixedCopies(
+        TransientError("reading the rebuild aliases (*-rebuild): OpenSearch is down")
+    )
+    # WHEN actions are written
+    results = r.writer.write([index("1"), delete("2")])
+    # THEN nothing is sent and every action failed (retried later), so no change reaches only one index
+    assert r.client.requests == []
+    assert [(res.outcome, res.error.type if res.error else None) for res in results] == [
+        ("failed", "rebuild_aliases_unknown"),
+        ("failed", "rebuild_aliases_unknown"),
+    ]
