@@ -143,8 +143,9 @@ def test_targets_indices_apply_routing_required_index_passes_the_version_check(w
     # WHEN indices apply creates the index and checks it
     code, out, _ = world.cli("indices", "apply")
     # THEN the probe (routed like any document) passes and leaves nothing
-    assert (code, out) == (0, f"{world.index}: created\n")
-    assert world.target.admin.indices.get_mapping(index=world.index)[world.index]["mappings"]["_routing"] == {
+    physical = f"{world.index}-000001"  # behind the alias world.index
+    assert (code, out) == (0, f"{world.index}: created as {physical} behind the alias {world.index}\n")
+    assert world.target.admin.indices.get_mapping(index=world.index)[physical]["mappings"]["_routing"] == {
         "required": True
     }
     assert world.docs() == {}
