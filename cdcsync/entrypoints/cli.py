@@ -262,7 +262,7 @@ def _rebuild(args: argparse.Namespace) -> int:
     services = _services(args)
     from cdcsync.rebuild.run import Rebuild, duration_seconds  # noqa: PLC0415 - only rebuild needs it
 
-    rebuild = Rebuild(services, args.table, out=sys.stdout)
+    rebuild = Rebuild(services, args.table, out=sys.stdout, mapping=args.mapping)
     if args.status:
         print(rebuild.status())
     elif args.resume:
@@ -348,6 +348,11 @@ def _add_rebuild_verb(verbs: Any) -> None:
     )
     rebuild.add_argument("--table", required=True, help="the DynamoDB table whose index is rebuilt")
     rebuild.add_argument("--mappings", help="mapping file or folder (default: CDCSYNC_MAPPINGS)")
+    rebuild.add_argument(
+        "--mapping",
+        metavar="INDEX",
+        help="which of the table's mappings, by its index: name (needed when several)",
+    )
     rebuild.add_argument("--sample", type=int, default=1000, help="items verify checks (default 1000)")
     rebuild.add_argument("--full-verify", action="store_true", help="verify every item, not a sample")
     rebuild.add_argument("--keep-old", default="24h", help="how long --rollback stays possible (default 24h)")

@@ -54,15 +54,24 @@ class RebuildStoppedError(FatalError):
     """A rebuild step did not complete; ``--resume`` continues from the saved step."""
 
 
-def _mapping(mappings: MappingSet, table: str) -> CompiledMapping:
+def _mapping(mappings: MappingSet, table: str, name: str | None) -> CompiledMapping:
+    """The mapping rebuilt: the table's only one, or the one whose ``index:`` is ``name``."""
     found = mappings.for_table(table)
     if not found:
         known = ", ".join(mappings.tables) or "none"
         raise ConfigError(f"rebuild: no mapping for table {table} (tables with mappings: {known})")
+    choices = ", ".join(m.index.source for m in found)
+    if name is not None:
+        found = tuple(m for m in found if m.index.source == name)
+        if len(found) != 1:
+            raise ConfigError(
+                f"rebuild: table {table} has {'no' if not found else len(found)} mappings with index "
+                f'"{name}"; --mapping takes one of: {choices}'
+            )
     if len(found) > 1:
         raise ConfigError(
-            f"rebuild: table {table} has {len(found)} mappings ({', '.join(m.source for m in found)}); "
-            "rebuild supports one index per table for now: use the manual procedure in docs/runbooks.md"
+            f"rebuild: table {table} has {len(found)} mappings; say which index to rebuild with "
+            f"--mapping, one of: {choices}"
         )
     mapping = found[0]
     if not mapping.index.is_literal:
@@ -82,6 +91,7 @@ class Rebuild:
         table: str,
         *,
         out: TextIO,
+        mapping: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
         wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
@@ -90,11 +100,13 @@ class Rebuild:
         self.out = out
         self.sleep = sleep
         self.wall_ms = wall_ms
-        self.mapping = _mapping(services.mappings, table)
+        self.mapping = _mapping(services.mappings, table, mapping)
         self.name = self.mapping.index.source
         self.client = services.client
         self.store = services.lease_store(f"rebuild-{socket.gethostname()}-{os.getpid()}")
-        self.key = f"rebuild|{table}"
+        # A table's only mapping keeps the key it had before --mapping; each of several has its own.
+        several = len(services.mappings.for_table(table)) > 1
+        self.key = f"rebuild|{table}|{self.name}" if several else f"rebuild|{table}"
 
     def load(self) -> dict[str, Any] | None:
         return self.store.load_progress(self.key)

@@ -284,3 +284,60 @@ def test_cli_rebuild_concrete_index_refused_then_status_none(
     assert not world.opensearch.indices.exists(index=f"{world.index}-000002")
     assert main(["rebuild", "--table", world.table, "--status"]) == 0
     assert capsys.readouterr().out == f"rebuild of {world.table}: none\n"
+
+
+def test_cli_rebuild_table_with_two_mappings_needs_mapping_then_rebuilds_that_index(
+    world: LambdaWorld,
+    tmp_path: Path,
+    opensearch_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    short_margin: None,
+) -> None:
+    # GIVEN a table with two mappings (indices NAME and NAME-all), both behind aliases, and a new
+    # index_body for the first one
+    for key in range(5):
+        put(world, key, f"user {key}", T0)
+    other = f"{world.index}-all"
+    mappings = tmp_path / "mappings.yaml"
+    mappings.write_text(
+        mappings.read_text().replace(V1, V2)
+        + f'---\ntable: {world.table}\nindex: {other}\nid: "{{UserId}}"\n'
+    )
+    for name, value in {
+        "CDCSYNC_MAPPINGS": str(mappings),
+        "CDCSYNC_OPENSEARCH_URL": opensearch_url,
+        "CDCSYNC_CHECKPOINTS": f"file://{tmp_path}/checkpoints.json",
+        "CDCSYNC_DLQ": f"file://{tmp_path}/dlq.jsonl",
+        "CDCSYNC_TARGETS_REFRESH_SECONDS": str(REFRESH),
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["indices", "apply"]) == 1  # NAME's Name changes type: only a rebuild does that
+    capsys.readouterr()
+    # WHEN rebuilt without --mapping THEN refused (exit 2) with one line naming the choices
+    assert main(["rebuild", "--table", world.table]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"cdcsync: rebuild: table {world.table} has 2 mappings; say which index to rebuild with --mapping, "
+        f"one of: {world.index}, {other}"
+    )
+    # WHEN --mapping names no mapping of the table THEN refused with the same choices
+    assert main(["rebuild", "--table", world.table, "--mapping", "nope"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f'cdcsync: rebuild: table {world.table} has no mappings with index "nope"; --mapping takes one of: '
+        f"{world.index}, {other}"
+    )
+    assert not world.opensearch.indices.exists(index=f"{world.index}-000002")
+    # WHEN rebuilt with --mapping NAME THEN NAME moves to its next generation with the new mapping;
+    # NAME-all stays where it was
+    assert main(["rebuild", "--table", world.table, "--mapping", world.index, "--full-verify"]) == 0
+    new = f"{world.index}-000002"
+    assert set(world.opensearch.indices.get_alias(name=world.index)) == {new}
+    assert set(world.opensearch.indices.get_alias(name=other)) == {f"{other}-000001"}
+    assert len(sources_of(world, new)) == 5
+    properties = world.opensearch.indices.get_mapping(index=new)[new]["mappings"]["properties"]
+    assert properties["Name"]["type"] == "text"
+    capsys.readouterr()
+    assert main(["rebuild", "--table", world.table, "--mapping", world.index, "--status"]) == 0
+    assert capsys.readouterr().out.startswith(
+        f"rebuild of {world.table}: swapped ({world.index}-000001 -> {new}); {world.index}-000001 kept"
+    )
