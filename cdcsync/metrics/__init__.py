@@ -40,7 +40,10 @@ __all__ = [
     "ITERATOR_AGE",
     "METRICS",
     "OUTCOMES",
+    "REBUILD_BACKFILL_ITEMS",
     "REBUILD_DUAL_WRITES",
+    "REBUILD_STEP",
+    "REBUILD_STEPS",
     "RECORDS",
     "REPLICATION_LAG",
     "SHARDS_OWNED",
@@ -125,6 +128,19 @@ REBUILD_DUAL_WRITES = MetricSpec(
     "counter",
     "Actions also written to a rebuild's new index (the alias NAME-rebuild): the dual-write overhead.",
 )
+REBUILD_STEP = MetricSpec(
+    "cdcsync_rebuild_step",
+    "gauge",
+    "cdcsync rebuild: the step the rebuild of an index has completed: 1 created, 2 waited, 3 backfilled, "
+    "4 verified, 5 swapped, 6 finished, 7 rolled_back.",
+    ("table", "index"),
+)
+REBUILD_BACKFILL_ITEMS = MetricSpec(
+    "cdcsync_rebuild_backfill_items",
+    "gauge",
+    "cdcsync rebuild: items its backfill has written to the new index so far (resumed runs included).",
+    ("table", "index"),
+)
 DLQ_RECORDS = MetricSpec(
     "cdcsync_dlq_records_total",
     "counter",
@@ -173,6 +189,8 @@ METRICS: tuple[MetricSpec, ...] = (
     BULK_REQUEST_DURATION,
     BULK_RETRIES,
     REBUILD_DUAL_WRITES,
+    REBUILD_STEP,
+    REBUILD_BACKFILL_ITEMS,
     DLQ_RECORDS,
     SHARDS_OWNED,
     BACKFILL_ITEMS,
@@ -185,6 +203,8 @@ METRICS: tuple[MetricSpec, ...] = (
 BULK_REQUEST_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 EVENTS = frozenset({"INSERT", "MODIFY", "REMOVE", "BACKFILL", "REDRIVE"})
+# cdcsync_rebuild_step's values: a step's number is its place here, from 1.
+REBUILD_STEPS = ("created", "waited", "backfilled", "verified", "swapped", "finished", "rolled_back")
 OUTCOMES = frozenset({"indexed", "deleted", "skipped", "stale", "coalesced", "dlq"})
 # What stopped a worker's table round or shard loop: the error tree's branches, and bugs.
 WORKER_ERROR_KINDS = frozenset({"transient", "stream_gone", "config", "fatal", "bug"})
@@ -220,6 +240,13 @@ def error_label(error: str) -> str:
     return error
 
 
+def rebuild_step_number(step: str) -> int:
+    """``cdcsync_rebuild_step``'s value for ``step``; a step not in ``REBUILD_STEPS`` is a bug."""
+    if step not in REBUILD_STEPS:
+        raise ValueError(f'{REBUILD_STEP.name}: step "{step}" is not one of {", ".join(REBUILD_STEPS)}')
+    return REBUILD_STEPS.index(step) + 1
+
+
 def reason_label(reason: str) -> str:
     """``reason`` as a bounded label value: an error type, else ``other``."""
     return reason if _REASON_SHAPE.fullmatch(reason) else OTHER_REASON
@@ -253,6 +280,12 @@ class Metrics(Protocol):
 
     def rebuild_copies(self, count: int = 1) -> None:
         """``cdcsync_rebuild_dual_writes_total``."""
+
+    def rebuild_step(self, table: str, index: str, step: str) -> None:
+        """``cdcsync_rebuild_step{table,index}``: the number of ``step`` in ``REBUILD_STEPS``."""
+
+    def rebuild_backfill_items(self, table: str, index: str, count: int) -> None:
+        """``cdcsync_rebuild_backfill_items{table,index}``: items written to the new index so far."""
 
     def dead_letters(self, table: str, reason: str, count: int = 1) -> None:
         """``cdcsync_dlq_records_total{table,reason}``."""
@@ -303,6 +336,12 @@ class NullMetrics:
 
     def rebuild_copies(self, count: int = 1) -> None:
         check_count(REBUILD_DUAL_WRITES, count)
+
+    def rebuild_step(self, table: str, index: str, step: str) -> None:
+        rebuild_step_number(step)
+
+    def rebuild_backfill_items(self, table: str, index: str, count: int) -> None:
+        check_count(REBUILD_BACKFILL_ITEMS, count)
 
     def dead_letters(self, table: str, reason: str, count: int = 1) -> None:
         check_count(DLQ_RECORDS, count)

@@ -30,7 +30,9 @@ from cdcsync.metrics import (
     BULK_RETRIES,
     DLQ_RECORDS,
     ITERATOR_AGE,
+    REBUILD_BACKFILL_ITEMS,
     REBUILD_DUAL_WRITES,
+    REBUILD_STEP,
     RECORDS,
     REPLICATION_LAG,
     SHARDS_OWNED,
@@ -44,6 +46,7 @@ from cdcsync.metrics import (
     event_label,
     outcome_label,
     reason_label,
+    rebuild_step_number,
 )
 
 MAX_VALUES_PER_LINE = 100  # EMF: a metric's value array holds at most 100 numbers
@@ -94,6 +97,12 @@ class EmfMetrics:
 
     def rebuild_copies(self, count: int = 1) -> None:
         self._add(REBUILD_DUAL_WRITES, (), check_count(REBUILD_DUAL_WRITES, count))
+
+    def rebuild_step(self, table: str, index: str, step: str) -> None:
+        self._add(REBUILD_STEP, (table, index), rebuild_step_number(step))
+
+    def rebuild_backfill_items(self, table: str, index: str, count: int) -> None:
+        self._add(REBUILD_BACKFILL_ITEMS, (table, index), check_count(REBUILD_BACKFILL_ITEMS, count))
 
     def dead_letters(self, table: str, reason: str, count: int = 1) -> None:
         self._add(DLQ_RECORDS, (table, reason_label(reason)), check_count(DLQ_RECORDS, count))

@@ -11,7 +11,9 @@ from cdcsync.metrics import (
     BULK_RETRIES,
     DLQ_RECORDS,
     ITERATOR_AGE,
+    REBUILD_BACKFILL_ITEMS,
     REBUILD_DUAL_WRITES,
+    REBUILD_STEP,
     RECORDS,
     REPLICATION_LAG,
     SHARDS_OWNED,
@@ -25,6 +27,7 @@ from cdcsync.metrics import (
     event_label,
     outcome_label,
     reason_label,
+    rebuild_step_number,
 )
 
 
@@ -56,6 +59,8 @@ class PrometheusMetrics:
         )
         self._bulk_retries = _counter(BULK_RETRIES, self._registry)
         self._rebuild_copies = _counter(REBUILD_DUAL_WRITES, self._registry)
+        self._rebuild_step = _gauge(REBUILD_STEP, self._registry)
+        self._rebuild_backfill_items = _gauge(REBUILD_BACKFILL_ITEMS, self._registry)
         self._dead_letters = _counter(DLQ_RECORDS, self._registry)
         self._shards_owned = _gauge(SHARDS_OWNED, self._registry)
         self._backfill_items = _counter(BACKFILL_ITEMS, self._registry)
@@ -81,6 +86,12 @@ class PrometheusMetrics:
 
     def rebuild_copies(self, count: int = 1) -> None:
         self._rebuild_copies.inc(check_count(REBUILD_DUAL_WRITES, count))
+
+    def rebuild_step(self, table: str, index: str, step: str) -> None:
+        self._rebuild_step.labels(table, index).set(rebuild_step_number(step))
+
+    def rebuild_backfill_items(self, table: str, index: str, count: int) -> None:
+        self._rebuild_backfill_items.labels(table, index).set(check_count(REBUILD_BACKFILL_ITEMS, count))
 
     def dead_letters(self, table: str, reason: str, count: int = 1) -> None:
         self._dead_letters.labels(table, reason_label(reason)).inc(check_count(DLQ_RECORDS, count))

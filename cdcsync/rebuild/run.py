@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 # Beyond the refresh period: a writer's refresh runs at its next batch, which may take this long.
 WAIT_MARGIN_SECONDS = 5.0
 _GENERATION = re.compile(r"-(\d{6})$")
-STEPS = ("created", "waited", "backfilled", "verified", "swapped", "finished", "rolled_back")
 
 
 class RebuildStoppedError(FatalError):
@@ -115,6 +114,7 @@ class Rebuild:
         state["step"] = step
         state[f"{step}_at_ms"] = self.wall_ms()
         self.store.save_progress(self.key, state)
+        self.services.metrics.rebuild_step(self.table, self.name, step)
         print(f"rebuild of {self.table}: {step} ({state['old']} -> {state['new']})", file=self.out)
 
     def status(self) -> str:
@@ -148,6 +148,7 @@ class Rebuild:
         body = creation_body(self.mapping, self.services.target.dialect)
         body["aliases"] = {rebuild_alias(self.name): {}}
         self.client.indices.create(index=new, body=body)
+        self.services.metrics.rebuild_backfill_items(self.table, self.name, 0)
         self.save(state, "created")
         self.resume()
 
@@ -168,7 +169,9 @@ class Rebuild:
             resume = bool(state.get("backfill_started"))
             state["backfill_started"] = True
             self.store.save_progress(self.key, state)
-            report = run_backfill(settings, self.table, resume=resume, services=self.services)
+            report = run_backfill(
+                settings, self.table, resume=resume, services=self.services, on_page=self._backfilled_page
+            )
             if not report.finished:
                 raise RebuildStoppedError(
                     f"rebuild of {self.table}: the backfill of {state['new']} did not finish; "
@@ -179,6 +182,13 @@ class Rebuild:
             self._verify(state)
             self.save(state, "verified")
         self._swap(state)
+
+    def _backfilled_page(self, _unit: int, _page: int) -> None:
+        """``cdcsync_rebuild_backfill_items``: the backfill's own count, in its checkpoint (resumes too)."""
+        progress = self.store.load_progress(f"backfill|{self.table}") or {}
+        self.services.metrics.rebuild_backfill_items(
+            self.table, self.name, int(progress.get("items_read", 0))
+        )
 
     def _verify(self, state: dict[str, Any]) -> None:
         """Verify the new index against the table. Under live writes a document may lag the table

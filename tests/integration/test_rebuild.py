@@ -4,6 +4,7 @@ an error or miss a document; afterwards the new index equals the table and has t
 from __future__ import annotations
 
 import io
+import re
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from opensearchpy import OpenSearch
 
 from cdcsync.entrypoints.cli import main
 from cdcsync.errors import ConfigError
-from cdcsync.metrics import NullMetrics
+from cdcsync.metrics import Metrics, NullMetrics, PrometheusMetrics
 from cdcsync.rebuild import run as rebuild_run
 from cdcsync.rebuild.run import Rebuild
 from cdcsync.services import Services
@@ -57,7 +58,7 @@ def put(world: LambdaWorld, key: int, name: str, seconds: int) -> dict[str, Any]
     return item
 
 
-def rebuild_services(tmp_path: Path, opensearch_url: str) -> Services:
+def rebuild_services(tmp_path: Path, opensearch_url: str, metrics: Metrics | None = None) -> Services:
     """What ``cdcsync rebuild`` builds, with the mapping's new index_body (Name: text)."""
     mappings = tmp_path / "mappings.yaml"
     mappings.write_text(mappings.read_text().replace(V1, V2))
@@ -65,7 +66,7 @@ def rebuild_services(tmp_path: Path, opensearch_url: str) -> Services:
         mappings=mappings, opensearch_url=opensearch_url, dlq=f"file://{tmp_path}/rebuild-dlq.jsonl",
         checkpoints=f"file://{tmp_path}/checkpoints.json", targets_refresh_seconds=REFRESH, _env_file=None,
     )  # fmt: skip
-    return Services(settings, session=boto3.Session(), metrics=NullMetrics())
+    return Services(settings, session=boto3.Session(), metrics=metrics or NullMetrics())
 
 
 def test_rebuild_under_live_lambda_writes_never_misses_and_swaps(
@@ -341,3 +342,56 @@ def test_cli_rebuild_table_with_two_mappings_needs_mapping_then_rebuilds_that_in
     assert capsys.readouterr().out.startswith(
         f"rebuild of {world.table}: swapped ({world.index}-000001 -> {new}); {world.index}-000001 kept"
     )
+
+
+class StepSampler(io.StringIO):
+    """The rebuild's output, with ``cdcsync_rebuild_*`` as they were when each step's line was printed."""
+
+    def __init__(self, metrics: PrometheusMetrics, table: str, index: str) -> None:
+        super().__init__()
+        self.metrics, self.labels = metrics, {"table": table, "index": index}
+        self.seen: list[tuple[str, float | None, float | None]] = []
+
+    def write(self, text: str) -> int:
+        step = re.match(r"rebuild of \S+: (\w+) \(", text)
+        if step:
+            registry = self.metrics.registry
+            self.seen.append((
+                step[1],
+                registry.get_sample_value("cdcsync_rebuild_step", self.labels),
+                registry.get_sample_value("cdcsync_rebuild_backfill_items", self.labels),
+            ))  # fmt: skip
+        return super().write(text)
+
+
+def test_rebuild_metrics_step_and_backfill_items_follow_each_step(
+    world: LambdaWorld, tmp_path: Path, opensearch_url: str, short_margin: None
+) -> None:
+    # GIVEN 7 documents behind the alias and a rebuild reporting to Prometheus
+    for key in range(7):
+        put(world, key, f"user {key}", T0)
+    metrics = PrometheusMetrics()
+    services = rebuild_services(tmp_path, opensearch_url, metrics)
+    out = StepSampler(metrics, world.table, world.index)
+    rebuild = Rebuild(services, world.table, out=out)
+    # WHEN it runs to the swap, is finished, and a second one is rolled back
+    rebuild.start(sample=None, keep_old_seconds=3600)
+    rebuild.finish()
+    rebuild.start(sample=None, keep_old_seconds=3600)
+    rebuild.rollback()
+    # THEN cdcsync_rebuild_step{table,index} had each step's number as the step was reported, and
+    # cdcsync_rebuild_backfill_items the items the backfill wrote to the new index
+    assert out.seen == [
+        ("created", 1.0, 0.0),
+        ("waited", 2.0, 0.0),
+        ("backfilled", 3.0, 7.0),
+        ("verified", 4.0, 7.0),
+        ("swapped", 5.0, 7.0),
+        ("finished", 6.0, 7.0),
+        ("created", 1.0, 0.0),
+        ("waited", 2.0, 0.0),
+        ("backfilled", 3.0, 7.0),
+        ("verified", 4.0, 7.0),
+        ("swapped", 5.0, 7.0),
+        ("rolled_back", 7.0, 7.0),
+    ]

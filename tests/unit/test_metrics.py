@@ -38,6 +38,8 @@ CONTRACT_NAMES = {
     "cdcsync_worker_errors_total",
     "cdcsync_unknown_location_writes_total",
     "cdcsync_rebuild_dual_writes_total",  # the contract's cdcsync_rebuild_*
+    "cdcsync_rebuild_step",
+    "cdcsync_rebuild_backfill_items",
 }
 NOW = 1_714_564_800.123  # 2024-05-01T12:00:00.123Z
 # CloudWatch's standard units (MetricDatum.Unit).
@@ -209,6 +211,24 @@ def test_metrics_unknown_attribute_raises_attribute_error() -> None:
             125.0,
         ),
         (
+            lambda m: (
+                m.rebuild_step("Users", "users", "created"),
+                m.rebuild_step("Users", "users", "swapped"),
+            ),
+            "cdcsync_rebuild_step",
+            {"table": "Users", "index": "users"},
+            5.0,
+        ),
+        (
+            lambda m: (
+                m.rebuild_backfill_items("Users", "users", 10),
+                m.rebuild_backfill_items("Users", "users", 30),
+            ),
+            "cdcsync_rebuild_backfill_items",
+            {"table": "Users", "index": "users"},
+            30.0,
+        ),
+        (
             lambda m: (m.trimmed_data("Users", "shardId-1"), m.trimmed_data("Users", "shardId-1")),
             "cdcsync_trimmed_data_total",
             {"table": "Users", "shard": "shardId-1"},
@@ -322,6 +342,11 @@ def test_prometheus_metrics_given_registry_is_used() -> None:
             "cdcsync_iterator_age_seconds: value must be a finite number, got inf",
         ),
         (lambda m: m.shards_owned("Users", -1), "cdcsync_shards_owned: count must be >= 0, got -1"),
+        (
+            lambda m: m.rebuild_step("Users", "users", "paused"),
+            'cdcsync_rebuild_step: step "paused" is not one of created, waited, backfilled, verified, '
+            "swapped, finished, rolled_back",
+        ),
         (
             lambda m: m.worker_errors("Users", "oops"),
             'cdcsync_worker_errors_total: error "oops" is not one of bug, config, fatal, stream_gone, '
