@@ -21,6 +21,7 @@ from cdcsync.entrypoints.aws_lambda import build_runtime
 from cdcsync.entrypoints.cli import main
 from cdcsync.entrypoints.worker import build_coordinator
 from cdcsync.metrics import PrometheusMetrics
+from cdcsync.rebuild import run as rebuild_run
 from cdcsync.settings import Settings, load_settings
 from tests.integration.conftest import TargetUnderTest
 from tests.integration.lambda_world import FakeContext
@@ -233,3 +234,32 @@ def test_targets_worker_readiness_asks_what_the_target_answers(world: World) -> 
     if world.target.name == "aoss":  # without GET / (AOSS answers 404 to it)
         assert [method for method, path in world.seen() if path == "/"] == []
         assert ("HEAD", f"/{world.index}") in world.seen()
+
+
+def test_targets_rebuild_moves_alias_to_new_index_with_new_mapping(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the table's items behind the alias, and a new index_body changing Total's type
+    monkeypatch.setenv("CDCSYNC_TARGETS_REFRESH_SECONDS", "0.2")
+    monkeypatch.setattr(rebuild_run, "WAIT_MARGIN_SECONDS", 0.1)
+    assert world.cli("indices", "apply")[0] == 0
+    assert world.cli("backfill", "--table", world.table, "--segments", "1")[0] == 0
+    mappings = world.tmp / "mappings.yaml"
+    mappings.write_text(mappings.read_text().replace('"integer"', '"long"'))
+    world.put("order-3", 8)
+    # WHEN rebuilt on the target
+    code, out, err = world.cli("rebuild", "--table", world.table, "--full-verify", "--keep-old", "1s")
+    # THEN the alias names the next generation, which has every item and the new field mapping
+    assert code == 0, (out, err)
+    old, new = f"{world.index}-000001", f"{world.index}-000002"
+    admin = world.target.admin
+    assert set(admin.indices.get_alias(name=world.index)) == {new}
+    assert set(world.docs()) == {"order-0", "order-1", "order-2", "order-3"}
+    properties = admin.indices.get_mapping(index=new)[new]["mappings"]["properties"]
+    assert properties["Total"] == {"type": "long"}
+    # AND --finish deletes the old index
+    assert world.cli("rebuild", "--table", world.table, "--finish")[0] == 0
+    assert not admin.indices.exists(index=old)
+    paths = [path for _, path in world.seen()]
+    if world.target.proxy is not None:  # the swap went through the target's own _aliases
+        assert "/_aliases" in paths
