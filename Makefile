@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint lint-deploy checkov typecheck unit integration validate bench bench-lambda demo lambda-package \
+.PHONY: test lint lint-deploy checkov typecheck unit integration validate bench bench-lambda bench-rebuild demo lambda-package \
 	lock lock-base-image clean
 
 $(STAMP): pyproject.toml
@@ -62,6 +62,10 @@ bench: $(STAMP)
 
 bench-lambda: $(STAMP)
 	$(BIN)/python bench/lambda_e2e.py
+
+# cdcsync rebuild of 10,000 items under a live Lambda writer: wall time, dual-write overhead ratio.
+bench-rebuild: $(STAMP)
+	$(BIN)/python bench/rebuild.py
 
 # The Lambda deployment package for arm64 (Python 3.12), with the mapping files. Dependencies are
 # exactly requirements.lock (hash-checked wheels); the cdcsync wheel is built with the hash-checked
