@@ -14,6 +14,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -21,6 +22,7 @@ import pytest
 from botocore.config import Config
 from opensearchpy import OpenSearch
 
+from tests.integration.lambda_world import LambdaWorld, WorldFactory, make_world
 from tests.support.dialect_proxy import DialectProxy, dialect_proxy, encoded_api_key
 from tests.support.servers import moto_server, osmem_server
 
@@ -203,3 +205,26 @@ def unique_name(request: pytest.FixtureRequest) -> Iterator[str]:
         leftovers = client.indices.get(index=f"{name}*", allow_no_indices=True, ignore_unavailable=True)
         for index in leftovers:
             client.indices.delete(index=index)
+
+
+@pytest.fixture
+def world_factory(
+    tmp_path: Path,
+    unique_name: str,
+    opensearch: OpenSearch,
+    opensearch_url: str,
+    dynamodb: Any,
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> WorldFactory:
+    """``make_world`` bound to this test's servers and names: ``world_factory(mapping=..., retries=...)``."""
+    # boto3 finds moto through its own configuration, as in production it finds AWS.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+
+    def make(**kwargs: Any) -> LambdaWorld:
+        kwargs.setdefault("opensearch_url", opensearch_url)
+        return make_world(
+            tmp_path, unique_name=unique_name, opensearch=opensearch, dynamodb=dynamodb, **kwargs
+        )
+
+    return make

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,3 +118,6 @@ def make_world(
     metrics = PrometheusMetrics()
     runtime = build_runtime(settings, session=boto3.Session(), metrics=metrics)
     return LambdaWorld(table, index, runtime, metrics, opensearch, dlq_path, dynamodb)
+
+
+WorldFactory = Callable[..., LambdaWorld]  # make_world bound to one test's servers and names

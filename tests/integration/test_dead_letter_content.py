@@ -21,7 +21,7 @@ from opensearchpy import OpenSearch
 
 from cdcsync.dlq.letter import DeadLetter
 from cdcsync.entrypoints.cli import main
-from tests.integration.lambda_world import LambdaWorld, make_world
+from tests.integration.lambda_world import LambdaWorld, WorldFactory
 
 T0 = 1_700_000_000
 PROFILE = {
@@ -54,27 +54,16 @@ def umask_022() -> Iterator[None]:
 
 @pytest.fixture
 def make(
+    world_factory: WorldFactory,
     tmp_path: Path,
-    unique_name: str,
     opensearch: OpenSearch,
     opensearch_url: str,
-    dynamodb: Any,
-    moto_endpoint: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> MakeWorld:
     """A Lambda world with ``settings``; the CLI reads the same ones from the environment."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
 
     def build(**settings: Any) -> LambdaWorld:
-        world = make_world(
-            tmp_path,
-            unique_name=unique_name,
-            opensearch=opensearch,
-            opensearch_url=opensearch_url,
-            dynamodb=dynamodb,
-            mapping=MAPPING,
-            **settings,
-        )
+        world = world_factory(mapping=MAPPING, **settings)
         opensearch.indices.create(
             index=world.index, body={"mappings": {"properties": {"Age": {"type": "long"}}}}
         )

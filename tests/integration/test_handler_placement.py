@@ -6,37 +6,19 @@ documents, dead letters and metrics.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-from opensearchpy import OpenSearch
 
-from tests.integration.lambda_world import LambdaWorld, make_world
+from tests.integration.lambda_world import LambdaWorld, WorldFactory
 
 T0 = 1_700_000_000
 ROUTED = 'routing: "{Tenant}"\n'
 
 
 @pytest.fixture
-def world(
-    tmp_path: Path,
-    unique_name: str,
-    opensearch: OpenSearch,
-    opensearch_url: str,
-    dynamodb: Any,
-    moto_endpoint: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> LambdaWorld:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    return make_world(
-        tmp_path,
-        unique_name=unique_name,
-        opensearch=opensearch,
-        opensearch_url=opensearch_url,
-        dynamodb=dynamodb,
-        mapping=ROUTED,
-    )
+def world(world_factory: WorldFactory) -> LambdaWorld:
+    return world_factory(mapping=ROUTED)
 
 
 def _routed_doc(world: LambdaWorld, doc_id: str, routing: str) -> dict[str, Any] | None:
@@ -93,24 +75,10 @@ def test_handler_new_image_view_makes_unknown_places_visible(world: LambdaWorld)
 
 
 def test_handler_id_over_512_bytes_is_dead_letter_and_batch_goes_on(
-    tmp_path: Path,
-    unique_name: str,
-    opensearch: OpenSearch,
-    opensearch_url: str,
-    dynamodb: Any,
-    moto_endpoint: str,
-    monkeypatch: pytest.MonkeyPatch,
+    world_factory: WorldFactory,
 ) -> None:
     # GIVEN a table with string keys, and a batch holding one key too long for an OpenSearch id
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    world = make_world(
-        tmp_path,
-        unique_name=unique_name,
-        opensearch=opensearch,
-        opensearch_url=opensearch_url,
-        dynamodb=dynamodb,
-        key_type="S",
-    )
+    world = world_factory(key_type="S")
     long_key = "k" * 513
     keys: list[Any] = ["a", long_key, "b"]
     records = [world.record("INSERT", key, {"UserId": key}, seconds=T0) for key in keys]
@@ -128,25 +96,13 @@ def test_handler_id_over_512_bytes_is_dead_letter_and_batch_goes_on(
 
 
 def test_handler_remove_whose_old_image_the_filter_may_have_skipped_deletes_and_counts(
-    tmp_path: Path,
-    unique_name: str,
-    opensearch: OpenSearch,
-    opensearch_url: str,
-    dynamodb: Any,
-    moto_endpoint: str,
-    monkeypatch: pytest.MonkeyPatch,
+    world_factory: WorldFactory,
 ) -> None:
     # GIVEN posts routed by Tenant, indexed while published (REMOVEs pass the filter)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    world = make_world(
-        tmp_path,
-        unique_name=unique_name,
-        opensearch=opensearch,
-        opensearch_url=opensearch_url,
-        dynamodb=dynamodb,
+    world = world_factory(
         mapping=ROUTED
         + "filter:\n  $or:\n    - eventName: [REMOVE]\n"
-        + "    - dynamodb: {NewImage: {Status: {S: [published]}}}\n",
+        + "    - dynamodb: {NewImage: {Status: {S: [published]}}}\n"
     )
     published = {"UserId": 1, "Tenant": "t1", "Status": "published"}
     draft = {**published, "Status": "draft"}

@@ -4,44 +4,16 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
 import pytest
-from opensearchpy import OpenSearch
 
 from cdcsync.metrics import EmfMetrics
-from tests.integration.lambda_world import LambdaWorld, make_world
+from tests.integration.lambda_world import LambdaWorld, WorldFactory
 from tests.support.fault_proxy import fault_proxy, is_bulk
 from tests.support.records import fixture_event
 
 T0 = 1_700_000_000
 ALICE = {"UserId": 1, "Username": "alice", "Status": "active"}
-
-WorldFactory = Callable[..., LambdaWorld]
-
-
-@pytest.fixture
-def world_factory(
-    tmp_path: Path,
-    unique_name: str,
-    opensearch: OpenSearch,
-    opensearch_url: str,
-    dynamodb: Any,
-    moto_endpoint: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> WorldFactory:
-    # boto3 finds moto through its own configuration, as in production it finds AWS.
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-
-    def make(**kwargs: Any) -> LambdaWorld:
-        kwargs.setdefault("opensearch_url", opensearch_url)
-        return make_world(
-            tmp_path, unique_name=unique_name, opensearch=opensearch, dynamodb=dynamodb, **kwargs
-        )
-
-    return make
 
 
 @pytest.fixture

@@ -9,18 +9,16 @@ from __future__ import annotations
 import urllib.parse
 import urllib.request
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
-from opensearchpy import OpenSearch
 
 from cdcsync.settings import load_settings
 from cdcsync.sink.client import build_client
 from cdcsync.values import load_json
 from cdcsync.verify.compare import TableShape, compare_document, expected_documents
 from cdcsync.verify.reads import mget_documents
-from tests.integration.lambda_world import LambdaWorld, make_world
+from tests.integration.lambda_world import LambdaWorld, WorldFactory
 from tests.support.records import stream_record, typed
 
 T0 = 1_700_000_000
@@ -30,24 +28,8 @@ TOTAL = "12345678901234567.89"  # a float would make it 1.2345678901234568e16
 
 
 @pytest.fixture
-def world(
-    tmp_path: Path,
-    unique_name: str,
-    opensearch: OpenSearch,
-    opensearch_url: str,
-    dynamodb: Any,
-    moto_endpoint: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> LambdaWorld:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    return make_world(
-        tmp_path,
-        unique_name=unique_name,
-        opensearch=opensearch,
-        opensearch_url=opensearch_url,
-        dynamodb=dynamodb,
-        retries=1,
-    )
+def world(world_factory: WorldFactory) -> LambdaWorld:
+    return world_factory(retries=1)
 
 
 def record(

@@ -11,7 +11,7 @@ import pytest
 from opensearchpy import OpenSearch
 
 from cdcsync.entrypoints.cli import main
-from tests.integration.lambda_world import LambdaWorld, make_world
+from tests.integration.lambda_world import LambdaWorld, WorldFactory, make_world
 from tests.support.fault_proxy import FaultProxy, fault_proxy, is_bulk
 
 T0 = 1_700_000_000
@@ -19,22 +19,13 @@ T0 = 1_700_000_000
 
 @pytest.fixture
 def world(
+    world_factory: WorldFactory,
     tmp_path: Path,
-    unique_name: str,
     opensearch: OpenSearch,
     opensearch_url: str,
-    dynamodb: Any,
-    moto_endpoint: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> LambdaWorld:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    world = make_world(
-        tmp_path,
-        unique_name=unique_name,
-        opensearch=opensearch,
-        opensearch_url=opensearch_url,
-        dynamodb=dynamodb,
-    )
+    world = world_factory()
     # The CLI reads the same settings from the environment.
     monkeypatch.setenv("CDCSYNC_MAPPINGS", str(tmp_path / "mappings.yaml"))
     monkeypatch.setenv("CDCSYNC_OPENSEARCH_URL", opensearch_url)
