@@ -26,9 +26,11 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.support.any_method import AnyMethodHandler
 
 Dialect = Literal["elasticsearch", "aoss"]
 CollectionType = Literal["SEARCH", "TIMESERIES", "VECTORSEARCH"]
@@ -75,24 +77,9 @@ def _error(status: int, error_type: str, reason: str) -> tuple[int, dict[str, st
     return status, {"Content-Type": _JSON}, json.dumps(body).encode()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(AnyMethodHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_HEAD(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the tests assert on ``requests``."""

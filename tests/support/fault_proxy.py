@@ -43,9 +43,11 @@ import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
+
+from tests.support.any_method import AnyMethodHandler
 
 _log = logging.getLogger(__name__)
 
@@ -254,26 +256,10 @@ def _rejected_item(action: list[bytes], default_index: str | None, fault: _Fault
     return {operation: item}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(AnyMethodHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: one client connection serves many requests
     server: _Server
     upstream: http.client.HTTPConnection | None = None
-
-    # http.server dispatches on do_<METHOD>; every method takes the same path.
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_HEAD(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
 
     def log_message(self, format: str, *args: Any) -> None:
         _log.debug("fault_proxy: " + format, *args)
