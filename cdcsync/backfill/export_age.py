@@ -28,6 +28,7 @@ from opensearchpy.exceptions import NotFoundError, TransportError
 
 from cdcsync.errors import ConfigError
 from cdcsync.mapping.templates import Template
+from cdcsync.sink.indices import time_value_seconds
 
 log = logging.getLogger(__name__)
 
@@ -148,16 +149,6 @@ def _unreadable(target: str, exc: TransportError) -> DeleteMemory:
         f'{_SETTING} of index "{target}" cannot be read ({what}), so the {DEFAULT_GC_DELETES} default is '
         "assumed",
     )
-
-
-_TIME_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "micros": 1e-6, "nanos": 1e-9}
-_TIME_VALUE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(d|h|m|s|ms|micros|nanos)\s*")
-
-
-def time_value_seconds(value: str) -> float | None:
-    """An OpenSearch time value ("60s", "24h") in seconds; None if it is not one."""
-    match = _TIME_VALUE.fullmatch(value)
-    return float(match[1]) * _TIME_UNITS[match[2]] if match else None
 
 
 def duration(seconds: float) -> str:

@@ -95,7 +95,7 @@ _TIME_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "micr
 _TIME_VALUE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(d|h|m|s|ms|micros|nanos)\s*")
 
 
-def _seconds(value: str) -> float | None:
+def time_value_seconds(value: str) -> float | None:
     """An OpenSearch time value ("60s", "24h") in seconds; None if it is not one."""
     match = _TIME_VALUE.fullmatch(value)
     return float(match[1]) * _TIME_UNITS[match[2]] if match else None
@@ -150,7 +150,7 @@ def _apply_literal(
     if not dialect.has_gc_deletes:
         return report
     gc_deletes = _gc_deletes(client, live)
-    seconds = _seconds(gc_deletes)
+    seconds = time_value_seconds(gc_deletes)
     # The 60 s default is the usual case; any value shorter than the stream retention is as risky.
     if seconds is not None and seconds < _GC_DELETES_SECONDS:
         warning = (

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from cdcsync.backfill import run_backfill
-from cdcsync.backfill.export_age import duration, time_value_seconds
+from cdcsync.backfill.export_age import duration
 from cdcsync.errors import ConfigError
 from cdcsync.settings import load_settings
+from cdcsync.sink.indices import time_value_seconds
 
 
 @pytest.mark.parametrize(
