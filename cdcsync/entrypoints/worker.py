@@ -14,7 +14,6 @@ from typing import Any
 import boto3
 
 from cdcsync.aws import aws_client
-from cdcsync.checkpoint.open import open_lease_store
 from cdcsync.errors import CdcsyncError, ConfigError
 from cdcsync.mapping.compiled import MappingSet
 from cdcsync.metrics import PrometheusMetrics
@@ -62,15 +61,9 @@ def _build(
     pipeline = services.pipeline
     target = services.target
 
-    store = open_lease_store(
-        settings.checkpoint_target,
-        worker_id=worker_id(),
-        session=services.session,
-        lease_seconds=settings.lease_seconds,
-    )
     coordinator = Coordinator(
         tables=chosen,
-        store=store,
+        store=services.lease_store(worker_id()),
         pipeline=pipeline,
         metrics=metrics,
         dynamodb=services.dynamodb,
