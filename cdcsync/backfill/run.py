@@ -50,7 +50,6 @@ from cdcsync.backfill.scan import (
     scan_plan,
 )
 from cdcsync.checkpoint import LeaseStore
-from cdcsync.checkpoint.open import open_lease_store
 from cdcsync.errors import CdcsyncError, ConfigError, FatalError
 from cdcsync.log_repeats import collapsed
 from cdcsync.metrics import Metrics
@@ -308,7 +307,7 @@ def run_backfill(
     target.check_reachable(table_mappings, f"backfill of {table}")
     target.check_writes(table_mappings, f"backfill of {table}")
     worker = f"backfill-{socket.gethostname()}-{os.getpid()}"
-    store = store or open_lease_store(settings.checkpoint_target, worker_id=worker, session=session)
+    store = store or services.lease_store(worker)
     key = f"backfill|{table}"
     previous = store.load_progress(key)
     report = BackfillReport(table)
