@@ -171,12 +171,12 @@ _COUNTS = {
     "skipped": "skipped",
     "dead_lettered": "deadLettered",
 }
-_REQUIRED = ("table", "bucket", "dataFileS3Key", "exportTimeMs")
+REQUIRED_EVENT_FIELDS = ("table", "bucket", "dataFileS3Key", "exportTimeMs")
 
 
 def parse_event(event: Mapping[str, Any]) -> tuple[ExportFile, FileCounts]:
     """The item a Distributed Map over ``manifest-files.json`` passes (or a previous answer)."""
-    missing = [name for name in _REQUIRED if event.get(name) in (None, "")]
+    missing = [name for name in REQUIRED_EVENT_FIELDS if event.get(name) in (None, "")]
     if missing:
         raise ConfigError(
             f"export handler: the event has no {', '.join(missing)} "
@@ -184,26 +184,25 @@ def parse_event(event: Mapping[str, Any]) -> tuple[ExportFile, FileCounts]:
             "expected a manifest-files.json line (dataFileS3Key) with table, bucket and exportTimeMs "
             "from the state machine's ItemSelector"
         )
-    try:
-        values = {name: event.get(key, 0) for name, key in _FIELDS.items()}
-        file = ExportFile(
-            table=str(values["table"]),
-            bucket=str(values["bucket"]),
-            data_file_key=str(values["data_file_key"]),
-            export_time_ms=_whole(values["export_time_ms"]),
-            unit=_whole(values["unit"]),
-            items_done=_whole(values["items_done"]),
-        )
-        counts = FileCounts(**{name: _whole(event.get(key, 0)) for name, key in _COUNTS.items()})
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"export handler: {exc} in the event; expected whole numbers") from exc
+    file = ExportFile(
+        table=str(event["table"]),
+        bucket=str(event["bucket"]),
+        data_file_key=str(event["dataFileS3Key"]),
+        export_time_ms=_whole(event, "exportTimeMs"),
+        unit=_whole(event, "unit"),
+        items_done=_whole(event, "itemsDone"),
+    )
+    counts = FileCounts(**{name: _whole(event, key) for name, key in _COUNTS.items()})
     return file, counts
 
 
-def _whole(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str) or int(value) < 0:
-        raise ValueError(f"{value!r} is not a whole number")
-    return int(value)
+def _whole(event: Mapping[str, Any], key: str) -> int:
+    value = event.get(key, 0)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    raise ConfigError(f"export handler: {key} is {value!r} in the event; expected a whole number")
 
 
 def answer(load: FileLoad) -> dict[str, Any]:
