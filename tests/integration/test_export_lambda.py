@@ -306,3 +306,32 @@ def test_verify_handler_after_the_load_reports_no_drift(
     (choice,) = definition["States"]["Verified"]["Choices"]
     assert (choice["Variable"], choice["Next"]) == ("$.verify.report.drift", "Drift")
     assert definition["States"]["Verified"]["Default"] == "Done"
+
+
+def test_export_handler_item_that_cannot_be_written_goes_to_the_dead_letter_queue(
+    sides: tuple[str, Side, Side], s3: Any, opensearch: Any, unique_name: str
+) -> None:
+    # GIVEN an export of 5 items, one of them with a key too long for a document id (over 512 bytes)
+    table, by_lambda, _ = sides
+    long_key = {"Pk": "x" * 600, "Sk": b"\x01", "Name": "long"}
+    export = write_export(
+        s3, unique_name, table, [*(sample_item(n) for n in range(4)), long_key], files=1, age_s=5
+    )
+    use_services(Services(by_lambda.settings, session=boto3.Session()))
+    # WHEN the state machine's steps load it
+    (answer,) = play_execution(s3, {"table": table, "export": export.url})
+    # THEN the other items are written, and that one is a dead letter in the configured queue, counted
+    assert (answer["finished"], answer["itemsRead"], answer["written"], answer["deadLettered"]) == (
+        True,
+        5,
+        4,
+        1,
+    )
+    assert len(documents(opensearch, by_lambda.index)) == 4
+    assert by_lambda.settings.dlq.startswith("file://")
+    (letter,) = Path(by_lambda.settings.dlq.removeprefix("file://")).read_text().splitlines()
+    stored = json.loads(letter)
+    assert (stored["error"]["type"], stored["sequence_number"]) == (
+        "id_too_long",
+        "export-00000-000000000-000004",
+    )
