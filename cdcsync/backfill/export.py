@@ -45,6 +45,7 @@ class ExportManifest:
     export_time_ms: int
     item_count: int
     data_keys: tuple[str, ...]
+    files_key: str = ""  # manifest-files.json (a Step Functions Distributed Map reads it)
 
 
 def parse_export_url(url: str) -> tuple[str, str]:
@@ -89,6 +90,7 @@ def find_export(s3: Any, url: str, table: str) -> ExportManifest:
         export_time_ms=int(export_time.timestamp() * 1000),
         item_count=int(summary.get("itemCount", 0)),
         data_keys=data_keys,
+        files_key=files_key,
     )
 
 

@@ -40,6 +40,9 @@ class Stack:
     sections: dict[str, Any]
     role: dict[str, Any]
     environment: dict[str, Any]
+    # Every role whose functions write dead letters: the stream function's, and in template.yaml the
+    # backfill state machine's functions' (issue 15)
+    writers: tuple[dict[str, Any], ...] = ()
 
     @property
     def resources(self) -> dict[str, Any]:
@@ -50,13 +53,15 @@ def _sam() -> Stack:
     document = _cloudformation(DEPLOY / "lambda" / "template.yaml")
     function = document["Resources"]["CdcsyncFunction"]["Properties"]
     role = {"Fn::GetAtt": ["CdcsyncRole", "Arn"]}
-    return Stack("sam", document, document, role, function["Environment"]["Variables"])
+    backfill = {"Fn::GetAtt": ["CdcsyncBackfillRole", "Arn"]}
+    return Stack("sam", document, document, role, function["Environment"]["Variables"], (role, backfill))
 
 
 def _serverless() -> Stack:
     document = _cloudformation(DEPLOY / "lambda" / "serverless.yml")
     role = {"Fn::GetAtt": ["IamRoleLambdaExecution", "Arn"]}
-    return Stack("serverless", document, document["resources"], role, document["provider"]["environment"])
+    environment = document["provider"]["environment"]
+    return Stack("serverless", document, document["resources"], role, environment, (role,))
 
 
 STACKS = [pytest.param(_sam, id="sam"), pytest.param(_serverless, id="serverless")]
@@ -111,7 +116,7 @@ def test_lambda_dead_letter_stores_encrypted_with_customer_managed_key(load: Any
     statements = _by_sid(key["Properties"]["KeyPolicy"])
     assert set(statements) == {"Administer", "UseThroughSqsAndS3"}
     use = statements["UseThroughSqsAndS3"]
-    assert use["Principal"] == {"AWS": [stack.role, OPERATOR]}
+    assert use["Principal"] == {"AWS": [*stack.writers, OPERATOR]}
     assert _actions(use) == USE_KEY
     services = use["Condition"]["StringEquals"]["kms:ViaService"]
     spelled = [s if isinstance(s, str) else s["Fn::Sub"] for s in services]
@@ -158,7 +163,7 @@ def test_lambda_dead_letter_queue_policy_admits_tls_function_and_operator_only(l
     # AND only the function and the operator role send (a forged dead letter would be redriven)
     send = statements["SendOnlyByFunctionOrOperator"]
     assert _actions(send) == ["sqs:SendMessage"]
-    assert send["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": [stack.role, OPERATOR]}}
+    assert send["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": [*stack.writers, OPERATOR]}}
 
 
 @pytest.mark.parametrize("load", STACKS)
@@ -175,8 +180,11 @@ def test_lambda_dead_letter_bucket_private_tls_only_and_read_by_operator_only(lo
         "RestrictPublicBuckets": True,
     }
     assert bucket["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
-    (policy,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::S3::BucketPolicy"]
-    assert policy["Bucket"] == {"Ref": BUCKET}
+    (policy,) = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == {"Ref": BUCKET}
+    ]
     statements = _by_sid(policy["PolicyDocument"])
     everything = [{"Fn::GetAtt": [BUCKET, "Arn"]}, _bucket_objects(stack, "/*")]
     assert set(statements) == {"TlsOnly", "ReadOnlyByOperator", "WriteOnlyByFunctionOrOperator"}
@@ -192,7 +200,7 @@ def test_lambda_dead_letter_bucket_private_tls_only_and_read_by_operator_only(lo
     # AND only the function and the operator role write
     write = statements["WriteOnlyByFunctionOrOperator"]
     assert (_actions(write), write["Resource"]) == (["s3:PutObject"], _bucket_objects(stack, "/*"))
-    assert write["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": [stack.role, OPERATOR]}}
+    assert write["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": [*stack.writers, OPERATOR]}}
 
 
 @pytest.mark.parametrize("load", STACKS)
@@ -297,3 +305,23 @@ def test_sam_role_names_no_dead_letter_resource() -> None:
     role = _sam().resources["CdcsyncRole"]
     # THEN it refers to no key, queue or bucket (the key's policy names the role: a cycle otherwise)
     assert not _references(role) & {"CdcsyncDeadLetterKey", BUCKET, *QUEUES}
+
+
+def test_sam_backfill_functions_write_dead_letters_as_the_stream_function_does() -> None:
+    # GIVEN the dead-letter policies of the stream function's role and of the backfill functions' role
+    resources = _sam().resources
+    stream, backfill = resources["CdcsyncDeadLetterWrites"], resources["CdcsyncBackfillDeadLetterWrites"]
+    # THEN they grant the same statements, each to its own role, and the backfill role itself names no
+    # dead-letter resource (the key's policy names the role: a cycle otherwise)
+    assert backfill["Properties"]["PolicyDocument"] == stream["Properties"]["PolicyDocument"]
+    assert backfill["Properties"]["RoleName"] == {"Ref": "CdcsyncBackfillRole"}
+    assert not _references(resources["CdcsyncBackfillRole"]) & {"CdcsyncDeadLetterKey", BUCKET, *QUEUES}
+    # AND every backfill function waits for it and uses the stream function's dead-letter settings
+    stream_env = resources["CdcsyncFunction"]["Properties"]["Environment"]["Variables"]
+    for name in ("CdcsyncExportCheckFunction", "CdcsyncExportFunction", "CdcsyncVerifyFunction"):
+        assert resources[name]["DependsOn"] == "CdcsyncBackfillDeadLetterWrites", name
+        env = resources[name]["Properties"]["Environment"]["Variables"]
+        assert (env["CDCSYNC_DLQ"], env["CDCSYNC_DLQ_OVERFLOW"]) == (
+            stream_env["CDCSYNC_DLQ"],
+            stream_env["CDCSYNC_DLQ_OVERFLOW"],
+        ), name

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from cdcsync.deploy import lambda_config
+from cdcsync.entrypoints.cli import EXIT_CONFIG, EXIT_PROBLEMS
 from cdcsync.mapping.loader import load_mappings
 from cdcsync.metrics import METRICS
 from cdcsync.settings import Settings, load_settings
@@ -36,6 +37,7 @@ CHECK_JSONSCHEMA = shutil.which("check-jsonschema", path=str(Path(sys.executable
 CFN_LINT = shutil.which("cfn-lint", path=str(Path(sys.executable).parent)) or shutil.which("cfn-lint")
 KUBERNETES_VALIDATE = shutil.which("kubernetes-validate", path=str(Path(sys.executable).parent))
 KUBECTL = shutil.which("kubectl")
+BACKFILL_JOB = "backfill-job.yaml"
 # The oldest Kubernetes the manifests are written for (the Makefile's lint-deploy validates against it)
 KUBERNETES_VERSION = "1.30.0"
 
@@ -170,13 +172,16 @@ def test_prometheus_rule_iterator_age_threshold_is_five_minutes() -> None:
 def test_kubernetes_manifests_have_identity_and_are_all_in_kustomization() -> None:
     # GIVEN every manifest file and the kustomization
     kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
-    files = {path.name for path in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
-    # THEN each document names its API, kind and name, and kustomize applies every file
+    files = {path.name for path in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml", BACKFILL_JOB}
+    # THEN each document names its API, kind and name, and kustomize applies every standing resource
     for doc in _kubernetes():
         assert doc["apiVersion"], doc
         assert doc["kind"], doc
         assert doc["metadata"]["name"], doc
     assert set(kustomization["resources"]) == files
+    # AND not the backfill Job: a one-off run (`kubectl create -f`), whose pod template is immutable
+    assert BACKFILL_JOB not in kustomization["resources"]
+    assert (KUBERNETES / BACKFILL_JOB).is_file()
     assert {image["name"] for image in kustomization["images"]} == {
         _kind("Deployment")["spec"]["template"]["spec"]["containers"][0]["image"].split(":")[0]
     }
@@ -282,8 +287,10 @@ def test_kubernetes_network_policy_admits_metrics_only_from_the_monitoring_names
     (container,) = _kind("Deployment")["spec"]["template"]["spec"]["containers"]
     metrics_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "metrics")
     pod_labels = _kind("Deployment")["spec"]["template"]["metadata"]["labels"]
-    # THEN it applies to the pods, both ways
+    # THEN it applies to the worker's pods and the backfill Job's, both ways
     assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    job_pod_labels = _kind("Job")["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= job_pod_labels.items()
     assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
     # AND the one ingress rule admits the metrics port only from namespaces with the monitoring label
     (rule,) = policy["spec"]["ingress"]
@@ -322,6 +329,111 @@ def test_kubernetes_pod_disruption_budget_drains_one_replica_at_a_time() -> None
     assert budget["spec"]["maxUnavailable"] == 1 < deployment["spec"]["replicas"]
     # AND a replica that is not ready (one table stopped on an error) does not block the drain
     assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def _job_pod() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    job = _kind("Job")
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return job, pod, container
+
+
+def test_kubernetes_backfill_job_pods_join_one_run_on_the_lease_table() -> None:
+    # GIVEN the backfill Job, its one container, and the worker's Deployment
+    job, pod, container = _job_pod()
+    worker_pod = _kind("Deployment")["spec"]["template"]["spec"]
+    (worker,) = worker_pod["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    worker_env = {item["name"]: item["value"] for item in worker["env"]}
+    # THEN it is an Indexed Job: every index is one process on the run, parallelism processes at once
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["parallelism"] == job["spec"]["completions"] > 1
+    # AND every pod runs the same command: join the run RUN_ID of table TABLE (expanded by Kubernetes)
+    assert container["args"] == ["backfill", "--table", "$(TABLE)", "--run-id", "$(RUN_ID)"]
+    assert env["TABLE"] in load_mappings(ROOT / "mappings").tables
+    assert env["RUN_ID"]
+    # AND the units are claimed in the worker's dynamodb:// checkpoint table (several machines), with the
+    # worker's OpenSearch, dead-letter queue and region
+    assert env["CDCSYNC_CHECKPOINTS"].startswith("dynamodb://")
+    for name in (
+        "AWS_REGION",
+        "CDCSYNC_CHECKPOINTS",
+        "CDCSYNC_OPENSEARCH_URL",
+        "CDCSYNC_OPENSEARCH_AUTH",
+        "CDCSYNC_DLQ",
+        "CDCSYNC_MAPPINGS",
+    ):
+        assert env[name] == worker_env[name], name
+    settings = {k.removeprefix("CDCSYNC_").lower(): v for k, v in env.items() if k.startswith("CDCSYNC_")}
+    load_settings(**settings)
+    # AND the same IRSA ServiceAccount, ConfigMap-mounted mappings, image and security context
+    assert (
+        pod["serviceAccountName"]
+        == worker_pod["serviceAccountName"]
+        == _kind("ServiceAccount")["metadata"]["name"]
+    )
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"] == worker_pod["securityContext"]
+    assert container["securityContext"] == worker["securityContext"]
+    assert container["image"] == worker["image"]
+    assert container["volumeMounts"] == worker["volumeMounts"]
+    assert pod["volumes"] == worker_pod["volumes"]
+    # AND CPU and memory are requested (the scheduler places pods by them) and bounded
+    assert (
+        set(container["resources"]["requests"]) == set(container["resources"]["limits"]) == {"cpu", "memory"}
+    )
+
+
+def _pod_failure_action(job: dict[str, Any], exit_code: int, conditions: set[str]) -> str:
+    """What the Job controller does with a failed pod: the first podFailurePolicy rule that matches,
+    else Count (against backoffLimitPerIndex), as Kubernetes evaluates them."""
+    for rule in job["spec"]["podFailurePolicy"]["rules"]:
+        codes = rule.get("onExitCodes")
+        if codes is not None:
+            matched = exit_code in codes["values"]
+            if (codes["operator"] == "In") == matched and codes.get("containerName", "cdcsync") == "cdcsync":
+                return str(rule["action"])
+        if any(
+            c["type"] in conditions and c.get("status", "True") == "True"
+            for c in rule.get("onPodConditions", [])
+        ):
+            return str(rule["action"])
+    return "Count"
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "conditions", "action"),
+    [
+        (EXIT_CONFIG, set(), "FailJob"),  # configuration: fails the same on every retry
+        (137, set(), "Count"),  # SIGKILL mid-unit (OOM, a lost node): retried, its unit resumed
+        (EXIT_PROBLEMS, set(), "Count"),  # stopped with units left (OpenSearch down): retried
+        (137, {"DisruptionTarget"}, "Ignore"),  # evicted or drained: retried, not counted
+        (143, {"DisruptionTarget"}, "Ignore"),  # SIGTERM of a drain
+    ],
+)
+def test_kubernetes_backfill_job_pod_failure_policy_retries_kills_and_fails_on_configuration(
+    exit_code: int, conditions: set[str], action: str
+) -> None:
+    # GIVEN the backfill Job
+    job, pod, _ = _job_pod()
+    # THEN the Job controller, not the kubelet, handles failed pods (podFailurePolicy requires it)
+    assert pod["restartPolicy"] == "Never"
+    # AND a failed pod is handled as the run needs: only exit 2 fails the Job at once
+    assert _pod_failure_action(job, exit_code, conditions) == action
+    # AND counted failures are retried per index, so one index's retries do not fail the run
+    assert job["spec"]["backoffLimitPerIndex"] >= 3
+    assert "backoffLimit" not in job["spec"]
+
+
+def test_kubernetes_backfill_job_pods_are_left_out_of_worker_service_and_budget() -> None:
+    # GIVEN the backfill Job's pod labels
+    job_pod_labels = _kind("Job")["spec"]["template"]["metadata"]["labels"]
+    # THEN neither the metrics Service nor the PodDisruptionBudget selects them (a PDB over a Job's
+    # pods with maxUnavailable cannot be computed, and the Service has no metrics of theirs to scrape)
+    for kind in ("Service", "PodDisruptionBudget"):
+        selector = _kind(kind)["spec"]["selector"]
+        selector = selector.get("matchLabels", selector)
+        assert not selector.items() <= job_pod_labels.items(), kind
 
 
 def _kubernetes_validate(*paths: Path) -> subprocess.CompletedProcess[str]:
