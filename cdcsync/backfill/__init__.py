@@ -4,6 +4,7 @@
 ``export.py`` reads DynamoDB exports to S3; ``progress.py`` shows how far it got.
 """
 
-from cdcsync.backfill.run import BackfillReport, BackfillStoppedError, run_backfill
+from cdcsync.backfill.pages import BackfillReport, BackfillStoppedError
+from cdcsync.backfill.run import run_backfill
 
 __all__ = ["BackfillReport", "BackfillStoppedError", "run_backfill"]
