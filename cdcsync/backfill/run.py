@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -54,6 +55,7 @@ from cdcsync.backfill.scan import (
     iso_ms,
     scan_plan,
 )
+from cdcsync.backfill.shared import run_shared
 from cdcsync.checkpoint import LeaseStore
 from cdcsync.errors import CdcsyncError, ConfigError
 from cdcsync.log_repeats import collapsed
@@ -66,6 +68,10 @@ from cdcsync.source.synthetic import table_stream
 from cdcsync.versions import backfill_version, read_version
 
 log = logging.getLogger(__name__)
+
+MAX_RUN_ID = 100  # characters
+MAX_PAGE_ITEMS = 10_000  # a Scan page is at most 1 MB anyway
+MAX_WORKERS = 256  # threads of one process; more machines, not more threads, for more throughput
 
 
 def _describe(dynamodb: Any, table: str, region: str) -> Source:
@@ -122,18 +128,28 @@ def run_backfill(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     services: Services | None = None,
+    run_id: str | None = None,
+    workers: int | None = None,
+    stop: threading.Event | None = None,
 ) -> BackfillReport:
     """Backfill ``table``; see the module docstring. Raises ``ConfigError`` or ``BackfillStoppedError``.
 
     ``services`` is what the entry point built (``cdcsync/services.py``); without it, one is built
-    from ``settings``, ``session`` and ``metrics``.
+    from ``settings``, ``session`` and ``metrics``. ``run_id``: join that run, shared with any
+    number of processes, with ``workers`` threads, until its units are done or ``stop`` is set
+    (``shared.py``).
     """
     if segments is not None and not 1 <= segments <= MAX_TOTAL_SEGMENTS:
         raise ConfigError(
             f"--segments: expected a whole number from 1 to {MAX_TOTAL_SEGMENTS}, got {segments}"
         )
+    if page_items is not None and not 1 <= page_items <= MAX_PAGE_ITEMS:
+        raise ConfigError(
+            f"--page-items: expected a whole number from 1 to {MAX_PAGE_ITEMS}, got {page_items}"
+        )
     if allow_old_export and from_export is None:
         raise ConfigError("--allow-old-export: only meaningful with --from-export s3://BUCKET/PREFIX")
+    _check_shared(run_id, workers=workers, resume=resume)
     services = services or Services(settings, session=session, metrics=metrics)
     session = services.session
     metrics = services.metrics
@@ -150,6 +166,14 @@ def run_backfill(
     target.check_writes(table_mappings, f"backfill of {table}")
     worker = f"backfill-{socket.gethostname()}-{os.getpid()}"
     store = store or services.lease_store(worker)
+    if run_id is not None:
+        return run_shared(
+            settings, source, run_id=run_id, worker=worker, dynamodb=dynamodb, session=session,
+            pipeline=pipeline, store=store, metrics=metrics, out=out, segments=segments, workers=workers,
+            from_export=from_export, allow_old=allow_old_export, max_rcu=max_rcu, page_items=page_items,
+            on_page=on_page, on_scan=on_scan, stop=stop or threading.Event(), wall_ms=wall_ms, clock=clock,
+            sleep=sleep,
+        )  # fmt: skip
     key = f"backfill|{table}"
     previous = store.load_progress(key)
     report = BackfillReport(table)
@@ -191,6 +215,21 @@ def run_backfill(
 
     _run_parallel(run, [one(segment, start) for segment, start in todo], len(todo))
     return _finish(run, started, clock)
+
+
+def _check_shared(run_id: str | None, *, workers: int | None, resume: bool) -> None:
+    if run_id is None:
+        if workers is not None:
+            raise ConfigError(
+                "--workers: only meaningful with --run-id (without it every segment runs at once)"
+            )
+        return
+    if resume:
+        raise ConfigError(f"--resume: not with --run-id; joining run {run_id} again continues it")
+    if not run_id or len(run_id) > MAX_RUN_ID or any(not (c.isalnum() or c in "-_.") for c in run_id):
+        raise ConfigError(f'--run-id: expected 1 to 100 letters, digits, "-", "_" or ".", got "{run_id}"')
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers: expected a whole number from 1 to {MAX_WORKERS}, got {workers}")
 
 
 def _run_export(

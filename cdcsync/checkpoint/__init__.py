@@ -90,7 +90,10 @@ def is_foreign(lease: Lease, table: str, live_streams: Collection[str]) -> bool:
 
 
 class LeaseStore(Protocol):
-    """Leases and checkpoints for the worker; progress records for backfill."""
+    """Leases and checkpoints for the worker; progress records and unit records for backfill."""
+
+    def describe(self) -> str:
+        """The store as ``CDCSYNC_CHECKPOINTS`` would name it."""
 
     def sync_shards(
         self,
