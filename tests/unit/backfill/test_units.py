@@ -216,7 +216,8 @@ def test_status_counts_units_items_rate_and_eta(store: LeaseStore) -> None:
     a.join(RUN)
     done = a.claim()
     working = a.claim()
-    assert done is not None and working is not None
+    assert done is not None
+    assert working is not None
     wall[0] = 4_000
     a.save(done, {"next_key": None}, 200, done=True)
     a.save(working, {"next_key": KEY}, 100, done=False)
@@ -246,7 +247,8 @@ def test_status_of_an_unknown_run_raises_config_error(store: LeaseStore) -> None
     with pytest.raises(ConfigError) as error:
         run_status(store, "nope", table=None, now_ms=0)
     assert str(error.value) == (
-        f"backfill --status: no backfill run nope in {store.describe()} (check --run-id and CDCSYNC_CHECKPOINTS)"
+        f"backfill --status: no backfill run nope in {store.describe()} "
+        "(check --run-id and CDCSYNC_CHECKPOINTS)"
     )
 
 
