@@ -1,0 +1,206 @@
+"""``cdcsync backfill --run-id``: real processes sharing one run over moto and the local OpenSearch server.
+
+DynamoDB calls of the processes go through a forwarding proxy in front of moto (``fault_proxy`` with
+no faults), and their bulk writes through one in front of OpenSearch, so the test counts every Scan
+(segment and start key) and every written action.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from cdcsync.backfill import run_backfill
+from cdcsync.backfill.run import build_pipeline
+from cdcsync.backfill.units import Unit
+from cdcsync.checkpoint import LeaseStore
+from cdcsync.checkpoint.open import open_lease_store
+from cdcsync.metrics import NullMetrics
+from cdcsync.settings import DynamoDbTarget, FileTarget, load_settings
+from cdcsync.versions import backfill_version
+from tests.integration.test_backfill import SCAN_START_MS, World, doc_id, sample_item
+from tests.support.fault_proxy import FaultProxy, fault_proxy
+
+ITEMS = 2400
+SEGMENTS = 6
+PAGE = 50
+RUN = "run-1"
+
+
+@pytest.fixture
+def shared(
+    tmp_path: Path,
+    unique_name: str,
+    dynamodb: Any,
+    opensearch: Any,
+    opensearch_url: str,
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[World]:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    table = f"Items-{unique_name}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "Pk", "KeyType": "HASH"}, {"AttributeName": "Sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "Pk", "AttributeType": "S"},
+            {"AttributeName": "Sk", "AttributeType": "B"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    mapping = tmp_path / "mappings.yaml"
+    mapping.write_text(f"table: {table}\nindex: {unique_name}\n")
+    settings = load_settings(
+        mappings=mapping,
+        opensearch_url=opensearch_url,
+        dlq=f"file://{tmp_path / 'dlq.jsonl'}",
+        checkpoints=f"dynamodb://leases-{unique_name}",
+        lease_seconds=3,
+        max_retries=2,
+        retry_max_seconds=5,
+        _env_file=None,
+    )
+    opensearch.indices.create(index=unique_name, body={"mappings": {"dynamic": False}})
+    yield World(table, unique_name, settings, dynamodb, opensearch_url, tmp_path)
+    dynamodb.delete_table(TableName=table)
+
+
+def store_of(world: World, worker: str = "test") -> LeaseStore:
+    return open_lease_store(world.settings.checkpoint_target, worker_id=worker, lease_seconds=3)
+
+
+def units_of(store: LeaseStore, run: str = RUN) -> list[Unit]:
+    return [Unit.of(record) for record in store.load_records(f"backfill-unit|{run}|")]
+
+
+def scans(proxy: FaultProxy, table: str) -> list[tuple[int, str | None]]:
+    """(segment, ExclusiveStartKey as JSON) of every Scan of ``table`` the processes sent."""
+    found = []
+    for _, _, body in proxy.requests:
+        request = json.loads(body or b"{}")
+        if request.get("TableName") == table and "Segment" in request:
+            start = request.get("ExclusiveStartKey")
+            found.append((request["Segment"], json.dumps(start, sort_keys=True) if start else None))
+    return found
+
+
+def written_ids(proxy: FaultProxy, index: str) -> list[str]:
+    """The document id of every index action of ``index`` the processes sent."""
+    ids = []
+    for _, path, body in proxy.requests:
+        if "/_bulk" not in path:
+            continue
+        for line in body.decode().splitlines():
+            action = json.loads(line)
+            meta = action.get("index")
+            if isinstance(meta, dict) and "_id" in meta and path.startswith(f"/{index}/"):
+                ids.append(meta["_id"])
+    return ids
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "cdcsync.entrypoints.cli", *args],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_backfill_three_processes_one_killed_mid_unit_converge_with_each_unit_done_once(
+    shared: World, moto_endpoint: str
+) -> None:
+    world = shared
+    items = [sample_item(number) for number in range(ITEMS)]
+    world.load(items)
+    store = store_of(world)  # creates the lease table before the processes race for it
+    with fault_proxy(moto_endpoint) as aws, fault_proxy(world.opensearch_url) as search:
+        env = {
+            **os.environ,
+            "AWS_ENDPOINT_URL": moto_endpoint,
+            "AWS_ENDPOINT_URL_DYNAMODB": aws.url,
+            "CDCSYNC_MAPPINGS": str(world.tmp / "mappings.yaml"),
+            "CDCSYNC_OPENSEARCH_URL": search.url,
+            "CDCSYNC_DLQ": f"file://{world.tmp / 'dlq.jsonl'}",
+            "CDCSYNC_CHECKPOINTS": world.settings.checkpoints,
+            "CDCSYNC_LEASE_SECONDS": "3",
+        }
+        command = [sys.executable, "-m", "cdcsync.entrypoints.cli", "backfill", "--table", world.table,
+                   "--run-id", RUN, "--segments", str(SEGMENTS), "--page-items", str(PAGE), "--workers", "2"]  # fmt: skip
+
+        def start(name: str) -> subprocess.Popen[bytes]:
+            with (world.tmp / f"{name}.log").open("w") as log:  # the child keeps its own descriptor
+                return subprocess.Popen(command, env=env, cwd=world.tmp, stdout=log, stderr=subprocess.STDOUT)
+
+        # GIVEN three processes joining one run of 6 segments, 50 items a page
+        victim, others = start("a"), [start("b"), start("c")]
+        victim_id = f"backfill-{socket.gethostname()}-{victim.pid}"
+        try:
+            # WHEN the first is frozen right after a page checkpoint of its own, then killed
+            wait_for(
+                lambda: any(u.owner == victim_id and u.pages and not u.done for u in units_of(store)),
+                timeout=120, what="a page checkpoint of the first process",
+            )  # fmt: skip
+            victim.send_signal(signal.SIGSTOP)
+            held = {u.number: u for u in units_of(store) if u.owner == victim_id and not u.done}
+            status = run_cli(env, "backfill", "--status", "--run-id", RUN)
+            victim.kill()
+            victim.wait(timeout=30)
+            codes = [process.wait(timeout=240) for process in others]
+        finally:
+            for process in (victim, *others):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+        logs = {name: (world.tmp / f"{name}.log").read_text() for name in "abc"}
+        # THEN the others finish the run, the killed process's units included (exit 0)
+        assert codes == [0, 0], logs
+        assert held, "the killed process held no unit"
+        assert any(f"(expired, owner {victim_id})" in text for text in (logs["b"], logs["c"])), logs
+        # AND the status of the frozen moment showed its units in progress, with their owner
+        assert status.returncode == 0, status.stderr
+        for number in held:
+            assert re.search(rf"^  unit {number}: {victim_id}, claimed \S+ ago, last written", status.stdout, re.M)
+        # AND no page was scanned twice, except each killed unit's page after its last checkpoint
+        counted = Counter(scans(aws, world.table))
+        twice = {scan: n for scan, n in counted.items() if n > 1}
+        allowed = {(n, json.dumps(u.position["next_key"], sort_keys=True) if u.position else None) for n, u in held.items()}
+        assert set(twice) <= allowed, twice
+        assert all(n == 2 for n in twice.values()), twice
+        # AND every item was written, only those pages' items more than once
+        ids = Counter(written_ids(search, world.index))
+        assert set(ids) == {doc_id(item) for item in items}
+        assert sum(ids.values()) - ITEMS <= PAGE * len(twice)
+    # AND the index converged to the table, at the run's one version
+    documents = world.documents()
+    assert len(documents) == ITEMS
+    run = json.loads(json.dumps(store.load_records(f"backfill-run|{RUN}")[0].value))
+    for item in items:
+        source, version = documents[doc_id(item)]
+        assert source == world.stream_document(item)
+        assert version == run["version_ms"]
+    # AND the status says the run is done, every item counted once
+    env.pop("AWS_ENDPOINT_URL_DYNAMODB")  # the proxy is gone
+    final = json.loads(run_cli(env, "backfill", "--status", "--run-id", RUN, "--table", world.table, "--json").stdout)
+    assert (final["done"], final["in_progress"], final["remaining"], final["items"]) == (SEGMENTS, [], 0, ITEMS)
+    assert final["finished"] is True
