@@ -29,7 +29,7 @@ from cdcsync.backfill.units import Unit
 from cdcsync.checkpoint import LeaseStore
 from cdcsync.checkpoint.open import open_lease_store
 from cdcsync.metrics import NullMetrics
-from cdcsync.settings import DynamoDbTarget, FileTarget, load_settings
+from cdcsync.settings import DynamoDbTarget, load_settings
 from cdcsync.versions import backfill_version
 from tests.integration.test_backfill import SCAN_START_MS, World, doc_id, sample_item
 from tests.support.fault_proxy import FaultProxy, fault_proxy
@@ -40,8 +40,9 @@ PAGE = 50
 RUN = "run-1"
 
 
-@pytest.fixture
+@pytest.fixture(params=["dynamodb", "file"])
 def shared(
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     unique_name: str,
     dynamodb: Any,
@@ -67,7 +68,9 @@ def shared(
         mappings=mapping,
         opensearch_url=opensearch_url,
         dlq=f"file://{tmp_path / 'dlq.jsonl'}",
-        checkpoints=f"dynamodb://leases-{unique_name}",
+        checkpoints=f"dynamodb://leases-{unique_name}"
+        if request.param == "dynamodb"
+        else f"file://{tmp_path / 'checkpoints.json'}",
         lease_seconds=3,
         max_retries=2,
         retry_max_seconds=5,
@@ -135,18 +138,10 @@ def test_backfill_three_processes_one_killed_mid_unit_converge_with_each_unit_do
     world.load(items)
     store = store_of(world)  # creates the lease table before the processes race for it
     with fault_proxy(moto_endpoint) as aws, fault_proxy(world.opensearch_url) as search:
-        env = {
-            **os.environ,
-            "AWS_ENDPOINT_URL": moto_endpoint,
-            "AWS_ENDPOINT_URL_DYNAMODB": aws.url,
-            "CDCSYNC_MAPPINGS": str(world.tmp / "mappings.yaml"),
-            "CDCSYNC_OPENSEARCH_URL": search.url,
-            "CDCSYNC_DLQ": f"file://{world.tmp / 'dlq.jsonl'}",
-            "CDCSYNC_CHECKPOINTS": world.settings.checkpoints,
-            "CDCSYNC_LEASE_SECONDS": "3",
-        }
+        env = process_env(world, moto_endpoint, aws.url, search.url)
         command = [sys.executable, "-m", "cdcsync.entrypoints.cli", "backfill", "--table", world.table,
-                   "--run-id", RUN, "--segments", str(SEGMENTS), "--page-items", str(PAGE), "--workers", "2"]  # fmt: skip
+                   "--run-id", RUN, "--segments", str(SEGMENTS), "--page-items", str(PAGE),
+                   "--workers", "2"]  # fmt: skip
 
         def start(name: str) -> subprocess.Popen[bytes]:
             with (world.tmp / f"{name}.log").open("w") as log:  # the child keeps its own descriptor
@@ -156,16 +151,21 @@ def test_backfill_three_processes_one_killed_mid_unit_converge_with_each_unit_do
         victim, others = start("a"), [start("b"), start("c")]
         victim_id = f"backfill-{socket.gethostname()}-{victim.pid}"
         try:
-            # WHEN the first is frozen right after a page checkpoint of its own, then killed
+            # WHEN the first is frozen right after a page checkpoint of its own, then killed (a
+            # process frozen holding the file store's flock would block the status: killed at once)
             wait_for(
                 lambda: any(u.owner == victim_id and u.pages and not u.done for u in units_of(store)),
                 timeout=120, what="a page checkpoint of the first process",
             )  # fmt: skip
-            victim.send_signal(signal.SIGSTOP)
-            held = {u.number: u for u in units_of(store) if u.owner == victim_id and not u.done}
-            status = run_cli(env, "backfill", "--status", "--run-id", RUN)
+            status = None
+            if isinstance(world.settings.checkpoint_target, DynamoDbTarget):
+                victim.send_signal(signal.SIGSTOP)
+                held = {u.number: u for u in units_of(store) if u.owner == victim_id and not u.done}
+                status = run_cli(env, "backfill", "--status", "--run-id", RUN)
             victim.kill()
             victim.wait(timeout=30)
+            if status is None:
+                held = {u.number: u for u in units_of(store) if u.owner == victim_id and not u.done}
             codes = [process.wait(timeout=240) for process in others]
         finally:
             for process in (victim, *others):
@@ -178,29 +178,96 @@ def test_backfill_three_processes_one_killed_mid_unit_converge_with_each_unit_do
         assert held, "the killed process held no unit"
         assert any(f"(expired, owner {victim_id})" in text for text in (logs["b"], logs["c"])), logs
         # AND the status of the frozen moment showed its units in progress, with their owner
-        assert status.returncode == 0, status.stderr
-        for number in held:
-            assert re.search(rf"^  unit {number}: {victim_id}, claimed \S+ ago, last written", status.stdout, re.M)
+        for number in held if status is not None else ():
+            assert status is not None
+            assert status.returncode == 0, status.stderr
+            assert re.search(
+                rf"^  unit {number}: {victim_id}, claimed \S+ ago, last written", status.stdout, re.M
+            )
         # AND no page was scanned twice, except each killed unit's page after its last checkpoint
         counted = Counter(scans(aws, world.table))
         twice = {scan: n for scan, n in counted.items() if n > 1}
-        allowed = {(n, json.dumps(u.position["next_key"], sort_keys=True) if u.position else None) for n, u in held.items()}
+        allowed = {
+            (n, json.dumps(u.position["next_key"], sort_keys=True) if u.position else None)
+            for n, u in held.items()
+        }
         assert set(twice) <= allowed, twice
         assert all(n == 2 for n in twice.values()), twice
         # AND every item was written, only those pages' items more than once
         ids = Counter(written_ids(search, world.index))
         assert set(ids) == {doc_id(item) for item in items}
         assert sum(ids.values()) - ITEMS <= PAGE * len(twice)
-    # AND the index converged to the table, at the run's one version
+    # AND the index converged to the table, at the run's one version, and the status says so
+    env.pop("AWS_ENDPOINT_URL_DYNAMODB")  # the proxy is gone
+    assert_converged(world, store, items, env)
+
+
+def process_env(world: World, moto_endpoint: str, aws_url: str, search_url: str) -> dict[str, str]:
+    """A process's environment: DynamoDB and OpenSearch through the counting proxies."""
+    return {
+        **os.environ,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ENDPOINT_URL_DYNAMODB": aws_url,
+        "CDCSYNC_MAPPINGS": str(world.tmp / "mappings.yaml"),
+        "CDCSYNC_OPENSEARCH_URL": search_url,
+        "CDCSYNC_DLQ": f"file://{world.tmp / 'dlq.jsonl'}",
+        "CDCSYNC_CHECKPOINTS": world.settings.checkpoints,
+        "CDCSYNC_LEASE_SECONDS": "3",
+    }
+
+
+def assert_converged(
+    world: World, store: LeaseStore, items: list[dict[str, Any]], env: dict[str, str]
+) -> None:
+    """Every item's document as a stream INSERT builds it, at the run's version; the run finished."""
     documents = world.documents()
-    assert len(documents) == ITEMS
-    run = json.loads(json.dumps(store.load_records(f"backfill-run|{RUN}")[0].value))
+    assert len(documents) == len(items)
+    run = store.load_records(f"backfill-run|{RUN}")[0].value
     for item in items:
         source, version = documents[doc_id(item)]
         assert source == world.stream_document(item)
         assert version == run["version_ms"]
-    # AND the status says the run is done, every item counted once
-    env.pop("AWS_ENDPOINT_URL_DYNAMODB")  # the proxy is gone
-    final = json.loads(run_cli(env, "backfill", "--status", "--run-id", RUN, "--table", world.table, "--json").stdout)
-    assert (final["done"], final["in_progress"], final["remaining"], final["items"]) == (SEGMENTS, [], 0, ITEMS)
-    assert final["finished"] is True
+    status = run_cli(env, "backfill", "--status", "--run-id", RUN, "--table", world.table, "--json")
+    final = json.loads(status.stdout)
+    counts = (final["done"], final["in_progress"], final["remaining"], final["items"], final["finished"])
+    assert counts == (SEGMENTS, [], 0, len(items), True)
+
+
+@pytest.mark.parametrize(
+    "apply_at_page", [0, 3], ids=["changes-before-most-pages", "changes-after-most-pages"]
+)
+def test_backfill_run_racing_stream_changes_converges_to_the_changes(
+    shared: World, apply_at_page: int
+) -> None:
+    # GIVEN 100 items, and stream updates and deletes made after the run's scan started, applied
+    # between two pages of a process that joined the run
+    world = shared
+    items = [sample_item(number) for number in range(100)]
+    world.load(items)
+    pipeline = build_pipeline(world.settings, world.table, session=boto3.Session(), metrics=NullMetrics())
+    stream_seconds = SCAN_START_MS // 1000
+    updated = {number: {**items[number], "Flag": "changed"} for number in range(0, 100, 3)}
+    deleted = set(range(1, 100, 7))
+    records = [world.stream_record("MODIFY", item, stream_seconds, n) for n, item in updated.items()]
+    records += [world.stream_record("REMOVE", items[n], stream_seconds, 1000 + n) for n in deleted]
+
+    def stream_meanwhile(_unit: int, page: int) -> None:
+        if page == apply_at_page:
+            assert pipeline.process(records).ok
+
+    # WHEN the run (one segment, 15-item pages) is done by this process with the changes in between
+    report = run_backfill(world.settings, world.table, run_id="race", segments=1, page_items=15,
+                          session=boto3.Session(), on_page=stream_meanwhile,
+                          wall_ms=lambda: SCAN_START_MS)  # fmt: skip
+    # THEN the index holds the changed items, without the deleted ones, and the rest at the run's version
+    assert (report.finished, report.items_read) == (True, 100)
+    documents = world.documents()
+    for number, item in enumerate(items):
+        found = documents.get(doc_id(item))
+        if number in deleted:
+            assert found is None, number
+        elif number in updated:
+            assert found is not None, number
+            assert found[0] == world.stream_document(updated[number]), number
+        else:
+            assert found == (world.stream_document(item), backfill_version(SCAN_START_MS)), number
