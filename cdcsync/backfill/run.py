@@ -15,6 +15,9 @@ after each page is written, never before, so ``--resume`` re-reads at most one p
 A page whose records keep failing transiently is retried with backoff and never skipped; after
 ``CDCSYNC_MAX_RETRIES`` rounds the backfill stops (``BackfillStoppedError``), its checkpoint just
 before that page. A new backfill (no ``--resume``) always starts over, with a new scan start.
+
+With ``--run-id`` the backfill is a run that any number of processes share (``shared.py``): its
+units are claimed in the checkpoint store (``units.py``), not kept under ``backfill|<table>``.
 """
 
 from __future__ import annotations
