@@ -235,16 +235,22 @@ class UnitClaims:
 
     def wait_writable(self, claim: Claim, stop: threading.Event) -> bool:
         """Wait until the claim's first write may start (a unit taken over from an owner that stopped
-        renewing it: until that owner's last write could have ended); False if told to stop first."""
+        renewing it: until that owner's last write could have ended); False if told to stop first.
+
+        Waits on this process's clock until the window is open: a timed wait may wake a little early.
+        """
         wait = claim.writable_at - self.clock()
-        if wait <= 0:
-            return not stop.is_set()
-        log.info(
-            "backfill run %s: waiting %.1f s before the first write to unit %d, until its previous "
-            "owner's last write could have ended",
-            self.run_id, wait, claim.unit.number,
-        )  # fmt: skip
-        return not stop.wait(wait)  # the renewer keeps the claim meanwhile
+        if wait > 0:
+            log.info(
+                "backfill run %s: waiting %.1f s before the first write to unit %d, until its previous "
+                "owner's last write could have ended",
+                self.run_id, wait, claim.unit.number,
+            )  # fmt: skip
+        while wait > 0:
+            if stop.wait(wait):  # the renewer keeps the claim meanwhile
+                return False
+            wait = claim.writable_at - self.clock()
+        return not stop.is_set()
 
     def deadline(self, claim: Claim) -> float:
         """The ``clock()`` time by which a write started now must end (after ``wait_writable``).

@@ -263,3 +263,32 @@ def test_file_store_put_record_is_compare_and_set_and_survives_reopen(tmp_path: 
     store.save_progress("backfill|Users", {"kind": "scan"})  # other writes keep the records
     assert FileLeaseStore(path, worker_id="w").load_records("backfill-unit|r|") == [second]
     assert second.revision == 2
+
+
+class EarlyWake(threading.Event):
+    """A stop event whose ``wait`` returns a little before the time asked (as timed waits may)."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.clock.now += (timeout or 0) * 0.999
+        return self.is_set()
+
+
+def test_claims_wait_writable_woken_early_waits_until_the_window_opens(store: LeaseStore) -> None:
+    # GIVEN process b took the unit of a dead owner: it may write only a margin after the lease
+    a_clock, b_clock = Clock(), Clock()
+    one = {**RUN, "units": 1}
+    a = process(store, "a", a_clock, one)
+    assert a.claim() is not None
+    b = process(store, "b", b_clock, one)
+    b_clock.now += LEASE + 1.5
+    taken = b.claim()
+    assert taken is not None
+    # WHEN it waits for the window and its timed wait wakes a little early
+    assert b.wait_writable(taken, EarlyWake(b_clock))
+    # THEN the window is open when the wait returns: its first write may start
+    assert b_clock.now >= taken.writable_at
+    assert b.deadline(taken) > b_clock.now
