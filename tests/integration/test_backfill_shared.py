@@ -120,7 +120,7 @@ def written_ids(proxy: FaultProxy, index: str) -> list[str]:
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [sys.executable, "-m", "cdcsync.entrypoints.cli", *args],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+        env=env, capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert "Traceback" not in done.stderr, done.stderr
     return done
@@ -220,7 +220,11 @@ def process_env(world: World, moto_endpoint: str, aws_url: str, search_url: str)
 
 
 def assert_converged(
-    world: World, store: LeaseStore, items: list[dict[str, Any]], env: dict[str, str]
+    world: World,
+    store: LeaseStore,
+    items: list[dict[str, Any]],
+    env: dict[str, str],
+    segments: int = SEGMENTS,
 ) -> None:
     """Every item's document as a stream INSERT builds it, at the run's version; the run finished."""
     documents = world.documents()
@@ -233,7 +237,7 @@ def assert_converged(
     status = run_cli(env, "backfill", "--status", "--run-id", RUN, "--table", world.table, "--json")
     final = json.loads(status.stdout)
     counts = (final["done"], final["in_progress"], final["remaining"], final["items"], final["finished"])
-    assert counts == (SEGMENTS, [], 0, len(items), True)
+    assert counts == (segments, [], 0, len(items), True)
 
 
 @pytest.mark.parametrize(
@@ -274,3 +278,40 @@ def test_backfill_run_racing_stream_changes_converges_to_the_changes(
             assert found[0] == world.stream_document(updated[number]), number
         else:
             assert found == (world.stream_document(item), backfill_version(SCAN_START_MS)), number
+
+
+def test_backfill_run_process_told_to_stop_releases_its_units_and_exits_1(
+    shared: World, moto_endpoint: str
+) -> None:
+    # GIVEN one process of a run of 2 segments, 20 items a page, after its first page checkpoint
+    world = shared
+    items = [sample_item(number) for number in range(400)]
+    world.load(items)
+    store = store_of(world)
+    env = process_env(world, moto_endpoint, moto_endpoint, world.opensearch_url)
+    command = [sys.executable, "-m", "cdcsync.entrypoints.cli", "backfill", "--table", world.table,
+               "--run-id", RUN, "--segments", "2", "--page-items", "20", "--workers", "1"]  # fmt: skip
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first_id = f"backfill-{socket.gethostname()}-{first.pid}"
+    try:
+        wait_for(lambda: any(u.owner == first_id and u.pages for u in units_of(store)), 120, "a checkpoint")
+        # WHEN it gets SIGTERM (Kubernetes stopping the pod)
+        first.send_signal(signal.SIGTERM)
+        _, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    # THEN it finishes its page, gives its unit back with the position kept, and exits 1
+    assert first.returncode == 1, err
+    assert "received SIGTERM: finishing the pages in flight, then releasing the units" in err
+    assert f"units of run {RUN} left; run the command again" in err
+    units = units_of(store)
+    assert all(unit.owner is None or unit.done for unit in units), units
+    assert any(unit.position and not unit.done for unit in units), units
+    # AND another process takes the unit at once (it was released) and finishes the run
+    second = run_cli(env, *command[3:])
+    assert second.returncode == 0, second.stderr
+    assert "(free) at page" in second.stderr
+    assert "waiting" not in second.stderr
+    assert_converged(world, store, items, env, segments=2)
