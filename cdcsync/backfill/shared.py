@@ -50,7 +50,7 @@ from cdcsync.backfill.scan import (
 )
 from cdcsync.backfill.units import Claim, UnitClaims
 from cdcsync.checkpoint import LeaseLostError, LeaseStore
-from cdcsync.errors import CdcsyncError, ConfigError, TransientError
+from cdcsync.errors import CdcsyncError, ConfigError
 from cdcsync.log_repeats import collapsed
 from cdcsync.metrics import Metrics
 from cdcsync.pipeline import Pipeline
@@ -137,7 +137,10 @@ def run_shared(
         bucket = manifest.bucket
 
         def work(claim: Claim) -> None:
-            _load_file(run, claims, claim, s3, bucket=bucket, key=manifest_keys[claim.unit.number])
+            key = manifest_keys[claim.unit.number]
+            _load_file(
+                run, claims, claim, s3, bucket=bucket, key=key, page_items=page_items or EXPORT_PAGE_ITEMS
+            )
     else:
         limiter = CapacityLimiter(max_rcu, clock=clock, sleep=sleep) if max_rcu is not None else None
         items = page_items or DEFAULT_PAGE_ITEMS
@@ -197,12 +200,14 @@ def _scan_segment(run: Run, claims: UnitClaims, claim: Claim, scan: SegmentScan)
             return
 
 
-def _load_file(run: Run, claims: UnitClaims, claim: Claim, s3: Any, *, bucket: str, key: str) -> None:
+def _load_file(
+    run: Run, claims: UnitClaims, claim: Claim, s3: Any, *, bucket: str, key: str, page_items: int
+) -> None:
     """Load a claimed export data file, skipping the items earlier owners wrote."""
     unit = claim.unit.number
     skip = int(claim.unit.position.get("items_done", 0))
     done = 0
-    for items in export_items(s3, bucket, key, EXPORT_PAGE_ITEMS):
+    for items in export_items(s3, bucket, key, page_items):
         fresh = items[max(0, skip - done) :]
         done += len(items)
         if not fresh:
@@ -217,6 +222,17 @@ def _load_file(run: Run, claims: UnitClaims, claim: Claim, s3: Any, *, bucket: s
         if run.stop.is_set():
             return
     claims.save(claim, {"items_done": done}, 0, done=True)
+
+
+def _release(claims: UnitClaims, claim: Claim) -> None:
+    """Give a unit back after its thread stopped; if the store cannot be reached, its lease lapses."""
+    try:
+        claims.release(claim)
+    except CdcsyncError as exc:
+        log.warning(
+            "backfill run %s: cannot release unit %d (%s); another process takes it after the lease period",
+            claims.run_id, claim.unit.number, exc,
+        )  # fmt: skip
 
 
 def _count(run: Run, unit: int, page: int, items: int, dead_letters: int) -> None:
@@ -237,7 +253,7 @@ def _work_units(run: Run, claims: UnitClaims, work: Work, workers: int) -> None:
         while not renewing.wait(claims.lease_seconds / 3):
             try:
                 claims.renew_all()
-            except TransientError as exc:  # the next round tries again; a lapse stops the writes
+            except CdcsyncError as exc:  # the next round tries again; a lapse stops the writes
                 log.warning("backfill run %s: cannot renew claims: %s", claims.run_id, exc)
 
     def loop() -> None:
@@ -254,7 +270,7 @@ def _work_units(run: Run, claims: UnitClaims, work: Work, workers: int) -> None:
                 log.warning("%s", exc)
             finally:
                 if not claim.unit.done:
-                    claims.release(claim)
+                    _release(claims, claim)
 
     renewer = threading.Thread(target=renew, name="backfill-renewer", daemon=True)
     renewer.start()

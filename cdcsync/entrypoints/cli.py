@@ -371,7 +371,10 @@ def _add_table_verbs(verbs: Any) -> None:
     )
     backfill.add_argument("--json", action="store_true", help="with --status: one JSON object")
     backfill.add_argument(
-        "--page-items", type=int, help="Scan Limit per page (default 1000; lower for tables of huge items)"
+        "--page-items",
+        type=int,
+        help="items per page: the Scan Limit (default 1000; lower for tables of huge items); with --run-id "
+        "also an export's items per page",
     )
     backfill.add_argument("--max-rcu", type=float, help="read capacity units per second to stay near")
     backfill.add_argument("--resume", action="store_true", help="continue an interrupted backfill")

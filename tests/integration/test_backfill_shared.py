@@ -23,15 +23,15 @@ from typing import Any
 import boto3
 import pytest
 
-from cdcsync.backfill import run_backfill
+from cdcsync.backfill import BackfillStoppedError, run_backfill
 from cdcsync.backfill.run import build_pipeline
 from cdcsync.backfill.units import Unit
 from cdcsync.checkpoint import LeaseStore
 from cdcsync.checkpoint.open import open_lease_store
 from cdcsync.metrics import NullMetrics
 from cdcsync.settings import DynamoDbTarget, load_settings
-from cdcsync.versions import backfill_version
-from tests.integration.test_backfill import SCAN_START_MS, World, doc_id, sample_item
+from cdcsync.versions import backfill_version, read_version
+from tests.integration.test_backfill import SCAN_START_MS, World, doc_id, sample_item, write_export
 from tests.support.fault_proxy import FaultProxy, fault_proxy
 
 ITEMS = 2400
@@ -315,3 +315,41 @@ def test_backfill_run_process_told_to_stop_releases_its_units_and_exits_1(
     assert "(free) at page" in second.stderr
     assert "waiting" not in second.stderr
     assert_converged(world, store, items, env, segments=2)
+
+
+class SimulatedCrashError(RuntimeError):
+    """A failure in the middle of a unit."""
+
+
+def test_backfill_run_from_export_resumes_a_data_file_after_its_written_lines(
+    shared: World, s3: Any, unique_name: str
+) -> None:
+    # GIVEN an export of 300 items in 2 data files, 30 s old, and a process of a run over it that
+    # fails after its second page (40 lines a page) of the first file it took
+    items = [sample_item(number) for number in range(300)]
+    url = write_export(s3, unique_name, shared.table, items, "2026-01-01T00:00:00.000Z")
+    pages: list[tuple[int, int]] = []
+
+    def fail_on_second_page(unit: int, page: int) -> None:
+        pages.append((unit, page))
+        if len(pages) == 2:
+            raise SimulatedCrashError("killed")
+
+    def join(on_page: Any = None) -> Any:
+        return run_backfill(shared.settings, shared.table, run_id="exp", from_export=url, workers=1,
+                            page_items=40, session=boto3.Session(), on_page=on_page,
+                            wall_ms=lambda: SCAN_START_MS + 30_000)  # fmt: skip
+
+    with pytest.raises(BackfillStoppedError, match="run it again with --run-id exp"):
+        join(fail_on_second_page)
+    stopped = {unit.number: unit for unit in units_of(store_of(shared), "exp")}
+    # WHEN another process joins the run
+    report = join()
+    # THEN it loads only what is left: that file from its 81st line, and the other file
+    (first_unit, _), _ = pages
+    assert stopped[first_unit].position == {"items_done": 80}
+    assert (report.finished, report.items_read) == (True, 300 - 80)
+    documents = shared.documents()
+    assert len(documents) == 300
+    for item in items:
+        assert documents[doc_id(item)] == (shared.stream_document(item), read_version(SCAN_START_MS))
