@@ -15,28 +15,38 @@ after each page is written, never before, so ``--resume`` re-reads at most one p
 A page whose records keep failing transiently is retried with backoff and never skipped; after
 ``CDCSYNC_MAX_RETRIES`` rounds the backfill stops (``BackfillStoppedError``), its checkpoint just
 before that page. A new backfill (no ``--resume``) always starts over, with a new scan start.
+
+With ``--run-id`` the backfill is a run that any number of processes share (``shared.py``): its
+units are claimed in the checkpoint store (``units.py``), not kept under ``backfill|<table>``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cdcsync.aws import aws_client, aws_error, session_region
-from cdcsync.backfill.export import export_items, export_plan, find_export
+from cdcsync.backfill.export import export_plan, find_export
 from cdcsync.backfill.export_age import check_export_age
+from cdcsync.backfill.pages import (
+    DEFAULT_PAGE_ITEMS,
+    RETRY_LOGGERS,
+    BackfillReport,
+    BackfillStoppedError,
+    PageHook,
+    Run,
+    Source,
+)
 from cdcsync.backfill.progress import Progress
 from cdcsync.backfill.scan import (
     MAX_TOTAL_SEGMENTS,
@@ -45,188 +55,29 @@ from cdcsync.backfill.scan import (
     CapacityLimiter,
     SegmentScan,
     default_segments,
-    encode_key,
     iso_ms,
     scan_plan,
 )
+from cdcsync.backfill.shared import run_shared
 from cdcsync.checkpoint import LeaseStore
-from cdcsync.errors import CdcsyncError, ConfigError, FatalError
+from cdcsync.errors import CdcsyncError, ConfigError
 from cdcsync.log_repeats import collapsed
 from cdcsync.metrics import Metrics
-from cdcsync.pipeline import BatchResult, Pipeline
+from cdcsync.pipeline import Pipeline
 from cdcsync.services import Services
 from cdcsync.settings import Settings
 from cdcsync.sink.client import build_client
-from cdcsync.source.synthetic import TableStream, insert_record, table_stream
+from cdcsync.source.synthetic import table_stream
 from cdcsync.versions import backfill_version, read_version
 
 log = logging.getLogger(__name__)
 
-EXPORT_PAGE_ITEMS = 1000
-# Scan Limit: a 1 MB page of small items is ~4,000 items, ~40 MB of Python objects once parsed,
-# converted and serialised, held by every segment at once. 1,000 items keep a segment near 10 MB;
-# the read capacity is the same (DynamoDB bills bytes read, not calls).
-DEFAULT_PAGE_ITEMS = 1000
-# The loggers whose retry warnings repeat for every page and request while a service is down.
-_RETRY_LOGGERS = ("cdcsync.sink.bulk", "cdcsync.backfill.run", "cdcsync.backfill.scan")
-PageHook = Callable[[int, int], None]  # (segment or data file, page number): after the checkpoint
+MAX_RUN_ID = 100  # characters
+MAX_PAGE_ITEMS = 10_000  # a Scan page is at most 1 MB anyway
+MAX_WORKERS = 256  # threads of one process; more machines, not more threads, for more throughput
 
 
-class BackfillStoppedError(FatalError):
-    """The backfill stopped before finishing; its checkpoint lets ``--resume`` continue it.
-
-    TODO(lead): move to cdcsync/errors.py next to FatalError.
-    """
-
-
-@dataclass
-class BackfillReport:
-    """What one run did (a resumed run counts only its own items)."""
-
-    table: str
-    items_read: int = 0
-    written: int = 0  # indexed or deleted documents
-    stale: int = 0  # a newer version was already in the index
-    skipped: int = 0
-    dead_lettered: int = 0
-    seconds: float = 0.0
-    segments: int = 0
-    finished: bool = False
-
-    def add(self, result: BatchResult) -> None:
-        outcomes = result.outcomes
-        self.written += outcomes.get("indexed", 0) + outcomes.get("deleted", 0)
-        self.stale += outcomes.get("stale", 0)
-        self.skipped += outcomes.get("skipped", 0)
-        self.dead_lettered += result.dead_letters
-
-
-@dataclass
-class _Source:
-    """The table as the records need it."""
-
-    table: str
-    stream: TableStream  # what synthetic records say about the table and its stream
-    item_count: int
-    size_bytes: int
-
-
-@dataclass
-class _Run:
-    """State shared by the segment threads of one run."""
-
-    settings: Settings
-    source: _Source
-    pipeline: Pipeline
-    store: LeaseStore
-    metrics: Metrics
-    progress: Progress
-    state: dict[str, Any]
-    version_ms: int
-    sleep: Callable[[float], None]
-    on_page: PageHook | None
-    report: BackfillReport
-    stop: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def key(self) -> str:
-        return f"backfill|{self.source.table}"
-
-    def records(
-        self, items: Sequence[Mapping[str, Any]], unit: int, page: int, first: int = 0
-    ) -> list[dict[str, Any]]:
-        """Synthetic Lambda-shaped INSERT records, one per item (``source/synthetic.py``).
-
-        Their time is the version's, in whole seconds; ``write`` gives the pipeline the exact
-        version, so the rounding a filter sees never lowers what the writes carry.
-        """
-        seconds = self.version_ms // 1000
-        return [
-            insert_record(
-                self.source.stream,
-                item,
-                seconds=seconds,
-                sequence=f"backfill-{unit:05d}-{page:09d}-{number:06d}",
-            )
-            for number, item in enumerate(items, start=first)
-        ]
-
-    def write(self, records: list[dict[str, Any]], where: str) -> int:
-        """Write one page until every record is done; returns its dead letters. Never skips a record."""
-        dead_letters = 0
-        pending = records
-        for attempt in range(self.settings.max_retries + 1):
-            result = self.pipeline.process(pending, version_ms=self.version_ms)
-            with self.lock:
-                self.report.add(result)
-            dead_letters += result.dead_letters
-            if result.retry_from is None:
-                return dead_letters
-            pending = pending[result.retry_from :]
-            if self.stop.is_set():
-                break
-            wait_seconds = random.uniform(0, min(30.0, 2.0**attempt))  # noqa: S311 - jitter, not crypto
-            log.warning(
-                "backfill of %s: %d records of %s failed transiently (first %s); retrying in %.1f s",
-                self.source.table, len(pending), where, result.retry_sequence_number, wait_seconds,
-            )  # fmt: skip
-            self.sleep(wait_seconds)
-        raise BackfillStoppedError(
-            f"backfill of {self.source.table}: {len(pending)} records of {where} still failing after "
-            f"{self.settings.max_retries + 1} attempts (see the warnings above); the checkpoint is "
-            "before this page: fix OpenSearch, then run again with --resume"
-        )
-
-    def write_page(self, items: Sequence[Mapping[str, Any]], unit: int, page: int, where: str) -> int:
-        """Write a page in slices of one bulk request each: memory holds one slice of records at a time."""
-        step = self.settings.bulk_max_actions
-        return sum(
-            self.write(self.records(items[start : start + step], unit, page, start), where)
-            for start in range(0, len(items), step)
-        )
-
-    def page_done(self, unit: int, page: int, items: int, dead_letters: int, update: dict[str, Any]) -> None:
-        """Checkpoint after a written page, then count it."""
-        with self.lock:
-            self.state["parts"][str(unit)].update(update)
-            self.state["items_read"] = self.state.get("items_read", 0) + items
-            self.report.items_read += items
-            self.store.save_progress(self.key, self.state)
-        self.metrics.backfill_items(self.source.table, items)
-        self.progress.add(items, dead_letters)
-        if self.on_page is not None:
-            self.on_page(unit, page)
-
-    def scan_segment(self, scan: SegmentScan) -> None:
-        """Scan one segment from its start key, writing and checkpointing page by page."""
-        segment = scan.segment
-        for page in scan.pages():
-            dead = self.write_page(
-                page.items, segment, page.number, f"page {page.number} of segment {segment}"
-            )
-            last = encode_key(page.last_key) if page.last_key is not None else None
-            self.page_done(
-                segment, page.number, len(page.items), dead, {"next_key": last, "done": last is None}
-            )
-            if self.stop.is_set():
-                return
-
-    def load_file(self, s3: Any, bucket: str, unit: int, key: str, skip: int) -> None:
-        """Load one export data file, skipping the ``skip`` items a previous run wrote."""
-        done = 0
-        for number, items in enumerate(export_items(s3, bucket, key, EXPORT_PAGE_ITEMS)):
-            fresh = items[max(0, skip - done) :]
-            done += len(items)
-            where = f"page {number} of s3://{bucket}/{key}"
-            dead = self.write_page(fresh, unit, number, where)
-            self.page_done(unit, number, len(fresh), dead, {"items_done": done})
-            if self.stop.is_set():
-                return
-        self.page_done(unit, -1, 0, 0, {"items_done": done, "done": True})
-
-
-def _describe(dynamodb: Any, table: str, region: str) -> _Source:
+def _describe(dynamodb: Any, table: str, region: str) -> Source:
     try:
         description = dynamodb.describe_table(TableName=table)["Table"]
     except (ClientError, BotoCoreError) as exc:
@@ -237,7 +88,7 @@ def _describe(dynamodb: Any, table: str, region: str) -> _Source:
             permission=f"dynamodb:DescribeTable on table {table}",
             missing=f"does not exist in {region} (check --table and AWS_REGION)",
         ) from exc
-    return _Source(
+    return Source(
         table=table,
         stream=table_stream(description, region),
         item_count=int(description.get("ItemCount", 0)),
@@ -280,18 +131,28 @@ def run_backfill(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     services: Services | None = None,
+    run_id: str | None = None,
+    workers: int | None = None,
+    stop: threading.Event | None = None,
 ) -> BackfillReport:
     """Backfill ``table``; see the module docstring. Raises ``ConfigError`` or ``BackfillStoppedError``.
 
     ``services`` is what the entry point built (``cdcsync/services.py``); without it, one is built
-    from ``settings``, ``session`` and ``metrics``.
+    from ``settings``, ``session`` and ``metrics``. ``run_id``: join that run, shared with any
+    number of processes, with ``workers`` threads, until its units are done or ``stop`` is set
+    (``shared.py``).
     """
     if segments is not None and not 1 <= segments <= MAX_TOTAL_SEGMENTS:
         raise ConfigError(
             f"--segments: expected a whole number from 1 to {MAX_TOTAL_SEGMENTS}, got {segments}"
         )
+    if page_items is not None and not 1 <= page_items <= MAX_PAGE_ITEMS:
+        raise ConfigError(
+            f"--page-items: expected a whole number from 1 to {MAX_PAGE_ITEMS}, got {page_items}"
+        )
     if allow_old_export and from_export is None:
         raise ConfigError("--allow-old-export: only meaningful with --from-export s3://BUCKET/PREFIX")
+    _check_shared(run_id, workers=workers, resume=resume)
     services = services or Services(settings, session=session, metrics=metrics)
     session = services.session
     metrics = services.metrics
@@ -308,6 +169,14 @@ def run_backfill(
     target.check_writes(table_mappings, f"backfill of {table}")
     worker = f"backfill-{socket.gethostname()}-{os.getpid()}"
     store = store or services.lease_store(worker)
+    if run_id is not None:
+        return run_shared(
+            settings, source, run_id=run_id, worker=worker, dynamodb=dynamodb, session=session,
+            pipeline=pipeline, store=store, metrics=metrics, out=out, segments=segments, workers=workers,
+            from_export=from_export, allow_old=allow_old_export, max_rcu=max_rcu, page_items=page_items,
+            on_page=on_page, on_scan=on_scan, stop=stop or threading.Event(), wall_ms=wall_ms, clock=clock,
+            sleep=sleep,
+        )  # fmt: skip
     key = f"backfill|{table}"
     previous = store.load_progress(key)
     report = BackfillReport(table)
@@ -333,7 +202,7 @@ def run_backfill(
     report.segments = state["total_segments"]
     progress = Progress(table, out, total=source.item_count, clock=clock)
     version = backfill_version(state["scan_start_ms"])
-    run = _Run(settings, source, pipeline, store, metrics, progress, state, version, sleep, on_page, report)
+    run = Run(settings, source, pipeline, store, metrics, progress, state, version, sleep, on_page, report)
     limiter = CapacityLimiter(max_rcu, clock=clock, sleep=sleep) if max_rcu is not None else None
     log.info(
         "backfill of %s: %s %d of %d segments, version %d (scan start %s)%s",
@@ -351,9 +220,24 @@ def run_backfill(
     return _finish(run, started, clock)
 
 
+def _check_shared(run_id: str | None, *, workers: int | None, resume: bool) -> None:
+    if run_id is None:
+        if workers is not None:
+            raise ConfigError(
+                "--workers: only meaningful with --run-id (without it every segment runs at once)"
+            )
+        return
+    if resume:
+        raise ConfigError(f"--resume: not with --run-id; joining run {run_id} again continues it")
+    if not run_id or len(run_id) > MAX_RUN_ID or any(not (c.isalnum() or c in "-_.") for c in run_id):
+        raise ConfigError(f'--run-id: expected 1 to 100 letters, digits, "-", "_" or ".", got "{run_id}"')
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers: expected a whole number from 1 to {MAX_WORKERS}, got {workers}")
+
+
 def _run_export(
     settings: Settings,
-    source: _Source,
+    source: Source,
     url: str,
     *,
     previous: dict[str, Any] | None,
@@ -387,7 +271,7 @@ def _run_export(
     report = BackfillReport(table, segments=workers)
     progress = Progress(table, out, total=manifest.item_count, clock=clock)
     version = read_version(manifest.export_time_ms)
-    run = _Run(settings, source, pipeline, store, metrics, progress, state, version, sleep, on_page, report)
+    run = Run(settings, source, pipeline, store, metrics, progress, state, version, sleep, on_page, report)
     log.info(
         "backfill of %s: loading %d of %d data files of %s with %d workers, version %d (export time %s)%s",
         table, len(todo), len(manifest.data_keys), manifest.url, workers, version,
@@ -401,7 +285,7 @@ def _run_export(
     return _finish(run, started, clock)
 
 
-def _run_parallel(run: _Run, tasks: list[Callable[[], None]], workers: int) -> None:
+def _run_parallel(run: Run, tasks: list[Callable[[], None]], workers: int) -> None:
     """Run the tasks in threads; on the first failure or Ctrl-C, let the others finish their page.
 
     While OpenSearch or DynamoDB is down every segment retries alike: each kind of retry warning is
@@ -409,11 +293,11 @@ def _run_parallel(run: _Run, tasks: list[Callable[[], None]], workers: int) -> N
     """
     if not tasks:
         return
-    with collapsed(*_RETRY_LOGGERS):
+    with collapsed(*RETRY_LOGGERS):
         _run_pool(run, tasks, workers)
 
 
-def _run_pool(run: _Run, tasks: list[Callable[[], None]], workers: int) -> None:
+def _run_pool(run: Run, tasks: list[Callable[[], None]], workers: int) -> None:
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="backfill")
     futures: list[Future[None]] = [pool.submit(task) for task in tasks]
     try:
@@ -440,7 +324,7 @@ def _run_pool(run: _Run, tasks: list[Callable[[], None]], workers: int) -> None:
         ) from first
 
 
-def _finish(run: _Run, started: float, clock: Callable[[], float]) -> BackfillReport:
+def _finish(run: Run, started: float, clock: Callable[[], float]) -> BackfillReport:
     run.progress.close(finished=True)
     report = run.report
     report.seconds = clock() - started

@@ -5,6 +5,11 @@ record is written to OpenSearch or the dead-letter queue), whether the shard is 
 its end and checkpointed), its parents (a child starts only after they finish), and which worker
 owns it. Two stores implement ``LeaseStore``: ``file://`` (one process owns everything) and
 ``dynamodb://TABLE`` (a lease table shared by replicas, with conditional writes).
+
+Both also keep *records*: small JSON values under a key, each with a revision the store raises on
+every write, written only if the caller names the revision it last read (compare-and-set). Shared
+backfill runs build their unit claims on them (``cdcsync/backfill/units.py``): on ``file://`` the
+processes of one host share them under ``flock``, on ``dynamodb://`` any number of machines do.
 """
 
 from __future__ import annotations
@@ -16,6 +21,27 @@ from typing import Any, Protocol
 from cdcsync.errors import CdcsyncError
 
 TRIM_HORIZON = "TRIM_HORIZON"  # checkpoint of a shard nobody has read yet
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A record as stored: its key, the revision of this value (1 when first written) and the value."""
+
+    key: str
+    revision: int
+    value: dict[str, Any]
+
+
+class RecordChangedError(Exception):
+    """A compare-and-set found another revision (or none): ``current`` is the record as it is now.
+
+    Not a cdcsync error: the caller decides (read again, give up the claim); it never reaches a user.
+    """
+
+    def __init__(self, key: str, current: Record | None) -> None:
+        super().__init__(f"record {key} changed (now revision {current.revision if current else 'none'})")
+        self.key = key
+        self.current = current
 
 
 class LeaseLostError(CdcsyncError):
@@ -64,7 +90,10 @@ def is_foreign(lease: Lease, table: str, live_streams: Collection[str]) -> bool:
 
 
 class LeaseStore(Protocol):
-    """Leases and checkpoints for the worker; progress records for backfill."""
+    """Leases and checkpoints for the worker; progress records and unit records for backfill."""
+
+    def describe(self) -> str:
+        """The store as ``CDCSYNC_CHECKPOINTS`` would name it."""
 
     def sync_shards(
         self,
@@ -119,3 +148,14 @@ class LeaseStore(Protocol):
 
     def load_progress(self, key: str) -> dict[str, Any] | None:
         """The record stored under ``key``, or None."""
+
+    def put_record(self, key: str, value: Mapping[str, Any], *, revision: int | None) -> Record:
+        """Write ``value`` under ``key`` if its stored revision is ``revision`` (None: no record yet).
+
+        Returns the record as written (revision + 1; 1 for a new one). Raises ``RecordChangedError``
+        with the stored record if another write came first, ``TransientError`` or ``FatalError``
+        as the store's other writes do.
+        """
+
+    def load_records(self, prefix: str) -> list[Record]:
+        """Every record whose key starts with ``prefix``, by key, as stored now (consistent read)."""

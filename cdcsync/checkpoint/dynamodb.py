@@ -3,7 +3,9 @@
 The model is the Kinesis Client Library's. One item per shard (``lease_key`` = ``table|shard_id``)
 holds its owner, a ``counter`` the owner increments on every renewal, the checkpoint and whether
 the shard is finished; ``heartbeat_ms`` (wall clock) is only for people reading the table.
-Backfill progress records live in the same table under ``progress|<key>``.
+Backfill progress records live in the same table under ``progress|<key>``, and compare-and-set
+records (shared backfill runs' units) under ``record|<key>`` with a ``revision`` attribute that
+every ``put_record`` raises, conditional on the revision the caller read.
 
 **Expiry by counter observation.** No worker compares its clock with another host's. A worker
 remembers, per lease, when *it* first saw the current (owner, counter) pair on its own monotonic
@@ -55,7 +57,16 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from cdcsync.aws import aws_error, describe_failure, error_code, error_kind
-from cdcsync.checkpoint import TRIM_HORIZON, Lease, LeaseLostError, ShardInfo, WriteWindow, is_foreign
+from cdcsync.checkpoint import (
+    TRIM_HORIZON,
+    Lease,
+    LeaseLostError,
+    Record,
+    RecordChangedError,
+    ShardInfo,
+    WriteWindow,
+    is_foreign,
+)
 from cdcsync.checkpoint.file import lease_key
 from cdcsync.errors import CdcsyncError, FatalError, TransientError
 
@@ -65,6 +76,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROGRESS_PREFIX = "progress|"
+RECORD_PREFIX = "record|"
 _FREE = "attribute_not_exists(#owner)"
 # The margin, as a share of the lease period, by which an owner's writes end before its lease could
 # lapse and by which a new owner's first write follows the previous owner's lease end (3 s of 30 s).
@@ -96,9 +108,10 @@ class _Seen:
 class _ConditionFailedError(Exception):
     """A conditional write found the item changed; ``item`` is the item as it is now (None if gone)."""
 
-    def __init__(self, item: Lease | None) -> None:
+    def __init__(self, item: Lease | None, raw: Mapping[str, Any] | None = None) -> None:
         super().__init__("conditional check failed")
         self.item = item
+        self.raw = raw  # the item as DynamoDB returned it
 
 
 class DynamoDbLeaseStore:
@@ -292,6 +305,45 @@ class DynamoDbLeaseStore:
             return None
         record: dict[str, Any] = json.loads(item["progress"]["S"])
         return record
+
+    def put_record(self, key: str, value: Mapping[str, Any], *, revision: int | None) -> Record:
+        written = Record(key, 1 if revision is None else revision + 1, json.loads(json.dumps(dict(value))))
+        condition: dict[str, Any] = (
+            {"ConditionExpression": "attribute_not_exists(lease_key)"}
+            if revision is None
+            else {
+                "ConditionExpression": "revision = :revision",
+                "ExpressionAttributeValues": {":revision": {"N": str(revision)}},
+            }
+        )
+        item = {
+            "lease_key": {"S": RECORD_PREFIX + key},
+            "revision": {"N": str(written.revision)},
+            "record": {"S": json.dumps(written.value)},
+            "heartbeat_ms": {"N": str(self._now_ms())},
+        }
+        try:
+            self._call(
+                "PutItem",
+                self.client.put_item,
+                TableName=self.table_name,
+                Item=item,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **condition,
+            )
+        except _ConditionFailedError as failed:
+            raise RecordChangedError(key, _record_of(failed.raw) if failed.raw else None) from None
+        return written
+
+    def load_records(self, prefix: str) -> list[Record]:
+        pages = self.client.get_paginator("scan").paginate(
+            TableName=self.table_name,
+            ConsistentRead=True,
+            FilterExpression="begins_with(lease_key, :prefix)",
+            ExpressionAttributeValues={":prefix": {"S": RECORD_PREFIX + prefix}},
+        )
+        items = self._call("Scan", lambda: [item for page in pages for item in page.get("Items", [])])
+        return sorted((_record_of(item) for item in items), key=lambda record: record.key)
 
     # --- one round's steps --------------------------------------------------------------------
 
@@ -487,7 +539,8 @@ class DynamoDbLeaseStore:
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 item: Any = exc.response.get("Item")
-                raise _ConditionFailedError(_lease_of(item) if item and "shard_id" in item else None) from exc
+                lease = _lease_of(item) if item and "shard_id" in item else None
+                raise _ConditionFailedError(lease, item) from exc
             raise translate(exc, operation, self.table_name) from exc
         except BotoCoreError as exc:
             raise translate(exc, operation, self.table_name) from exc
@@ -507,6 +560,14 @@ def _taken(item: Lease | None) -> str:
     if item.owner is None:
         return "has no owner now"
     return f"is now owned by worker {item.owner}"
+
+
+def _record_of(item: Mapping[str, Any]) -> Record:
+    return Record(
+        key=item["lease_key"]["S"].removeprefix(RECORD_PREFIX),
+        revision=int(item["revision"]["N"]),
+        value=json.loads(item["record"]["S"]),
+    )
 
 
 def _lease_of(item: Mapping[str, Any]) -> Lease:

@@ -1,6 +1,8 @@
 """``file://PATH`` lease store: one worker process owns every shard; state is one JSON document on disk.
 
-The document is ``{"leases": {"<table>|<shard_id>": {...}}, "progress": {"<key>": {...}}}``. Every
+The document is ``{"leases": {"<table>|<shard_id>": {...}}, "progress": {"<key>": {...}}}``, plus
+``"records": {"<key>": {"revision": n, "value": {...}}}`` once a shared backfill run has written
+one (``put_record``: a compare-and-set on the revision, under the lock below). Every
 change rewrites it whole: a temporary file in the same folder is written, flushed and fsynced,
 then ``os.replace``-d over the old one and the folder is fsynced. A crash at any point leaves
 either the old or the new document, never half of one (a leftover ``.PATH.*.tmp`` file is
@@ -45,11 +47,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cdcsync.checkpoint import TRIM_HORIZON, Lease, ShardInfo, WriteWindow, is_foreign
+from cdcsync.checkpoint import (
+    TRIM_HORIZON,
+    Lease,
+    Record,
+    RecordChangedError,
+    ShardInfo,
+    WriteWindow,
+    is_foreign,
+)
 from cdcsync.errors import FatalError
 from cdcsync.private_files import open_private
 
 _WRITE_HINT = "check the folder exists, is writable and has free space"
+# (leases, progress records, compare-and-set records), as stored on disk
+_State = tuple[dict[str, Lease], dict[str, dict[str, Any]], dict[str, Record]]
 
 
 def lease_key(table: str, shard_id: str) -> str:
@@ -80,7 +92,7 @@ class FileLeaseStore:
         live_streams: Collection[str] = (),
     ) -> list[Lease]:
         live = {*live_streams, stream_arn}
-        with self._exclusive() as (leases, progress):
+        with self._exclusive() as (leases, progress, records):
             ignored = [
                 lease for lease in leases.values() if is_foreign(lease, table, live) and not lease.finished
             ]
@@ -100,15 +112,15 @@ class FileLeaseStore:
                 or is_foreign(stored, table, live)
             }
             if added:
-                self._write({**leases, **added}, progress)
+                self._write({**leases, **added}, progress, records)
         return sorted(ignored, key=lambda lease: lease.shard_id)
 
     def leases(self, table: str, stream_arn: str) -> list[Lease]:
-        leases, _ = self._read()
+        leases, _, _ = self._read()
         return _of_stream(leases, table, stream_arn)
 
     def acquire(self, table: str, stream_arn: str) -> list[Lease]:
-        with self._exclusive() as (stored, progress):
+        with self._exclusive() as (stored, progress, records):
             taken = {
                 lease_key(table, lease.shard_id): replace(lease, owner=self.worker_id)
                 for lease in _of_stream(stored, table, stream_arn)
@@ -116,15 +128,15 @@ class FileLeaseStore:
             }
             leases = {**stored, **taken}
             if taken:
-                self._write(leases, progress)
+                self._write(leases, progress, records)
         return [lease for lease in _of_stream(leases, table, stream_arn) if not lease.finished]
 
     def checkpoint(self, lease: Lease, sequence_number: str, *, finished: bool = False) -> Lease:
         key = lease_key(lease.table, lease.shard_id)
-        with self._exclusive() as (leases, progress):
+        with self._exclusive() as (leases, progress, records):
             stored = leases.get(key, lease)  # the stored lineage and counter win over the caller's copy
             updated = replace(stored, owner=self.worker_id, checkpoint=sequence_number, finished=finished)
-            self._write({**leases, key: updated}, progress)
+            self._write({**leases, key: updated}, progress, records)
         return updated
 
     def write_window(self, lease: Lease) -> WriteWindow:
@@ -132,29 +144,43 @@ class FileLeaseStore:
 
     def release(self, lease: Lease) -> None:
         key = lease_key(lease.table, lease.shard_id)
-        with self._exclusive() as (leases, progress):
+        with self._exclusive() as (leases, progress, records):
             stored = leases.get(key)
             if stored is not None and stored.owner is not None:
-                self._write({**leases, key: replace(stored, owner=None)}, progress)
+                self._write({**leases, key: replace(stored, owner=None)}, progress, records)
 
     def save_progress(self, key: str, value: Mapping[str, Any]) -> None:
         record = json.loads(json.dumps(value))  # a private, JSON-shaped copy; fails early if not JSON-able
-        with self._exclusive() as (leases, progress):
-            self._write(leases, {**progress, key: record})
+        with self._exclusive() as (leases, progress, records):
+            self._write(leases, {**progress, key: record}, records)
 
     def load_progress(self, key: str) -> dict[str, Any] | None:
-        _, progress = self._read()
+        _, progress, _ = self._read()
         return progress.get(key)  # freshly parsed: the caller's copy is its own
 
-    def _read(self) -> tuple[dict[str, Lease], dict[str, dict[str, Any]]]:
+    def put_record(self, key: str, value: Mapping[str, Any], *, revision: int | None) -> Record:
+        copy = json.loads(json.dumps(value))  # a private, JSON-shaped copy; fails early if not JSON-able
+        with self._exclusive() as (leases, progress, records):
+            stored = records.get(key)
+            if (None if stored is None else stored.revision) != revision:
+                raise RecordChangedError(key, stored)
+            written = Record(key, 1 if stored is None else stored.revision + 1, copy)
+            self._write(leases, progress, {**records, key: written})
+        return written
+
+    def load_records(self, prefix: str) -> list[Record]:
+        _, _, records = self._read()
+        return [record for key, record in sorted(records.items()) if key.startswith(prefix)]
+
+    def _read(self) -> _State:
         """The state on disk now, read under a shared lock (no half-replaced view is possible anyway)."""
         if not self.path.exists():
-            return {}, {}  # nothing stored yet; reading creates no lock file
+            return {}, {}, {}  # nothing stored yet; reading creates no lock file
         with self._lock, self._locked(fcntl.LOCK_SH):
             return _load(self.path)
 
     @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[tuple[dict[str, Lease], dict[str, dict[str, Any]]]]:
+    def _exclusive(self) -> Iterator[_State]:
         """Hold this process's lock and the cross-process ``flock``; yield the state on disk now.
 
         Every change is a read-modify-write inside this block: re-read, change only the caller's
@@ -185,12 +211,19 @@ class FileLeaseStore:
         finally:
             os.close(fd)
 
-    def _write(self, leases: dict[str, Lease], progress: dict[str, dict[str, Any]]) -> None:
+    def _write(
+        self, leases: dict[str, Lease], progress: dict[str, dict[str, Any]], records: dict[str, Record]
+    ) -> None:
         """Write the whole new state to disk atomically (the caller holds the exclusive lock)."""
-        document = {
+        document: dict[str, Any] = {
             "leases": {key: _lease_to_json(lease) for key, lease in sorted(leases.items())},
             "progress": progress,
         }
+        if records:  # absent until a shared backfill run writes one: older documents stay as they were
+            document["records"] = {
+                key: {"revision": record.revision, "value": record.value}
+                for key, record in sorted(records.items())
+            }
         _write_atomically(self.path, json.dumps(document, indent=2, sort_keys=True).encode() + b"\n")
 
 
@@ -272,14 +305,14 @@ def _lease_from_json(data: Any) -> Lease:
     )
 
 
-def _load(path: Path) -> tuple[dict[str, Lease], dict[str, dict[str, Any]]]:
+def _load(path: Path) -> _State:
     """The stored state, or an empty one if the file does not exist yet."""
     fix = "fix or restore the file; deleting it restarts every shard from TRIM_HORIZON"
     try:
         with os.fdopen(open_private(path, os.O_RDONLY), "rb") as file:
             raw = file.read()
     except FileNotFoundError:
-        return {}, {}
+        return {}, {}, {}
     except OSError as exc:
         raise FatalError(f"cannot read checkpoint file {path}: {exc.strerror or exc}") from exc
     try:
@@ -299,4 +332,19 @@ def _load(path: Path) -> tuple[dict[str, Lease], dict[str, dict[str, Any]]]:
             leases[key] = _lease_from_json(data)
         except (KeyError, TypeError, ValueError) as exc:
             raise FatalError(f'checkpoint file {path}: lease "{key}" is malformed ({exc!r}); {fix}') from exc
-    return leases, progress
+    records: dict[str, Record] = {}
+    for key, data in _object(document.get("records", {}), path, '"records"', fix).items():
+        entry = data if isinstance(data, dict) else {}
+        revision, value = entry.get("revision"), entry.get("value")
+        if not isinstance(revision, int) or not isinstance(value, dict):
+            raise FatalError(
+                f'checkpoint file {path}: record "{key}" is malformed (expected revision and value); {fix}'
+            )
+        records[key] = Record(key, revision, value)
+    return leases, progress, records
+
+
+def _object(value: Any, path: Path, what: str, fix: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise FatalError(f"checkpoint file {path}: {what} must be an object; {fix}")
+    return value

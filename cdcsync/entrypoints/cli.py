@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
+import socket
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +26,7 @@ from opensearchpy.exceptions import OpenSearchException
 from cdcsync import __version__
 from cdcsync.aws import aws_client, aws_error
 from cdcsync.entrypoints.preview import add_preview_parser
-from cdcsync.errors import CdcsyncError, MappingError, SettingsError
+from cdcsync.errors import CdcsyncError, ConfigError, MappingError, SettingsError
 from cdcsync.logs import TextFormatter, configure_logging, redact_text
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.mapping.filter_criteria import filter_criteria
@@ -36,6 +41,8 @@ from cdcsync.sink.indices import apply_indices
 from cdcsync.source.synthetic import filter_warnings
 from cdcsync.source.table_check import check_tables
 from cdcsync.values import dump_json
+
+log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_PROBLEMS, EXIT_CONFIG = 0, 1, 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
@@ -220,9 +227,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _backfill(args: argparse.Namespace) -> int:
+    if args.status:
+        return _backfill_status(args)
+    if args.table is None:
+        raise ConfigError("backfill: --table is required (only --status --run-id ID can do without it)")
     services = _services(args)
     from cdcsync.backfill.run import run_backfill  # noqa: PLC0415 - only backfill needs it
 
+    stop = threading.Event()
+    if args.run_id is not None:
+        _stop_on_signals(stop)  # SIGTERM (Kubernetes, Step Functions): finish the pages, release the units
     report = run_backfill(
         services.settings,
         args.table,
@@ -232,6 +246,10 @@ def _backfill(args: argparse.Namespace) -> int:
         from_export=args.from_export,
         allow_old_export=args.allow_old_export,
         services=services,
+        run_id=args.run_id,
+        workers=args.workers,
+        page_items=args.page_items,
+        stop=stop,
     )
     print(
         f"backfill of {report.table}: {report.items_read} items read, {report.written} written, "
@@ -241,6 +259,31 @@ def _backfill(args: argparse.Namespace) -> int:
     if report.dead_lettered:
         print("see the dead letters with: cdcsync dlq show", file=sys.stderr)
     return EXIT_OK if report.finished else EXIT_PROBLEMS
+
+
+def _backfill_status(args: argparse.Namespace) -> int:
+    if args.run_id is None:
+        raise ConfigError("backfill --status: name the run with --run-id ID")
+    settings = load_settings()
+    configure_logging("text", settings.log_level, keys=settings.log_keys)
+    from cdcsync.backfill.status import describe_status, run_status  # noqa: PLC0415 - only --status needs it
+
+    store = Services(settings).lease_store(f"status-{socket.gethostname()}-{os.getpid()}")
+    status = run_status(store, args.run_id, table=args.table, now_ms=time.time_ns() // 1_000_000)
+    print(orjson.dumps(status).decode() if args.json else describe_status(status))
+    return EXIT_OK
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handle(signum: int, _frame: object) -> None:
+        log.warning(
+            "received %s: finishing the pages in flight, then releasing the units",
+            signal.Signals(signum).name,
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -302,9 +345,36 @@ def _add_table_verbs(verbs: Any) -> None:
         "same planner and writer as the stream, versioned below every change made after the scan "
         "started, so it can run beside the live stream. Interrupted runs continue with --resume.",
     )
-    backfill.add_argument("--table", required=True, help="DynamoDB table name")
+    backfill.add_argument("--table", help="DynamoDB table name (required, except with --status)")
     backfill.add_argument(
-        "--segments", type=int, help="parallel scan segments (default: from the table size)"
+        "--segments",
+        type=int,
+        help="parallel scan segments (default: from the table size; with --run-id the run's first process "
+        "fixes them)",
+    )
+    backfill.add_argument(
+        "--run-id",
+        metavar="ID",
+        help="join this backfill run, shared by any number of processes and machines through "
+        "CDCSYNC_CHECKPOINTS (created by the first); exit 0 once every unit is done, by anyone",
+    )
+    backfill.add_argument(
+        "--workers",
+        type=int,
+        help="with --run-id: units this process works on at once (default: from the table size, 4 to 16; "
+        "4 for an export)",
+    )
+    backfill.add_argument(
+        "--status",
+        action="store_true",
+        help="with --run-id: units done, in progress, remaining; items/s, ETA",
+    )
+    backfill.add_argument("--json", action="store_true", help="with --status: one JSON object")
+    backfill.add_argument(
+        "--page-items",
+        type=int,
+        help="items per page: the Scan Limit (default 1000; lower for tables of huge items); with --run-id "
+        "also an export's items per page",
     )
     backfill.add_argument("--max-rcu", type=float, help="read capacity units per second to stay near")
     backfill.add_argument("--resume", action="store_true", help="continue an interrupted backfill")
