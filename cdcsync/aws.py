@@ -140,6 +140,12 @@ MISSING_CODES = frozenset(
         "NonExistentQueue",
     }
 )
+# The worker's DynamoDB Streams client: one connection per shard thread (GetRecords, GetShardIterator)
+# plus the coordinator's. The worker builds it before it knows how many shards it will lease (rounds
+# take shards as they split and as replicas come and go), and a pool is a ceiling on kept connections,
+# not connections opened, so it is sized for twice the 64 shards a process is planned for; past it, a
+# call opens a connection of its own and the pool discards it afterwards.
+STREAMS_POOL_CONNECTIONS = 128
 _NETWORK = (BotoConnectionError, HTTPClientError, EndpointConnectionError, ConnectionClosedError)
 _CREDENTIALS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, ProfileNotFound)
 _SERVER_ERROR = 500

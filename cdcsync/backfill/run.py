@@ -57,6 +57,7 @@ from cdcsync.pipeline import BatchResult, Pipeline
 from cdcsync.services import Services
 from cdcsync.settings import Settings
 from cdcsync.sink.client import build_client
+from cdcsync.source.fast_reads import with_fast_reads
 from cdcsync.source.synthetic import TableStream, insert_record, table_stream
 from cdcsync.versions import backfill_version, read_version
 
@@ -341,10 +342,16 @@ def run_backfill(
         run.version_ms, iso_ms(state["scan_start_ms"]), f", at most {max_rcu:g} RCU/s" if max_rcu else "",
     )  # fmt: skip
 
+    # One connection per segment thread; Scan pages parsed by cdcsync unless CDCSYNC_AWS_FAST_READS=false.
+    scanner = with_fast_reads(
+        aws_client(session, "dynamodb", config=SCAN_CLIENT_CONFIG, pool=max(1, len(todo))),
+        enabled=settings.aws_fast_reads,
+    )
+
     def one(segment: int, start: dict[str, Any] | None) -> Callable[[], None]:
         total = state["total_segments"]
         items = page_items or DEFAULT_PAGE_ITEMS
-        scan = SegmentScan(dynamodb, table, segment, total, start, limiter, sleep, on_scan, items)
+        scan = SegmentScan(scanner, table, segment, total, start, limiter, sleep, on_scan, items)
         return lambda: run.scan_segment(scan)
 
     _run_parallel(run, [one(segment, start) for segment, start in todo], len(todo))
