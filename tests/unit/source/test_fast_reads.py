@@ -20,7 +20,9 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.config import Config
+from botocore.exceptions import NoCredentialsError
 
+from cdcsync.aws import error_kind
 from cdcsync.backfill.scan import decode_key, encode_key
 from cdcsync.change import ChangeRecord, parse_record
 from cdcsync.mapping.compiled import MappingSet
@@ -362,3 +364,20 @@ def test_fast_reads_other_service_refused() -> None:
     made: Any = boto3.Session(region_name=REGION).client("sqs", endpoint_url=ENDPOINT)  # type: ignore[call-overload]
     with pytest.raises(ValueError, match="FastReads reads DynamoDB Streams or DynamoDB, not sqs"):
         FastReads(made)
+
+
+def test_fast_reads_no_credentials_same_error_as_botocore() -> None:
+    # GIVEN clients that found no credentials (no role, profile or keys)
+    (slow, slow_http), (bare, fast_http) = (client("dynamodb", {"Scan": b"{}"}) for _ in range(2))
+    for made in (slow, bare):
+        made._request_signer._credentials = None
+    fast = FastReads(bare)
+
+    # THEN both refuse to send, with botocore's NoCredentialsError (cdcsync: a configuration error)
+    with pytest.raises(NoCredentialsError) as by_botocore:
+        slow.scan(TableName="Files")
+    with pytest.raises(NoCredentialsError) as by_fast:
+        fast.scan(TableName="Files")
+    assert str(by_fast.value) == str(by_botocore.value) == "Unable to locate credentials"
+    assert error_kind(by_fast.value) == "configuration"
+    assert slow_http.sent == fast_http.sent == []
