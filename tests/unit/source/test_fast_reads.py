@@ -10,6 +10,7 @@ the saved backfill key. Requests are compared the same way: what each path sent,
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from botocore.exceptions import NoCredentialsError
 from cdcsync.aws import error_kind
 from cdcsync.backfill.scan import decode_key, encode_key
 from cdcsync.change import ChangeRecord, parse_record
+from cdcsync.dlq import json_safe
 from cdcsync.mapping.compiled import MappingSet
 from cdcsync.metrics import NullMetrics
 from cdcsync.plan.actions import DeleteAction, FetchItem, IndexAction, Rejected, Skip, Step
@@ -381,3 +383,22 @@ def test_fast_reads_no_credentials_same_error_as_botocore() -> None:
     assert str(by_fast.value) == str(by_botocore.value) == "Unable to locate credentials"
     assert error_kind(by_fast.value) == "configuration"
     assert slow_http.sent == fast_http.sent == []
+
+
+def test_fast_reads_dead_letter_record_differs_only_in_creation_time_shape() -> None:
+    # GIVEN one record read by each path
+    (slow, _), (fast, _) = both(
+        "dynamodbstreams", {"GetRecords": recorded("aws_get_records_new_and_old_images")}
+    )
+    slow_raw = slow.get_records(ShardIterator="it-1")["Records"][0]
+    fast_raw = fast.get_records(ShardIterator="it-1")["Records"][0]
+
+    # WHEN each is kept in a dead letter (JSON-safe)
+    slow_kept, fast_kept = json_safe(slow_raw), json_safe(fast_raw)
+
+    # THEN only ApproximateCreationDateTime differs: botocore's datetime in ISO text, FastReads'
+    # the epoch number DynamoDB sent (as in a Lambda event's letter)
+    shown = slow_kept["dynamodb"].pop("ApproximateCreationDateTime")  # in the host's time zone
+    assert dt.datetime.fromisoformat(shown).timestamp() == 1_795_353_600  # 2026-11-22T13:20:00Z
+    assert fast_kept["dynamodb"].pop("ApproximateCreationDateTime") == 1_795_353_600
+    assert fast_kept == slow_kept
