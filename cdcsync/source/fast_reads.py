@@ -45,6 +45,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import botocore
 import orjson
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSPreparedRequest, AWSRequest, AWSResponse
@@ -60,6 +61,8 @@ from botocore.retries.standard import (
     StandardRetryConditions,
     ThrottlingErrorDetector,
 )
+
+from cdcsync import __version__
 
 __all__ = ["FastReads", "with_fast_reads"]
 
@@ -108,6 +111,8 @@ class FastReads:
         self._headers = {
             "X-Amz-Target": f"{service_model.metadata['targetPrefix']}.{operation}",
             "Content-Type": _CONTENT_TYPE,
+            # Not signed (SigV4 leaves it out); names the caller in AWS's logs, as botocore's does.
+            "User-Agent": f"cdcsync/{__version__} Botocore/{botocore.__version__} fast-reads",
         }
         # The client's own HTTP pool and credentials: botocore exposes neither publicly.
         self._http = client._endpoint.http_session

@@ -308,6 +308,7 @@ def test_fast_reads_scan_request_same_body_as_botocore(start_key: dict[str, Any]
     assert header(sent, "Authorization").startswith("AWS4-HMAC-SHA256 Credential=testing/")
     assert "/us-east-1/dynamodb/aws4_request" in header(sent, "Authorization")
     assert header(sent, "X-Amz-Security-Token") == "testing"
+    assert header(sent, "User-Agent").startswith("cdcsync/")
 
 
 def test_fast_reads_scan_key_round_trips_through_either_path_and_saved_progress() -> None:
