@@ -5,12 +5,16 @@
 Lambda, the AWS CLI v2 and the other AWS SDKs read it; boto3 alone ignores ``AWS_REGION``, so it is
 passed on here. Endpoints and credentials stay boto3's own configuration (``AWS_ENDPOINT_URL*``,
 profiles, roles). A client without a region is a ``ConfigError`` naming both variables.
+``pool`` sizes a client's HTTP connection pool (botocore keeps 10): a client shared by more threads
+than that opens a connection per extra call and logs "Connection pool is full, discarding
+connection". The pool is a ceiling on kept connections, not connections opened in advance.
 
 **Errors.** ``aws_error`` turns a failed AWS call into our error tree, the same way for every
 backend (``error_kind`` decides):
 
     transient      connection refused, reset or timed out; throttling (KMS's
-                   too); 5xx; the container credential endpoint failing      -> TransientError (exit 1)
+                   too); 5xx; the container credential endpoint failing; a
+                   DynamoDB answer failing its x-amz-crc32 check              -> TransientError (exit 1)
     configuration  no region, no or bad credentials, access denied (the
                    permission named), a table / queue / bucket that does not
                    exist, a KMS key disabled, missing or not allowed          -> ConfigError (exit 2)
@@ -26,9 +30,11 @@ import os
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 import boto3
+from botocore.config import Config
 from botocore.credentials import ContainerProvider
 from botocore.exceptions import (
     BotoCoreError,
+    ChecksumError,
     ClientError,
     ConnectionClosedError,
     CredentialRetrievalError,
@@ -44,7 +50,6 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from cdcsync.errors import CdcsyncError, ConfigError, ErrorKind, FatalError, TransientError
 
 if TYPE_CHECKING:
-    from botocore.config import Config
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
     from mypy_boto3_s3 import S3Client
@@ -135,6 +140,12 @@ MISSING_CODES = frozenset(
         "NonExistentQueue",
     }
 )
+# The worker's DynamoDB Streams client: one connection per shard thread (GetRecords, GetShardIterator)
+# plus the coordinator's. The worker builds it before it knows how many shards it will lease (rounds
+# take shards as they split and as replicas come and go), and a pool is a ceiling on kept connections,
+# not connections opened, so it is sized for twice the 64 shards a process is planned for; past it, a
+# call opens a connection of its own and the pool discards it afterwards.
+STREAMS_POOL_CONNECTIONS = 128
 _NETWORK = (BotoConnectionError, HTTPClientError, EndpointConnectionError, ConnectionClosedError)
 _CREDENTIALS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, ProfileNotFound)
 _SERVER_ERROR = 500
@@ -159,25 +170,49 @@ def aws_session() -> boto3.Session:
 
 @overload
 def aws_client(
-    session: boto3.Session | None, service: Literal["dynamodb"], *, config: Config | None = None
+    session: boto3.Session | None,
+    service: Literal["dynamodb"],
+    *,
+    config: Config | None = None,
+    pool: int | None = None,
 ) -> DynamoDBClient: ...
 @overload
 def aws_client(
-    session: boto3.Session | None, service: Literal["dynamodbstreams"], *, config: Config | None = None
+    session: boto3.Session | None,
+    service: Literal["dynamodbstreams"],
+    *,
+    config: Config | None = None,
+    pool: int | None = None,
 ) -> DynamoDBStreamsClient: ...
 @overload
 def aws_client(
-    session: boto3.Session | None, service: Literal["sqs"], *, config: Config | None = None
+    session: boto3.Session | None,
+    service: Literal["sqs"],
+    *,
+    config: Config | None = None,
+    pool: int | None = None,
 ) -> SQSClient: ...
 @overload
 def aws_client(
-    session: boto3.Session | None, service: Literal["s3"], *, config: Config | None = None
+    session: boto3.Session | None,
+    service: Literal["s3"],
+    *,
+    config: Config | None = None,
+    pool: int | None = None,
 ) -> S3Client: ...
-def aws_client(session: boto3.Session | None, service: str, *, config: Config | None = None) -> Any:
-    """A client of ``session`` (default: ``aws_session()``); ``ConfigError`` when no region is set."""
+def aws_client(
+    session: boto3.Session | None, service: str, *, config: Config | None = None, pool: int | None = None
+) -> Any:
+    """A client of ``session`` (default: ``aws_session()``); ``ConfigError`` when no region is set.
+
+    ``pool``: connections its HTTP pool keeps (``max_pool_connections``), merged into ``config``.
+    """
     session = session or aws_session()
     if not session.region_name:
         raise ConfigError(NO_REGION)
+    if pool is not None:
+        sized = Config(max_pool_connections=pool)
+        config = config.merge(sized) if config is not None else sized
     try:
         return session.client(service, config=config)  # type: ignore[call-overload]
     except BotoCoreError as exc:
@@ -219,7 +254,7 @@ def _container_credentials_failed(exc: BaseException) -> bool:
 
 def error_kind(exc: BaseException) -> ErrorKind:
     """What the caller does next about a failed AWS call (see the module docstring)."""
-    if isinstance(exc, _NETWORK) or _container_credentials_failed(exc):
+    if isinstance(exc, (*_NETWORK, ChecksumError)) or _container_credentials_failed(exc):
         return "transient"
     if isinstance(exc, (NoRegionError, *_CREDENTIALS)):
         return "configuration"
@@ -248,6 +283,8 @@ def describe_failure(exc: BaseException, *, permission: str | None = None, missi
         text = NO_REGION
     elif isinstance(exc, _NETWORK):
         text = f"cannot reach AWS ({exc}); check the network and AWS_ENDPOINT_URL*"
+    elif isinstance(exc, ChecksumError):  # a DynamoDB body that does not match its x-amz-crc32
+        text = f"the answer was damaged on the way ({exc}); check the network"
     elif _container_credentials_failed(exc):
         text = f"the container credential endpoint did not give AWS credentials ({exc}); it may be restarting"
     elif isinstance(exc, _CREDENTIALS) or code in CREDENTIALS_CODES:

@@ -220,6 +220,9 @@ class Settings(BaseSettings):
     metrics_addr: str = "0.0.0.0:9464"  # the container must expose /metrics beyond loopback
     log_format: Literal["json", "text"] | None = None  # unset: text when stderr is a terminal, else JSON
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # Not in the contract's table: GetRecords (worker) and Scan (backfill) sent and parsed by
+    # cdcsync (``source/fast_reads.py``); false: botocore's own path, for debugging.
+    aws_fast_reads: bool = True
 
     @classmethod
     def settings_customise_sources(

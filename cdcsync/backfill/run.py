@@ -49,6 +49,7 @@ from cdcsync.backfill.pages import (
 )
 from cdcsync.backfill.progress import Progress
 from cdcsync.backfill.scan import (
+    MAX_SEGMENTS,
     MAX_TOTAL_SEGMENTS,
     MIN_SEGMENTS,
     SCAN_CLIENT_CONFIG,
@@ -67,6 +68,7 @@ from cdcsync.pipeline import Pipeline
 from cdcsync.services import Services
 from cdcsync.settings import Settings
 from cdcsync.sink.client import build_client
+from cdcsync.source.fast_reads import with_fast_reads
 from cdcsync.source.synthetic import table_stream
 from cdcsync.versions import backfill_version, read_version
 
@@ -171,7 +173,8 @@ def run_backfill(
     store = store or services.lease_store(worker)
     if run_id is not None:
         return run_shared(
-            settings, source, run_id=run_id, worker=worker, dynamodb=dynamodb, session=session,
+            settings, source, run_id=run_id, worker=worker, session=session,
+            dynamodb=_scanner(settings, session, threads=workers or MAX_SEGMENTS),
             pipeline=pipeline, store=store, metrics=metrics, out=out, segments=segments, workers=workers,
             from_export=from_export, allow_old=allow_old_export, max_rcu=max_rcu, page_items=page_items,
             on_page=on_page, on_scan=on_scan, stop=stop or threading.Event(), wall_ms=wall_ms, clock=clock,
@@ -210,14 +213,23 @@ def run_backfill(
         run.version_ms, iso_ms(state["scan_start_ms"]), f", at most {max_rcu:g} RCU/s" if max_rcu else "",
     )  # fmt: skip
 
+    scanner = _scanner(settings, session, threads=len(todo))
+
     def one(segment: int, start: dict[str, Any] | None) -> Callable[[], None]:
         total = state["total_segments"]
         items = page_items or DEFAULT_PAGE_ITEMS
-        scan = SegmentScan(dynamodb, table, segment, total, start, limiter, sleep, on_scan, items)
+        scan = SegmentScan(scanner, table, segment, total, start, limiter, sleep, on_scan, items)
         return lambda: run.scan_segment(scan)
 
     _run_parallel(run, [one(segment, start) for segment, start in todo], len(todo))
     return _finish(run, started, clock)
+
+
+def _scanner(settings: Settings, session: boto3.Session, *, threads: int) -> Any:
+    """The Scan client: one connection per segment thread; pages parsed by cdcsync unless
+    ``CDCSYNC_AWS_FAST_READS=false``."""
+    client = aws_client(session, "dynamodb", config=SCAN_CLIENT_CONFIG, pool=max(1, threads))
+    return with_fast_reads(client, enabled=settings.aws_fast_reads)
 
 
 def _check_shared(run_id: str | None, *, workers: int | None, resume: bool) -> None:

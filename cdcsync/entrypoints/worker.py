@@ -13,13 +13,14 @@ from typing import Any
 
 import boto3
 
-from cdcsync.aws import aws_client
+from cdcsync.aws import STREAMS_POOL_CONNECTIONS, aws_client
 from cdcsync.errors import CdcsyncError, ConfigError
 from cdcsync.mapping.compiled import MappingSet
 from cdcsync.metrics import PrometheusMetrics
 from cdcsync.services import Services
 from cdcsync.settings import Settings
 from cdcsync.sink.target import Target
+from cdcsync.source.fast_reads import with_fast_reads
 from cdcsync.source.table_check import check_tables
 from cdcsync.worker.coordinator import Coordinator
 from cdcsync.worker.http import MetricsServer
@@ -67,7 +68,10 @@ def _build(
         pipeline=pipeline,
         metrics=metrics,
         dynamodb=services.dynamodb,
-        streams=aws_client(services.session, "dynamodbstreams"),
+        streams=with_fast_reads(
+            aws_client(services.session, "dynamodbstreams", pool=STREAMS_POOL_CONNECTIONS),
+            enabled=settings.aws_fast_reads,
+        ),
         check_opensearch=lambda: target.ready(mappings),
         round_seconds=settings.lease_seconds / 3,
         wait_for_stream=wait_for_stream,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError as BotoClientError
+from botocore.config import Config
 from botocore.exceptions import (
+    ChecksumError,
     ConnectTimeoutError,
     CredentialRetrievalError,
     EndpointConnectionError,
@@ -15,6 +16,7 @@ from botocore.exceptions import (
     ParamValidationError,
     ReadTimeoutError,
 )
+from botocore.exceptions import ClientError as BotoClientError
 
 from cdcsync.aws import aws_client, aws_error, aws_session, error_kind
 from cdcsync.errors import ConfigError, ErrorKind, FatalError, TransientError
@@ -68,6 +70,8 @@ def test_aws_client_no_region_raises_config_error_naming_both_variables(
         (EndpointConnectionError(endpoint_url="http://127.0.0.1:1/"), "transient"),
         (ConnectTimeoutError(endpoint_url="http://127.0.0.1:1/"), "transient"),
         (ReadTimeoutError(endpoint_url="http://127.0.0.1:1/"), "transient"),
+        # a DynamoDB answer whose body does not match its x-amz-crc32 (damaged on the way)
+        (ChecksumError(checksum_type="crc32", expected_checksum=1, actual_checksum=2), "transient"),
         (client_error("ThrottlingException"), "transient"),
         (client_error("ProvisionedThroughputExceededException"), "transient"),
         (client_error("InternalServerError", 500), "transient"),
@@ -110,6 +114,12 @@ def test_error_kind_each_failure_one_kind_for_every_backend(failure: Exception, 
             TransientError,
             "DescribeTable table Orders: cannot reach AWS (Could not connect to the endpoint URL: "
             '"http://127.0.0.1:1/"); check the network and AWS_ENDPOINT_URL*',
+        ),
+        (
+            ChecksumError(checksum_type="crc32", expected_checksum=1, actual_checksum=2),
+            TransientError,
+            "DescribeTable table Orders: the answer was damaged on the way (Checksum crc32 failed, "
+            "expected checksum 1 did not match calculated checksum 2.); check the network",
         ),
         (
             client_error("AccessDeniedException", message="not authorized"),
@@ -160,3 +170,22 @@ def test_aws_error_says_what_failed_on_what_and_what_to_do(
     )
     assert type(translated) is error
     assert str(translated) == message
+
+
+@pytest.mark.parametrize(
+    ("config", "expected_read_timeout"),
+    [(None, 60), (Config(read_timeout=120, retries={"mode": "standard", "total_max_attempts": 4}), 120)],
+)
+def test_aws_client_pool_sizes_connections_and_keeps_the_given_config(
+    config: Config | None, expected_read_timeout: int
+) -> None:
+    # GIVEN a client made with a pool of 64 connections (64 shard threads share it)
+    client = aws_client(None, "dynamodbstreams", config=config, pool=64)
+
+    # THEN its HTTP pool keeps 64 connections, and the rest of the given config stands
+    assert client.meta.config.max_pool_connections == 64
+    assert client.meta.config.read_timeout == expected_read_timeout
+
+
+def test_aws_client_without_pool_keeps_botocore_default_of_10() -> None:
+    assert aws_client(None, "dynamodb").meta.config.max_pool_connections == 10

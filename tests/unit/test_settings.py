@@ -69,6 +69,7 @@ def test_load_settings_nothing_set_returns_contract_defaults() -> None:
         "metrics_addr": "0.0.0.0:9464",
         "log_format": None,  # text when stderr is a terminal, else JSON (cdcsync.logs)
         "log_level": "INFO",
+        "aws_fast_reads": True,  # an addition to the contract: GetRecords and Scan parsed by cdcsync
     }
 
 
@@ -96,6 +97,7 @@ def test_load_settings_nothing_set_returns_contract_defaults() -> None:
         ("CDCSYNC_DLQ_OVERFLOW", "s3://dlq-bucket/big", "dlq_overflow", "s3://dlq-bucket/big"),
         ("CDCSYNC_LOG_FORMAT", "text", "log_format", "text"),
         ("CDCSYNC_LOG_LEVEL", "debug", "log_level", "DEBUG"),
+        ("CDCSYNC_AWS_FAST_READS", "false", "aws_fast_reads", False),
         ("cdcsync_log_level", "warning", "log_level", "WARNING"),
         ("CDCSYNC_DLQ", "", "dlq", "file://./cdcsync-dlq.jsonl"),
     ],
