@@ -66,6 +66,7 @@ POLL = 0.1
 # machine's disk), and it stands in for the DynamoDB lease table here, not for a disk.
 SCRATCH = "/dev/shm"  # noqa: S108 - tmpfs on purpose, see above
 QUIET = 0.5  # the sink idle this long after the last record was read: time to compare states
+CONVERGE_WAIT = 20.0  # cdcsync may be retrying: how long an idle sink unlike the table is waited on
 TARGETS = {
     "worker_1_shard_vs_naive": ">= 3x",
     "worker_64_shards_rss_mb": "< 200",
@@ -213,6 +214,7 @@ def drain(rig: Rig, who: str, path: str, table: str, total: int) -> Run:
     log_name = f"{table}.log"
     run, samples = Run(who), Samples()
     deadline = time.time() + rig.args.drain_timeout
+    compared = 0.0
     with consumer(rig, command, env, log_name) as process:
         while time.time() < deadline:
             samples.take(rig, process.pid)
@@ -223,9 +225,15 @@ def drain(rig: Rig, who: str, path: str, table: str, total: int) -> Run:
             reads = rig.streams.get(f"/_rig/stats?table={table}")
             writes = rig.sink.get("/_rig/stats").get(index, {})
             read_all = reads["records"] >= total if path == "worker" else process.poll() is not None
-            if read_all and writes.get("last_at") and time.time() - writes["last_at"] > QUIET:
-                run.mismatch = compare(rig, table, index)
+            quiet = time.time() - (writes.get("last_at") or time.time())
+            if read_all and quiet > QUIET and time.time() - compared > 1.0:
+                run.mismatch, compared = compare(rig, table, index), time.time()
                 if not any(run.mismatch):
+                    break
+                if quiet > CONVERGE_WAIT:
+                    rig.warnings.append(
+                        f"{who} {path} {table}: not converged (unlike, missing, extra) {run.mismatch}"
+                    )
                     break
             if process.poll() is not None and (path == "worker" or process.returncode != 0):
                 rig.warnings.append(
@@ -283,6 +291,7 @@ def row(runs: dict[str, Run], rate: str, unit: str) -> dict[str, Any]:
         "rss_mb": round(ours.rss_mb, 1),
         "naive_rss_mb": round(naive.rss_mb, 1),
         "converged": ours.converged,
+        "naive_converged": naive.converged,
         "rig_cpu_share": round(max(ours.rig_share, naive.rig_share), 2),
     }
 
@@ -542,6 +551,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--run-args", default="", help="extra arguments of cdcsync run (e.g. --processes 2)")
     parser.add_argument("--backfill-args", default="", help="extra arguments of cdcsync backfill")
     parser.add_argument("--workdir", help="keep mappings, checkpoints and consumer logs here")
+    parser.add_argument("--table-from", metavar="JSON", help="print the table of a saved --json result")
     args = parser.parse_args()
     args.records = args.records or (10_000 if args.quick else 50_000)
     args.items = args.items or (10_000 if args.quick else 30_000)
@@ -553,6 +563,9 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.table_from:
+        print_table(json.loads(Path(args.table_from).read_text()))
+        return
     phases = set(args.only.split(","))
     consumer_cpus, rig_cpus = cpu_split(args)
     pin(os.getpid(), rig_cpus)

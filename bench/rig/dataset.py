@@ -95,6 +95,7 @@ class Shard:
     sequence_numbers: list[int] = field(default_factory=list)
     ends: list[int] = field(default_factory=list)  # ends[i]: bytes of records[0..i]
     next_sequence: int = 0
+    closed: bool = False  # read to its end, GetRecords answers no NextShardIterator
 
     def append(self, record: bytes, sequence: int) -> None:
         """Append one record; a reader that takes ``len(sequence_numbers)`` first sees whole records."""

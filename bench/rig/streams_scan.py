@@ -12,8 +12,9 @@ pre-serialised records and items. ``--latency-ms`` is slept (no CPU) before each
 
 The rig's own endpoints (JSON):
 - ``POST /_rig/tables`` ``{"names": [...], "shards", "records", "items", "seed", "per_second",
-  "scan_latency_ms", "records_latency_ms", "live": {"rate", "seconds"}}``: one generated dataset
-  behind every name (each name counts its own reads);
+  "scan_latency_ms", "records_latency_ms", "closed_shards", "live": {"rate", "seconds"}}``: one
+  generated dataset behind every name (each name counts its own reads); closed shards have an
+  ``EndingSequenceNumber`` and their last page no ``NextShardIterator``;
 - ``POST /_rig/start?table=T``: a live table starts appending INSERTs of new keys at ``rate``
   records/s for ``seconds``, created now (whole seconds), the put time of each kept;
 - ``GET /_rig/stats?table=T``: records served, shards read, first/last read times (epoch s);
@@ -193,9 +194,10 @@ class StreamsScan:
         for shard in table.shards[first:last]:
             numbers = shard.sequence_numbers
             start = numbers[0] if numbers else shard.next_sequence
-            shards.append(
-                {"ShardId": shard.shard_id, "SequenceNumberRange": {"StartingSequenceNumber": str(start)}}
-            )
+            numbers_range = {"StartingSequenceNumber": str(start)}
+            if shard.closed and numbers:
+                numbers_range["EndingSequenceNumber"] = str(numbers[-1])
+            shards.append({"ShardId": shard.shard_id, "SequenceNumberRange": numbers_range})
         description: dict[str, Any] = {
             "StreamArn": table.stream_arn,
             "StreamLabel": table.stream_label,
@@ -239,16 +241,14 @@ class StreamsScan:
         number, position = (int(part) for part in rest.split("|"))
         shard = entry.table.shards[number]
         available = len(shard.sequence_numbers)  # appended last: the records below it are whole
-        limit = min(MAX_RECORDS, int(body.get("Limit", MAX_RECORDS)))
+        limit = int(body.get("Limit", MAX_RECORDS))
+        if not 1 <= limit <= MAX_RECORDS:
+            return aws_error("ValidationException", f"Limit must be between 1 and {MAX_RECORDS}, got {limit}")
         end = _page_end(shard.ends, position, min(available, position + limit))
-        iterator = f"{name}|{number}|{end}".encode()
-        page = (
-            b'{"Records":['
-            + b",".join(shard.records[position:end])
-            + b'],"NextShardIterator":"'
-            + iterator
-            + b'"}'
-        )
+        page = b'{"Records":[' + b",".join(shard.records[position:end]) + b"]"
+        if not (shard.closed and end == available):
+            page += b',"NextShardIterator":"' + f"{name}|{number}|{end}".encode() + b'"'
+        page += b"}"
         with self._lock:
             reads = entry.reads
             reads.records += end - position
@@ -310,6 +310,8 @@ class StreamsScan:
                 first = table
             else:  # the same data behind every name (read only); each name counts its own reads
                 table = dataclasses.replace(first, name=name)
+            for shard in table.shards:
+                shard.closed = bool(spec.get("closed_shards"))
             scan = spec.get("scan_latency_ms")
             records = spec.get("records_latency_ms")
             self.tables[name] = Entry(
