@@ -50,7 +50,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "bench")]
 
 from rig.processes import Served, cpu_seconds, peak_rss_mb, pin, stand_in  # noqa: E402
-from rig.selftest import sink_capacity, streams_capacity  # noqa: E402
+from rig.selftest import check_sink, check_streams, sink_capacity, streams_capacity  # noqa: E402
 
 MAPPING = """\
 table: {table}
@@ -593,6 +593,8 @@ def main() -> None:
         workdir = Path(args.workdir or scratch)
         workdir.mkdir(parents=True, exist_ok=True)
         rig = Rig(streams, sink, env, workdir, consumer_cpus, args)
+        check_streams(streams)
+        check_sink(sink)
         capacity = streams_capacity(streams, 1.0)
         capacity["bulk"] = sink_capacity(sink, 1.0)
         result: dict[str, Any] = {

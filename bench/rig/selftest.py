@@ -2,8 +2,10 @@
 
     python bench/rig/selftest.py [--seconds 2]
 
-Reported per stand-in: records (items, actions) per second of the stand-in's own CPU, which is what
-it serves on one core, and the wall rate this client reached. GetRecords pages of 1,000 records,
+First the answers are checked (Scan segments cover every item once, GetRecords pages keep
+order, ``_bulk`` applies and refuses versions as OpenSearch does). Reported per stand-in: records
+(items, actions) per second of the stand-in's own CPU, which is what it serves on one core, and
+the wall rate this client reached. GetRecords pages of 1,000 records,
 Scan pages of 1 MB, ``_bulk`` requests of 1,000 cdcsync-shaped actions (``external_gte``, every
 round a newer version, so every action is applied and stored).
 """
@@ -25,7 +27,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rig.dataset import generate, plain_item
-from rig.processes import Served, cpu_seconds, stand_in
+from rig.processes import Served, stand_in
 
 STREAMS = "DynamoDBStreams_20120810"
 
@@ -55,15 +57,10 @@ def streams_capacity(served: Served, seconds: float) -> dict[str, dict[str, floa
     """GetRecords records/s and Scan items/s of a ``streams_scan`` stand-in."""
     served.post("/_rig/tables", {"names": ["selftest"], "shards": 1, "records": 20_000, "items": 20_000})
     connection = _connection(served.url)
-    arn = (
-        served.get("/_rig/stats?table=selftest")
-        and _call(connection, "DynamoDB_20120810.DescribeTable", {"TableName": "selftest"})["Table"][
-            "LatestStreamArn"
-        ]
-    )
-    shard = _call(connection, f"{STREAMS}.DescribeStream", {"StreamArn": arn})["StreamDescription"]["Shards"][
-        0
-    ]
+    table = _call(connection, "DynamoDB_20120810.DescribeTable", {"TableName": "selftest"})["Table"]
+    arn = table["LatestStreamArn"]
+    description = _call(connection, f"{STREAMS}.DescribeStream", {"StreamArn": arn})["StreamDescription"]
+    shard = description["Shards"][0]
 
     def read_shard() -> int:
         request = {"StreamArn": arn, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON"}
@@ -111,19 +108,89 @@ def sink_capacity(served: Served, seconds: float) -> dict[str, float]:
     return _rate(served, seconds, one_request)
 
 
+def check_streams(served: Served) -> None:
+    """The stand-in's answers are right: every segment split covers each item once, pages keep order."""
+    served.post("/_rig/tables", {"names": ["check"], "shards": 3, "records": 3000, "items": 3000})
+    connection = _connection(served.url)
+    for total in (1, 3, 8):
+        seen: list[str] = []
+        for segment in range(total):
+            request: dict[str, Any] = {
+                "TableName": "check",
+                "Segment": segment,
+                "TotalSegments": total,
+                "Limit": 97,
+            }
+            while True:
+                page = _call(connection, "DynamoDB_20120810.Scan", request)
+                seen += [item["Id"]["S"] for item in page["Items"]]
+                if "LastEvaluatedKey" not in page:
+                    break
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        if len(seen) != 3000 or len(set(seen)) != 3000:
+            raise RuntimeError(
+                f"streams_scan: {total} segments returned {len(seen)} items, {len(set(seen))} distinct"
+            )
+    arn = _call(connection, "DynamoDB_20120810.DescribeTable", {"TableName": "check"})["Table"][
+        "LatestStreamArn"
+    ]
+    records = 0
+    for shard in _call(connection, f"{STREAMS}.DescribeStream", {"StreamArn": arn})["StreamDescription"][
+        "Shards"
+    ]:
+        request = {"StreamArn": arn, "ShardId": shard["ShardId"], "ShardIteratorType": "TRIM_HORIZON"}
+        iterator, last = _call(connection, f"{STREAMS}.GetShardIterator", request)["ShardIterator"], 0
+        while True:
+            page = _call(connection, f"{STREAMS}.GetRecords", {"ShardIterator": iterator, "Limit": 333})
+            numbers = [int(record["dynamodb"]["SequenceNumber"]) for record in page["Records"]]
+            if numbers != sorted(numbers) or (numbers and numbers[0] <= last):
+                raise RuntimeError(f"streams_scan: shard {shard['ShardId']} answered records out of order")
+            if not numbers:
+                break
+            records, last, iterator = records + len(numbers), numbers[-1], page["NextShardIterator"]
+    if records != 3000:
+        raise RuntimeError(f"streams_scan: the shards held {records} records, not 3000")
+
+
+def check_sink(served: Served) -> None:
+    """The sink applies external versions as OpenSearch does: a sink that accepts anything proves nothing."""
+    connection = _connection(served.url)
+    steps = [  # (action, version, version_type, status wanted)
+        ("index", 2, "external_gte", 201),
+        ("index", 1, "external_gte", 409),
+        ("index", 2, "external_gte", 200),
+        ("index", 2, "external", 409),
+        ("delete", 3, "external_gte", 200),
+        ("index", 2, "external_gte", 409),
+        ("delete", 9, "external_gte", 404),
+        ("create", 10, "external_gte", 201),
+        ("create", 11, "external_gte", 409),
+    ]
+    for op, version, kind, wanted in steps:
+        meta = orjson.dumps({op: {"_id": "d", "version": version, "version_type": kind}})
+        body = meta + b"\n" + (b"" if op == "delete" else b'{"v":%d}\n' % version)
+        connection.request("POST", "/check/_bulk", body, {"Content-Type": "application/json"})
+        ((got,),) = [item.values() for item in orjson.loads(connection.getresponse().read())["items"]]
+        if got["status"] != wanted:
+            raise RuntimeError(f"bulk_sink: {op} at {kind} {version} answered {got['status']}, not {wanted}")
+    state = served.get("/_rig/state?index=check")["docs"]
+    if state != {"d": {"version": 10, "at": state["d"]["at"], "source": {"v": 10}}}:
+        raise RuntimeError(f"bulk_sink: state after the checks is {state}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()
     with stand_in("streams_scan") as streams, stand_in("bulk_sink") as sink:
+        check_streams(streams)
+        check_sink(sink)
         result = {
             "streams_scan": streams_capacity(streams, args.seconds),
             "bulk_sink": sink_capacity(sink, args.seconds),
         }
     print(json.dumps(result, indent=2))
 
-
-__all__ = ["cpu_seconds", "sink_capacity", "streams_capacity"]
 
 if __name__ == "__main__":
     main()
