@@ -154,7 +154,9 @@ def consumer(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a consumer pinned to the consumer CPUs; SIGTERM (then kill) on exit."""
     with open(rig.workdir / log_name, "wb") as log:
-        process = subprocess.Popen(command, env=env, cwd=REPO, stdin=subprocess.PIPE, stdout=log, stderr=log)  # noqa: S603 - our interpreter
+        process = subprocess.Popen(  # noqa: S603 - our interpreter, our arguments
+            command, env=env, cwd=rig.args.cdcsync_repo, stdin=subprocess.PIPE, stdout=log, stderr=log
+        )
         pin(process.pid, rig.consumer_cpus)
         try:
             yield process
@@ -554,6 +556,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--run-args", default="", help="extra arguments of cdcsync run (e.g. --processes 2)")
     parser.add_argument("--backfill-args", default="", help="extra arguments of cdcsync backfill")
     parser.add_argument("--workdir", help="keep mappings, checkpoints and consumer logs here")
+    parser.add_argument(
+        "--cdcsync-repo",
+        type=Path,
+        default=REPO,
+        help="measure the cdcsync package of this checkout (e.g. a `git archive` of main, for before/after)",
+    )
     parser.add_argument("--table-from", metavar="JSON", help="print the table of a saved --json result")
     args = parser.parse_args()
     args.records = args.records or (10_000 if args.quick else 50_000)
@@ -581,7 +589,8 @@ def main() -> None:
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_EC2_METADATA_DISABLED": "true",
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "bench")]),
+        "PYTHONPATH": os.pathsep.join([str(args.cdcsync_repo), str(REPO / "bench")]),
+        "RIG_CDCSYNC_REPO": str(args.cdcsync_repo),
     }
     started = time.monotonic()
     with (

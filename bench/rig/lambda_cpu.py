@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(BENCH.parent), str(BENCH)]
+# The cdcsync measured: RIG_CDCSYNC_REPO's (bench/capacity.py --cdcsync-repo), else this checkout's.
+sys.path[:0] = [os.environ.get("RIG_CDCSYNC_REPO", str(BENCH.parent)), str(BENCH)]
 
-import lambda_e2e  # noqa: E402 - bench/lambda_e2e.py: its history, naive handler and mapping
+import lambda_e2e  # noqa: E402 - bench/lambda_e2e.py (history, naive handler, mapping); imports cdcsync first
 from opensearchpy import OpenSearch  # noqa: E402
 
 from cdcsync.entrypoints.aws_lambda import build_runtime  # noqa: E402
