@@ -66,6 +66,7 @@ POLL = 0.1
 # machine's disk), and it stands in for the DynamoDB lease table here, not for a disk.
 SCRATCH = "/dev/shm"  # noqa: S108 - tmpfs on purpose, see above
 QUIET = 0.5  # the sink idle this long after the last record was read: time to compare states
+SETTLE = 30.0  # after a live run: how long the last records may take to arrive
 CONVERGE_WAIT = 20.0  # cdcsync may be retrying: how long an idle sink unlike the table is waited on
 TARGETS = {
     "worker_1_shard_vs_naive": ">= 3x",
@@ -365,8 +366,9 @@ def live(rig: Rig, who: str, rate: float, label: str) -> dict[str, Any]:
         began = time.time()
         rig.streams.post(f"/_rig/start?table={table}")
         time.sleep(seconds)
-        stats = rig.streams.get(f"/_rig/stats?table={table}")
-        settle = time.time() + 15
+        while not (stats := rig.streams.get(f"/_rig/stats?table={table}"))["live_done"]:
+            time.sleep(POLL)
+        settle = time.time() + SETTLE
         while (
             time.time() < settle
             and rig.sink.get("/_rig/stats").get(table, {}).get("docs", 0) < stats["total_records"]
@@ -374,10 +376,10 @@ def live(rig: Rig, who: str, rate: float, label: str) -> dict[str, Any]:
             time.sleep(POLL)
     puts = rig.streams.get(f"/_rig/puts?table={table}")
     docs = rig.sink.get(f"/_rig/state?index={table}")["docs"]
-    kept = [put for put in puts.values() if put >= began + rig.args.warmup]
-    latencies = sorted(
-        docs[key]["at"] - put for key, put in puts.items() if put >= began + rig.args.warmup and key in docs
-    )
+    now = time.time()
+    kept = {key: put for key, put in puts.items() if put >= began + rig.args.warmup}
+    # A record still missing counts with the time waited so far: a lower bound of its latency.
+    latencies = sorted((docs[key]["at"] if key in docs else now) - put for key, put in kept.items())
     mismatch = compare(rig, table, table)
     if who == "cdcsync":
         rig.converged.append(not any(mismatch))
@@ -389,7 +391,7 @@ def live(rig: Rig, who: str, rate: float, label: str) -> dict[str, Any]:
         "max_s": round(latencies[-1], 3),
         "at_rps": round(stats["live_achieved"] or rate),
         "samples": len(latencies),
-        "missing": len(kept) - len(latencies),
+        "missing": len(kept.keys() - docs.keys()),
         "converged": not any(mismatch),
     }
 
