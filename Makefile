@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint lint-deploy checkov typecheck unit integration validate bench bench-lambda bench-rebuild demo lambda-package \
+.PHONY: test lint lint-deploy checkov typecheck unit integration validate bench bench-lambda bench-rebuild bench-capacity demo lambda-package \
 	lock lock-base-image clean
 
 $(STAMP): pyproject.toml
@@ -62,6 +62,12 @@ bench: $(STAMP)
 
 bench-lambda: $(STAMP)
 	$(BIN)/python bench/lambda_e2e.py
+
+# cdcsync beside naive consumers on a stand-in DynamoDB/OpenSearch that is never the bound (bench/rig/):
+# worker records/s at 1, 8, 64 shards, backfill items/s, Lambda CPU per record, latency, convergence.
+# CAPACITY_ARGS=--quick: under 3 minutes; --json: the result as JSON.
+bench-capacity: $(STAMP)
+	$(BIN)/python bench/capacity.py $(CAPACITY_ARGS)
 
 # cdcsync rebuild of 10,000 items under a live Lambda writer: wall time, dual-write overhead ratio.
 bench-rebuild: $(STAMP)
