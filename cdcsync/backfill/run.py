@@ -69,7 +69,7 @@ from cdcsync.services import Services
 from cdcsync.settings import Settings
 from cdcsync.sink.client import build_client
 from cdcsync.source.fast_reads import with_fast_reads
-from cdcsync.source.synthetic import table_stream
+from cdcsync.source.synthetic import for_mappings, table_stream
 from cdcsync.versions import backfill_version, read_version
 
 log = logging.getLogger(__name__)
@@ -163,6 +163,7 @@ def run_backfill(
     dynamodb = aws_client(session, "dynamodb", config=SCAN_CLIENT_CONFIG)
     source = _describe(dynamodb, table, session_region(session))
     pipeline = _pipeline(services, table)
+    source.stream = for_mappings(source.stream, pipeline.mappings.for_table(table))
     # Before a scan that could take hours: an OpenSearch that does not answer now ends the run at
     # once, with one line, instead of retrying every page through the whole retry budget.
     target = services.target

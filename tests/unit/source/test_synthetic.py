@@ -10,6 +10,7 @@ from cdcsync.change import parse_record
 from cdcsync.source.synthetic import (
     TableStream,
     filter_warnings,
+    for_mappings,
     insert_record,
     item_size,
     remove_record,
@@ -141,3 +142,21 @@ def test_filter_warnings_name_size_bytes_filters() -> None:
         "few bytes of the threshold may be judged differently from Lambda"
     ]
     assert filter_warnings(compiled(table="T", index="t", filter={"eventName": ["INSERT"]})) == []
+
+
+def test_for_mappings_without_size_filter_records_leave_size_bytes_out() -> None:
+    # GIVEN a table whose mappings never filter on SizeBytes (the size walk costs ~15% of a
+    # backfill's CPU for nothing)
+    stream = for_mappings(STREAM, [compiled(table="Users", index="u", filter={"eventName": ["INSERT"]})])
+    # WHEN a record is built for an item
+    raw = insert_record(stream, {"Id": {"N": "101"}}, seconds=1, sequence="s")
+    # THEN it has no SizeBytes, and everything else a filter can name
+    assert "SizeBytes" not in raw["dynamodb"]
+    assert raw["dynamodb"]["Keys"] == {"Id": {"N": "101"}}
+
+
+def test_for_mappings_with_size_filter_records_carry_size_bytes() -> None:
+    sized = compiled(table="Users", index="u", filter={"dynamodb": {"SizeBytes": [{"numeric": ["<", 400]}]}})
+    stream = for_mappings(STREAM, [compiled(table="Users", index="v"), sized])
+    raw = insert_record(stream, {"Id": {"N": "101"}}, seconds=1, sequence="s")
+    assert raw["dynamodb"]["SizeBytes"] == 10
