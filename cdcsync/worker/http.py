@@ -214,8 +214,11 @@ class MetricsServer:
 
     # --- the loop's steps -------------------------------------------------------------------------------
     def _timeout(self) -> float:
-        deadlines = (c.deadline for c in self._connections.values())
-        return max(0.0, min(_POLL_SECONDS, min(deadlines, default=_POLL_SECONDS) - time.monotonic()))
+        # The poll interval, or less when a connection's deadline comes sooner (never 0 when idle:
+        # a zero timeout spins the loop and starves the shard threads of the GIL).
+        now = time.monotonic()
+        soonest = min((c.deadline for c in self._connections.values()), default=now + _POLL_SECONDS)
+        return max(0.0, min(_POLL_SECONDS, soonest - now))
 
     def _serve_ready(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
         for key, _ in ready:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
 
 from cdcsync.worker.coordinator import Health
-from cdcsync.worker.http import Answer, Endpoints, parse_request_line
+from cdcsync.worker.http import Answer, Endpoints, MetricsServer, parse_request_line
 
 
 def _endpoints(*, ready: bool = True) -> Endpoints:
@@ -92,3 +93,27 @@ def test_answer_encode_head_keeps_the_get_headers_and_drops_the_body() -> None:
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 23\r\n"
         b"Cache-Control: no-store\r\nConnection: close\r\n\r\n"
     )
+
+
+def test_server_idle_waits_in_select_instead_of_spinning() -> None:
+    # GIVEN a metrics server with no connection open
+    server = MetricsServer(("127.0.0.1", 0), CollectorRegistry(), Health(), stuck_after=30)
+    timeouts: list[float | None] = []
+    select = server._selector.select
+
+    def recording_select(timeout: float | None = None) -> list[Any]:
+        timeouts.append(timeout)
+        return select(timeout)
+
+    server._selector.select = recording_select  # type: ignore[method-assign]
+    # WHEN it runs for a second
+    server.start()
+    try:
+        time.sleep(1.0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    # THEN it waited in select for its poll interval each turn (it used to poll with timeout 0,
+    # ~80,000 turns a second holding the GIL the shard threads need)
+    assert len(timeouts) <= 5
+    assert all(t is not None and t > 0.4 for t in timeouts[:-1])
