@@ -25,8 +25,6 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-import boto3
-from botocore.credentials import ContainerProvider
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -44,6 +42,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from cdcsync.errors import CdcsyncError, ConfigError, ErrorKind, FatalError, TransientError
 
 if TYPE_CHECKING:
+    import boto3
     from botocore.config import Config
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
@@ -138,6 +137,9 @@ MISSING_CODES = frozenset(
 _NETWORK = (BotoConnectionError, HTTPClientError, EndpointConnectionError, ConnectionClosedError)
 _CREDENTIALS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, ProfileNotFound)
 _SERVER_ERROR = 500
+# botocore.credentials.ContainerProvider.METHOD, spelled out: importing botocore.credentials costs a
+# Lambda cold start ~40 ms (tests/unit/test_aws.py checks the two agree).
+_CONTAINER_PROVIDER = "container-role"
 
 
 def region_from_environment() -> str | None:
@@ -151,6 +153,8 @@ def aws_session() -> boto3.Session:
     A missing region is not an error yet: commands that use no AWS service never need one.
     ``aws_client`` refuses to make a client without it.
     """
+    import boto3  # noqa: PLC0415 - on first use: a Lambda whose configuration uses no AWS service never loads it
+
     try:
         return boto3.Session(region_name=region_from_environment())
     except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
@@ -214,7 +218,7 @@ def _container_credentials_failed(exc: BaseException) -> bool:
     retries it briefly, then gives up): an agent restarting, not a configuration to fix."""
     if not isinstance(exc, CredentialRetrievalError):
         return False
-    return bool(exc.kwargs.get("provider") == ContainerProvider.METHOD)
+    return bool(exc.kwargs.get("provider") == _CONTAINER_PROVIDER)
 
 
 def error_kind(exc: BaseException) -> ErrorKind:

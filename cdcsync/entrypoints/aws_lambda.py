@@ -11,9 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import boto3
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cdcsync.errors import TransientError
 from cdcsync.logs import configure_logging
@@ -22,6 +20,9 @@ from cdcsync.pipeline import BatchResult, Pipeline
 from cdcsync.services import Services
 from cdcsync.settings import Settings, load_settings
 from cdcsync.sink.target import Target
+
+if TYPE_CHECKING:
+    import boto3
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,8 @@ import base64
 import logging
 import os
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.exceptions import BotoCoreError
 from opensearchpy import OpenSearch, Urllib3HttpConnection
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
@@ -42,6 +41,9 @@ from cdcsync.logs import redact_text
 from cdcsync.settings import Settings
 from cdcsync.urls import origin
 from cdcsync.values import dump_json, load_json
+
+if TYPE_CHECKING:
+    import boto3
 
 log = logging.getLogger(__name__)
 

@@ -160,3 +160,13 @@ def test_aws_error_says_what_failed_on_what_and_what_to_do(
     )
     assert type(translated) is error
     assert str(translated) == message
+
+
+def test_container_provider_method_is_botocores_own_name() -> None:
+    # GIVEN the provider name cdcsync spells out (so error_kind needs no botocore.credentials import)
+    from botocore.credentials import ContainerProvider  # noqa: PLC0415 - the check needs it, cdcsync not
+
+    from cdcsync import aws  # noqa: PLC0415
+
+    # THEN it is botocore's
+    assert aws._CONTAINER_PROVIDER == ContainerProvider.METHOD
