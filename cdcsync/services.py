@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from opensearchpy import OpenSearch
 
 from cdcsync.aws import aws_client, aws_session
-from cdcsync.checkpoint import LeaseStore
 from cdcsync.dlq.letter import DeadLetterQueue
 from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.mapping.compiled import MappingSet
@@ -33,6 +32,8 @@ from cdcsync.source.items import ItemReader, OnFirstUse
 
 if TYPE_CHECKING:
     import boto3
+
+    from cdcsync.checkpoint import LeaseStore
 
 
 class Services:
