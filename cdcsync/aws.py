@@ -23,6 +23,7 @@ Callers that give a code a meaning of their own (a stream gone, a lost condition
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from botocore.exceptions import (
@@ -298,3 +299,28 @@ def aws_error(
     if kind == "configuration":
         return ConfigError(text)
     return FatalError(text)
+
+
+class OnFirstUse:
+    """A client made by ``make`` when one of its attributes is first looked up, then kept.
+
+    For clients a process may never call (the item reader's DynamoDB client: a stream with images
+    reads no items; a dead-letter queue's SQS or S3 client): a Lambda cold start that makes one
+    imports boto3 (~50 ms) and loads the service's model (~70 ms for DynamoDB). A failure to make it
+    (no region, a broken profile) is raised at that first use.
+    """
+
+    __slots__ = ("_client", "_make")
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._client: Any = None
+
+    @property
+    def made(self) -> bool:
+        return self._client is not None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            self._client = self._make()
+        return getattr(self._client, name)

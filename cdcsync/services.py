@@ -17,18 +17,18 @@ from typing import TYPE_CHECKING, Any
 
 from opensearchpy import OpenSearch
 
-from cdcsync.aws import aws_client, aws_session
+from cdcsync.aws import OnFirstUse, aws_client, aws_session
 from cdcsync.dlq.letter import DeadLetterQueue
 from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.mapping.compiled import MappingSet
 from cdcsync.mapping.loader import load_mappings
 from cdcsync.metrics import Metrics, NullMetrics
 from cdcsync.pipeline import Pipeline
-from cdcsync.settings import FileTarget, Settings
+from cdcsync.settings import Settings
 from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client
 from cdcsync.sink.target import Target
-from cdcsync.source.items import ItemReader, OnFirstUse
+from cdcsync.source.items import ItemReader
 
 if TYPE_CHECKING:
     import boto3
@@ -87,9 +87,9 @@ class Services:
     @cached_property
     def dead_letters(self) -> DeadLetterQueue:
         settings = self.settings
-        session = None if isinstance(settings.dlq_target, FileTarget) else self.session
+        # The session only when a letter is sent (the queue's client is made then).
         return open_dead_letter_queue(
-            settings.dlq_target, session=session, overflow=settings.dlq_overflow_target
+            settings.dlq_target, session=lambda: self.session, overflow=settings.dlq_overflow_target
         )
 
     @cached_property

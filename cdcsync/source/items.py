@@ -71,29 +71,6 @@ def request_key(keys: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class OnFirstUse:
-    """A client made by ``make`` when one of its methods is first looked up, then kept.
-
-    The item reader's DynamoDB client: a stream with images never reads items, and a boto3 client
-    costs a Lambda cold start ~70 ms (the service model and endpoint rules are loaded).
-    """
-
-    __slots__ = ("_client", "_make")
-
-    def __init__(self, make: Callable[[], Any]) -> None:
-        self._make = make
-        self._client: Any = None
-
-    @property
-    def made(self) -> bool:
-        return self._client is not None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._client is None:
-            self._client = self._make()
-        return getattr(self._client, name)
-
-
 @dataclass
 class ItemReader:
     """Reads current items with strongly consistent reads (a low-level boto3 DynamoDB client)."""

@@ -2,9 +2,9 @@
 
 Each case runs a fresh interpreter, as a new Lambda container does: ``import cdcsync.aws_lambda``
 and one event through ``handler`` against the local osmem-server, then reports which modules the
-process holds. A stream with images and a ``file://`` dead-letter queue needs no AWS client at all:
-no boto3 session, no DynamoDB client (only KEYS_ONLY records read items), no ``s3transfer`` (only an
-``s3://`` queue or overflow writes to S3) and no Prometheus registry (Lambda reports EMF lines).
+process holds. A stream with images needs no AWS client until a dead letter is sent: no boto3 session,
+no DynamoDB client (only KEYS_ONLY records read items), no SQS or S3 client, so no ``s3transfer``
+(boto3 itself imports it), and no Prometheus registry (Lambda reports EMF lines).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ answer = cdcsync.aws_lambda.handler(event, None)
 print(json.dumps({"answer": answer, "modules": sorted(sys.modules)}))
 """
 
-# Never loaded by a NEW_AND_OLD_IMAGES stream with a file queue and no SigV4.
+# Never loaded by a NEW_AND_OLD_IMAGES stream without SigV4 until a dead letter is sent.
 ABSENT = ["s3transfer", "boto3", "botocore.client", "botocore.session", "prometheus_client"]
 
 
@@ -45,7 +45,6 @@ def run_handler(tmp_path: Path, opensearch_url: str, index: str, **env: str) -> 
         "AWS_ENDPOINT_URL": "http://127.0.0.1:9",  # nothing here may reach AWS
         "CDCSYNC_MAPPINGS": str(mapping),
         "CDCSYNC_OPENSEARCH_URL": opensearch_url,
-        "CDCSYNC_DLQ": f"file://{tmp_path / 'dlq.jsonl'}",
         "CDCSYNC_LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(REPO),
         **env,
@@ -64,14 +63,18 @@ def run_handler(tmp_path: Path, opensearch_url: str, index: str, **env: str) -> 
     return result
 
 
-def test_handler_images_stream_with_file_queue_loads_no_aws_client(
-    tmp_path: Path, opensearch_url: str, unique_name: str, opensearch: Any
+@pytest.mark.parametrize("dlq", ["file", "sqs://letters", "s3://letters/cdcsync"])
+def test_handler_images_stream_without_dead_letters_loads_no_aws_client(
+    tmp_path: Path, opensearch_url: str, unique_name: str, opensearch: Any, dlq: str
 ) -> None:
-    # GIVEN a NEW_AND_OLD_IMAGES record, a file dead-letter queue, no SigV4
-    # WHEN a fresh interpreter imports the handler and handles the event
-    result = run_handler(tmp_path, opensearch_url, unique_name)
+    # GIVEN a NEW_AND_OLD_IMAGES record, no SigV4, and a dead-letter queue of each kind
+    queue = f"file://{tmp_path / 'dlq.jsonl'}" if dlq == "file" else dlq
 
-    # THEN the document is written, and nothing the configuration does not use was loaded
+    # WHEN a fresh interpreter imports the handler and handles an event that sends no dead letter
+    result = run_handler(tmp_path, opensearch_url, unique_name, CDCSYNC_DLQ=queue)
+
+    # THEN the document is written, and nothing the event did not use was loaded (a queue's AWS
+    # client is made when its first letter is sent)
     assert result["answer"] == {"batchItemFailures": []}
     opensearch.indices.refresh(index=unique_name)
     assert opensearch.get(index=unique_name, id="12345")["_source"]["Username"] == "john_doe"
@@ -79,16 +82,22 @@ def test_handler_images_stream_with_file_queue_loads_no_aws_client(
     assert [name for name in ABSENT if name in loaded] == []
 
 
-def test_handler_s3_queue_loads_s3_client_modules(
+def test_handler_sigv4_loads_boto3_for_credentials(
     tmp_path: Path, opensearch_url: str, unique_name: str, opensearch: Any
 ) -> None:
-    # GIVEN an s3:// dead-letter queue (the one backend that needs s3transfer's upload machinery)
-    # WHEN a fresh interpreter handles an event that sends no dead letter
-    result = run_handler(tmp_path, opensearch_url, unique_name, CDCSYNC_DLQ="s3://letters/cdcsync")
+    # GIVEN SigV4 (the one setting the first event needs AWS credentials for)
+    # WHEN a fresh interpreter handles an event
+    result = run_handler(
+        tmp_path,
+        opensearch_url,
+        unique_name,
+        CDCSYNC_OPENSEARCH_AUTH="sigv4",
+        CDCSYNC_OPENSEARCH_ALLOW_INSECURE="true",
+    )
 
-    # THEN the queue's S3 client is there (so the check above can see a loaded client)
+    # THEN boto3's session is there (so the check above can see it loaded)
     assert result["answer"] == {"batchItemFailures": []}
-    assert {"boto3", "botocore.client"} <= set(result["modules"])
+    assert {"boto3", "botocore.session"} <= set(result["modules"])
 
 
 @pytest.mark.parametrize("module", ABSENT)

@@ -9,10 +9,10 @@ from typing import Any
 import boto3
 import pytest
 
+from cdcsync.aws import OnFirstUse
 from cdcsync.metrics import NullMetrics
 from cdcsync.services import Services
 from cdcsync.settings import load_settings
-from cdcsync.source.items import OnFirstUse
 
 
 @pytest.fixture
