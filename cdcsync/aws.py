@@ -27,11 +27,9 @@ Callers that give a code a meaning of their own (a stream gone, a lost condition
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-import boto3
-from botocore.config import Config
-from botocore.credentials import ContainerProvider
 from botocore.exceptions import (
     BotoCoreError,
     ChecksumError,
@@ -50,6 +48,8 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from cdcsync.errors import CdcsyncError, ConfigError, ErrorKind, FatalError, TransientError
 
 if TYPE_CHECKING:
+    import boto3
+    from botocore.config import Config
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
     from mypy_boto3_s3 import S3Client
@@ -149,6 +149,9 @@ STREAMS_POOL_CONNECTIONS = 128
 _NETWORK = (BotoConnectionError, HTTPClientError, EndpointConnectionError, ConnectionClosedError)
 _CREDENTIALS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, ProfileNotFound)
 _SERVER_ERROR = 500
+# botocore.credentials.ContainerProvider.METHOD, spelled out: importing botocore.credentials costs a
+# Lambda cold start ~40 ms (tests/unit/test_aws.py checks the two agree).
+_CONTAINER_PROVIDER = "container-role"
 
 
 def region_from_environment() -> str | None:
@@ -162,6 +165,8 @@ def aws_session() -> boto3.Session:
     A missing region is not an error yet: commands that use no AWS service never need one.
     ``aws_client`` refuses to make a client without it.
     """
+    import boto3  # noqa: PLC0415 - on first use: a Lambda whose configuration uses no AWS service never loads it
+
     try:
         return boto3.Session(region_name=region_from_environment())
     except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile that does not exist
@@ -211,6 +216,8 @@ def aws_client(
     if not session.region_name:
         raise ConfigError(NO_REGION)
     if pool is not None:
+        from botocore.config import Config  # noqa: PLC0415 - with boto3, on first use
+
         sized = Config(max_pool_connections=pool)
         config = config.merge(sized) if config is not None else sized
     try:
@@ -249,7 +256,7 @@ def _container_credentials_failed(exc: BaseException) -> bool:
     retries it briefly, then gives up): an agent restarting, not a configuration to fix."""
     if not isinstance(exc, CredentialRetrievalError):
         return False
-    return bool(exc.kwargs.get("provider") == ContainerProvider.METHOD)
+    return bool(exc.kwargs.get("provider") == _CONTAINER_PROVIDER)
 
 
 def error_kind(exc: BaseException) -> ErrorKind:
@@ -331,3 +338,28 @@ def aws_error(
     if kind == "configuration":
         return ConfigError(text)
     return FatalError(text)
+
+
+class OnFirstUse:
+    """A client made by ``make`` when one of its attributes is first looked up, then kept.
+
+    For clients a process may never call (the item reader's DynamoDB client: a stream with images
+    reads no items; a dead-letter queue's SQS or S3 client): a Lambda cold start that makes one
+    imports boto3 (~50 ms) and loads the service's model (~70 ms for DynamoDB). A failure to make it
+    (no region, a broken profile) is raised at that first use.
+    """
+
+    __slots__ = ("_client", "_make")
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._client: Any = None
+
+    @property
+    def made(self) -> bool:
+        return self._client is not None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            self._client = self._make()
+        return getattr(self._client, name)

@@ -5,19 +5,19 @@ apply``) builds one ``Services`` from its settings and hands each command what i
 change to how writes are made (a client option, a writer that writes to two indices) reaches every
 writer at once. Each part is built on first use and kept: a command that never writes never builds
 an OpenSearch client, and nothing is contacted while building (``Target`` asks the cluster lazily).
+The boto3 session too is made on first use, and the item reader makes its DynamoDB client on its
+first read (only KEYS_ONLY records and re-reads need one): a Lambda function syncing a stream with
+images into OpenSearch, with a ``file://`` dead-letter queue, never loads boto3 (its cold start).
 """
 
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 from opensearchpy import OpenSearch
 
-from cdcsync.aws import aws_client, aws_session
-from cdcsync.checkpoint import LeaseStore
-from cdcsync.checkpoint.open import open_lease_store
+from cdcsync.aws import OnFirstUse, aws_client, aws_session
 from cdcsync.dlq.letter import DeadLetterQueue
 from cdcsync.dlq.open import open_dead_letter_queue
 from cdcsync.mapping.compiled import MappingSet
@@ -29,6 +29,11 @@ from cdcsync.sink.bulk import BulkWriter
 from cdcsync.sink.client import build_client
 from cdcsync.sink.target import Target
 from cdcsync.source.items import ItemReader
+
+if TYPE_CHECKING:
+    import boto3
+
+    from cdcsync.checkpoint import LeaseStore
 
 
 class Services:
@@ -43,10 +48,15 @@ class Services:
         mappings: MappingSet | None = None,
     ) -> None:
         self.settings = settings
-        self.session = session or aws_session()
+        if session is not None:
+            self.__dict__["session"] = session
         self.metrics: Metrics = metrics or NullMetrics()
         if mappings is not None:  # given (rebuild's verify of the new index), not loaded
             self.__dict__["mappings"] = mappings
+
+    @cached_property
+    def session(self) -> boto3.Session:
+        return aws_session()
 
     @cached_property
     def mappings(self) -> MappingSet:
@@ -54,7 +64,9 @@ class Services:
 
     @cached_property
     def client(self) -> OpenSearch:
-        return build_client(self.settings, session=self.session)
+        # Only SigV4 signs with the session's credentials.
+        sigv4 = self.settings.opensearch_auth == "sigv4"
+        return build_client(self.settings, session=self.session if sigv4 else None)
 
     @cached_property
     def target(self) -> Target:
@@ -70,13 +82,14 @@ class Services:
 
     @cached_property
     def items(self) -> ItemReader:
-        return ItemReader(self.dynamodb)
+        return ItemReader(OnFirstUse(lambda: self.dynamodb))
 
     @cached_property
     def dead_letters(self) -> DeadLetterQueue:
         settings = self.settings
+        # The session only when a letter is sent (the queue's client is made then).
         return open_dead_letter_queue(
-            settings.dlq_target, session=self.session, overflow=settings.dlq_overflow_target
+            settings.dlq_target, session=lambda: self.session, overflow=settings.dlq_overflow_target
         )
 
     @cached_property
@@ -92,6 +105,8 @@ class Services:
 
     def lease_store(self, worker_id: str) -> LeaseStore:
         """The checkpoint store (``CDCSYNC_CHECKPOINTS``) as ``worker_id``."""
+        from cdcsync.checkpoint.open import open_lease_store  # noqa: PLC0415 - not in the Lambda handler
+
         settings = self.settings
         return open_lease_store(
             settings.checkpoint_target,

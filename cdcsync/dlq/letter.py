@@ -104,7 +104,8 @@ def _decimal(value: Decimal) -> int | float | str:
 class DeadLetterError(BaseModel):
     """Why the record failed: the OpenSearch status and error type, or ``plan_error`` and so on."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: the schema is built when the first letter is made, not at import (Lambda cold start).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     status: int | None = None
     type: str
@@ -114,7 +115,7 @@ class DeadLetterError(BaseModel):
 class DeadLetter(BaseModel):
     """One record that could not succeed, with everything needed to inspect and redrive it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     record: dict[str, Any]
     table: str

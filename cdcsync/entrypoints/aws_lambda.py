@@ -1,19 +1,21 @@
 """The Lambda handler behind a DynamoDB stream event source mapping.
 
-Settings, mappings and clients are built once per container (cold start) and reused. The answer
-uses partial batch responses (``FunctionResponseTypes: [ReportBatchItemFailures]``): the
-SequenceNumber of the earliest record whose work failed transiently, from which Lambda retries
-the batch in order. Records sent to the dead-letter queue count as processed.
+Settings, mappings and clients are built once per container (cold start) and reused; what the
+configuration does not use is never imported or built (no boto3 unless an AWS service is used: a
+``file://`` dead-letter queue and a stream with images need none; the DynamoDB client only on the
+first KEYS_ONLY item read), and what is built is then frozen out of the garbage collector's passes.
+The answer uses partial batch responses (``FunctionResponseTypes: [ReportBatchItemFailures]``): the
+SequenceNumber of the earliest record whose work failed transiently, from which Lambda retries the
+batch in order. Records sent to the dead-letter queue count as processed.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import boto3
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cdcsync.errors import TransientError
 from cdcsync.logs import configure_logging
@@ -22,6 +24,9 @@ from cdcsync.pipeline import BatchResult, Pipeline
 from cdcsync.services import Services
 from cdcsync.settings import Settings, load_settings
 from cdcsync.sink.target import Target
+
+if TYPE_CHECKING:
+    import boto3
 
 log = logging.getLogger(__name__)
 
@@ -99,4 +104,6 @@ def handler(event: dict[str, Any], context: LambdaContext | None = None) -> dict
         # JSON unless set: CloudWatch Logs parses it, and nobody reads Lambda's stderr at a terminal.
         configure_logging(settings.log_format or "json", settings.log_level, keys=settings.log_keys)
         _runtime = build_runtime(settings)
+        # Settings, mappings and clients live as long as the container: out of the collector's way.
+        gc.freeze()
     return _runtime.handle(event, context)

@@ -116,6 +116,12 @@ class _StopBeforeBudget(stop_base):
         return self.clock() - self.started + retry_state.upcoming_sleep >= self.max_seconds
 
 
+# What an item's outcome is read from (``outcomes.classify_item``: its op, status and error), whether
+# any failed (``errors``, which proxies and tools read) and, for a request refused whole, its error and
+# status: a tenth of the answer to send back and to parse.
+BULK_FILTER_PATH = "errors,items.*.status,items.*.error,error,status"
+
+
 @dataclass
 class BulkWriter:
     """Writes planned actions to OpenSearch and tells what became of each."""
@@ -128,6 +134,7 @@ class BulkWriter:
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     copies: IndexCopies | None = None  # a rebuild's dual writes (``copies.py``)
+    filter_path: str | None = None  # the ``_bulk`` answer's fields kept (``from_settings``: BULK_FILTER_PATH)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: OpenSearch, metrics: Metrics) -> BulkWriter:
@@ -138,6 +145,8 @@ class BulkWriter:
             limits=BulkLimits(settings.bulk_max_actions, settings.bulk_max_bytes),
             budget=RetryBudget(settings.max_retries, settings.retry_max_seconds),
             copies=IndexCopies(client, settings.targets_refresh_seconds),
+            # OpenSearch and Elasticsearch take filter_path on _bulk; AOSS is left its whole answer.
+            filter_path=None if _aoss(settings) else BULK_FILTER_PATH,
         )
 
     def write(self, actions: Sequence[Action], *, deadline: float | None = None) -> list[WriteResult]:
@@ -259,12 +268,13 @@ class BulkWriter:
             return chunk
         for item in chunk:
             item.attempts += 1
+        params: dict[str, Any] = {"request_timeout": self._timeout(deadline)}
+        if self.filter_path is not None:
+            params["filter_path"] = self.filter_path
         started = self.clock()
         try:
             response = self.client.bulk(
-                body=b"".join(item.lines for item in chunk),
-                index=chunk[0].index,
-                params={"request_timeout": self._timeout(deadline)},
+                body=b"".join(item.lines for item in chunk), index=chunk[0].index, params=params
             )
         except TransportError as exc:
             # Observed before a 413 split sends the halves, which are observed on their own.
@@ -382,6 +392,12 @@ class BulkWriter:
                 item.failed(item_error)
             results.append(WriteResult(item.entry, outcome, item_error, item.attempts, item.first_failure_at))
         return retry
+
+
+def _aoss(settings: Settings) -> bool:
+    """Whether the target is OpenSearch Serverless (``CDCSYNC_TARGET``, or auto with SigV4 for ``aoss``)."""
+    signed = settings.opensearch_auth == "sigv4" and settings.opensearch_sigv4_service == "aoss"
+    return settings.target == "aoss" or (settings.target == "auto" and signed)
 
 
 def _reject(chunk: list[_Pending], results: list[WriteResult], error: ItemError) -> None:

@@ -9,7 +9,8 @@ and ``CDCSYNC_OPENSEARCH_VERIFY_CERTS=false``, are logged as a WARNING when the 
 than opensearch-py's ``ssl_show_warn=False``, which calls ``urllib3.disable_warnings()`` and so
 silences urllib3's warnings for every client in the process.
 JSON goes both ways with exact numbers (``ExactJSONSerializer``), so a document read back (verify's
-mget) holds 12345678901234567.89, not the float 1.2345678901234568e16.
+mget) holds 12345678901234567.89, not the float 1.2345678901234568e16; answers without fractions or
+long integers (bulk answers) are read with orjson, which reads those exactly.
 
 ``opensearch_error`` turns a failed call of a command (not a bulk write: the bulk writer judges
 those per item) into our error tree: no answer, 429 and 5xx are transient; refused credentials, an
@@ -23,10 +24,11 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
+import orjson
 from botocore.exceptions import BotoCoreError
 from opensearchpy import OpenSearch, Urllib3HttpConnection
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
@@ -43,9 +45,13 @@ from cdcsync.settings import Settings
 from cdcsync.urls import origin
 from cdcsync.values import dump_json, load_json
 
+if TYPE_CHECKING:
+    import boto3
+
 log = logging.getLogger(__name__)
 
 POOL_MAXSIZE = 16
+_INEXACT_FOR_ORJSON = re.compile(r"\d[.eE]|\d{19}")
 
 
 class BasicAuth:
@@ -100,6 +106,15 @@ class ExactJSONSerializer(JSONSerializer):
     """
 
     def loads(self, s: str) -> Any:
+        # orjson where it reads exactly what load_json would (~5x faster on a bulk answer): no
+        # fraction or exponent (a digit before ".", "e" or "E") and no integer of 19 digits or more
+        # (orjson reads those beyond 64 bits as floats); orjson refuses NaN, Infinity and lone
+        # surrogates, which load_json reads. Text in strings may look like a number: then load_json.
+        if not _INEXACT_FOR_ORJSON.search(s):
+            try:
+                return orjson.loads(s)
+            except orjson.JSONDecodeError:
+                pass
         try:
             return load_json(s)
         except (ValueError, TypeError) as exc:

@@ -189,3 +189,13 @@ def test_aws_client_pool_sizes_connections_and_keeps_the_given_config(
 
 def test_aws_client_without_pool_keeps_botocore_default_of_10() -> None:
     assert aws_client(None, "dynamodb").meta.config.max_pool_connections == 10
+
+
+def test_container_provider_method_is_botocores_own_name() -> None:
+    # GIVEN the provider name cdcsync spells out (so error_kind needs no botocore.credentials import)
+    from botocore.credentials import ContainerProvider  # noqa: PLC0415 - the check needs it, cdcsync not
+
+    from cdcsync import aws  # noqa: PLC0415
+
+    # THEN it is botocore's
+    assert aws._CONTAINER_PROVIDER == ContainerProvider.METHOD
