@@ -137,17 +137,27 @@ class ShardReader:
         """The sequence number of the last record handed out, or the checkpoint, or TRIM_HORIZON."""
         return self._position
 
-    def read(self) -> ShardBatch:
-        """One GetRecords call: the records after the last ones handed out (maybe none).
+    def pace(self) -> None:
+        """Wait until the next GetRecords is due (``read`` waits too; this lets a caller wait first,
+        then take what it needs for the call, such as its share of a record budget)."""
+        with self._lock:
+            if not self._ended:
+                self._wait_before_call()
+
+    def read(self, limit: int | None = None) -> ShardBatch:
+        """One GetRecords call: the records after the last ones handed out (maybe none), at most
+        ``limit`` (default: the reader's ``limit``).
 
         Raises ``StreamGoneError`` (stream disabled or replaced), ``TransientError`` (throttled
         or unavailable for several attempts) or ``FatalError`` (e.g. access denied).
         """
+        if limit is not None and not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"GetRecords limit must be 1..{MAX_LIMIT}, got {limit}")
         with self._lock:
             if self._ended:
                 return ShardBatch([], None, None)
             self._wait_before_call()
-            response = self._get_records()
+            response = self._get_records(limit or self.limit)
             records: list[dict[str, Any]] = response.get("Records", [])
             self._iterator = response.get("NextShardIterator")
             self._ended = self._iterator is None
@@ -187,7 +197,7 @@ class ShardReader:
         if remaining > 0:
             self._sleep(remaining)
 
-    def _get_records(self) -> dict[str, Any]:
+    def _get_records(self, limit: int) -> dict[str, Any]:
         for _ in range(_RECOVERIES):
             if self._iterator is None:
                 self._iterator = self._new_iterator()
@@ -195,7 +205,7 @@ class ShardReader:
             try:
                 response = call_streams(
                     self.streams.get_records,
-                    {"ShardIterator": self._iterator, "Limit": self.limit},
+                    {"ShardIterator": self._iterator, "Limit": limit},
                     what=f"GetRecords {self.table} shard {self.shard_id}",
                     sleep=self._sleep,
                 )
