@@ -43,9 +43,9 @@ MAPPING = 'table: {table}\nindex: {index}\nid: "{{UserId}}"\n'
 
 # `cdcsync run` under tracemalloc: every 2 s the top allocation sites are remembered when traced
 # memory is at its highest; printed on exit.
-TRACED_MAIN = """\
-import atexit, sys, threading, time, tracemalloc
-tracemalloc.start(10)
+TRACED_MAIN = """\\
+import atexit, os, sys, threading, time, tracemalloc
+tracemalloc.start(12)
 best = [0, None]
 def watch():
     while True:
@@ -54,18 +54,23 @@ def watch():
         if current > best[0]:
             best[:] = [current, tracemalloc.take_snapshot()]
 threading.Thread(target=watch, daemon=True).start()
-def report():
-    if best[1] is None:
-        return
-    print(f"tracemalloc peak snapshot: {best[0] / 2**20:.1f} MiB traced", file=sys.stderr)
-    for stat in best[1].statistics("traceback")[:12]:
-        print(f"{stat.size / 2**20:8.1f} MiB {stat.count:8d} blocks", file=sys.stderr)
-        for line in stat.traceback.format()[-6:]:
-            print("        " + line, file=sys.stderr)
-atexit.register(report)
+atexit.register(lambda: best[1] is not None and best[1].dump(os.environ["BENCH_TRACE_FILE"]))
 from cdcsync.entrypoints.cli import main
 sys.exit(main(sys.argv[1:]))
 """
+
+
+def print_trace(path: Path) -> None:
+    """The top allocation sites of the snapshot ``cdcsync run`` dumped at its traced peak."""
+    import tracemalloc  # noqa: PLC0415 - only --tracemalloc needs it
+
+    snapshot = tracemalloc.Snapshot.load(str(path))
+    total = sum(stat.size for stat in snapshot.statistics("filename"))
+    print(f"tracemalloc at the traced peak: {total / 2**20:.1f} MiB")
+    for stat in snapshot.statistics("traceback")[:15]:
+        print(f"{stat.size / 2**20:8.1f} MiB {stat.count:8d} blocks")
+        for line in stat.traceback.format(limit=-6):
+            print("        " + line)
 
 
 # --- the stand-in DynamoDB / DynamoDB Streams endpoint ---------------------------------------------
@@ -210,7 +215,14 @@ def _count(url: str, index: str) -> int:
 
 
 def measure(
-    opensearch_url: str, shards: int, records: int, processes: int, *, traced: bool, timeout: float
+    opensearch_url: str,
+    shards: int,
+    records: int,
+    processes: int,
+    *,
+    traced: bool,
+    timeout: float,
+    hold: float = 0.0,
 ) -> dict[str, Any]:
     port = free_port()
     server = subprocess.Popen(  # noqa: S603 - our interpreter
@@ -233,6 +245,7 @@ def measure(
             "CDCSYNC_METRICS_ADDR": f"127.0.0.1:{free_port()}",
             "CDCSYNC_LOG_FORMAT": "text",
             "CDCSYNC_LOG_LEVEL": "WARNING",
+            "BENCH_TRACE_FILE": str(work / "trace.bin"),
         }
         command = ["run"] + (["--processes", str(processes)] if processes > 1 else [])
         program = ["-c", TRACED_MAIN] if traced else ["-m", "cdcsync.entrypoints.cli"]
@@ -247,24 +260,33 @@ def measure(
                     peak[pid] = max(peak.get(pid, 0.0), _status(pid, "VmHWM"))
                 time.sleep(0.5)
             seconds = time.monotonic() - started
+            hold_until = time.monotonic() + hold
+            while time.monotonic() < hold_until and worker.poll() is None:  # the steady state after
+                for pid in [worker.pid, *_children(worker.pid)]:
+                    peak[pid] = max(peak.get(pid, 0.0), _status(pid, "VmHWM"))
+                time.sleep(0.5)
             for pid in [worker.pid, *_children(worker.pid)]:
                 peak[pid] = max(peak.get(pid, 0.0), _status(pid, "VmHWM"))
             written = _count(opensearch_url, index)
+            final = _status(worker.pid, "VmRSS")
         finally:
             worker.send_signal(signal.SIGTERM)
             try:
-                worker.wait(timeout=40)
+                worker.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
             server.stdin.close()  # type: ignore[union-attr]
             server.wait(timeout=10)
+        if traced and (work / "trace.bin").exists():
+            print_trace(work / "trace.bin")
     return {
         "shards": shards,
         "records": shards * records,
         "written": written,
         "seconds": round(seconds, 1),
         "peak_rss_mb": round(max(peak.values(), default=0.0), 1),
+        "final_rss_mb": round(final, 1),
         "processes": {str(pid): round(mb, 1) for pid, mb in peak.items()},
     }
 
@@ -280,6 +302,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=2000, help="records per shard")
     parser.add_argument("--processes", type=int, default=1, help="cdcsync run --processes")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per shard count")
+    parser.add_argument("--hold", type=float, default=0.0, help="seconds to go on after the last record")
     parser.add_argument("--tracemalloc", action="store_true", help="print the top allocation sites")
     parser.add_argument("--json", action="store_true", help="one JSON object per shard count")
     args = parser.parse_args()
@@ -292,13 +315,14 @@ def main() -> None:
                 args.processes,
                 traced=args.tracemalloc,
                 timeout=args.timeout,
+                hold=args.hold,
             )
             if args.json:
                 print(json.dumps(row), flush=True)
             else:
                 print(
                     f"{row['shards']:3d} shards x {args.records} records: "
-                    f"peak RSS {row['peak_rss_mb']:.0f} MB, "
+                    f"peak RSS {row['peak_rss_mb']:.0f} MB (at the end {row['final_rss_mb']:.0f} MB), "
                     f"{row['written']}/{row['records']} written in {row['seconds']:.0f} s",
                     flush=True,
                 )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-RECORDS_IN_FLIGHT = 8000  # per process: 8 full pages
+RECORDS_IN_FLIGHT = 4000  # per process: 4 full pages
 MIN_SHARE = 100  # below this a GetRecords call costs more than its records are worth
 _POLL_SECONDS = 0.1  # how soon a waiting thread notices it is told to stop
 

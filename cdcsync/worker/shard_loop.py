@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from cdcsync.checkpoint import TRIM_HORIZON, Lease, LeaseLostError, LeaseStore
 from cdcsync.errors import CdcsyncError, TransientError
@@ -138,26 +138,40 @@ class ShardLoop:
             share = self.budget.take(MAX_LIMIT, self.stopping)
             if not share:
                 continue  # told to stop while waiting for a share
-            held = share
-            try:
-                batch = self._read(share)
-                if batch is not None:
-                    self.budget.give_back(share - len(batch.records))  # what the page did not fill
-                    held = len(batch.records)
-                    written = self._settle(batch)
-            finally:
-                self.budget.give_back(held)  # the page is written, or given up to be read again
-            if batch is None or written is None:
+            outcome = self._page(share)
+            if outcome == "failed":
                 self.stopping.wait(pause)
                 pause = min(pause * 2, _FAILURE_PAUSE[1])
                 continue
-            if written:
+            if outcome == "written":
                 pause = _FAILURE_PAUSE[0]
-            if batch.next_position is None:
+            if outcome == "ended":
                 # Read to its end and every record written: children may start now.
                 self.lease = self.store.checkpoint(self.lease, self.lease.checkpoint, finished=True)
                 log.info("shard %s finished", self.shard_id, extra=self._fields())
                 return
+
+    def _page(self, share: int) -> Literal["failed", "empty", "written", "ended"]:
+        """Read and write one page of at most ``share`` records, then give the share back.
+
+        The page lives only in here: once its share is given back, the budget no longer counts it,
+        so nothing may hold it while the loop waits for its next read.
+        """
+        held = share
+        try:
+            batch = self._read(share)
+            if batch is None:
+                return "failed"
+            self.budget.give_back(share - len(batch.records))  # what the page did not fill
+            held = len(batch.records)
+            written = self._settle(batch)
+            if written is None:
+                return "failed"
+            if batch.next_position is None:
+                return "ended"
+            return "written" if written else "empty"
+        finally:
+            self.budget.give_back(held)  # the page is written, or given up to be read again
 
     def _read(self, limit: int) -> ShardBatch | None:
         """One page of at most ``limit`` records; None after a transient failure (logged)."""

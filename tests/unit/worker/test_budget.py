@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from dataclasses import replace
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from cdcsync.checkpoint import TRIM_HORIZON, Lease
 from cdcsync.metrics import NullMetrics
 from cdcsync.pipeline import BatchResult
-from cdcsync.source.streams import ShardReader
+from cdcsync.source.streams import ShardBatch, ShardReader
 from cdcsync.worker.budget import RecordBudget
 from cdcsync.worker.shard_loop import ShardLoop
 from tests.support.records import stream_record
@@ -177,3 +178,58 @@ def test_budget_stop_while_waiting_takes_nothing() -> None:
     assert budget.take(100, stopping) == 0
     assert budget.in_flight == 200
     assert not budget._waiting
+
+
+class _Page(list[dict[str, Any]]):
+    """A page's records that a weak reference can watch."""
+
+
+class WatchingReader:
+    """Full pages forever; before each read it notes whether the previous page is still held."""
+
+    def __init__(self) -> None:
+        self.previous: weakref.ref[_Page] | None = None
+        self.held_while_waiting: list[bool] = []
+        self.next = 1
+
+    def pace(self) -> None:
+        if self.previous is not None:
+            self.held_while_waiting.append(self.previous() is not None)
+
+    def read(self, limit: int | None = None) -> ShardBatch:
+        count = limit or 1000
+        page = _Page(
+            stream_record("INSERT", {"UserId": n}, {"UserId": n}, sequence=f"{n:021d}")
+            for n in range(self.next, self.next + count)
+        )
+        self.next += count
+        self.previous = weakref.ref(page)
+        return ShardBatch(page, "it", 0.0)
+
+    def rewind(self, sequence_number: str | None) -> None:
+        pass
+
+
+class CountingPipeline:
+    def __init__(self, stopping: threading.Event, pages: int) -> None:
+        self.stopping = stopping
+        self.pages = pages
+
+    def process(self, records: list[dict[str, Any]], **_: Any) -> BatchResult:
+        self.pages -= 1
+        if self.pages == 0:
+            self.stopping.set()
+        return BatchResult(size=len(records))
+
+
+def test_budget_loop_waiting_for_its_next_read_holds_no_page() -> None:
+    # GIVEN a shard loop over a shard with a backlog
+    stopping = threading.Event()
+    reader = WatchingReader()
+    lease = Lease("Users", ARN, "shardId-1", (), "me", 1, TRIM_HORIZON, finished=False)
+    loop = ShardLoop(lease, reader, CountingPipeline(stopping, 4), Store(), stopping)  # type: ignore[arg-type]
+    # WHEN it reads and writes four pages
+    loop.run()
+    # THEN each page was let go before the loop waited for its next read (the budget no longer counts
+    # it, so nothing may hold it: 64 shard threads would otherwise keep 64 pages between reads)
+    assert reader.held_while_waiting == [False, False, False]
