@@ -11,6 +11,7 @@ import os
 import secrets
 import signal
 import socket
+import threading
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any
@@ -162,6 +163,8 @@ def run_worker(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if partition is not None:
+        _stop_when_orphaned(coordinator.stopping)
     which = f"process {partition}: " if partition is not None else ""
     log.info(
         "%ssyncing %s; metrics on http://%s:%d/metrics", which, ", ".join(coordinator.tables), host, port
@@ -173,6 +176,22 @@ def run_worker(
         server.server_close()
     log.info("stopped")
     return 0
+
+
+def _stop_when_orphaned(stopping: threading.Event) -> None:
+    """A process of ``run --processes N`` stops when its supervisor is gone (killed with SIGKILL):
+    nobody would restart or stop it, and a new ``run`` would read its shards too."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stopping.wait(1.0):
+            if os.getppid() != parent:
+                log.warning(
+                    "the supervisor (pid %d) is gone: finishing in-flight writes, then exiting", parent
+                )
+                stopping.set()
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
 def run_processes(settings: Settings, tables: Sequence[str], count: int, *, wait_for_stream: bool) -> int:

@@ -191,3 +191,70 @@ def test_worker_processes_split_shards_restart_a_killed_process_and_converge(
     text = log.read_text()
     assert "received SIGTERM: stopping the 2 worker processes (each finishes its in-flight writes)" in text
     assert "stopped (exit 0)" in text
+
+
+def test_worker_processes_supervisor_killed_its_processes_stop(
+    group: tuple[subprocess.Popen[bytes], Path, int],
+) -> None:
+    process, log, port = group
+    # GIVEN a running group
+    eventually(lambda: _get(f"http://127.0.0.1:{port}/readyz")[0] == 200, 60)
+    children = [pids[0] for pids in _pids(log).values()]
+    assert len(children) == 2
+    # WHEN its supervisor is killed with SIGKILL (nothing can pass a signal on)
+    process.kill()
+    process.wait(timeout=10)
+
+    # THEN each process notices it is orphaned, finishes its writes and exits
+    def gone(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    eventually(lambda: all(gone(pid) for pid in children), 40)
+    assert log.read_text().count("is gone: finishing in-flight writes, then exiting") == 2
+
+
+def test_worker_processes_table_without_stream_stops_the_group_with_exit_2(
+    dynamodb: Any, unique_name: str, opensearch_url: str, moto_endpoint: str, tmp_path: Path
+) -> None:
+    # GIVEN a mapped table without a stream
+    table = f"Plain-{unique_name}"
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    (tmp_path / "plain.yaml").write_text(f'table: {table}\nindex: {unique_name}\nid: "{{UserId}}"\n')
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "CDCSYNC_MAPPINGS": str(tmp_path / "plain.yaml"),
+        "CDCSYNC_OPENSEARCH_URL": opensearch_url,
+        "CDCSYNC_DLQ": f"file://{tmp_path / 'dlq.jsonl'}",
+        "CDCSYNC_CHECKPOINTS": f"file://{tmp_path / 'checkpoints.json'}",
+        "CDCSYNC_METRICS_ADDR": f"127.0.0.1:{free_port()}",
+        "CDCSYNC_WORKER_PROCESSES": "2",  # the setting, instead of --processes
+        "CDCSYNC_LOG_FORMAT": "text",
+    }
+    # WHEN the group starts THEN a process stops on the configuration error, and the group exits 2
+    done = subprocess.run(
+        [sys.executable, "-m", "cdcsync.entrypoints.cli", "run"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=90,
+        check=False,
+    )
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert re.search(
+        r"process [12]/2 \(pid \d+\) stopped on a configuration error \(exit 2; its log says why\): "
+        r"stopping every process",
+        stderr,
+    )
+    assert f"table {table} has no enabled stream; enable one with NEW_AND_OLD_IMAGES" in stderr
+    assert "stopped (exit 2)" in stderr
