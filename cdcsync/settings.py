@@ -218,6 +218,9 @@ class Settings(BaseSettings):
     # of each action to a rebuild's new index (``sink/copies.py``); ``rebuild`` waits it out.
     targets_refresh_seconds: float = Field(default=30.0, gt=0)
     metrics_addr: str = "0.0.0.0:9464"  # the container must expose /metrics beyond loopback
+    # Not in the contract's table: worker processes of `cdcsync run` (its --processes), to use more
+    # than one core; see cdcsync/worker/processes.py.
+    worker_processes: int = Field(default=1, ge=1, le=64)
     log_format: Literal["json", "text"] | None = None  # unset: text when stderr is a terminal, else JSON
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     # Not in the contract's table: GetRecords (worker) and Scan (backfill) sent and parsed by

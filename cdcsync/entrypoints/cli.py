@@ -222,8 +222,23 @@ def _run(args: argparse.Namespace) -> int:
     settings = load_settings(**({"mappings": args.mappings} if args.mappings else {}))
     configure_logging(settings.log_format, settings.log_level, keys=settings.log_keys)
     from cdcsync.entrypoints.worker import run_worker  # noqa: PLC0415 - only `run` needs the worker
+    from cdcsync.worker.partition import Partition  # noqa: PLC0415 - only `run` needs it
 
-    return run_worker(settings, args.table or (), wait_for_stream=args.wait_for_stream)
+    return run_worker(
+        settings,
+        args.table or (),
+        wait_for_stream=args.wait_for_stream,
+        processes=args.processes,
+        partition=Partition.parse(args.partition) if args.partition else None,
+        port_fd=args.port_fd,
+    )
+
+
+def _process_count(text: str) -> int:
+    """``--processes``: a whole number from 1 to 64."""
+    if not text.isdigit() or not 1 <= int(text) <= 64:  # noqa: PLR2004
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 64, got {text!r}")
+    return int(text)
 
 
 def _backfill(args: argparse.Namespace) -> int:
@@ -487,6 +502,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="a table without an enabled stream is waited for (WARNING once, read once enabled); "
         "without this flag the worker says how to enable it and exits 2",
     )
+    run.add_argument(
+        "--processes",
+        type=_process_count,
+        metavar="N",
+        help="worker processes, to use N cores (default: CDCSYNC_WORKER_PROCESSES, 1); over file:// "
+        "checkpoints they split the shards, over dynamodb:// they are replicas; one endpoint for all",
+    )
+    run.add_argument("--partition", help=argparse.SUPPRESS)  # I/N: set by the supervisor for each process
+    run.add_argument("--port-fd", type=int, help=argparse.SUPPRESS)  # where that process tells its port
     run.set_defaults(run=_run)
 
     _add_table_verbs(verbs)

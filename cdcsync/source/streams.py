@@ -9,8 +9,15 @@ A ``ShardReader`` owns the shard iterator and hides its chores from the worker:
 - A checkpoint older than the 24 h retention (``TrimmedDataAccessException``) means records were lost:
   the reader says so in an ERROR line, counts ``cdcsync_trimmed_data_total`` and goes on from
   ``TRIM_HORIZON``; a backfill restores the items.
-- Empty reads back off from 0.25 s to 2 s, so an idle shard costs at most a call every 2 s, and the
-  first record after an idle spell waits at most that long.
+- Its pace (``_wait_before_call``), as Lambda's pollers: at most 4 GetRecords a second per shard
+  (``MIN_CALL_SECONDS`` between call starts; DynamoDB allows 5 a second per shard, shared by at most
+  two readers). After a read that returned records, the next call goes as soon as that allows, so a
+  backlog is read page after page without a pause. While the shard is *active* (a record seen
+  within ``ACTIVE_SECONDS``, or the reader just started or rewound), an empty read is followed by
+  the short wait (0.25 s from the previous call): a shard written at a steady rate gets each record
+  read within 0.25 s of its arrival, whatever the rate. Only a shard idle for longer backs off,
+  doubling 0.5 s, 1 s, then every 2 s: an idle shard costs one call every 2 s, and its first record
+  after an idle spell waits at most that long.
 - One reader calls GetRecords for one shard at a time (DynamoDB allows two readers per shard).
 
 Discovery and lineage (``stream_arn_of``, ``list_shards``, ``ready_shards``) live in ``shards.py``.
@@ -55,7 +62,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 1000  # GetRecords returns at most 1000 records (and 1 MB) per call
-FIRST_IDLE_SECONDS = 0.25
+# The pace (module docstring): call starts at least this far apart (4 a second, Lambda's rate) ...
+MIN_CALL_SECONDS = 0.25
+# ... a shard that returned a record within this is active and polled at that pace ...
+ACTIVE_SECONDS = 5.0
+# ... and an idle one backs off, doubling, to a call every this often.
 MAX_IDLE_SECONDS = 2.0
 # New iterators one read may take after expiry or trimming before it gives up for now.
 _RECOVERIES = 3
@@ -117,33 +128,45 @@ class ShardReader:
         self._position = checkpoint or TRIM_HORIZON  # last sequence number handed out
         self._iterator: str | None = None
         self._ended = False
-        self._empty_reads = 0
+        self._idle_reads = 0  # empty reads since the shard went idle (no record for ACTIVE_SECONDS)
         self._last_call: float | None = None
+        self._active_at = clock()  # the last record, start or rewind: a new reader starts active
 
     @property
     def position(self) -> str:
         """The sequence number of the last record handed out, or the checkpoint, or TRIM_HORIZON."""
         return self._position
 
-    def read(self) -> ShardBatch:
-        """One GetRecords call: the records after the last ones handed out (maybe none).
+    def pace(self) -> None:
+        """Wait until the next GetRecords is due (``read`` waits too; this lets a caller wait first,
+        then take what it needs for the call, such as its share of a record budget)."""
+        with self._lock:
+            if not self._ended:
+                self._wait_before_call()
+
+    def read(self, limit: int | None = None) -> ShardBatch:
+        """One GetRecords call: the records after the last ones handed out (maybe none), at most
+        ``limit`` (default: the reader's ``limit``).
 
         Raises ``StreamGoneError`` (stream disabled or replaced), ``TransientError`` (throttled
         or unavailable for several attempts) or ``FatalError`` (e.g. access denied).
         """
+        if limit is not None and not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"GetRecords limit must be 1..{MAX_LIMIT}, got {limit}")
         with self._lock:
             if self._ended:
                 return ShardBatch([], None, None)
-            self._wait_when_idle()
-            response = self._get_records()
+            self._wait_before_call()
+            response = self._get_records(limit or self.limit)
             records: list[dict[str, Any]] = response.get("Records", [])
             self._iterator = response.get("NextShardIterator")
             self._ended = self._iterator is None
             if records:
                 self._position = str(records[-1]["dynamodb"]["SequenceNumber"])
-                self._empty_reads = 0
-            else:
-                self._empty_reads += 1
+                self._active_at = self._clock()
+                self._idle_reads = 0
+            elif self._clock() - self._active_at >= ACTIVE_SECONDS:
+                self._idle_reads += 1
             batch = ShardBatch(records, self._iterator, self._millis_behind(records))
             if batch.millis_behind is not None:
                 self.metrics.iterator_age(self.table, self.shard_id, batch.millis_behind / 1000)
@@ -158,18 +181,23 @@ class ShardReader:
             self._position = sequence_number or TRIM_HORIZON
             self._iterator = None
             self._ended = False
-            self._empty_reads = 0
+            self._active_at = self._clock()  # records to read again: read them at once
+            self._idle_reads = 0
 
-    def _wait_when_idle(self) -> None:
-        """After empty reads, wait 0.25 s, 0.5 s, 1 s, then 2 s from the previous call."""
-        if self._empty_reads == 0 or self._last_call is None:
+    def _wait_before_call(self) -> None:
+        """Wait until the next call is due, counted from the start of the previous one.
+
+        0.25 s after it (4 calls a second at most) while the shard returns records or is active;
+        on an idle shard 0.5 s, 1 s, then 2 s (``MAX_IDLE_SECONDS``).
+        """
+        if self._last_call is None:
             return
-        delay = min(FIRST_IDLE_SECONDS * 2 ** (self._empty_reads - 1), MAX_IDLE_SECONDS)
+        delay = min(MIN_CALL_SECONDS * 2**self._idle_reads, MAX_IDLE_SECONDS)
         remaining = self._last_call + delay - self._clock()
         if remaining > 0:
             self._sleep(remaining)
 
-    def _get_records(self) -> dict[str, Any]:
+    def _get_records(self, limit: int) -> dict[str, Any]:
         for _ in range(_RECOVERIES):
             if self._iterator is None:
                 self._iterator = self._new_iterator()
@@ -177,7 +205,7 @@ class ShardReader:
             try:
                 response = call_streams(
                     self.streams.get_records,
-                    {"ShardIterator": self._iterator, "Limit": self.limit},
+                    {"ShardIterator": self._iterator, "Limit": limit},
                     what=f"GetRecords {self.table} shard {self.shard_id}",
                     sleep=self._sleep,
                 )

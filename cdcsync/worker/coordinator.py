@@ -67,6 +67,7 @@ from cdcsync.source.streams import (
     report_lost_records,
     stream_arn_of,
 )
+from cdcsync.worker.budget import RecordBudget
 from cdcsync.worker.old_streams import OldStreams
 from cdcsync.worker.shard_loop import ShardLoop
 from cdcsync.worker.summary import Summary
@@ -157,6 +158,7 @@ class Coordinator:
     wait_for_stream: bool = False  # a table without a stream at start: wait (True) or stop (False)
     stopped_by: ConfigError | None = None  # why ``run`` stopped by itself, raised by it at the end
     health: Health = field(default_factory=Health)
+    budget: RecordBudget = field(default_factory=RecordBudget)  # records held at once by all loops
     loops: dict[tuple[str, str], ShardLoop] = field(default_factory=dict)
     retiring: list[ShardLoop] = field(default_factory=list)
     # Per table, the stream ARNs being read, oldest first: the current one, and replaced ones until
@@ -415,7 +417,7 @@ class Coordinator:
             metrics=self.metrics,
             sleep=stopping.wait,  # empty-read backoff ends at once on shutdown
         )
-        loop = ShardLoop(lease, reader, self.pipeline, self.store, stopping)
+        loop = ShardLoop(lease, reader, self.pipeline, self.store, stopping, budget=self.budget)
         loop.on_progress = lambda: self._report_lag(lease.table)
         loop.on_batch = lambda result: self._summary.add(lease.table, result)
         loop.on_error = self._shard_stopped

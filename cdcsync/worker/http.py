@@ -37,6 +37,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -82,8 +83,15 @@ class Answer:
         return head if head_only else head + self.body
 
 
-def _text(status: int, text: str, allow: str = "") -> Answer:
+def text_answer(status: int, text: str, allow: str = "") -> Answer:
     return Answer(status, text.encode(), allow=allow)
+
+
+class Answering(Protocol):
+    """What the server asks for each request: ``Endpoints`` (one worker process), or the process
+    group's endpoints of ``run --processes N`` (``worker/processes.py``)."""
+
+    def answer(self, method: str, path: str) -> Answer: ...
 
 
 def parse_request_line(head: bytes) -> tuple[str, str] | Answer:
@@ -91,9 +99,18 @@ def parse_request_line(head: bytes) -> tuple[str, str] | Answer:
     line = head.split(b"\n", 1)[0].rstrip(b"\r").decode("latin-1")
     parts = line.split(" ")
     if len(parts) != 3 or not _METHOD.fullmatch(parts[0]) or parts[2] not in {"HTTP/1.0", "HTTP/1.1"}:  # noqa: PLR2004
-        return _text(400, "bad request: expected METHOD PATH HTTP/1.1\n")
+        return text_answer(400, "bad request: expected METHOD PATH HTTP/1.1\n")
     method, target, _ = parts
     return method, target.split("?", 1)[0]
+
+
+def refusal(method: str, path: str) -> Answer | None:
+    """The 404 or 405 for a request the endpoints do not serve; None for GET or HEAD on ``PATHS``."""
+    if path not in PATHS:
+        return text_answer(404, "not found: try /metrics, /healthz or /readyz\n")
+    if method not in {"GET", "HEAD"}:
+        return text_answer(405, f"method {method} not allowed on {path}: use GET or HEAD\n", ALLOWED_METHODS)
+    return None
 
 
 @dataclass
@@ -105,20 +122,18 @@ class Endpoints:
     stuck_after: float
 
     def answer(self, method: str, path: str) -> Answer:
-        if path not in PATHS:
-            return _text(404, "not found: try /metrics, /healthz or /readyz\n")
-        if method not in {"GET", "HEAD"}:
-            return _text(405, f"method {method} not allowed on {path}: use GET or HEAD\n", ALLOWED_METHODS)
+        if (refused := refusal(method, path)) is not None:
+            return refused
         if path == "/metrics":
             return Answer(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
         if path == "/healthz":
             age = time.monotonic() - self.health.last_round
             healthy = self.health.last_round > 0 and age < self.stuck_after
-            return _text(
+            return text_answer(
                 200 if healthy else 503, f"{'ok' if healthy else 'stuck'}: last round {age:.0f} s ago\n"
             )
         ready, text = self.health.readiness()
-        return _text(200 if ready else 503, text)
+        return text_answer(200 if ready else 503, text)
 
 
 @dataclass(eq=False)
@@ -140,9 +155,7 @@ class _Connection:
 class MetricsServer:
     """The endpoint on one thread: ``start()``, then ``shutdown()`` and ``server_close()``."""
 
-    def __init__(
-        self, address: tuple[str, int], registry: CollectorRegistry, health: Health, stuck_after: float
-    ):
+    def __init__(self, address: tuple[str, int], endpoints: Answering) -> None:
         host, port = address
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.socket(family, socket.SOCK_STREAM)
@@ -158,7 +171,7 @@ class MetricsServer:
             ) from exc
         self.socket.setblocking(False)
         self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
-        self.endpoints = Endpoints(registry, health, stuck_after)
+        self.endpoints = endpoints
         self._connections: dict[socket.socket, _Connection] = {}  # oldest first
         self._held: Counter[str] = Counter()  # open connections per client address
         self._turn = 0
@@ -273,7 +286,7 @@ class MetricsServer:
         )
         if oldest.waiting:
             text = f"too many connections from {oldest.peer}: closed its oldest one waiting for a request\n"
-            self._send_last(oldest, _text(503, text))
+            self._send_last(oldest, text_answer(503, text))
         self._close(oldest)
         return True
 
@@ -298,7 +311,7 @@ class MetricsServer:
         if end is None and len(connection.inbox) <= MAX_HEAD_BYTES:
             return
         if end is None or end.end() > MAX_HEAD_BYTES:
-            answer, head_only = _text(431, f"request head over {MAX_HEAD_BYTES} bytes\n"), False
+            answer, head_only = text_answer(431, f"request head over {MAX_HEAD_BYTES} bytes\n"), False
         else:
             request = parse_request_line(bytes(connection.inbox[: end.start()]))
             if isinstance(request, Answer):
@@ -323,7 +336,7 @@ class MetricsServer:
                 exc,
                 exc_info=True,
             )
-            return _text(500, "internal error: a bug in cdcsync (the worker's log has the traceback)\n")
+            return text_answer(500, "internal error: a bug in cdcsync (the worker's log has the traceback)\n")
 
     def _write(self, connection: _Connection) -> None:
         if connection.outbox is None:
@@ -354,7 +367,7 @@ class MetricsServer:
                     READ_TIMEOUT_SECONDS,
                 )
                 text = f"request not complete within {READ_TIMEOUT_SECONDS:g} s\n"
-                self._send_last(connection, _text(408, text))
+                self._send_last(connection, text_answer(408, text))
             self._close(connection)
 
     def _send_last(self, connection: _Connection, answer: Answer) -> None:

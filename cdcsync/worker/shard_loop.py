@@ -4,7 +4,9 @@ The checkpoint moves only past records that are written to OpenSearch or the dea
 When a batch fails part-way, the checkpoint moves to just before the first failed record and the
 shard is read again from there after a pause: an in-order suffix replay, which versions make
 harmless (see ARCHITECTURE.md). A batch is at most one GetRecords page (1000 records, 1 MB), so
-memory stays flat whatever the backlog.
+memory stays flat whatever the backlog; and across the process's shard threads, the records held at
+once stay within the process's ``RecordBudget`` (``worker/budget.py``): each call asks for no more
+records than the share it took, held until the page is written.
 
 Each page is one write round, and a round writes only while the lease is surely valid: it starts
 once the previous owner's writes surely ended, it ends (the bulk writer's deadline, checked before
@@ -18,14 +20,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from cdcsync.checkpoint import TRIM_HORIZON, Lease, LeaseLostError, LeaseStore
 from cdcsync.errors import CdcsyncError, TransientError
 from cdcsync.logs import record_fields
 from cdcsync.pipeline import BatchResult, Pipeline
-from cdcsync.source.streams import ShardReader, StreamGoneError
+from cdcsync.source.streams import MAX_LIMIT, ShardBatch, ShardReader, StreamGoneError
 from cdcsync.versions import epoch_ms
+from cdcsync.worker.budget import RecordBudget
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,8 @@ class ShardLoop:
     # fatal one or a bug logs it and makes the worker not ready.
     on_error: Callable[[ShardLoop, BaseException], None] | None = field(default=None, repr=False)
     thread: threading.Thread | None = field(default=None, repr=False)
+    # Records held at once across the process's loops (the coordinator hands every loop the same one).
+    budget: RecordBudget = field(default_factory=RecordBudget, repr=False)
 
     @property
     def shard_id(self) -> str:
@@ -129,29 +134,64 @@ class ShardLoop:
     def _loop(self) -> None:
         pause = _FAILURE_PAUSE[0]
         while not self.stopping.is_set():
-            try:
-                batch = self.reader.read()
-            except TransientError as exc:
-                log.warning("cannot read shard %s: %s", self.shard_id, exc, extra=self._fields())
+            self.reader.pace()  # an idle shard waits before it takes a share, not while holding one
+            share = self.budget.take(MAX_LIMIT, self.stopping)
+            if not share:
+                continue  # told to stop while waiting for a share
+            outcome = self._page(share)
+            if outcome == "failed":
                 self.stopping.wait(pause)
                 pause = min(pause * 2, _FAILURE_PAUSE[1])
                 continue
-            self.iterator_age = batch.seconds_behind
-            if batch.records:
-                self.unwritten_since_ms = epoch_ms(
-                    batch.records[0]["dynamodb"]["ApproximateCreationDateTime"]
-                )
-                if not self._write(batch.records):
-                    self.stopping.wait(pause)
-                    pause = min(pause * 2, _FAILURE_PAUSE[1])
-                    continue
-                self.unwritten_since_ms = None
+            if outcome == "written":
                 pause = _FAILURE_PAUSE[0]
-            if batch.next_position is None:
+            if outcome == "ended":
                 # Read to its end and every record written: children may start now.
                 self.lease = self.store.checkpoint(self.lease, self.lease.checkpoint, finished=True)
                 log.info("shard %s finished", self.shard_id, extra=self._fields())
                 return
+
+    def _page(self, share: int) -> Literal["failed", "empty", "written", "ended"]:
+        """Read and write one page of at most ``share`` records, then give the share back.
+
+        The page lives only in here: once its share is given back, the budget no longer counts it,
+        so nothing may hold it while the loop waits for its next read.
+        """
+        held = share
+        try:
+            batch = self._read(share)
+            if batch is None:
+                return "failed"
+            self.budget.give_back(share - len(batch.records))  # what the page did not fill
+            held = len(batch.records)
+            written = self._settle(batch)
+            if written is None:
+                return "failed"
+            if batch.next_position is None:
+                return "ended"
+            return "written" if written else "empty"
+        finally:
+            self.budget.give_back(held)  # the page is written, or given up to be read again
+
+    def _read(self, limit: int) -> ShardBatch | None:
+        """One page of at most ``limit`` records; None after a transient failure (logged)."""
+        try:
+            return self.reader.read(limit)
+        except TransientError as exc:
+            log.warning("cannot read shard %s: %s", self.shard_id, exc, extra=self._fields())
+            return None
+
+    def _settle(self, batch: ShardBatch) -> bool | None:
+        """Write the page's records: True if there were some and they are written, False if there
+        were none, None if they could not all be written (read again after a pause)."""
+        self.iterator_age = batch.seconds_behind
+        if not batch.records:
+            return False
+        self.unwritten_since_ms = epoch_ms(batch.records[0]["dynamodb"]["ApproximateCreationDateTime"])
+        if not self._write(batch.records):
+            return None
+        self.unwritten_since_ms = None
+        return True
 
     def _write(self, records: list[dict[str, Any]]) -> bool:
         """Write one page; move the checkpoint as far as it is safe. True when all of it is done."""

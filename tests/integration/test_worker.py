@@ -22,7 +22,7 @@ from opensearchpy import OpenSearch
 from cdcsync.entrypoints.worker import build_coordinator
 from cdcsync.settings import Settings, load_settings
 from cdcsync.worker.coordinator import Coordinator
-from cdcsync.worker.http import MetricsServer
+from cdcsync.worker.http import Endpoints, MetricsServer
 from tests.support.fault_proxy import fault_proxy
 from tests.support.servers import free_port
 
@@ -151,7 +151,7 @@ def test_worker_serves_metrics_health_and_readiness(
 ) -> None:
     worker = start_worker(make_settings())
     port = free_port()
-    server = MetricsServer(("127.0.0.1", port), worker.metrics.registry, worker.health, stuck_after=5)  # type: ignore[attr-defined]
+    server = MetricsServer(("127.0.0.1", port), Endpoints(worker.metrics.registry, worker.health, 5))  # type: ignore[attr-defined]
     server.start()
     try:
         eventually(lambda: worker.health.last_round > 0)
@@ -370,7 +370,7 @@ def test_worker_table_deleted_leaves_other_tables_syncing(
     # THEN the other table goes on syncing, and /readyz says which table stopped and why
     eventually(lambda: "2" in docs(opensearch, unique_name))
     port = free_port()
-    server = MetricsServer(("127.0.0.1", port), worker.metrics.registry, worker.health, stuck_after=5)  # type: ignore[attr-defined]
+    server = MetricsServer(("127.0.0.1", port), Endpoints(worker.metrics.registry, worker.health, 5))  # type: ignore[attr-defined]
     server.start()
     try:
 

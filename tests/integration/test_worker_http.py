@@ -26,7 +26,7 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
 from cdcsync.worker.coordinator import Health
-from cdcsync.worker.http import MAX_CONNECTIONS, READ_TIMEOUT_SECONDS, MetricsServer
+from cdcsync.worker.http import MAX_CONNECTIONS, READ_TIMEOUT_SECONDS, Endpoints, MetricsServer
 from tests.support.servers import free_port
 
 FLOOD = 300  # half-open connections, as many as the report's 400 within the test's file budget
@@ -259,7 +259,7 @@ def test_metrics_endpoint_bug_in_one_answer_is_500_and_the_endpoint_goes_on(
 ) -> None:
     # GIVEN an endpoint whose /readyz answer raises (a bug), and whose loop is healthy
     server = MetricsServer(
-        ("127.0.0.1", 0), CollectorRegistry(), _BrokenReadiness(last_round=time.monotonic()), 30.0
+        ("127.0.0.1", 0), Endpoints(CollectorRegistry(), _BrokenReadiness(last_round=time.monotonic()), 30.0)
     )
     server.start()
     base = f"http://127.0.0.1:{server.server_address[1]}"

@@ -67,6 +67,7 @@ def test_load_settings_nothing_set_returns_contract_defaults() -> None:
         "lease_seconds": 30.0,  # an addition to the contract: the worker's failover time
         "targets_refresh_seconds": 30.0,
         "metrics_addr": "0.0.0.0:9464",
+        "worker_processes": 1,  # an addition to the contract: cdcsync run --processes
         "log_format": None,  # text when stderr is a terminal, else JSON (cdcsync.logs)
         "log_level": "INFO",
         "aws_fast_reads": True,  # an addition to the contract: GetRecords and Scan parsed by cdcsync
@@ -94,6 +95,7 @@ def test_load_settings_nothing_set_returns_contract_defaults() -> None:
         ("CDCSYNC_RETRY_MAX_SECONDS", "0.5", "retry_max_seconds", 0.5),
         ("CDCSYNC_METRICS_ADDR", "[::]:9100", "metrics_addr", "[::]:9100"),
         ("CDCSYNC_LEASE_SECONDS", "5", "lease_seconds", 5.0),
+        ("CDCSYNC_WORKER_PROCESSES", "4", "worker_processes", 4),
         ("CDCSYNC_DLQ_OVERFLOW", "s3://dlq-bucket/big", "dlq_overflow", "s3://dlq-bucket/big"),
         ("CDCSYNC_LOG_FORMAT", "text", "log_format", "text"),
         ("CDCSYNC_LOG_LEVEL", "debug", "log_level", "DEBUG"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 from collections import deque
 from typing import Any
@@ -306,19 +307,19 @@ def test_reader_shard_end_reports_ended_and_stops_calling() -> None:
     assert metrics.ages == [("Users", SHARD, 10.0)]
 
 
-def test_reader_empty_reads_back_off_exponentially_and_reset_on_records() -> None:
-    # GIVEN a shard that is idle, then gets a record, then is idle again
-    script: Script = [page(), page(), page(), page(), page(), page(7), page(), page()]
+def test_reader_record_after_an_idle_spell_restores_the_short_wait() -> None:
+    # GIVEN a shard that is idle long enough to back off, then gets a record, then is idle again
+    script: Script = [page()] * 30 + [page(7), page(), page(), page()]
     streams = FakeStreams(get_shard_iterator=[{}], get_records=script)
     reader, time, metrics = make_reader(streams)
-    # WHEN it is read eight times
+    # WHEN it is read to the end of the script
     batches = [reader.read() for _ in script]
-    # THEN the waits before each call double from 0.25 s, stay at 2 s, and restart after records
-    assert time.sleeps == [0.25, 0.5, 1.0, 2.0, 2.0, 0.25]
-    assert [len(b.records) for b in batches] == [0, 0, 0, 0, 0, 1, 0, 0]
+    # THEN it had backed off to 2 s, and after the record it polls every 0.25 s again
+    assert time.sleeps[-5:] == [2.0, 2.0, 0.25, 0.25, 0.25]
+    assert [len(b.records) for b in batches[-4:]] == [1, 0, 0, 0]
     # AND an empty read of an open shard means caught up: iterator age 0
     assert batches[0].millis_behind == 0.0
-    assert [age for _, _, age in metrics.ages] == [0.0] * 5 + [10.0, 0.0, 0.0]
+    assert [age for _, _, age in metrics.ages][-4:] == [10.0, 0.0, 0.0, 0.0]
 
 
 def test_reader_empty_read_backoff_counts_time_already_spent() -> None:
@@ -520,3 +521,155 @@ def test_reader_limit_out_of_range_raises_value_error() -> None:
     # GIVEN a limit above what GetRecords accepts  WHEN a reader is made  THEN it is refused
     with pytest.raises(ValueError, match=r"^GetRecords limit must be 1\.\.1000, got 1001$"):
         ShardReader(FakeStreams(), ARN, SHARD, TRIM_HORIZON, table="Users", metrics=NullMetrics(), limit=1001)
+
+
+# --- polling pace: how soon a reader calls GetRecords again --------------------------------------
+
+
+class TimedStreams:
+    """A shard whose records appear on the reader's fake clock: one every ``1 / rate`` seconds from
+    ``start`` until ``until`` (or forever); each GetRecords returns those created since the last
+    call (at most ``Limit``), taking ``call_seconds`` of fake time. Records every call start."""
+
+    def __init__(
+        self,
+        time: FakeTime,
+        rate: float,
+        *,
+        start: float = 100.0,
+        until: float = float("inf"),
+        call_seconds: float = 0.005,
+    ) -> None:
+        self.time = time
+        self.rate = rate
+        self.start = start
+        self.until = until
+        self.call_seconds = call_seconds
+        self.handed = 0  # records handed out so far
+        self.calls: list[float] = []  # fake time at the start of each GetRecords
+        self.latencies: list[float] = []  # per record: from its creation to the call that returned it
+
+    def _created(self, n: int) -> float:
+        return self.start + n / self.rate
+
+    def get_shard_iterator(self, **_: Any) -> dict[str, Any]:
+        return {"ShardIterator": "it"}
+
+    def get_records(self, **request: Any) -> dict[str, Any]:
+        now = self.time.now
+        self.calls.append(now)
+        records = []
+        while len(records) < request["Limit"] and self._created(self.handed) <= min(now, self.until):
+            self.latencies.append(now - self._created(self.handed))
+            records.append(record(self.handed + 1))
+            self.handed += 1
+        self.time.now += self.call_seconds
+        return {"Records": records, "NextShardIterator": "it"}
+
+
+def read_for(reader: ShardReader, time: FakeTime, seconds: float, *, work: float = 0.0) -> None:
+    """Read in a loop for ``seconds`` of fake time, spending ``work`` after each page with records."""
+    end = time.now + seconds
+    while time.now < end:
+        if reader.read().records:
+            time.now += work
+
+
+def timed_reader(streams: TimedStreams, time: FakeTime) -> ShardReader:
+    return ShardReader(
+        streams,
+        ARN,
+        SHARD,
+        TRIM_HORIZON,
+        table="Users",
+        metrics=NullMetrics(),
+        clock=time.clock,
+        sleep=time.sleep,
+        wall=lambda: NOW,
+    )
+
+
+def most_calls_in_one_second(calls: list[float]) -> int:
+    return max(sum(1 for c in calls if start <= c < start + 1.0) for start in calls)
+
+
+@pytest.mark.parametrize("rate", [0.2, 1.0, 3.0, 75.0, 2000.0])
+def test_reader_steady_rate_shard_waits_at_most_the_short_wait(rate: float) -> None:
+    # GIVEN a shard written at a steady rate (one record every 5 s up to a backlog-sized flow)
+    time = FakeTime()
+    streams = TimedStreams(time, rate)
+    reader = timed_reader(streams, time)
+    # WHEN it is read for two minutes, the worker spending 10 ms on each page
+    read_for(reader, time, 120.0, work=0.01)
+    # THEN no wait between reads ever exceeds the short wait, so no record waits longer to be read
+    assert max(time.sleeps, default=0.0) <= 0.25
+    assert max(streams.latencies) <= 0.25 + 0.005 + 0.01 + 1e-9
+    assert streams.handed >= int(rate * 119)
+
+
+def test_reader_idle_shard_converges_to_one_call_every_two_seconds() -> None:
+    # GIVEN a shard that got records for 10 s and then none
+    time = FakeTime()
+    streams = TimedStreams(time, 50.0, until=110.0)
+    reader = timed_reader(streams, time)
+    # WHEN it is read for five minutes
+    read_for(reader, time, 300.0)
+    # THEN a few seconds after the last record it backs off, and ends at one call every 2 s
+    late = [c for c in streams.calls if c >= 130.0]
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(late)]
+    assert gaps
+    assert set(gaps) == {2.0}
+    assert len([c for c in streams.calls if c >= 340.0]) <= 31  # the last minute
+    # AND no wait is longer than 2 s, so the first record after an idle spell waits at most that
+    assert max(time.sleeps) <= 2.0
+
+
+def test_reader_idle_from_start_backs_off_after_the_active_spell() -> None:
+    # GIVEN a reader of a shard with nothing in it
+    streams = FakeStreams(get_shard_iterator=[{}], get_records=[page()] * 40)
+    reader, time, _ = make_reader(streams)
+    # WHEN it reads forty times
+    for _ in range(40):
+        reader.read()
+    # THEN it polls at the short wait while the shard may still be active, then doubles to 2 s
+    short = [s for s in time.sleeps if s == 0.25]
+    assert time.sleeps[: len(short)] == short
+    assert 0.25 * len(short) == pytest.approx(5.0, abs=0.25)
+    assert time.sleeps[len(short) : len(short) + 4] == [0.5, 1.0, 2.0, 2.0]
+    assert set(time.sleeps[len(short) + 2 :]) == {2.0}
+
+
+@pytest.mark.parametrize(
+    ("rate", "work"),
+    [
+        pytest.param(100_000.0, 0.0, id="full-pages-no-work"),
+        pytest.param(5.0, 0.0, id="a-record-every-read"),
+        pytest.param(75.0, 0.001, id="steady"),
+    ],
+)
+def test_reader_call_rate_never_exceeds_four_per_second(rate: float, work: float) -> None:
+    # GIVEN a shard with records at every read, and a worker that writes them in no time
+    time = FakeTime()
+    streams = TimedStreams(time, rate, call_seconds=0.0)
+    reader = timed_reader(streams, time)
+    # WHEN it is read for a minute
+    read_for(reader, time, 60.0, work=work)
+    # THEN no second holds more than 4 GetRecords calls (DynamoDB allows 5 per shard, for 2 readers)
+    assert most_calls_in_one_second(streams.calls) <= 4
+    assert min(b - a for a, b in itertools.pairwise(streams.calls)) >= 0.25 - 1e-9
+
+
+def test_reader_rewind_counts_as_activity() -> None:
+    # GIVEN a reader that backed off on an idle shard
+    streams = FakeStreams(get_shard_iterator=[{}, {}], get_records=[page()] * 44)
+    reader, time, _ = make_reader(streams)
+    for _ in range(40):
+        reader.read()
+    assert time.sleeps[-1] == 2.0
+    # WHEN it is rewound (a write failed) and reads four times
+    reader.rewind("5")
+    time.sleeps.clear()
+    for _ in range(4):
+        reader.read()
+    # THEN it reads again at the short pace (the shard is active: records are to be read again)
+    assert time.sleeps == [0.25] * 4

@@ -97,7 +97,7 @@ def test_answer_encode_head_keeps_the_get_headers_and_drops_the_body() -> None:
 
 def test_server_idle_waits_in_select_instead_of_spinning() -> None:
     # GIVEN a metrics server with no connection open
-    server = MetricsServer(("127.0.0.1", 0), CollectorRegistry(), Health(), stuck_after=30)
+    server = MetricsServer(("127.0.0.1", 0), Endpoints(CollectorRegistry(), Health(), 30))
     timeouts: list[float | None] = []
     select = server._selector.select
 

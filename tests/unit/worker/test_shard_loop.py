@@ -85,7 +85,10 @@ class FakeReader:
         self.on_read: Any = None
         self.rewound_to: list[str | None] = []
 
-    def read(self) -> ShardBatch:
+    def pace(self) -> None:
+        pass
+
+    def read(self, limit: int | None = None) -> ShardBatch:
         if self.on_read is not None:
             self.on_read()
         return self.pages.pop(0) if self.pages else ShardBatch([], None, None)
