@@ -10,12 +10,14 @@ A ``ShardReader`` owns the shard iterator and hides its chores from the worker:
   the reader says so in an ERROR line, counts ``cdcsync_trimmed_data_total`` and goes on from
   ``TRIM_HORIZON``; a backfill restores the items.
 - Its pace (``_wait_before_call``), as Lambda's pollers: at most 4 GetRecords a second per shard
-  (``MIN_CALL_SECONDS`` between call starts; DynamoDB allows 5 a second per shard, shared by at most
-  two readers). After a read that returned records, the next call goes as soon as that allows, so a
-  backlog is read page after page without a pause. While the shard is *active* (a record seen
-  within ``ACTIVE_SECONDS``, or the reader just started or rewound), an empty read is followed by
-  the short wait (0.25 s from the previous call): a shard written at a steady rate gets each record
-  read within 0.25 s of its arrival, whatever the rate. Only a shard idle for longer backs off,
+  (``MIN_CALL_SECONDS`` between call starts), except that a read which returned a full page (all
+  the records it asked for: a backlog) is followed by the next one at once, so a worker catching up
+  reads as fast as it writes (DynamoDB documents no per-shard call rate for Streams, only at most two
+  readers per shard; a throttled call backs off in ``call_streams``). After a read that returned
+  fewer records, the next call goes 0.25 s after the previous one. While the shard is *active* (a
+  record seen within ``ACTIVE_SECONDS``, or the reader just started or rewound), an empty read is
+  followed by the short wait (0.25 s from the previous call): a shard written at a steady rate gets
+  each record read within 0.25 s of its arrival, whatever the rate. Only a shard idle for longer backs off,
   doubling 0.5 s, 1 s, then every 2 s: an idle shard costs one call every 2 s, and its first record
   after an idle spell waits at most that long.
 - One reader calls GetRecords for one shard at a time (DynamoDB allows two readers per shard).
@@ -130,6 +132,7 @@ class ShardReader:
         self._ended = False
         self._idle_reads = 0  # empty reads since the shard went idle (no record for ACTIVE_SECONDS)
         self._last_call: float | None = None
+        self._full = False  # the last read returned all it asked for: a backlog, read on at once
         self._active_at = clock()  # the last record, start or rewind: a new reader starts active
 
     @property
@@ -157,8 +160,10 @@ class ShardReader:
             if self._ended:
                 return ShardBatch([], None, None)
             self._wait_before_call()
-            response = self._get_records(limit or self.limit)
+            asked = limit or self.limit
+            response = self._get_records(asked)
             records: list[dict[str, Any]] = response.get("Records", [])
+            self._full = len(records) >= asked
             self._iterator = response.get("NextShardIterator")
             self._ended = self._iterator is None
             if records:
@@ -181,16 +186,18 @@ class ShardReader:
             self._position = sequence_number or TRIM_HORIZON
             self._iterator = None
             self._ended = False
+            self._full = False
             self._active_at = self._clock()  # records to read again: read them at once
             self._idle_reads = 0
 
     def _wait_before_call(self) -> None:
         """Wait until the next call is due, counted from the start of the previous one.
 
-        0.25 s after it (4 calls a second at most) while the shard returns records or is active;
+        At once after a full page; 0.25 s after it (4 calls a second at most) while the shard
+        returns records or is active;
         on an idle shard 0.5 s, 1 s, then 2 s (``MAX_IDLE_SECONDS``).
         """
-        if self._last_call is None:
+        if self._last_call is None or self._full:
             return
         delay = min(MIN_CALL_SECONDS * 2**self._idle_reads, MAX_IDLE_SECONDS)
         remaining = self._last_call + delay - self._clock()

@@ -642,21 +642,39 @@ def test_reader_idle_from_start_backs_off_after_the_active_spell() -> None:
 @pytest.mark.parametrize(
     ("rate", "work"),
     [
-        pytest.param(100_000.0, 0.0, id="full-pages-no-work"),
+        pytest.param(3_000.0, 0.0, id="just-under-full-pages"),
         pytest.param(5.0, 0.0, id="a-record-every-read"),
         pytest.param(75.0, 0.001, id="steady"),
     ],
 )
 def test_reader_call_rate_never_exceeds_four_per_second(rate: float, work: float) -> None:
-    # GIVEN a shard with records at every read, and a worker that writes them in no time
+    # GIVEN a shard with records at every read (never a full page), and a worker that writes them
+    # in no time
     time = FakeTime()
     streams = TimedStreams(time, rate, call_seconds=0.0)
     reader = timed_reader(streams, time)
     # WHEN it is read for a minute
     read_for(reader, time, 60.0, work=work)
-    # THEN no second holds more than 4 GetRecords calls (DynamoDB allows 5 per shard, for 2 readers)
+    # THEN no second holds more than 4 GetRecords calls (Lambda's pollers' pace)
     assert most_calls_in_one_second(streams.calls) <= 4
     assert min(b - a for a, b in itertools.pairwise(streams.calls)) >= 0.25 - 1e-9
+
+
+def test_reader_backlog_of_full_pages_is_read_without_waiting() -> None:
+    # GIVEN a shard with a backlog far larger than a page (a worker catching up after downtime)
+    time = FakeTime()
+    streams = TimedStreams(time, 1_000_000.0, start=0.0, until=0.01, call_seconds=0.001)
+    reader = timed_reader(streams, time)
+    # WHEN it is read page after page, the worker spending 20 ms on each
+    pages = [len(reader.read().records) for _ in range(10)]
+    # THEN every page is full and no read waits: the backlog drains as fast as it is written
+    assert pages == [1000] * 10
+    assert time.sleeps == []
+    # AND once it is caught up (a page short of full), the pace is back to 4 calls a second at most
+    streams.until = time.now + 1.0
+    streams.rate = 100.0
+    read_for(reader, time, 10.0)
+    assert most_calls_in_one_second(streams.calls[10:]) <= 4
 
 
 def test_reader_rewind_counts_as_activity() -> None:
