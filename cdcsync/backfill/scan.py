@@ -30,6 +30,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -222,33 +223,44 @@ class SegmentScan:
     page_items: int | None = None  # Limit per Scan (tables of huge items; tests), else DynamoDB's 1 MB
 
     def pages(self) -> Iterator[Page]:
-        key = self.start_key
-        number = 0
-        while True:
-            request: dict[str, Any] = {
-                "TableName": self.table,
-                "Segment": self.segment,
-                "TotalSegments": self.total_segments,
-                "ReturnConsumedCapacity": "TOTAL",
-            }
-            if key is not None:
-                request["ExclusiveStartKey"] = key
-            reserved = 0.0
-            if self.limiter is not None:
-                request["Limit"] = self.limiter.page_limit(self.total_segments)
-                reserved = self.limiter.acquire()
-            if self.page_items is not None:
-                request["Limit"] = min(request.get("Limit", self.page_items), self.page_items)
-            answer = self._scan(request)
-            items: list[dict[str, Any]] = answer.get("Items", [])
-            consumed = float(answer.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0))
-            if self.limiter is not None:
-                self.limiter.settle(reserved, consumed, len(items))
-            key = answer.get("LastEvaluatedKey")
-            yield Page(self.segment, number, items, key, consumed)
-            number += 1
-            if key is None:
-                return
+        """The segment's pages in order, one Scan ahead: the next page is asked for as soon as this
+        one's ``LastEvaluatedKey`` is known, while the caller writes this one, so a segment waits on
+        DynamoDB and on OpenSearch at once instead of in turn. Nothing of the page read ahead is
+        checkpointed before it is yielded and written; a run stopped meanwhile reads it again."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"scan-ahead-{self.segment}") as ahead:
+            future = ahead.submit(self._page, self.start_key, 0)
+            try:
+                while True:
+                    page = future.result()
+                    if page.last_key is not None:
+                        future = ahead.submit(self._page, page.last_key, page.number + 1)
+                    yield page
+                    if page.last_key is None:
+                        return
+            finally:
+                future.cancel()
+
+    def _page(self, key: dict[str, Any] | None, number: int) -> Page:
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "Segment": self.segment,
+            "TotalSegments": self.total_segments,
+            "ReturnConsumedCapacity": "TOTAL",
+        }
+        if key is not None:
+            request["ExclusiveStartKey"] = key
+        reserved = 0.0
+        if self.limiter is not None:
+            request["Limit"] = self.limiter.page_limit(self.total_segments)
+            reserved = self.limiter.acquire()
+        if self.page_items is not None:
+            request["Limit"] = min(request.get("Limit", self.page_items), self.page_items)
+        answer = self._scan(request)
+        items: list[dict[str, Any]] = answer.get("Items", [])
+        consumed = float(answer.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0))
+        if self.limiter is not None:
+            self.limiter.settle(reserved, consumed, len(items))
+        return Page(self.segment, number, items, answer.get("LastEvaluatedKey"), consumed)
 
     def _scan(self, request: dict[str, Any]) -> dict[str, Any]:
         where = f"segment {self.segment} of {self.total_segments} of table {self.table}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -241,3 +243,45 @@ def test_scan_plan_resume_of_an_export_raises_config_error() -> None:
         "--resume: the stored backfill of Users loads an export (s3://b/x), not a scan; "
         "run with --from-export to resume it, or without --resume to start over"
     )
+
+
+def test_segment_scan_asks_for_the_next_page_while_the_caller_writes_this_one() -> None:
+    # GIVEN a segment of three pages
+    second_asked = threading.Event()
+
+    class Recording(FakeDynamoDb):
+        def scan(self, **request: Any) -> dict[str, Any]:
+            answer = super().scan(**request)
+            if len(self.requests) == 2:
+                second_asked.set()
+            return answer
+
+    dynamodb = Recording([
+        {"Items": [{"Pk": {"S": "a"}}], "LastEvaluatedKey": {"Pk": {"S": "a"}}},
+        {"Items": [{"Pk": {"S": "b"}}], "LastEvaluatedKey": {"Pk": {"S": "b"}}},
+        {"Items": [{"Pk": {"S": "c"}}]},
+    ])  # fmt: skip
+    pages = SegmentScan(dynamodb, "Users", 0, 1).pages()
+    # WHEN the caller holds the first page (it is still writing it)
+    first = next(pages)
+    # THEN the second Scan is already on its way, from the first page's key
+    assert second_asked.wait(timeout=10)
+    assert dynamodb.requests[1]["ExclusiveStartKey"] == first.last_key
+    # AND the pages still come in order, each once, and a closed reader asks for nothing more
+    assert [page.items for page in pages] == [[{"Pk": {"S": "b"}}], [{"Pk": {"S": "c"}}]]
+    assert len(dynamodb.requests) == 3
+
+
+def test_segment_scan_closed_early_stops_reading_ahead() -> None:
+    # GIVEN a long segment WHEN the caller stops after the first page (a stop, a lost claim)
+    dynamodb = FakeDynamoDb([
+        {"Items": [{"Pk": {"S": str(n)}}], "LastEvaluatedKey": {"Pk": {"S": str(n)}}} for n in range(10)
+    ])  # fmt: skip
+    pages = SegmentScan(dynamodb, "Users", 0, 1).pages()
+    next(pages)
+    pages.close()
+    # THEN at most the one page read ahead was asked for, and none after the close
+    asked = len(dynamodb.requests)
+    assert asked <= 2
+    time.sleep(0.2)
+    assert len(dynamodb.requests) == asked
