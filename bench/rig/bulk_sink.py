@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import sys
 import threading
 import time
@@ -319,15 +320,32 @@ class BulkSink:
 
 def filter_paths(value: Any, paths: list[str]) -> Any:
     """OpenSearch's ``filter_path``: keep what the dotted paths name (``*`` any key, ``**`` any depth)."""
-    patterns = [path.split(".") for path in paths if path and not path.startswith("-")]
+    patterns = tuple(tuple(path.split(".")) for path in paths if path and not path.startswith("-"))
     kept = _keep(value, patterns)
     return {} if kept is _NOTHING else kept
 
 
 _NOTHING = object()
+Patterns = tuple[tuple[str, ...], ...]
 
 
-def _keep(value: Any, patterns: list[list[str]]) -> Any:
+@functools.lru_cache(maxsize=4096)
+def _below(key: str, patterns: Patterns) -> Patterns:
+    """What of ``patterns`` applies under ``key`` (cached: a _bulk answer repeats its keys 1000s of
+    times, and matching them anew was most of the stand-in's time for clients sending filter_path)."""
+    below: list[tuple[str, ...]] = []
+    for pattern in patterns:
+        head = pattern[0]
+        if head == "**":  # one more level, or none (the next name matched here)
+            below.append(pattern)
+            if len(pattern) > 1 and fnmatch.fnmatchcase(key, pattern[1]):
+                below.append(pattern[2:])
+        elif fnmatch.fnmatchcase(key, head):
+            below.append(pattern[1:])
+    return tuple(below)
+
+
+def _keep(value: Any, patterns: Patterns) -> Any:
     if any(not pattern for pattern in patterns):
         return value
     if isinstance(value, list):
@@ -337,15 +355,7 @@ def _keep(value: Any, patterns: list[list[str]]) -> Any:
         return _NOTHING
     result = {}
     for key, inner in value.items():
-        below = []
-        for pattern in patterns:
-            head = pattern[0]
-            if head == "**":  # one more level, or none (the next name matched here)
-                below.append(pattern)
-                if len(pattern) > 1 and fnmatch.fnmatchcase(key, pattern[1]):
-                    below.append(pattern[2:])
-            elif fnmatch.fnmatchcase(key, head):
-                below.append(pattern[1:])
+        below = _below(key, patterns)
         if below:
             kept = _keep(inner, below)
             if kept is not _NOTHING:
