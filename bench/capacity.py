@@ -16,6 +16,9 @@ consumer process gets one core, as the targets are stated. Measured in one run:
 - backfill: ``cdcsync backfill --table T --segments N`` and the naive single-threaded scan
   (``rig/naive.py backfill``) over ``--items`` items with ``--scan-latency-ms`` per Scan page.
   items/s from the first Scan answer to the last write.
+- shared (``--only shared``, not in the default set): 1, 2 and 4 ``cdcsync backfill --run-id``
+  processes joining one run of ``--shared-segments`` segments (file checkpoints under flock), items/s
+  and CPU per item of the whole group; run it with ``--consumer-cpus 0,1`` to let them use both cores.
 - lambda: the handler's warm CPU per record vs bench/lambda_e2e.py's naive handler (``rig/lambda_cpu.py``).
 - latency: a live 1-shard stream appending new items at a steady rate (whole-second creation
   times); put-to-written = when the sink applied the document - when the record was appended.
@@ -35,6 +38,7 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import signal
 import statistics
 import subprocess
@@ -144,6 +148,13 @@ def consumer_command(
     extra = (rig.args.run_args if path == "worker" else rig.args.backfill_args).split()
     if path == "worker":
         command = ["run", *extra]
+    elif path == "shared":
+        # N processes joining one run; the shell waits a moment so that it is pinned before it forks
+        one = [sys.executable, "-m", "cdcsync.entrypoints.cli", "backfill", "--table", table,
+               "--run-id", f"{table}-run", "--segments", str(rig.args.shared_segments), *extra]  # fmt: skip
+        line = " ".join(shlex.quote(part) for part in one)
+        script = f"sleep 0.3; for i in $(seq {rig.args.processes_now}); do {line} & done; wait"
+        return ["sh", "-c", script], cdcsync_env(rig, table, index)
     else:
         command = ["backfill", "--table", table, "--segments", str(rig.args.segments_now), *extra]
     return [sys.executable, "-m", "cdcsync.entrypoints.cli", *command], cdcsync_env(rig, table, index)
@@ -323,6 +334,30 @@ def backfill_phase(rig: Rig) -> dict[str, Any]:
     return results
 
 
+def shared_phase(rig: Rig) -> dict[str, Any]:
+    """Backfill processes joining one run (``--run-id``, file checkpoints shared under flock): items/s
+    for each process count, all processes on the consumer CPUs (give it several: ``--consumer-cpus``)."""
+    results = {}
+    spec = {"shards": 0, "items": rig.args.items, "seed": 77, "scan_latency_ms": rig.args.scan_latency_ms}
+    for processes in (int(p) for p in rig.args.processes.split(",")):
+        rig.args.processes_now = processes
+        table = f"s{processes}"
+        rig.streams.post("/_rig/tables", {"names": [table], **spec})
+        rig.sink.post(f"/{table}", INDEX_BODY, method="PUT")
+        run = drain(rig, "cdcsync", "shared", table, rig.args.items)
+        rig.converged.append(bool(run.converged))
+        results[str(processes)] = {
+            "cdcsync_ips": round(run.rate),
+            "cpu_us_per_item": round(run.cpu_us, 1),
+            "rss_mb": round(run.rss_mb, 1),
+            "rss_total_mb": round(run.rss_total_mb, 1),
+            "converged": run.converged,
+            "rig_cpu_share": round(run.rig_share, 2),
+        }
+        _progress(f"shared backfill, {processes} processes", results[str(processes)])
+    return results
+
+
 def lambda_phase(rig: Rig) -> dict[str, Any]:
     command = [
         sys.executable,
@@ -488,6 +523,15 @@ def print_table(result: dict[str, Any]) -> None:
                 f"{line['rss_mb']:>8}{line['naive_rss_mb']:>7}{line['rig_cpu_share']:>6.0%}"
             )
     print("(ratio: cdcsync/naive wall rate; CPU adv: naive/cdcsync CPU per record; rig: its CPU share)")
+    if result.get("backfill_processes"):
+        rows = result["backfill_processes"]
+        first = rows[min(rows, key=int)]["cdcsync_ips"] or 1
+        print(f"\n{'shared run':<12}{'items/s':>9}{'vs 1':>7}{'us/item':>9}{'RSS MB/proc':>13}{'rig':>6}")
+        for count, line in rows.items():
+            print(
+                f"{count + ' proc.':<12}{line['cdcsync_ips']:>9,}{line['cdcsync_ips'] / first:>6.2f}x"
+                f"{line['cpu_us_per_item']:>9}{line['rss_mb']:>13}{line['rig_cpu_share']:>6.0%}"
+            )
     if result.get("lambda"):
         row = result["lambda"]
         print(
@@ -540,6 +584,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--items", type=int, help="table items per backfill run (default 30,000; quick 10,000)"
     )
+    parser.add_argument("--processes", default="1,2,4", help="process counts of the shared phase")
+    parser.add_argument("--shared-segments", type=int, default=16, help="segments of a shared run")
     parser.add_argument("--scan-latency-ms", type=float, default=20.0, help="slept per Scan page")
     parser.add_argument(
         "--lambda-records", type=int, help="records through each handler (default 20,000; quick 4,000)"
@@ -571,6 +617,7 @@ def parse_args() -> argparse.Namespace:
     args.lambda_records = args.lambda_records or (4_000 if args.quick else 20_000)
     args.latency_seconds = args.latency_seconds or (6.0 if args.quick else 15.0)
     args.segments_now = 1
+    args.processes_now = 1
     return args
 
 
@@ -622,6 +669,8 @@ def main() -> None:
             result["worker"] = worker_phase(rig)
         if "backfill" in phases:
             result["backfill"] = backfill_phase(rig)
+        if "shared" in phases:
+            result["backfill_processes"] = shared_phase(rig)
         if "lambda" in phases:
             result["lambda"] = lambda_phase(rig)
         if "latency" in phases:
