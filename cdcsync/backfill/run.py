@@ -33,9 +33,8 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any, TextIO
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError
 
-from cdcsync.aws import aws_client, aws_error, session_region
+from cdcsync.aws import aws_client, session_region
 from cdcsync.backfill.export import export_plan, find_export
 from cdcsync.backfill.export_age import check_export_age
 from cdcsync.backfill.pages import (
@@ -70,6 +69,7 @@ from cdcsync.settings import Settings
 from cdcsync.sink.client import build_client
 from cdcsync.source.fast_reads import with_fast_reads
 from cdcsync.source.synthetic import for_mappings, table_stream
+from cdcsync.source.tables import table_description
 from cdcsync.versions import backfill_version, read_version
 
 log = logging.getLogger(__name__)
@@ -80,16 +80,9 @@ MAX_WORKERS = 256  # threads of one process; more machines, not more threads, fo
 
 
 def _describe(dynamodb: Any, table: str, region: str) -> Source:
-    try:
-        description = dynamodb.describe_table(TableName=table)["Table"]
-    except (ClientError, BotoCoreError) as exc:
-        raise aws_error(
-            exc,
-            call="backfill: DescribeTable",
-            resource=f"table {table}",
-            permission=f"dynamodb:DescribeTable on table {table}",
-            missing=f"does not exist in {region} (check --table and AWS_REGION)",
-        ) from exc
+    description = table_description(
+        dynamodb, table, who="backfill", missing=f"does not exist in {region} (check --table and AWS_REGION)"
+    )
     return Source(
         table=table,
         stream=table_stream(description, region),

@@ -26,9 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from cdcsync.aws import aws_client, aws_error, session_region
+from cdcsync.aws import aws_client, session_region
 from cdcsync.backfill.export import find_export
 from cdcsync.backfill.export_age import check_export_age
 from cdcsync.backfill.export_file import answer, load_export_file, parse_event
@@ -39,6 +37,7 @@ from cdcsync.metrics import EmfMetrics
 from cdcsync.services import Services
 from cdcsync.settings import load_settings
 from cdcsync.source.synthetic import TableStream, table_stream
+from cdcsync.source.tables import table_description
 from cdcsync.versions import read_version
 
 log = logging.getLogger(__name__)
@@ -69,16 +68,10 @@ class _Container:
                     f"(tables with mappings: {', '.join(self.services.mappings.tables) or 'none'})"
                 )
             region = session_region(self.services.session)
-            try:
-                description = self.services.dynamodb.describe_table(TableName=table)["Table"]
-            except (ClientError, BotoCoreError) as exc:
-                raise aws_error(
-                    exc,
-                    call="export handler: DescribeTable",
-                    resource=f"table {table}",
-                    permission=f"dynamodb:DescribeTable on table {table}",
-                    missing=f"does not exist in {region} (check the execution's table and AWS_REGION)",
-                ) from exc
+            description = table_description(
+                self.services.dynamodb, table, who="export handler",
+                missing=f"does not exist in {region} (check the execution's table and AWS_REGION)",
+            )  # fmt: skip
             self.streams[table] = table_stream(description, region)
         return self.streams[table]
 

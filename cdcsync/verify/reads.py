@@ -20,6 +20,7 @@ from opensearchpy.exceptions import NotFoundError, TransportError
 from cdcsync.aws import aws_error
 from cdcsync.errors import TransientError
 from cdcsync.sink.target import OPENSEARCH, Dialect
+from cdcsync.source.tables import table_description
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +40,7 @@ MgetAnswer = dict[str, Any] | str | None  # the document; a text when OpenSearch
 def describe_table(dynamodb: Any, table: str) -> tuple[dict[str, str], int, dict[str, Any]]:
     """The key attributes with their types (S, N, B), DynamoDB's (six-hourly) item count, and the
     whole description (stream view and ARN, for synthetic records)."""
-    try:
-        description = dynamodb.describe_table(TableName=table)["Table"]
-    except (ClientError, BotoCoreError) as exc:
-        raise aws_error(
-            exc,
-            call="verify: DescribeTable",
-            resource=f"table {table}",
-            permission=f"dynamodb:DescribeTable on table {table}",
-        ) from exc
+    description = table_description(dynamodb, table, who="verify")
     types = {d["AttributeName"]: d["AttributeType"] for d in description.get("AttributeDefinitions", [])}
     keys = {k["AttributeName"]: types.get(k["AttributeName"], "S") for k in description["KeySchema"]}
     return keys, int(description.get("ItemCount", 0)), description
