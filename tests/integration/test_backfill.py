@@ -36,6 +36,7 @@ from cdcsync.settings import Settings, load_settings
 from cdcsync.sink.bulk_body import action_lines
 from cdcsync.versions import backfill_version, read_version
 from tests.support.fault_proxy import fault_proxy
+from tests.support.tables import create_items_table
 
 _serializer = TypeSerializer()
 SCAN_START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z, injected as the scan start
@@ -160,15 +161,7 @@ def world(
 ) -> Iterator[World]:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     table = f"Items-{unique_name}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "Pk", "KeyType": "HASH"}, {"AttributeName": "Sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "Pk", "AttributeType": "S"},
-            {"AttributeName": "Sk", "AttributeType": "B"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_items_table(dynamodb, table)
     mapping = tmp_path / "mappings.yaml"
     mapping.write_text(f"table: {table}\nindex: {unique_name}\n")
     settings = load_settings(

@@ -33,6 +33,7 @@ from cdcsync.settings import DynamoDbTarget, load_settings
 from cdcsync.versions import backfill_version, read_version
 from tests.integration.test_backfill import SCAN_START_MS, World, doc_id, sample_item, write_export
 from tests.support.fault_proxy import FaultProxy, fault_proxy
+from tests.support.tables import create_items_table
 
 ITEMS = 2400
 SEGMENTS = 6
@@ -56,15 +57,7 @@ def shared(
 ) -> Iterator[World]:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     table = f"Items-{unique_name}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "Pk", "KeyType": "HASH"}, {"AttributeName": "Sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "Pk", "AttributeType": "S"},
-            {"AttributeName": "Sk", "AttributeType": "B"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_items_table(dynamodb, table)
     mapping = tmp_path / "mappings.yaml"
     mapping.write_text(f"table: {table}\nindex: {unique_name}\n")
     settings = load_settings(

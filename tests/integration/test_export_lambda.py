@@ -31,6 +31,7 @@ from cdcsync.versions import read_version
 from tests.integration.lambda_world import FakeContext
 from tests.integration.test_backfill import doc_id, exact, export_json, sample_item, typed
 from tests.support.state_machine import backfill_definition, select
+from tests.support.tables import create_items_table
 
 EXPORT_ID = "01767225600000-abcd1234"
 
@@ -59,15 +60,7 @@ def sides(
     """A table and two indices: one the handlers write, one the single-process backfill writes."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     table = f"Items-{unique_name}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "Pk", "KeyType": "HASH"}, {"AttributeName": "Sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "Pk", "AttributeType": "S"},
-            {"AttributeName": "Sk", "AttributeType": "B"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_items_table(dynamodb, table)
     found = []
     for name in ("lambda", "process"):
         index = f"{unique_name}-{name}"

@@ -25,6 +25,7 @@ from cdcsync.entrypoints.worker import build_coordinator
 from cdcsync.settings import Settings, load_settings
 from cdcsync.source.fast_reads import FastReads
 from tests.integration.test_backfill import SCAN_START_MS, sample_item, typed
+from tests.support.tables import create_items_table
 
 MODES = {"fast": True, "botocore": False}
 
@@ -58,16 +59,7 @@ def paths(
 ) -> Iterator[Paths]:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     table = f"Wire-{unique_name}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "Pk", "KeyType": "HASH"}, {"AttributeName": "Sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "Pk", "AttributeType": "S"},
-            {"AttributeName": "Sk", "AttributeType": "B"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    create_items_table(dynamodb, table, stream_view="NEW_AND_OLD_IMAGES")
     settings: dict[str, Settings] = {}
     indices: dict[str, str] = {}
     for mode, fast in MODES.items():
