@@ -33,6 +33,7 @@ from cdcsync.source.streams import ShardBatch
 from cdcsync.worker.shard_loop import ShardLoop
 from tests.support.fault_proxy import FaultProxy, fault_proxy
 from tests.support.records import compiled, mapping_set, stream_record
+from tests.support.tables import create_users_table
 
 LEASE_SECONDS = 5.0  # leaves a round 3.5 s to fail its first request under load before the pause
 SECOND = 1_714_566_600  # both records' ApproximateCreationDateTime: one whole second
@@ -62,7 +63,10 @@ class PageReader:
         self.on_read = on_read
         self.handed_out = False
 
-    def read(self) -> ShardBatch:
+    def pace(self) -> None:
+        pass  # read() waits itself when there is nothing to hand out
+
+    def read(self, limit: int | None = None) -> ShardBatch:
         if self.handed_out:
             time.sleep(0.05)
             return ShardBatch([], "open", 0.0)
@@ -161,12 +165,7 @@ def test_lease_paused_owner_does_not_write_after_the_new_owner_wrote(
 ) -> None:
     # GIVEN a table whose item 1 is named "old", and its shard's lease owned by worker A
     table = f"Users-{unique_name}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_users_table(dynamodb, table)
     dynamodb.put_item(TableName=table, Item={"UserId": {"N": "1"}, "Name": {"S": "old"}})
     view = "KEYS_ONLY" if pause_at == "after the KEYS_ONLY item read" else "NEW_AND_OLD_IMAGES"
     records = _records(table, view)
