@@ -19,23 +19,14 @@ import json
 import signal
 import sys
 import threading
-from decimal import Decimal
 from typing import Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer
+from naive_handler import plain  # bench/ is on PYTHONPATH: one naive conversion for every baseline
 from opensearchpy import OpenSearch, helpers
 
 EMPTY_SLEEP = 0.25
-
-
-def plain(value: Any) -> Any:
-    """json.dumps default: DynamoDB numbers to int/float, sets to sorted lists."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, set):
-        return sorted(value)
-    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
 
 
 def actions(

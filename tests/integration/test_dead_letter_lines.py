@@ -24,6 +24,7 @@ from cdcsync.entrypoints.worker import build_coordinator
 from cdcsync.metrics import PrometheusMetrics
 from cdcsync.settings import load_settings
 from tests.integration.lambda_world import LambdaWorld
+from tests.support.tables import create_users_table
 
 T0 = 1_700_000_000
 AGE_IS_A_NUMBER = {"mappings": {"properties": {"Age": {"type": "long"}}}}
@@ -48,12 +49,7 @@ def _world(
     stream_view: str = "NEW_AND_OLD_IMAGES",
 ) -> LambdaWorld:
     table = f"Users-{unique_name}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_users_table(dynamodb, table)
     opensearch.indices.create(index=unique_name, body=AGE_IS_A_NUMBER)
     mapping_file = tmp_path / "mappings.yaml"
     mapping_file.write_text(f"table: {table}\nindex: {unique_name}\n" + textwrap.dedent(mapping))
@@ -254,13 +250,7 @@ def test_worker_dead_letters_log_warning_lines_and_summary(
     # GIVEN a worker over a table whose index takes Age as a number
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     table = f"Users-{unique_name}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    create_users_table(dynamodb, table, stream_view="NEW_AND_OLD_IMAGES")
     opensearch.indices.create(index=unique_name, body=AGE_IS_A_NUMBER)
     mapping = tmp_path / "users.yaml"
     mapping.write_text(f'table: {table}\nindex: {unique_name}\nid: "{{UserId}}"\n')

@@ -20,6 +20,7 @@ from cdcsync.entrypoints import aws_lambda
 from cdcsync.entrypoints.cli import main
 from tests.integration.lambda_world import FakeContext
 from tests.support.records import stream_record
+from tests.support.tables import create_users_table
 
 T0 = 1_700_000_000
 
@@ -46,12 +47,7 @@ def table(
 ) -> str:
     """A Users table holding item 7 (whose Age OpenSearch refuses), its mapping, and the environment."""
     table = f"Users-{unique_name}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_users_table(dynamodb, table)
     dynamodb.put_item(TableName=table, Item={"UserId": {"N": "7"}, "Age": {"S": "thirty"}})
     opensearch.indices.create(index=unique_name, body={"mappings": {"properties": {"Age": {"type": "long"}}}})
     mappings = tmp_path / "users.yaml"

@@ -21,6 +21,7 @@ from cdcsync.services import Services
 from cdcsync.settings import Settings, load_settings
 from cdcsync.sink.indices import apply_indices
 from cdcsync.verify.run import run_verify
+from tests.support.tables import create_users_table
 
 V1 = "index_body:\n  mappings: {properties: {Name: {type: keyword}}}\n"
 V2 = "index_body:\n  mappings: {properties: {Name: {type: text}}}\n"
@@ -31,13 +32,7 @@ REFRESH = 0.5
 def table(dynamodb: Any, unique_name: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     name = f"Users-{unique_name}"
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    create_users_table(dynamodb, name, stream_view="NEW_AND_OLD_IMAGES")
     return name
 
 

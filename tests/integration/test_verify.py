@@ -16,6 +16,7 @@ from opensearchpy import OpenSearch
 from cdcsync.settings import Settings, load_settings
 from cdcsync.source.items import ItemReader
 from cdcsync.verify.run import build_verifier, run_verify, verify
+from tests.support.tables import create_users_table
 
 STATUS_ACTIVE = "active"
 
@@ -63,12 +64,7 @@ def world(
 ) -> World:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     table = f"Users-{unique_name}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_users_table(dynamodb, table)
     mapping = tmp_path / "mappings.yaml"
     mapping.write_text(
         f'table: {table}\nindex: {unique_name}\nid: "{{UserId}}"\n'

@@ -25,6 +25,7 @@ from cdcsync.worker.coordinator import Coordinator
 from cdcsync.worker.http import Endpoints, MetricsServer
 from tests.support.fault_proxy import fault_proxy
 from tests.support.servers import free_port
+from tests.support.tables import create_users_table
 
 ROOT = Path(__file__).parents[2]
 
@@ -33,13 +34,7 @@ ROOT = Path(__file__).parents[2]
 def table(dynamodb: Any, unique_name: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     name = f"Users-{unique_name}"
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    create_users_table(dynamodb, name, stream_view="NEW_AND_OLD_IMAGES")
     return name
 
 
@@ -346,13 +341,7 @@ def test_worker_table_deleted_leaves_other_tables_syncing(
 ) -> None:
     # GIVEN a worker over two tables, both syncing
     orders = f"Orders-{unique_name}"
-    dynamodb.create_table(
-        TableName=orders,
-        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    create_users_table(dynamodb, orders, stream_view="NEW_AND_OLD_IMAGES")
     mappings = tmp_path / "two.yaml"
     mappings.write_text(
         f"mappings:\n  - {{table: {table}, index: {unique_name}}}\n"
@@ -532,12 +521,7 @@ def streamless_table(
     """A table created without a stream (moto cannot enable one again once disabled)."""
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     name = f"Plain-{unique_name}"
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_users_table(dynamodb, name)
     return name
 
 
@@ -630,13 +614,7 @@ def test_worker_process_checkpoint_of_a_recreated_tables_old_stream_is_reported_
     # WHEN the table is deleted and created again (a new stream, whose shard ids may repeat the old's)
     dynamodb.delete_table(TableName=table)
     time.sleep(1.1)  # a new stream label (the creation second)
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    create_users_table(dynamodb, table, stream_view="NEW_AND_OLD_IMAGES")
     new_arn = dynamodb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
     assert new_arn != old_arn
     # AND the worker is started again and an item written

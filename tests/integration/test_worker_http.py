@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from cdcsync.worker.coordinator import Health
 from cdcsync.worker.http import MAX_CONNECTIONS, READ_TIMEOUT_SECONDS, Endpoints, MetricsServer
 from tests.support.servers import free_port
+from tests.support.tables import create_users_table
 
 FLOOD = 300  # half-open connections, as many as the report's 400 within the test's file budget
 
@@ -73,13 +74,7 @@ def worker(
     """One ``cdcsync run`` process over an empty table, its metrics endpoint on a loopback port."""
     name = f"t-{secrets.token_hex(3)}"
     table = f"Users-{name}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    create_users_table(dynamodb, table, stream_view="NEW_AND_OLD_IMAGES")
     folder = tmp_path_factory.mktemp("worker-http")
     (folder / "users.yaml").write_text(f'table: {table}\nindex: {name}\nid: "{{UserId}}"\n')
     port = free_port()

@@ -26,16 +26,11 @@ from opensearchpy import OpenSearch
 from cdcsync.worker.partition import Partition
 from tests.integration.test_worker import docs, eventually, put
 from tests.support.servers import free_port
+from tests.support.tables import create_users_table
 
 
 def _create_table(dynamodb: Any, name: str) -> str:
-    dynamodb.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
-        BillingMode="PAY_PER_REQUEST",
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
-    )
+    create_users_table(dynamodb, name, stream_view="NEW_AND_OLD_IMAGES")
     return name
 
 
@@ -222,12 +217,7 @@ def test_worker_processes_table_without_stream_stops_the_group_with_exit_2(
 ) -> None:
     # GIVEN a mapped table without a stream
     table = f"Plain-{unique_name}"
-    dynamodb.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "UserId", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "UserId", "AttributeType": "N"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    create_users_table(dynamodb, table)
     (tmp_path / "plain.yaml").write_text(f'table: {table}\nindex: {unique_name}\nid: "{{UserId}}"\n')
     env = {
         **os.environ,

@@ -25,3 +25,17 @@ def create_items_table(dynamodb: Any, table: str, *, stream_view: str | None = N
     if stream_view is not None:
         request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream_view}
     dynamodb.create_table(**request)
+
+
+def create_users_table(dynamodb: Any, table: str, *, stream_view: str | None = None) -> str:
+    """A table keyed by ``UserId`` (N), on demand; with a stream of ``stream_view`` if given. Its name."""
+    request: dict[str, Any] = {
+        "TableName": table,
+        "KeySchema": [{"AttributeName": "UserId", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "UserId", "AttributeType": "N"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if stream_view is not None:
+        request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream_view}
+    dynamodb.create_table(**request)
+    return table
