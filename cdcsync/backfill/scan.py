@@ -221,6 +221,7 @@ class SegmentScan:
     sleep: Callable[[float], None] = time.sleep
     on_scan: Callable[[], None] | None = None  # called before each Scan (tests count calls)
     page_items: int | None = None  # Limit per Scan (tables of huge items; tests), else DynamoDB's 1 MB
+    rerun: str = "run again with --resume"  # how the backfill is continued (a shared run is joined again)
 
     def pages(self) -> Iterator[Page]:
         """The segment's pages in order, one Scan ahead: the next page is asked for as soon as this
@@ -290,5 +291,5 @@ class SegmentScan:
             return answer
         raise TransientError(
             f"DynamoDB kept throttling or failing the scan of {where} after {THROTTLE_ATTEMPTS} attempts; "
-            "lower --max-rcu or raise the table's read capacity, then run again with --resume"
+            f"lower --max-rcu or raise the table's read capacity, then {self.rerun}"
         )

@@ -183,6 +183,15 @@ def test_segment_scan_failing_beyond_budget_raises_transient_error(failure: Call
     )
 
 
+def test_segment_scan_of_a_shared_run_failing_beyond_budget_says_join_the_run_again() -> None:
+    # GIVEN a segment of a shared run (shared.py names the run) that DynamoDB keeps throttling
+    dynamodb = FakeDynamoDb([throttled() for _ in range(THROTTLE_ATTEMPTS)])
+    scan = SegmentScan(dynamodb, "Users", 0, 1, sleep=lambda _: None, rerun="join run r1 again (--run-id r1)")
+    # WHEN it gives up THEN its line says how to continue the run (--resume is refused with --run-id)
+    with pytest.raises(TransientError, match=r"capacity, then join run r1 again \(--run-id r1\)$"):
+        list(scan.pages())
+
+
 def test_scan_plan_resume_continues_unfinished_segments_from_their_keys(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
