@@ -294,3 +294,36 @@ def test_segment_scan_closed_early_stops_reading_ahead() -> None:
     assert asked <= 2
     time.sleep(0.2)
     assert len(dynamodb.requests) == asked
+
+
+def test_segment_scan_closed_while_reading_ahead_returns_without_waiting_for_that_scan() -> None:
+    # GIVEN a segment whose second Scan (the one read ahead) hangs: a throttled table backing off,
+    # a connection waiting out its 120 s read timeout
+    answered = threading.Event()
+    asked = threading.Event()
+
+    class Hanging(FakeDynamoDb):
+        def scan(self, **request: Any) -> dict[str, Any]:
+            if self.requests:
+                asked.set()
+                answered.wait(timeout=30)
+            return super().scan(**request)
+
+    dynamodb = Hanging([
+        {"Items": [{"Pk": {"S": "a"}}], "LastEvaluatedKey": {"Pk": {"S": "a"}}},
+        {"Items": [{"Pk": {"S": "b"}}]},
+    ])  # fmt: skip
+    pages = SegmentScan(dynamodb, "Users", 0, 1).pages()
+    next(pages)
+    assert asked.wait(timeout=10)
+    # WHEN the caller stops after the first page (SIGTERM: it then releases its unit, and a
+    # Kubernetes pod has terminationGracePeriodSeconds to do it)
+    closed = threading.Event()
+    closer = threading.Thread(target=lambda: (pages.close(), closed.set()))
+    closer.start()
+    try:
+        # THEN closing does not wait for the page nobody will write
+        assert closed.wait(timeout=5), "close() waited for the Scan read ahead"
+    finally:
+        answered.set()
+        closer.join()
