@@ -103,8 +103,9 @@ class Services:
             dead_letter_content=self.settings.dlq_content,
         )
 
-    def lease_store(self, worker_id: str) -> LeaseStore:
-        """The checkpoint store (``CDCSYNC_CHECKPOINTS``) as ``worker_id``."""
+    def lease_store(self, worker_id: str, *, create: bool = True) -> LeaseStore:
+        """The checkpoint store (``CDCSYNC_CHECKPOINTS``) as ``worker_id``; ``create=False``: a
+        ``dynamodb://`` lease table that does not exist is a ``ConfigError`` (read-only commands)."""
         from cdcsync.checkpoint.open import open_lease_store  # noqa: PLC0415 - not in the Lambda handler
 
         settings = self.settings
@@ -113,4 +114,5 @@ class Services:
             worker_id=worker_id,
             session=self.session,
             lease_seconds=settings.lease_seconds,
+            create=create,
         )

@@ -11,7 +11,9 @@ machine's first step), so every invocation of one execution writes with the one 
 
 A file may take longer than one invocation may run: the load stops before the deadline and answers
 ``finished: false`` with ``itemsDone``; the state machine invokes it again from there (the items
-before it are read and passed over, not written again). A transient failure after some progress
+before it are read and passed over, not written again). An invocation without the time for one page
+(a function ``Timeout`` under ``PAGE_MARGIN_SECONDS``) is a ``ConfigError``: answering unfinished with
+nothing done would have the state machine invoke it again for ever. A transient failure after some progress
 answers the same way, from the first record not done; one with no progress raises
 ``TransientError``, and the state machine retries it with backoff. Records before the one a failure
 names are written or dead-lettered, so a retry repeats at most the rest of one bulk request.
@@ -98,7 +100,8 @@ def load_export_file(
     """Load ``file`` from ``file.items_done`` until its end or ``deadline`` (``clock`` time).
 
     Raises ``TransientError`` when the first records it tries keep failing (nothing done: retry the
-    invocation later), ``ConfigError`` for a data file that is not a DYNAMODB_JSON export file.
+    invocation later), ``ConfigError`` for a data file that is not a DYNAMODB_JSON export file, or
+    when the invocation has too little time for its first page (the function's Timeout).
     """
     counts = counts if counts is not None else FileCounts()
     version = read_version(file.export_time_ms)
@@ -109,7 +112,13 @@ def load_export_file(
         position += len(items)
         if position <= done:
             continue  # written by an earlier invocation
-        if deadline is not None and deadline - clock() < PAGE_MARGIN_SECONDS:
+        if deadline is not None and (left := deadline - clock()) < PAGE_MARGIN_SECONDS:
+            if done == file.items_done:  # nothing done: answering unfinished would loop for ever
+                raise ConfigError(
+                    f"export load of {file.table}: {left:.0f} s left in the invocation, less than the "
+                    f"{PAGE_MARGIN_SECONDS:.0f} s a page of {file.url} needs: no progress is possible; "
+                    "raise the export function's Timeout (the template sets 900 s)"
+                )
             return _stopped(file, done, counts, "the invocation's time is nearly up")
         fresh = items[done - first :]
         for start in range(0, len(fresh), bulk_max_actions):

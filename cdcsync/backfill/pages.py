@@ -93,6 +93,8 @@ class Run:
     report: BackfillReport
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # How a stopped run is continued, in its error (a shared run refuses --resume: it is joined again).
+    rerun: str = "the checkpoint is before this page: fix OpenSearch, then run again with --resume"
 
     @property
     def key(self) -> str:
@@ -144,8 +146,7 @@ class Run:
             self.sleep(wait_seconds)
         raise BackfillStoppedError(
             f"backfill of {self.source.table}: {len(pending)} records of {where} still failing after "
-            f"{self.settings.max_retries + 1} attempts (see the warnings above); the checkpoint is "
-            "before this page: fix OpenSearch, then run again with --resume"
+            f"{self.settings.max_retries + 1} attempts (see the warnings above); {self.rerun}"
         )
 
     def write_page(

@@ -221,24 +221,28 @@ class SegmentScan:
     sleep: Callable[[float], None] = time.sleep
     on_scan: Callable[[], None] | None = None  # called before each Scan (tests count calls)
     page_items: int | None = None  # Limit per Scan (tables of huge items; tests), else DynamoDB's 1 MB
+    rerun: str = "run again with --resume"  # how the backfill is continued (a shared run is joined again)
 
     def pages(self) -> Iterator[Page]:
         """The segment's pages in order, one Scan ahead: the next page is asked for as soon as this
         one's ``LastEvaluatedKey`` is known, while the caller writes this one, so a segment waits on
         DynamoDB and on OpenSearch at once instead of in turn. Nothing of the page read ahead is
-        checkpointed before it is yielded and written; a run stopped meanwhile reads it again."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"scan-ahead-{self.segment}") as ahead:
-            future = ahead.submit(self._page, self.start_key, 0)
-            try:
-                while True:
-                    page = future.result()
-                    if page.last_key is not None:
-                        future = ahead.submit(self._page, page.last_key, page.number + 1)
-                    yield page
-                    if page.last_key is None:
-                        return
-            finally:
-                future.cancel()
+        checkpointed before it is yielded and written; a run stopped meanwhile reads it again.
+        Closed early (a stop, a lost claim), it does not wait for the Scan read ahead (which may be
+        backing off from throttling): the caller releases its unit at once; the page is dropped."""
+        ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"scan-ahead-{self.segment}")
+        future = ahead.submit(self._page, self.start_key, 0)
+        try:
+            while True:
+                page = future.result()
+                if page.last_key is not None:
+                    future = ahead.submit(self._page, page.last_key, page.number + 1)
+                yield page
+                if page.last_key is None:
+                    return
+        finally:
+            future.cancel()
+            ahead.shutdown(wait=False)
 
     def _page(self, key: dict[str, Any] | None, number: int) -> Page:
         request: dict[str, Any] = {
@@ -290,5 +294,5 @@ class SegmentScan:
             return answer
         raise TransientError(
             f"DynamoDB kept throttling or failing the scan of {where} after {THROTTLE_ATTEMPTS} attempts; "
-            "lower --max-rcu or raise the table's read capacity, then run again with --resume"
+            f"lower --max-rcu or raise the table's read capacity, then {self.rerun}"
         )

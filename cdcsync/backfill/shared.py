@@ -124,8 +124,10 @@ def run_shared(
     report = BackfillReport(table, segments=total)
     progress = Progress(table, out, total=0, clock=clock)  # this process's share: the status has the run's
     run = Run(
-        settings, source, pipeline, store, metrics, progress, {}, version, sleep, on_page, report, stop=stop
-    )
+        settings, source, pipeline, store, metrics, progress, {}, version, sleep, on_page, report, stop=stop,
+        rerun=f"the unit's checkpoint is before this page: fix OpenSearch, then join run {run_id} again "
+        f"(--run-id {run_id})",
+    )  # fmt: skip
     log.info(
         "backfill of %s: %s run %s (%d %s, version %d, started %s) as %s with %d workers%s",
         table, "created" if created else "joined", run_id, total,
@@ -149,7 +151,10 @@ def run_shared(
             position = claim.unit.position.get("next_key")
             start = decode_key(position) if position else None
             number = claim.unit.number
-            scan = SegmentScan(dynamodb, table, number, total, start, limiter, sleep, on_scan, items)
+            scan = SegmentScan(
+                dynamodb, table, number, total, start, limiter, sleep, on_scan, items,
+                rerun=f"join run {run_id} again (--run-id {run_id})",
+            )  # fmt: skip
             _scan_segment(run, claims, claim, scan)
 
     with collapsed(*RETRY_LOGGERS):

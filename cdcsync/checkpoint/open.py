@@ -59,17 +59,25 @@ def open_lease_store(
     lease_seconds: float = 30.0,
     clock: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
+    create: bool = True,
 ) -> LeaseStore:
     """The store for ``target``; for ``dynamodb://`` the lease table exists and is ACTIVE on return.
 
     ``clock`` (monotonic) decides lease expiry; ``wall`` only fills the informational
-    ``heartbeat_ms``. Both are injectable for tests.
+    ``heartbeat_ms``. Both are injectable for tests. ``create=False`` (read-only commands such as
+    ``backfill --status``): a lease table that does not exist is a ``ConfigError``, not created.
     """
     if isinstance(target, FileTarget):
         return FileLeaseStore(target.path, worker_id=worker_id)
     if isinstance(target, DynamoDbTarget):
         client: DynamoDBClient = aws_client(session, "dynamodb", config=CLIENT_CONFIG)
-        ensure_lease_table(client, target.table)
+        if create:
+            ensure_lease_table(client, target.table)
+        elif _describe(client, target.table) is None:
+            raise ConfigError(
+                f"lease table {target.table} does not exist "
+                "(check CDCSYNC_CHECKPOINTS; the first backfill --run-id creates it)"
+            )
         return DynamoDbLeaseStore(
             client, target.table, worker_id=worker_id, lease_seconds=lease_seconds, clock=clock, wall=wall
         )

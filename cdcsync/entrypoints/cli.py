@@ -283,7 +283,10 @@ def _backfill_status(args: argparse.Namespace) -> int:
     configure_logging("text", settings.log_level, keys=settings.log_keys)
     from cdcsync.backfill.status import describe_status, run_status  # noqa: PLC0415 - only --status needs it
 
-    store = Services(settings).lease_store(f"status-{socket.gethostname()}-{os.getpid()}")
+    try:  # read-only: a lease table that does not exist is reported, never created
+        store = Services(settings).lease_store(f"status-{socket.gethostname()}-{os.getpid()}", create=False)
+    except ConfigError as exc:
+        raise ConfigError(f"backfill --status: {exc}") from exc
     status = run_status(store, args.run_id, table=args.table, now_ms=time.time_ns() // 1_000_000)
     print(orjson.dumps(status).decode() if args.json else describe_status(status))
     return EXIT_OK

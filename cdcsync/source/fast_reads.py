@@ -22,7 +22,9 @@ Kept from botocore, so nothing about identity, addressing or failure changes:
   exception class (``client.exceptions.from_code``), so ``error_code`` / ``error_kind`` see exactly
   what they saw before;
 - ``x-amz-crc32``: checked when sent; a mismatch is retried, then raised as ``ChecksumError``
-  (transient).
+  (transient). A 2xx body that is not JSON is retried the same way, then raised as
+  ``AnswerNotJsonError`` (botocore's parser reads it as ``{}``: a shard read to its end, a segment
+  done, with nothing said).
 
 What differs from botocore's answer, by design: ``ApproximateCreationDateTime`` is the epoch
 number DynamoDB sent (not a datetime) and ``B`` / ``BS`` values are base64 text (not bytes), as in
@@ -49,7 +51,7 @@ import botocore
 import orjson
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSPreparedRequest, AWSRequest, AWSResponse
-from botocore.exceptions import ChecksumError, HTTPClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ChecksumError, HTTPClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.parsers import create_parser
 from botocore.retries.standard import (
@@ -64,7 +66,7 @@ from botocore.retries.standard import (
 
 from cdcsync import __version__
 
-__all__ = ["FastReads", "with_fast_reads"]
+__all__ = ["AnswerNotJsonError", "FastReads", "with_fast_reads"]
 
 # The one call of each service sent here: (operation, client method).
 _CALLS = {"dynamodbstreams": ("GetRecords", "get_records"), "dynamodb": ("Scan", "scan")}
@@ -76,6 +78,16 @@ _SERVICE_MAX_ATTEMPTS = {"dynamodb": 4, "dynamodb-streams": 4}
 _FIRST_ERROR_STATUS = 300  # botocore raises for every status from 300 on
 # Request members holding attribute values, whose binaries botocore base64-encodes.
 _VALUE_MAPS = ("ExclusiveStartKey", "ExpressionAttributeValues")
+
+
+class AnswerNotJsonError(BotoCoreError):
+    """A 2xx answer whose body is not JSON (after the client's attempts): botocore's parser reads it
+    as ``{}``, which a reader would take for a shard read to its end or a segment done."""
+
+    fmt = (
+        "the answer to {operation} (HTTP {status}) is not JSON ({error}), starting {start!r}; "
+        "check AWS_ENDPOINT_URL* and any proxy on the way"
+    )
 
 
 def with_fast_reads(client: Any, *, enabled: bool = True) -> Any:
@@ -147,6 +159,7 @@ class FastReads:
             http: AWSResponse | None = None
             caught: Exception | None = None
             parsed: dict[str, Any] | None = None
+            garbled: orjson.JSONDecodeError | None = None
             try:
                 http = self._http.send(self._signed(body))
             except (BotoConnectionError, HTTPClientError) as exc:
@@ -158,7 +171,10 @@ class FastReads:
                         self._operation.output_shape,
                     )
                 elif _crc32_matches(http):
-                    return self._answer(http, attempt)
+                    try:
+                        return self._answer(http, attempt)
+                    except orjson.JSONDecodeError as exc:  # damaged like a bad crc32, with none sent
+                        garbled = exc
             context = RetryContext(
                 attempt,
                 operation_model=self._operation,
@@ -166,12 +182,20 @@ class FastReads:
                 http_response=http,
                 caught_exception=caught,
             )
-            damaged = http is not None and parsed is None  # a 2xx whose body failed its crc32
+            damaged = http is not None and parsed is None  # a 2xx whose body failed its crc32 or is not JSON
             if self._retry.should_retry(context) or (damaged and attempt < self._attempts):
                 self._sleep(self._retry.compute_retry_delay(context))
                 continue
             if caught is not None:
                 raise caught
+            if garbled is not None:
+                assert http is not None  # noqa: S101 - garbled implies an answer
+                # botocore's own parser would answer {} (no records, no next iterator: a shard read
+                # to its end, a segment done); a BotoCoreError keeps it in the error tree.
+                raise AnswerNotJsonError(
+                    operation=self._operation_name, status=http.status_code, error=garbled,
+                    start=http.content[:100],
+                ) from garbled  # fmt: skip
             if parsed is None:
                 assert http is not None  # noqa: S101 - damaged implies an answer
                 raise ChecksumError(

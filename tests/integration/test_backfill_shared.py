@@ -346,3 +346,27 @@ def test_backfill_run_from_export_resumes_a_data_file_after_its_written_lines(
     assert len(documents) == 300
     for item in items:
         assert documents[doc_id(item)] == (shared.stream_document(item), read_version(SCAN_START_MS))
+
+
+def test_backfill_run_page_failing_past_retries_says_join_the_run_again_not_resume(
+    shared: World, unique_name: str
+) -> None:
+    # GIVEN a run whose OpenSearch keeps answering _bulk with 503, and no retries left to wait for
+    items = [sample_item(number) for number in range(10)]
+    shared.load(items)
+    with fault_proxy(shared.opensearch_url) as search:
+        search.fail(times=1000, status=503)
+        settings = load_settings(
+            mappings=shared.tmp / "mappings.yaml", opensearch_url=search.url,
+            dlq=f"file://{shared.tmp / 'dlq.jsonl'}", checkpoints=shared.settings.checkpoints,
+            lease_seconds=LEASE, max_retries=0, retry_max_seconds=0.2, _env_file=None,
+        )  # fmt: skip
+        # WHEN a process of the run gives up on its page
+        with pytest.raises(BackfillStoppedError) as stopped:
+            run_backfill(settings, shared.table, run_id="down", segments=1, workers=1,
+                         session=boto3.Session(), sleep=lambda _: None)  # fmt: skip
+    # THEN its one line says how to continue this run (--resume is refused with --run-id)
+    message = str(stopped.value)
+    assert "--resume" not in message
+    assert message.endswith("the unit's checkpoint is before this page: fix OpenSearch, then join run "
+                            "down again (--run-id down)")  # fmt: skip

@@ -289,3 +289,24 @@ def test_fast_reads_shard_reader_same_outcome_as_botocore(
         assert outcomes[1][0] == expected[0]
     else:
         assert outcomes[1] == expected
+
+
+def test_fast_reads_answer_not_json_retried_then_one_line_error_not_a_bug() -> None:
+    # GIVEN GetRecords answered 200 with a body that is not JSON (a proxy's page, a cut-off body,
+    # no x-amz-crc32 to catch it)
+    garbled: Answer = (200, {}, b"<html>gateway</html>")
+    script = {"GetShardIterator": [(200, {}, b'{"ShardIterator":"it-1"}')], "GetRecords": [garbled]}
+    with scripted_aws(script) as server:
+        # WHEN the shard reader reads through FastReads
+        outcome = read_once(server.url, fast=True)
+        calls = server.calls.count("GetRecords")
+    # THEN it was tried as often as the client tries, then became one line of the error tree (the
+    # shard is read again later), not an orjson error reported as a bug with its traceback
+    assert calls == 2
+    assert outcome == (
+        "FatalError",
+        f"GetRecords Users shard {SHARD}: AnswerNotJsonError: the answer to GetRecords (HTTP 200) is not "
+        "JSON (unexpected character, expected a JSON value: line 1 column 1 (char 0)), starting "
+        "b'<html>gateway</html>'; check AWS_ENDPOINT_URL* and any proxy on the way",
+        "fatal",
+    )

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import boto3
 import pytest
 
 from cdcsync.backfill.units import UnitClaims
 from cdcsync.checkpoint import Record, RecordChangedError, ShardInfo
 from cdcsync.checkpoint.open import open_lease_store
+from cdcsync.entrypoints.cli import main
 from cdcsync.settings import DynamoDbTarget
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+ROOT = Path(__file__).parents[2]
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/Users/stream/2024-05-01T00:00:00.000"
 
@@ -60,3 +69,25 @@ def test_unit_claims_over_dynamodb_hold_each_unit_once(aws_session: boto3.Sessio
     assert sorted(claim.unit.number for claim in taken) == [0, 1, 2, 3]
     owners = {unit.number: unit.owner for unit in processes[0].units(force=True)}
     assert owners == {claim.unit.number: claim.unit.owner for claim in taken}
+
+
+def test_cli_backfill_status_missing_lease_table_exits_2_and_creates_no_table(
+    dynamodb: DynamoDBClient,
+    unique_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # GIVEN CDCSYNC_CHECKPOINTS naming a lease table that does not exist (a typo, another account)
+    table = f"leases-{unique_name}"
+    monkeypatch.setenv("CDCSYNC_CHECKPOINTS", f"dynamodb://{table}")
+    monkeypatch.setenv("CDCSYNC_MAPPINGS", str(ROOT / "mappings"))
+    monkeypatch.setenv("CDCSYNC_OPENSEARCH_URL", "http://127.0.0.1:9")
+    # WHEN the status of a run is asked for (a read-only command)
+    code = main(["backfill", "--status", "--run-id", "r1"])
+    # THEN it says the table does not exist (exit 2) and creates no table (with deletion protection)
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"cdcsync: backfill --status: lease table {table} does not exist "
+        "(check CDCSYNC_CHECKPOINTS; the first backfill --run-id creates it)\n"
+    )
+    assert table not in dynamodb.list_tables()["TableNames"]

@@ -143,6 +143,21 @@ def test_load_export_file_stops_before_a_page_when_the_deadline_is_near() -> Non
     assert pipeline.written() == list(range(1000))
 
 
+def test_load_export_file_deadline_too_near_for_any_page_raises_config_error() -> None:
+    # GIVEN an invocation with 20 s in hand (a function Timeout lowered below the 30 s a page needs)
+    pipeline = FakePipeline()
+    # WHEN it loads THEN it refuses with one line (exit: the execution fails), rather than answering
+    # unfinished with nothing done: the state machine would invoke it again, forever, doing nothing
+    with pytest.raises(ConfigError) as caught:
+        _load(pipeline, 2500, done=1000, deadline=20.0, clock=lambda: 0.0)
+    assert pipeline.calls == []
+    assert str(caught.value) == (
+        "export load of Users: 20 s left in the invocation, less than the 30 s a page of "
+        "s3://bucket/exports/data/a.json.gz needs: no progress is possible; raise the export "
+        "function's Timeout (the template sets 900 s)"
+    )
+
+
 def test_export_event_round_trips_through_the_answer() -> None:
     # GIVEN an answer of an unfinished file
     file = ExportFile("Users", "bucket", "k.json.gz", EXPORT_MS, unit=4, items_done=17)

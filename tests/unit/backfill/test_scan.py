@@ -183,6 +183,15 @@ def test_segment_scan_failing_beyond_budget_raises_transient_error(failure: Call
     )
 
 
+def test_segment_scan_of_a_shared_run_failing_beyond_budget_says_join_the_run_again() -> None:
+    # GIVEN a segment of a shared run (shared.py names the run) that DynamoDB keeps throttling
+    dynamodb = FakeDynamoDb([throttled() for _ in range(THROTTLE_ATTEMPTS)])
+    scan = SegmentScan(dynamodb, "Users", 0, 1, sleep=lambda _: None, rerun="join run r1 again (--run-id r1)")
+    # WHEN it gives up THEN its line says how to continue the run (--resume is refused with --run-id)
+    with pytest.raises(TransientError, match=r"capacity, then join run r1 again \(--run-id r1\)$"):
+        list(scan.pages())
+
+
 def test_scan_plan_resume_continues_unfinished_segments_from_their_keys(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -285,3 +294,36 @@ def test_segment_scan_closed_early_stops_reading_ahead() -> None:
     assert asked <= 2
     time.sleep(0.2)
     assert len(dynamodb.requests) == asked
+
+
+def test_segment_scan_closed_while_reading_ahead_returns_without_waiting_for_that_scan() -> None:
+    # GIVEN a segment whose second Scan (the one read ahead) hangs: a throttled table backing off,
+    # a connection waiting out its 120 s read timeout
+    answered = threading.Event()
+    asked = threading.Event()
+
+    class Hanging(FakeDynamoDb):
+        def scan(self, **request: Any) -> dict[str, Any]:
+            if self.requests:
+                asked.set()
+                answered.wait(timeout=30)
+            return super().scan(**request)
+
+    dynamodb = Hanging([
+        {"Items": [{"Pk": {"S": "a"}}], "LastEvaluatedKey": {"Pk": {"S": "a"}}},
+        {"Items": [{"Pk": {"S": "b"}}]},
+    ])  # fmt: skip
+    pages = SegmentScan(dynamodb, "Users", 0, 1).pages()
+    next(pages)
+    assert asked.wait(timeout=10)
+    # WHEN the caller stops after the first page (SIGTERM: it then releases its unit, and a
+    # Kubernetes pod has terminationGracePeriodSeconds to do it)
+    closed = threading.Event()
+    closer = threading.Thread(target=lambda: (pages.close(), closed.set()))
+    closer.start()
+    try:
+        # THEN closing does not wait for the page nobody will write
+        assert closed.wait(timeout=5), "close() waited for the Scan read ahead"
+    finally:
+        answered.set()
+        closer.join()
