@@ -260,7 +260,7 @@ class SegmentScan:
         if self.page_items is not None:
             request["Limit"] = min(request.get("Limit", self.page_items), self.page_items)
         answer = self._scan(request)
-        items: list[dict[str, Any]] = answer.get("Items", [])
+        items: list[dict[str, Any]] = answer["Items"]
         consumed = float(answer.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0))
         if self.limiter is not None:
             self.limiter.settle(reserved, consumed, len(items))
@@ -291,7 +291,13 @@ class SegmentScan:
                     log.warning("cannot scan %s (%s); retrying in %.1f s", where, describe_failure(exc), wait)
                 self.sleep(wait)
                 continue
-            return answer
+            if "Items" in answer:
+                return answer
+            # A garbled 200 reads as {} through botocore: taken as it was, the segment would look
+            # finished and the rest of it would never be read.
+            wait = random.uniform(0, min(20.0, 0.5 * 2**attempt))  # noqa: S311 - jitter, not crypto
+            log.warning("the scan of %s answered without Items; retrying in %.1f s", where, wait)
+            self.sleep(wait)
         raise TransientError(
             f"DynamoDB kept throttling or failing the scan of {where} after {THROTTLE_ATTEMPTS} attempts; "
             f"lower --max-rcu or raise the table's read capacity, then {self.rerun}"

@@ -162,7 +162,12 @@ class ShardReader:
             self._wait_before_call()
             asked = limit or self.limit
             response = self._get_records(asked)
-            records: list[dict[str, Any]] = response.get("Records", [])
+            if "Records" not in response:  # a garbled 200 reads as {}: never take it as the shard's end
+                raise TransientError(
+                    f"GetRecords {self.table} shard {self.shard_id}: DynamoDB Streams answered without "
+                    "Records (nor an end of the shard); retrying later"
+                )
+            records: list[dict[str, Any]] = response["Records"]
             self._full = len(records) >= asked
             self._iterator = response.get("NextShardIterator")
             self._ended = self._iterator is None

@@ -327,3 +327,16 @@ def test_segment_scan_closed_while_reading_ahead_returns_without_waiting_for_tha
     finally:
         answered.set()
         closer.join()
+
+
+def test_segment_scan_answer_without_items_is_retried_not_the_segments_end() -> None:
+    # GIVEN a Scan answer with no Items and no LastEvaluatedKey (botocore reads a garbled 200 body as
+    # {}: taken as it was, the segment looked finished), then the real page
+    dynamodb = FakeDynamoDb([{}, {"Items": [{"Pk": {"S": "a"}}]}])
+    slept: list[float] = []
+    # WHEN the segment is read
+    pages = list(SegmentScan(dynamodb, "Users", 0, 1, sleep=slept.append).pages())
+    # THEN the empty answer was retried after a wait, and the page it hid was read
+    assert [page.items for page in pages] == [[{"Pk": {"S": "a"}}]]
+    assert len(dynamodb.requests) == 2
+    assert len(slept) == 1

@@ -10,6 +10,7 @@ from boto3.dynamodb.types import TypeSerializer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cdcsync.errors import TransientError
 from cdcsync.source.items import ItemReader, key_id
 
 BIG_38 = "12345678901234567890123456789012345678"
@@ -115,3 +116,20 @@ def test_item_reader_keys_beyond_64_bits_and_float_precision_are_read() -> None:
         {"Id": Decimal("0.10000000000000000002"), "Name": "item 0.10000000000000000002"},
         {"Id": 1.5, "Name": "item 1.5"},
     ]
+
+
+def test_item_reader_answer_without_responses_is_transient_not_every_item_gone() -> None:
+    # GIVEN a BatchGetItem answer with no Responses (botocore reads a garbled 200 body as {}: taken
+    # as it was, every item looked deleted, and their documents would be deleted)
+    class Garbled(FakeDynamoDB):
+        def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:  # noqa: N803
+            self.requests.append(RequestItems)
+            return {}
+
+    reader = ItemReader(Garbled([]), sleep=lambda _: None)
+    # WHEN items are read THEN it fails for now instead of answering "gone"
+    with pytest.raises(TransientError) as caught:
+        reader.read("T", [{"Id": {"N": "1"}}])
+    assert str(caught.value) == (
+        "BatchGetItem of 1 items of table T: DynamoDB answered without Responses; retrying later"
+    )

@@ -691,3 +691,18 @@ def test_reader_rewind_counts_as_activity() -> None:
         reader.read()
     # THEN it reads again at the short pace (the shard is active: records are to be read again)
     assert time.sleeps == [0.25] * 4
+
+
+def test_reader_answer_without_records_is_transient_not_the_shards_end() -> None:
+    # GIVEN a GetRecords answer with no Records and no NextShardIterator (botocore reads a garbled
+    # 200 body as {}: taken as it was, the shard looked closed and read to its end)
+    streams = FakeStreams(get_shard_iterator=[{"ShardIterator": "it-0"}], get_records=[{}])
+    reader, _, _ = make_reader(streams, checkpoint="41")
+    # WHEN it is read THEN it fails for now, and the shard is neither ended nor moved on
+    with pytest.raises(TransientError) as caught:
+        reader.read()
+    assert str(caught.value) == (
+        f"GetRecords Users shard {SHARD}: DynamoDB Streams answered without Records (nor an end of "
+        "the shard); retrying later"
+    )
+    assert reader.position == "41"

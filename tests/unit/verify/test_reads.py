@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from opensearchpy.exceptions import NotFoundError, TransportError
 
-from cdcsync.verify.reads import sample_segments, walk_documents
+from cdcsync.errors import TransientError
+from cdcsync.verify.reads import sample_segments, scan_segment, walk_documents
 
 
 @pytest.mark.parametrize(
@@ -88,3 +89,18 @@ def test_walk_documents_missing_index_has_no_documents() -> None:
 
     # WHEN it is walked THEN nothing is found
     assert list(walk_documents(Missing([], pit=True), "nope")) == []  # type: ignore[arg-type]
+
+
+def test_scan_segment_answer_without_items_is_transient_not_the_segments_end() -> None:
+    # GIVEN a Scan answer with no Items (botocore reads a garbled 200 body as {}: taken as it was,
+    # the segment looked finished, the rest of the table unread, and repair would delete its documents)
+    class Garbled:
+        def scan(self, **request: Any) -> dict[str, Any]:
+            return {}
+
+    # WHEN the segment is walked THEN verify stops for now instead of seeing a shorter table
+    with pytest.raises(TransientError) as caught:
+        list(scan_segment(Garbled(), "T", 0, 2))
+    assert str(caught.value) == (
+        "verify: Scan segment 0 of 2 of table T: DynamoDB answered without Items; run verify again"
+    )
