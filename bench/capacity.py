@@ -166,20 +166,23 @@ def consumer(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start a consumer pinned to the consumer CPUs; SIGTERM (then kill) on exit."""
     with open(rig.workdir / log_name, "wb") as log:
+        # Its own process group: a consumer that is a shell over several processes (the shared
+        # phase) is stopped whole, and no process outlives the run to take CPU from the next one.
         process = subprocess.Popen(  # noqa: S603 - our interpreter, our arguments
-            command, env=env, cwd=rig.args.cdcsync_repo, stdin=subprocess.PIPE, stdout=log, stderr=log
-        )
+            command, env=env, cwd=rig.args.cdcsync_repo, stdin=subprocess.PIPE, stdout=log, stderr=log,
+            start_new_session=True,
+        )  # fmt: skip
         pin(process.pid, rig.consumer_cpus)
         try:
             yield process
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=35)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=35)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def log_tail(rig: Rig, log_name: str) -> str:
