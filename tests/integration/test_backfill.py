@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import gzip
 import json
@@ -160,23 +161,43 @@ def world(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[World]:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    table = f"Items-{unique_name}"
+    with items_world(tmp_path, unique_name, dynamodb, opensearch, opensearch_url) as made:
+        yield made
+
+
+@contextlib.contextmanager
+def items_world(
+    tmp_path: Path,
+    name: str,
+    dynamodb: Any,
+    opensearch: Any,
+    opensearch_url: str,
+    *,
+    checkpoints: str | None = None,
+    **settings: Any,
+) -> Iterator[World]:
+    """A table of ``name`` (``create_items_table``) mapped whole into index ``name``, file DLQ, file
+    checkpoints unless ``checkpoints`` says otherwise; deleted afterwards."""
+    table = f"Items-{name}"
     create_items_table(dynamodb, table)
     mapping = tmp_path / "mappings.yaml"
-    mapping.write_text(f"table: {table}\nindex: {unique_name}\n")
-    settings = load_settings(
+    mapping.write_text(f"table: {table}\nindex: {name}\n")
+    loaded = load_settings(
         mappings=mapping,
         opensearch_url=opensearch_url,
         dlq=f"file://{tmp_path / 'dlq.jsonl'}",
-        checkpoints=f"file://{tmp_path / 'checkpoints.json'}",
+        checkpoints=checkpoints or f"file://{tmp_path / 'checkpoints.json'}",
         max_retries=2,
         retry_max_seconds=5,
         _env_file=None,
+        **settings,
     )
     # Not dynamic: 10**30 fits no numeric field type; the source is what the test compares.
-    opensearch.indices.create(index=unique_name, body={"mappings": {"dynamic": False}})
-    yield World(table, unique_name, settings, dynamodb, opensearch_url, tmp_path)
-    dynamodb.delete_table(TableName=table)
+    opensearch.indices.create(index=name, body={"mappings": {"dynamic": False}})
+    try:
+        yield World(table, name, loaded, dynamodb, opensearch_url, tmp_path)
+    finally:
+        dynamodb.delete_table(TableName=table)
 
 
 def stored_progress(world: World) -> dict[str, Any]:

@@ -31,9 +31,15 @@ from cdcsync.checkpoint.open import open_lease_store
 from cdcsync.metrics import NullMetrics
 from cdcsync.settings import DynamoDbTarget, load_settings
 from cdcsync.versions import backfill_version, read_version
-from tests.integration.test_backfill import SCAN_START_MS, World, doc_id, sample_item, write_export
+from tests.integration.test_backfill import (
+    SCAN_START_MS,
+    World,
+    doc_id,
+    items_world,
+    sample_item,
+    write_export,
+)
 from tests.support.fault_proxy import FaultProxy, fault_proxy
-from tests.support.tables import create_items_table
 
 ITEMS = 2400
 SEGMENTS = 6
@@ -56,25 +62,11 @@ def shared(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[World]:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
-    table = f"Items-{unique_name}"
-    create_items_table(dynamodb, table)
-    mapping = tmp_path / "mappings.yaml"
-    mapping.write_text(f"table: {table}\nindex: {unique_name}\n")
-    settings = load_settings(
-        mappings=mapping,
-        opensearch_url=opensearch_url,
-        dlq=f"file://{tmp_path / 'dlq.jsonl'}",
-        checkpoints=f"dynamodb://leases-{unique_name}"
-        if request.param == "dynamodb"
-        else f"file://{tmp_path / 'checkpoints.json'}",
-        lease_seconds=LEASE,
-        max_retries=2,
-        retry_max_seconds=5,
-        _env_file=None,
-    )
-    opensearch.indices.create(index=unique_name, body={"mappings": {"dynamic": False}})
-    yield World(table, unique_name, settings, dynamodb, opensearch_url, tmp_path)
-    dynamodb.delete_table(TableName=table)
+    store = f"dynamodb://leases-{unique_name}" if request.param == "dynamodb" else None
+    with items_world(
+        tmp_path, unique_name, dynamodb, opensearch, opensearch_url, checkpoints=store, lease_seconds=LEASE
+    ) as made:
+        yield made
 
 
 def store_of(world: World, worker: str = "test") -> LeaseStore:
