@@ -104,12 +104,13 @@ class ItemReader:
                     resource=f"of {len(keys)} items of table {table}",
                     permission=f"dynamodb:BatchGetItem on table {table}",
                 ) from exc
-            if "Responses" not in answer:  # a garbled 200 reads as {}: never take it as "every item gone"
+            if "Responses" not in answer and "UnprocessedKeys" not in answer:
+                # a garbled 200 reads as {}: never take it as "every item gone"
                 raise TransientError(
                     f"BatchGetItem of {len(keys)} items of table {table}: DynamoDB answered without "
                     "Responses; retrying later"
                 )
-            for item in answer["Responses"].get(table, []):
+            for item in answer.get("Responses", {}).get(table, []):
                 key = {name: item[name] for name in keys[0]}
                 found[key_id(table, key)] = image_to_plain(item)
             request = answer.get("UnprocessedKeys") or {}
