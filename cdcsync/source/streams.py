@@ -11,15 +11,15 @@ A ``ShardReader`` owns the shard iterator and hides its chores from the worker:
   ``TRIM_HORIZON``; a backfill restores the items.
 - Its pace (``_wait_before_call``), as Lambda's pollers: at most 4 GetRecords a second per shard
   (``MIN_CALL_SECONDS`` between call starts), except that a read which returned a full page (all
-  the records it asked for: a backlog) is followed by the next one at once, so a worker catching up
-  reads as fast as it writes (DynamoDB documents no per-shard call rate for Streams, only at most two
-  readers per shard; a throttled call backs off in ``call_streams``). After a read that returned
-  fewer records, the next call goes 0.25 s after the previous one. While the shard is *active* (a
-  record seen within ``ACTIVE_SECONDS``, or the reader just started or rewound), an empty read is
-  followed by the short wait (0.25 s from the previous call): a shard written at a steady rate gets
-  each record read within 0.25 s of its arrival, whatever the rate. Only a shard idle for longer backs off,
-  doubling 0.5 s, 1 s, then every 2 s: an idle shard costs one call every 2 s, and its first record
-  after an idle spell waits at most that long.
+  the records it asked for, or ``FULL_PAGE_BYTES`` of items: a backlog) is followed by the next one
+  at once, so a worker catching up reads as fast as it writes (DynamoDB documents no per-shard call
+  rate for Streams, only at most two readers per shard; a throttled call backs off in
+  ``call_streams``). After a read that returned fewer records, the next call goes 0.25 s after the
+  previous one. While the shard is *active* (a record seen within ``ACTIVE_SECONDS``, or the reader
+  just started or rewound), an empty read is followed by the same short wait: a shard written at a
+  steady rate gets each record read within 0.25 s of its arrival, whatever the rate. Only a shard
+  idle for longer backs off, doubling 0.5 s, 1 s, then every 2 s: an idle shard costs one call
+  every 2 s, and its first record after an idle spell waits at most that long.
 - One reader calls GetRecords for one shard at a time (DynamoDB allows two readers per shard).
 
 Discovery and lineage (``stream_arn_of``, ``list_shards``, ``ready_shards``) live in ``shards.py``.
@@ -68,6 +68,9 @@ MAX_LIMIT = 1000  # GetRecords returns at most 1000 records (and 1 MB) per call
 MIN_CALL_SECONDS = 0.25
 # ... a shard that returned a record within this is active and polled at that pace ...
 ACTIVE_SECONDS = 5.0
+# A page with this much item data was cut by GetRecords' 1 MB limit, not by the records there are: a
+# backlog (no shard is written 2 MB/s), read on at once like a page of all the records asked for.
+FULL_PAGE_BYTES = 512 * 1024
 # ... and an idle one backs off, doubling, to a call every this often.
 MAX_IDLE_SECONDS = 2.0
 # New iterators one read may take after expiry or trimming before it gives up for now.
@@ -168,7 +171,7 @@ class ShardReader:
                     "Records (nor an end of the shard); retrying later"
                 )
             records: list[dict[str, Any]] = response["Records"]
-            self._full = len(records) >= asked
+            self._full = len(records) >= asked or _page_bytes(records) >= FULL_PAGE_BYTES
             self._iterator = response.get("NextShardIterator")
             self._ended = self._iterator is None
             if records:
@@ -302,6 +305,11 @@ class ShardReader:
 
     def _fields(self) -> dict[str, Any]:
         return {"table": self.table, "shard": self.shard_id, "seq": self._position}
+
+
+def _page_bytes(records: list[dict[str, Any]]) -> int:
+    """The item data of a page, by the ``SizeBytes`` DynamoDB stamps on each record."""
+    return sum(int(record["dynamodb"].get("SizeBytes") or 0) for record in records)
 
 
 def _after(position: str) -> str:

@@ -706,3 +706,23 @@ def test_reader_answer_without_records_is_transient_not_the_shards_end() -> None
         "the shard); retrying later"
     )
     assert reader.position == "41"
+
+
+def test_reader_backlog_of_pages_cut_by_the_megabyte_is_read_without_waiting() -> None:
+    # GIVEN a backlog of large items: each page is cut by GetRecords' 1 MB limit at 3 records,
+    # far fewer than asked for
+    def big_page(first: int) -> dict[str, Any]:
+        answer = page(first, first + 1, first + 2)
+        for one in answer["Records"]:
+            one["dynamodb"]["SizeBytes"] = 300_000
+        return answer
+
+    streams = FakeStreams(
+        get_shard_iterator=[{"ShardIterator": "it-0"}], get_records=[big_page(3 * n) for n in range(5)]
+    )
+    reader, time, _ = make_reader(streams)
+    # WHEN it is read page after page
+    for _ in range(5):
+        assert len(reader.read().records) == 3
+    # THEN no read waited: 900 kB in a page is a backlog (no shard writes that much in 0.25 s)
+    assert time.sleeps == []
