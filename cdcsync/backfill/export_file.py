@@ -28,9 +28,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from cdcsync.backfill.export import export_items
+from cdcsync.backfill.pages import WriteCounts
 from cdcsync.errors import ConfigError, TransientError
 from cdcsync.metrics import Metrics
-from cdcsync.pipeline import BatchResult, Pipeline
+from cdcsync.pipeline import Pipeline
 from cdcsync.source.synthetic import TableStream, insert_record
 from cdcsync.versions import read_version
 
@@ -58,22 +59,9 @@ class ExportFile:
         return f"s3://{self.bucket}/{self.data_file_key}"
 
 
-@dataclass(slots=True)
-class FileCounts:
+@dataclass(kw_only=True)
+class FileCounts(WriteCounts):
     """What the invocations of one file did so far (carried from one invocation's answer to the next)."""
-
-    items_read: int = 0
-    written: int = 0  # indexed or deleted documents
-    stale: int = 0  # a newer version was already in the index
-    skipped: int = 0
-    dead_lettered: int = 0
-
-    def add(self, result: BatchResult) -> None:
-        outcomes = result.outcomes
-        self.written += outcomes.get("indexed", 0) + outcomes.get("deleted", 0)
-        self.stale += outcomes.get("stale", 0)
-        self.skipped += outcomes.get("skipped", 0)
-        self.dead_lettered += result.dead_letters
 
 
 @dataclass(frozen=True, slots=True)

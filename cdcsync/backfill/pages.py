@@ -44,19 +44,15 @@ class BackfillStoppedError(FatalError):
     """
 
 
-@dataclass
-class BackfillReport:
-    """What one run did (a resumed run counts only its own items)."""
+@dataclass(kw_only=True)
+class WriteCounts:
+    """Items read and what their writes came to: a run's (``BackfillReport``) or one export file's."""
 
-    table: str
     items_read: int = 0
     written: int = 0  # indexed or deleted documents
     stale: int = 0  # a newer version was already in the index
     skipped: int = 0
     dead_lettered: int = 0
-    seconds: float = 0.0
-    segments: int = 0
-    finished: bool = False
 
     def add(self, result: BatchResult) -> None:
         outcomes = result.outcomes
@@ -64,6 +60,16 @@ class BackfillReport:
         self.stale += outcomes.get("stale", 0)
         self.skipped += outcomes.get("skipped", 0)
         self.dead_lettered += result.dead_letters
+
+
+@dataclass
+class BackfillReport(WriteCounts):
+    """What one run did (a resumed run counts only its own items)."""
+
+    table: str
+    seconds: float = 0.0
+    segments: int = 0
+    finished: bool = False
 
 
 @dataclass
