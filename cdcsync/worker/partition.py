@@ -61,9 +61,7 @@ class PartitionedLeaseStore:
         self.partition = partition
 
     def describe(self) -> str:
-        describe = getattr(self.store, "describe", None)
-        base = describe() if callable(describe) else type(self.store).__name__
-        return f"{base} (process {self.partition})"
+        return f"{self.store.describe()} (process {self.partition})"
 
     def sync_shards(
         self,
