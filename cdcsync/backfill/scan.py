@@ -271,6 +271,11 @@ class SegmentScan:
         for attempt in range(THROTTLE_ATTEMPTS):
             if self.on_scan is not None:
                 self.on_scan()
+            # Throttled, the connection lost or timed out after botocore's own retries, or an answer
+            # without Items (a garbled 200 reads as {} through botocore: taken as it was, the segment
+            # would look finished): one blip should not end an hours-long backfill, so each gets a
+            # bounded backoff.
+            wait = random.uniform(0, min(20.0, 0.5 * 2**attempt))  # noqa: S311 - jitter, not crypto
             try:
                 answer: dict[str, Any] = self.dynamodb.scan(**request)
             except (ClientError, BotoCoreError) as exc:
@@ -278,9 +283,6 @@ class SegmentScan:
                     raise aws_error(
                         exc, call="Scan", resource=where, permission=f"dynamodb:Scan on table {self.table}"
                     ) from exc
-                # Throttled, or the connection lost or timed out after botocore's own retries: one
-                # blip should not end an hours-long backfill, so it gets a bounded backoff.
-                wait = random.uniform(0, min(20.0, 0.5 * 2**attempt))  # noqa: S311 - jitter, not crypto
                 if error_code(exc) in THROTTLING_CODES:
                     log.warning(
                         "DynamoDB throttled the scan of %s (%s); waiting %.1f s", where, error_code(exc), wait
@@ -289,14 +291,10 @@ class SegmentScan:
                         self.limiter.pause(wait)
                 else:
                     log.warning("cannot scan %s (%s); retrying in %.1f s", where, describe_failure(exc), wait)
-                self.sleep(wait)
-                continue
-            if "Items" in answer:
-                return answer
-            # A garbled 200 reads as {} through botocore: taken as it was, the segment would look
-            # finished and the rest of it would never be read.
-            wait = random.uniform(0, min(20.0, 0.5 * 2**attempt))  # noqa: S311 - jitter, not crypto
-            log.warning("the scan of %s answered without Items; retrying in %.1f s", where, wait)
+            else:
+                if "Items" in answer:
+                    return answer
+                log.warning("the scan of %s answered without Items; retrying in %.1f s", where, wait)
             self.sleep(wait)
         raise TransientError(
             f"DynamoDB kept throttling or failing the scan of {where} after {THROTTLE_ATTEMPTS} attempts; "
