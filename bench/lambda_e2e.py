@@ -20,7 +20,7 @@ times the whole process (interpreter start included). Reported: medians and the 
 **Steady state**: a history of user-profile changes (INSERT/MODIFY/REMOVE, several per key within a
 batch, ~50 per stream second) is delivered batch by batch to both handlers (the order alternates),
 each into its own index, against two sinks in turn: osmem-server (a local OpenSearch stand-in, slow:
-its time per request grows with the distinct documents in it) and ``bench/bulk_sink.py`` (a fast
+its time per request grows with the distinct documents in it) and ``bench/rig/bulk_sink.py`` (a fast
 in-memory ``_bulk`` stand-in with external versions, in a process of its own). The first invocation
 of each handler is not timed (its cold work: the target check, the first connection). Reported per
 sink: client CPU per record (``time.process_time()`` of this process, which excludes either server),
@@ -69,6 +69,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]  # tests.support is not installed: run from a checkout
 
 from naive_handler import NaiveHandler, plain  # noqa: E402 - bench/, on sys.path when run as a script
+from rig.processes import stand_in  # noqa: E402
 from transform import profile  # noqa: E402
 
 from tests.integration.lambda_world import FakeContext  # noqa: E402
@@ -258,23 +259,16 @@ class Sink:
             self.admin.indices.refresh(index=index)
             hits = helpers.scan(self.admin, index=index, query={"query": {"match_all": {}}}, size=1000)
             return {hit["_id"]: hit["_source"] for hit in hits}
-        with urllib.request.urlopen(f"{self.url}/_bench/docs/{index}") as answer:  # noqa: S310 - local
-            found: dict[str, Any] = json.load(answer)
-            return found
+        with urllib.request.urlopen(f"{self.url}/_rig/state?index={index}") as answer:  # noqa: S310 - local
+            docs: dict[str, Any] = json.load(answer)["docs"]
+            return {doc_id: doc["source"] for doc_id, doc in docs.items()}
 
 
 @contextlib.contextmanager
 def bulk_sink() -> Iterator[str]:
-    """``bench/bulk_sink.py`` in a process of its own (its CPU is not this process's)."""
-    command = [sys.executable, str(REPO / "bench" / "bulk_sink.py")]
-    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as process:  # noqa: S603
-        assert process.stdout is not None
-        assert process.stdin is not None
-        try:
-            yield f"http://127.0.0.1:{int(process.stdout.readline())}"
-        finally:
-            process.stdin.close()
-            process.wait(timeout=10)
+    """The capacity rig's ``_bulk`` stand-in in a process of its own (its CPU is not this process's)."""
+    with stand_in("bulk_sink") as sink:
+        yield sink.url
 
 
 @contextlib.contextmanager
