@@ -222,6 +222,10 @@ class SegmentScan:
     on_scan: Callable[[], None] | None = None  # called before each Scan (tests count calls)
     page_items: int | None = None  # Limit per Scan (tables of huge items; tests), else DynamoDB's 1 MB
     rerun: str = "run again with --resume"  # how the backfill is continued (a shared run is joined again)
+    # One Scan ahead of the caller (a process's own run). A shared run's units read none ahead: a
+    # process killed mid-unit has then scanned no further than the page it was writing, which is all
+    # the unit's next owner repeats.
+    read_ahead: bool = True
 
     def pages(self) -> Iterator[Page]:
         """The segment's pages in order, one Scan ahead: the next page is asked for as soon as this
@@ -229,7 +233,11 @@ class SegmentScan:
         DynamoDB and on OpenSearch at once instead of in turn. Nothing of the page read ahead is
         checkpointed before it is yielded and written; a run stopped meanwhile reads it again.
         Closed early (a stop, a lost claim), it does not wait for the Scan read ahead (which may be
-        backing off from throttling): the caller releases its unit at once; the page is dropped."""
+        backing off from throttling): the caller releases its unit at once; the page is dropped.
+        Without ``read_ahead``, each page is asked for when the caller wants it."""
+        if not self.read_ahead:
+            yield from self._pages_in_turn()
+            return
         ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"scan-ahead-{self.segment}")
         future = ahead.submit(self._page, self.start_key, 0)
         try:
@@ -243,6 +251,15 @@ class SegmentScan:
         finally:
             future.cancel()
             ahead.shutdown(wait=False)
+
+    def _pages_in_turn(self) -> Iterator[Page]:
+        key, number = self.start_key, 0
+        while True:
+            page = self._page(key, number)
+            yield page
+            if page.last_key is None:
+                return
+            key, number = page.last_key, number + 1
 
     def _page(self, key: dict[str, Any] | None, number: int) -> Page:
         request: dict[str, Any] = {

@@ -153,7 +153,7 @@ def run_shared(
             number = claim.unit.number
             scan = SegmentScan(
                 dynamodb, table, number, total, start, limiter, sleep, on_scan, items,
-                rerun=f"join run {run_id} again (--run-id {run_id})",
+                rerun=f"join run {run_id} again (--run-id {run_id})", read_ahead=False,
             )  # fmt: skip
             _scan_segment(run, claims, claim, scan)
 

@@ -340,3 +340,20 @@ def test_segment_scan_answer_without_items_is_retried_not_the_segments_end() -> 
     assert [page.items for page in pages] == [[{"Pk": {"S": "a"}}]]
     assert len(dynamodb.requests) == 2
     assert len(slept) == 1
+
+
+def test_segment_scan_without_read_ahead_asks_for_a_page_only_when_the_caller_wants_it() -> None:
+    # GIVEN a segment of a shared run (read_ahead=False: a process killed mid-unit must not have
+    # scanned past the page it was writing, so the unit's next owner repeats one page at most)
+    dynamodb = FakeDynamoDb([
+        {"Items": [{"Pk": {"S": "a"}}], "LastEvaluatedKey": {"Pk": {"S": "a"}}},
+        {"Items": [{"Pk": {"S": "b"}}]},
+    ])  # fmt: skip
+    pages = SegmentScan(dynamodb, "Users", 0, 1, read_ahead=False).pages()
+    # WHEN the caller holds the first page
+    next(pages)
+    time.sleep(0.2)
+    # THEN only that page was asked for; the next comes when the caller asks
+    assert len(dynamodb.requests) == 1
+    assert [page.items for page in pages] == [[{"Pk": {"S": "b"}}]]
+    assert len(dynamodb.requests) == 2
