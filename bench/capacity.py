@@ -340,8 +340,14 @@ def backfill_phase(rig: Rig) -> dict[str, Any]:
 def shared_phase(rig: Rig) -> dict[str, Any]:
     """Backfill processes joining one run (``--run-id``, file checkpoints shared under flock): items/s
     for each process count, all processes on the consumer CPUs (give it several: ``--consumer-cpus``)."""
-    results = {}
+    results: dict[str, Any] = {}
     spec = {"shards": 0, "items": rig.args.items, "seed": 77, "scan_latency_ms": rig.args.scan_latency_ms}
+    # The naive scan on the same CPUs and data, once: it is one thread whatever the CPUs.
+    rig.streams.post("/_rig/tables", {"names": ["s-naive"], **spec})
+    rig.sink.post("/s-naive", INDEX_BODY, method="PUT")
+    naive = drain(rig, "naive", "backfill", "s-naive", rig.args.items)
+    naive_row = {"naive_ips": round(naive.rate), "cpu_us_per_item": round(naive.cpu_us, 1)}
+    _progress("shared backfill, naive scan", naive_row)
     for processes in (int(p) for p in rig.args.processes.split(",")):
         rig.args.processes_now = processes
         table = f"s{processes}"
@@ -351,7 +357,11 @@ def shared_phase(rig: Rig) -> dict[str, Any]:
         rig.converged.append(bool(run.converged))
         results[str(processes)] = {
             "cdcsync_ips": round(run.rate),
+            "naive_ips": round(naive.rate),
+            "ratio": _ratio(run.rate, naive.rate),
+            "segments": rig.args.shared_segments,
             "cpu_us_per_item": round(run.cpu_us, 1),
+            "naive_cpu_us_per_item": round(naive.cpu_us, 1),
             "rss_mb": round(run.rss_mb, 1),
             "rss_total_mb": round(run.rss_total_mb, 1),
             "converged": run.converged,
@@ -529,10 +539,14 @@ def print_table(result: dict[str, Any]) -> None:
     if result.get("backfill_processes"):
         rows = result["backfill_processes"]
         first = rows[min(rows, key=int)]["cdcsync_ips"] or 1
-        print(f"\n{'shared run':<12}{'items/s':>9}{'vs 1':>7}{'us/item':>9}{'RSS MB/proc':>13}{'rig':>6}")
+        print(
+            f"\n{'shared run':<12}{'items/s':>9}{'vs 1':>7}{'naive/s':>9}{'ratio':>7}{'us/item':>9}"
+            f"{'RSS MB/proc':>13}{'rig':>6}"
+        )
         for count, line in rows.items():
             print(
                 f"{count + ' proc.':<12}{line['cdcsync_ips']:>9,}{line['cdcsync_ips'] / first:>6.2f}x"
+                f"{line.get('naive_ips', 0):>9,}{line.get('ratio') or 0:>6.2f}x"
                 f"{line['cpu_us_per_item']:>9}{line['rss_mb']:>13}{line['rig_cpu_share']:>6.0%}"
             )
     if result.get("lambda"):
