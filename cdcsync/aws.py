@@ -10,7 +10,8 @@ than that opens a connection per extra call and logs "Connection pool is full, d
 connection". The pool is a ceiling on kept connections, not connections opened in advance.
 
 **Errors.** ``aws_error`` turns a failed AWS call into our error tree, the same way for every
-backend (``error_kind`` decides):
+backend (``error_kind`` decides; botocore's exceptions are imported when an error is judged, so a
+Lambda cold start that calls no AWS service loads no botocore):
 
     transient      connection refused, reset or timed out; throttling (KMS's
                    too); 5xx; the container credential endpoint failing; a
@@ -30,32 +31,17 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from botocore.exceptions import (
-    BotoCoreError,
-    ChecksumError,
-    ClientError,
-    ConnectionClosedError,
-    CredentialRetrievalError,
-    EndpointConnectionError,
-    HTTPClientError,
-    NoCredentialsError,
-    NoRegionError,
-    PartialCredentialsError,
-    ProfileNotFound,
-)
-from botocore.exceptions import ConnectionError as BotoConnectionError
-
 from cdcsync.errors import CdcsyncError, ConfigError, ErrorKind, FatalError, TransientError
 
 if TYPE_CHECKING:
     import boto3
     from botocore.config import Config
+    from botocore.exceptions import ClientError
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_sqs import SQSClient
 
-AwsError = (ClientError, BotoCoreError)
 REGION_HELP = "set AWS_REGION or AWS_DEFAULT_REGION (or a region in the AWS profile)"
 NO_REGION = f"no AWS region: {REGION_HELP}"
 
@@ -146,8 +132,6 @@ MISSING_CODES = frozenset(
 # not connections opened, so it is sized for twice the 64 shards a process is planned for; past it, a
 # call opens a connection of its own and the pool discards it afterwards.
 STREAMS_POOL_CONNECTIONS = 128
-_NETWORK = (BotoConnectionError, HTTPClientError, EndpointConnectionError, ConnectionClosedError)
-_CREDENTIALS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, ProfileNotFound)
 _SERVER_ERROR = 500
 # botocore.credentials.ContainerProvider.METHOD, spelled out: importing botocore.credentials costs a
 # Lambda cold start ~40 ms (tests/unit/test_aws.py checks the two agree).
@@ -166,6 +150,7 @@ def aws_session() -> boto3.Session:
     ``aws_client`` refuses to make a client without it.
     """
     import boto3  # noqa: PLC0415 - on first use: a Lambda whose configuration uses no AWS service never loads it
+    from botocore.exceptions import BotoCoreError  # noqa: PLC0415 - with boto3
 
     try:
         return boto3.Session(region_name=region_from_environment())
@@ -212,6 +197,8 @@ def aws_client(
 
     ``pool``: connections its HTTP pool keeps (``max_pool_connections``), merged into ``config``.
     """
+    from botocore.exceptions import BotoCoreError  # noqa: PLC0415 - with boto3, on first use
+
     session = session or aws_session()
     if not session.region_name:
         raise ConfigError(NO_REGION)
@@ -235,6 +222,8 @@ def session_region(session: boto3.Session) -> str:
 
 def error_code(exc: BaseException) -> str:
     """The AWS error code of a ``ClientError``, else the exception's class name."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415 - see _botocore_errors
+
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", "")) or "Unknown"
     return type(exc).__name__
@@ -242,6 +231,8 @@ def error_code(exc: BaseException) -> str:
 
 def error_message(exc: BaseException) -> str:
     """AWS's own message of a ``ClientError`` (else the exception's text)."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415 - see _botocore_errors
+
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Message", "")) or str(exc)
     return str(exc)
@@ -251,9 +242,21 @@ def _status(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
 
 
+def _botocore_errors() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """botocore's network and credential errors. The errors of AWS calls are imported when one is
+    judged, not with this module: a Lambda cold start that calls no AWS service loads no botocore."""
+    from botocore import exceptions as errors  # noqa: PLC0415
+
+    network = (errors.ConnectionError, errors.HTTPClientError, errors.EndpointConnectionError)
+    credentials = (errors.NoCredentialsError, errors.PartialCredentialsError, errors.CredentialRetrievalError)
+    return (*network, errors.ConnectionClosedError), (*credentials, errors.ProfileNotFound)
+
+
 def _container_credentials_failed(exc: BaseException) -> bool:
     """The ECS / EKS Pod Identity credential endpoint did not answer with credentials (botocore
     retries it briefly, then gives up): an agent restarting, not a configuration to fix."""
+    from botocore.exceptions import CredentialRetrievalError  # noqa: PLC0415 - see _botocore_errors
+
     if not isinstance(exc, CredentialRetrievalError):
         return False
     return bool(exc.kwargs.get("provider") == _CONTAINER_PROVIDER)
@@ -261,9 +264,12 @@ def _container_credentials_failed(exc: BaseException) -> bool:
 
 def error_kind(exc: BaseException) -> ErrorKind:
     """What the caller does next about a failed AWS call (see the module docstring)."""
-    if isinstance(exc, (*_NETWORK, ChecksumError)) or _container_credentials_failed(exc):
+    from botocore.exceptions import ChecksumError, ClientError, NoRegionError  # noqa: PLC0415 - see _botocore_errors
+
+    network, credentials = _botocore_errors()
+    if isinstance(exc, (*network, ChecksumError)) or _container_credentials_failed(exc):
         return "transient"
-    if isinstance(exc, (NoRegionError, *_CREDENTIALS)):
+    if isinstance(exc, (NoRegionError, *credentials)):
         return "configuration"
     kind: ErrorKind = "fatal"
     if isinstance(exc, ClientError):
@@ -285,16 +291,19 @@ def describe_failure(exc: BaseException, *, permission: str | None = None, missi
     ``permission`` (``dynamodb:DescribeTable``) is named when access was denied; ``missing`` is the
     phrase for a resource that does not exist (default: "does not exist in region R").
     """
+    from botocore.exceptions import ChecksumError, ClientError, NoRegionError  # noqa: PLC0415 - see _botocore_errors
+
+    network, credentials = _botocore_errors()
     code = error_code(exc)
     if isinstance(exc, NoRegionError):
         text = NO_REGION
-    elif isinstance(exc, _NETWORK):
+    elif isinstance(exc, network):
         text = f"cannot reach AWS ({exc}); check the network and AWS_ENDPOINT_URL*"
     elif isinstance(exc, ChecksumError):  # a DynamoDB body that does not match its x-amz-crc32
         text = f"the answer was damaged on the way ({exc}); check the network"
     elif _container_credentials_failed(exc):
         text = f"the container credential endpoint did not give AWS credentials ({exc}); it may be restarting"
-    elif isinstance(exc, _CREDENTIALS) or code in CREDENTIALS_CODES:
+    elif isinstance(exc, credentials) or code in CREDENTIALS_CODES:
         text = (
             f"no valid AWS credentials ({code}: {error_message(exc)}); "
             "set a role, AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"

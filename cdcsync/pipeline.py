@@ -25,11 +25,10 @@ import datetime as dt
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cdcsync.change import ChangeRecord, parse_record, table_from_arn
-from cdcsync.dlq.content import DlqContent, kept
-from cdcsync.dlq.letter import DeadLetter, DeadLetterError, DeadLetterQueue, DeadLetterQueueError, json_safe
+from cdcsync.dlq.queue import DeadLetterQueue, DeadLetterQueueError, json_safe
 from cdcsync.errors import ConfigError, RecordError, TransientError
 from cdcsync.logs import DeadLetterLog, record_fields
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
@@ -48,6 +47,10 @@ from cdcsync.plan import (
 from cdcsync.sink.bulk import BulkWriter, WriteResult
 from cdcsync.source.items import ItemReader, key_id
 from cdcsync.values import image_to_plain
+
+if TYPE_CHECKING:
+    from cdcsync.dlq.content import DlqContent
+    from cdcsync.dlq.letter import DeadLetter, DeadLetterError
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,17 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _letter_error(status: int | None, kind: str, reason: str) -> DeadLetterError:
+    """Why a record failed (``status`` is OpenSearch's, None for a record refused before writing).
+
+    The letter model (pydantic) and the content rules are imported with the first dead letter, not
+    with the pipeline: a Lambda cold start that sends none does not build them.
+    """
+    from cdcsync.dlq.letter import DeadLetterError  # noqa: PLC0415
+
+    return DeadLetterError(status=status, type=kind, reason=reason)
+
+
 def dead_letter(
     raw: Mapping[str, Any],
     *,
@@ -109,6 +123,9 @@ def dead_letter(
     content: DlqContent = "projected",
 ) -> DeadLetter:
     """The dead letter of ``raw``, keeping what ``content`` (``CDCSYNC_DLQ_CONTENT``) allows."""
+    from cdcsync.dlq.content import kept  # noqa: PLC0415 - see _letter_error
+    from cdcsync.dlq.letter import DeadLetter  # noqa: PLC0415
+
     now = _now()
     body = raw.get("dynamodb") if isinstance(raw.get("dynamodb"), Mapping) else {}
     letter = DeadLetter(
@@ -168,7 +185,7 @@ class Pipeline:
             try:
                 record = parse_record(raw, stream_arn=stream_arn, version_ms=version_ms)
             except RecordError as exc:
-                error = DeadLetterError(status=None, type="invalid_record", reason=str(exc))
+                error = _letter_error(None, "invalid_record", str(exc))
                 letter = dead_letter(
                     raw, record=None, mapping=None, error=error, content=self.dead_letter_content
                 )
@@ -221,7 +238,7 @@ class Pipeline:
                 elif isinstance(step, Skip):
                     batch.count(step.record, "skipped")
                 elif isinstance(step, Rejected):
-                    error = DeadLetterError(status=None, type=step.reason, reason=str(step.error))
+                    error = _letter_error(None, step.reason, str(step.error))
                     letter = dead_letter(
                         step.record.raw,
                         record=step.record,
@@ -243,9 +260,7 @@ class Pipeline:
                 continue
             if result.outcome == "rejected" and result.error is not None:
                 last = records[-1]
-                error = DeadLetterError(
-                    status=result.error.status, type=result.error.type, reason=result.error.reason
-                )
+                error = _letter_error(result.error.status, result.error.type, result.error.reason)
                 letter = dead_letter(
                     last.raw,
                     record=last,

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdcsync.change import ChangeRecord, parse_record
-from cdcsync.dlq.letter import DeadLetter, DeadLetterQueue, StoredLetter
+from cdcsync.dlq.letter import DeadLetter
+from cdcsync.dlq.queue import DeadLetterQueue, StoredLetter
 from cdcsync.errors import RecordError, TransientError
 from cdcsync.mapping.compiled import CompiledMapping, MappingSet
 from cdcsync.metrics import Metrics

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from opensearchpy import OpenSearch
 
 from cdcsync.aws import OnFirstUse, aws_client, aws_session
-from cdcsync.dlq.letter import DeadLetterQueue
 from cdcsync.dlq.open import open_dead_letter_queue
+from cdcsync.dlq.queue import DeadLetterQueue
 from cdcsync.mapping.compiled import MappingSet
 from cdcsync.mapping.loader import load_mappings
 from cdcsync.metrics import Metrics, NullMetrics

@@ -10,9 +10,14 @@ bucket, access denied: configuration, exit 2; unreachable: transient) from ``cdc
 
 from __future__ import annotations
 
-from cdcsync.aws import ACCESS_DENIED_CODES, MISSING_QUEUE_CODES, AwsError, describe_failure, error_code
+from botocore.exceptions import BotoCoreError, ClientError
+
+from cdcsync.aws import ACCESS_DENIED_CODES, MISSING_QUEUE_CODES, describe_failure, error_code
 
 __all__ = ["AwsError", "error_code", "failure"]
+
+# What a failed call of an AWS client raises (the backends load botocore with their clients anyway).
+AwsError = (ClientError, BotoCoreError)
 
 
 def failure(exc: Exception, *, permission: str, region: str | None) -> str:

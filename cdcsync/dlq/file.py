@@ -36,9 +36,13 @@ import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cdcsync.dlq.letter import DeadLetter, DeadLetterQueueError, StoredLetter, count, letter_id_of
+from cdcsync.dlq.queue import DeadLetterQueueError, StoredLetter, count, letter_id_of
 from cdcsync.private_files import open_private
+
+if TYPE_CHECKING:
+    from cdcsync.dlq.letter import DeadLetter
 
 
 class FileDeadLetterQueue:
@@ -86,6 +90,8 @@ class FileDeadLetterQueue:
                 f"cannot read {self.describe()}: {exc.strerror or exc} (check the file and its folder are "
                 f"readable and {self.lock_path.name} can be created there)"
             ) from exc
+        from cdcsync.dlq.letter import DeadLetter  # noqa: PLC0415 - the model, when letters are read
+
         stored: list[StoredLetter] = []
         for number, line in enumerate(lines, start=1):
             if limit is not None and len(stored) >= limit:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cdcsync.aws import OnFirstUse, aws_client, aws_session
-from cdcsync.dlq.letter import DeadLetterQueue
+from cdcsync.dlq.queue import DeadLetterQueue
 from cdcsync.settings import DlqTarget, FileTarget, S3Target, SqsTarget
 
 if TYPE_CHECKING:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from cdcsync.dlq.aws import AwsError, error_code, failure
-from cdcsync.dlq.letter import DeadLetter, DeadLetterQueueError, StoredLetter, count, letter_id_of
+from cdcsync.dlq.letter import DeadLetter
+from cdcsync.dlq.queue import DeadLetterQueueError, StoredLetter, count, letter_id_of
 from cdcsync.settings import S3Target
 
 if TYPE_CHECKING:

@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from cdcsync.dlq.aws import AwsError, failure
-from cdcsync.dlq.letter import DeadLetter, DeadLetterQueueError, StoredLetter, count
+from cdcsync.dlq.letter import DeadLetter
+from cdcsync.dlq.queue import DeadLetterQueueError, StoredLetter, count
 from cdcsync.dlq.s3 import join_key
 from cdcsync.errors import RecordError
 from cdcsync.logs import record_fields

@@ -29,7 +29,6 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from botocore.exceptions import BotoCoreError
 from opensearchpy import OpenSearch, Urllib3HttpConnection
 from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
 from opensearchpy.exceptions import OpenSearchException, SerializationError, TransportError
@@ -130,6 +129,8 @@ class ExactJSONSerializer(JSONSerializer):
 
 
 def _sigv4(settings: Settings, session: boto3.Session | None) -> Urllib3AWSV4SignerAuth:
+    from botocore.exceptions import BotoCoreError  # noqa: PLC0415 - with boto3: only SigV4 needs either
+
     session = session or aws_session()
     try:
         credentials = session.get_credentials()

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from cdcsync.aws import aws_error
 from cdcsync.errors import TransientError
 from cdcsync.values import image_to_plain
@@ -93,6 +91,8 @@ class ItemReader:
     def _read_batch(
         self, table: str, keys: Sequence[Mapping[str, Any]], found: dict[bytes, dict[str, Any] | None]
     ) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - with the client, on first read
+
         request: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
         for attempt in range(_ATTEMPTS):
             try:

@@ -4,7 +4,10 @@ Each case runs a fresh interpreter, as a new Lambda container does: ``import cdc
 and one event through ``handler`` against the local osmem-server, then reports which modules the
 process holds. A stream with images needs no AWS client until a dead letter is sent: no boto3 session,
 no DynamoDB client (only KEYS_ONLY records read items), no SQS or S3 client, so no ``s3transfer``
-(boto3 itself imports it), and no Prometheus registry (Lambda reports EMF lines).
+(boto3 itself imports it), and no Prometheus registry (Lambda reports EMF lines). With a ``file://``
+queue, neither botocore (its exceptions are looked at when an AWS call fails) nor the dead letter's
+model and content rules (``cdcsync.dlq.letter``, ``cdcsync.dlq.content``) are loaded before the first
+letter.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ print(json.dumps({"answer": answer, "modules": sorted(sys.modules)}))
 
 # Never loaded by a NEW_AND_OLD_IMAGES stream without SigV4 until a dead letter is sent.
 ABSENT = ["s3transfer", "boto3", "botocore.client", "botocore.session", "prometheus_client"]
+# Nor, with a file:// dead-letter queue, botocore at all or the dead letter itself.
+ABSENT_FILE_QUEUE = ["botocore", "cdcsync.dlq.letter", "cdcsync.dlq.content"]
 
 
 def run_handler(tmp_path: Path, opensearch_url: str, index: str, **env: str) -> dict[str, Any]:
@@ -79,7 +84,8 @@ def test_handler_images_stream_without_dead_letters_loads_no_aws_client(
     opensearch.indices.refresh(index=unique_name)
     assert opensearch.get(index=unique_name, id="12345")["_source"]["Username"] == "john_doe"
     loaded = set(result["modules"])
-    assert [name for name in ABSENT if name in loaded] == []
+    absent = ABSENT + ABSENT_FILE_QUEUE if dlq == "file" else ABSENT
+    assert [name for name in absent if name in loaded] == []
 
 
 def test_handler_sigv4_loads_boto3_for_credentials(
@@ -100,7 +106,7 @@ def test_handler_sigv4_loads_boto3_for_credentials(
     assert {"boto3", "botocore.session"} <= set(result["modules"])
 
 
-@pytest.mark.parametrize("module", ABSENT)
+@pytest.mark.parametrize("module", ABSENT + ABSENT_FILE_QUEUE)
 def test_absent_modules_are_importable_names(module: str) -> None:
     # GIVEN each name the lazy-import check looks for; THEN it is a real module (no typo hides a load)
     __import__(module)

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from cdcsync.dlq.letter import DeadLetter, StoredLetter
+from cdcsync.dlq.letter import DeadLetter
+from cdcsync.dlq.queue import StoredLetter
 from cdcsync.logs import DeadLetterLog
 from cdcsync.metrics import NullMetrics
 from cdcsync.pipeline import Pipeline
