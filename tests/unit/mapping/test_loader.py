@@ -9,6 +9,7 @@ import pytest
 
 from cdcsync.errors import MappingError
 from cdcsync.mapping.loader import load_mappings, mapping_files
+from cdcsync.mapping.model import MappingModel
 
 VALID = """\
 table: Users
@@ -503,3 +504,92 @@ def test_load_yaml_alias_height_counts_the_aliases_it_contains(
     # THEN the nesting an alias brings counts where it is used: refused past 100 levels, at its line
     found = [str(p) for p in caught.value.problems]
     assert [p for p in found if "invalid YAML" in p] == [line.format(path=path) for line in expected]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(VALID + "7: x\n", ["{file}:1: 7: Keys should be strings"], id="number-key"),
+        pytest.param(
+            VALID + "fields:\n  rename: {5: x, Email: 6}\n",
+            [
+                "{file}:5: fields.rename.5.[key]: expected a string, got a number",
+                "{file}:5: fields.rename.Email: expected a string, got a number",
+            ],
+            id="rename-number-key-and-value",
+        ),
+        pytest.param(
+            VALID + "where: {true: [a]}\n",
+            [
+                "{file}:4: where.1.[key]: expected a string, got a boolean",
+                "{file}:4: where: a pattern object must name at least one field, got an empty object",
+            ],
+            id="where-boolean-key",
+        ),
+        pytest.param(
+            VALID + "fields:\ndeletes: []\n",
+            [
+                "{file}:4: fields: expected a mapping (key: value), got null",
+                "{file}:5: deletes: expected a mapping (key: value), got a list",
+            ],
+            id="null-and-list-for-mapping",
+        ),
+        pytest.param(
+            'table: ""\nindex: 2024-01-01\nid: "{UserId}"\n',
+            ["{file}:1: table: must not be empty", "{file}:2: index: expected a string, got a date"],
+            id="empty-and-date",
+        ),
+        pytest.param(
+            VALID + "fields: {include: [a, 1], exclude: a}\n",
+            [
+                "{file}:4: fields.include.1: expected a string, got a number",
+                "{file}:4: fields.exclude: expected a list, got a string",
+            ],
+            id="list-of-strings",
+        ),
+        pytest.param(
+            VALID + "index_body: {settings: [], shards: 1}\n",
+            [
+                "{file}:4: index_body.settings: expected a mapping (key: value), got a list",
+                "{file}:4: index_body.shards: unknown key (expected one of: settings, mappings, aliases)",
+            ],
+            id="index-body",
+        ),
+        pytest.param(
+            VALID + "deletes: {on_remove: 1}\nversion: 3\n",
+            [
+                "{file}:4: deletes.on_remove: expected one of 'delete', 'ignore', got \"1\"",
+                "{file}:5: version: expected a string, got a number",
+            ],
+            id="number-for-choice-and-version",
+        ),
+    ],
+)
+def test_load_mapping_of_wrong_shape_reports_each_key_as_strict_validation_did(
+    tmp_path: Path, text: str, expected: list[str]
+) -> None:
+    # GIVEN a mapping whose keys hold values of the wrong kind (the schema is strict: no coercion)
+    path = tmp_path / "users.yaml"
+    path.write_text(text)
+
+    # WHEN it is loaded, THEN each problem names its file, line, key path and what was found
+    assert problems(path) == [e.replace("{file}", str(path)) for e in expected]
+
+
+def test_load_mapping_defaults_fill_every_key_left_out(tmp_path: Path) -> None:
+    # GIVEN a mapping with only its required keys
+    path = tmp_path / "users.yaml"
+    path.write_text("table: Users\nindex: users\n")
+
+    # WHEN it is loaded, THEN every other key holds the contract's default
+    model = load_mappings(path).mappings[0].model
+    assert model == MappingModel(table="Users", index="users")
+    assert (model.id, model.routing, model.filter, model.where, model.index_body) == (None,) * 5
+    assert (model.skip_unchanged, model.version) == (False, "stream")
+    assert (model.deletes.on_remove, model.deletes.on_ttl_expiry) == ("delete", "delete")
+    assert (model.fields.include, model.fields.exclude, model.fields.rename, model.fields.computed) == (
+        None,
+        [],
+        {},
+        {},
+    )
