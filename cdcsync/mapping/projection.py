@@ -40,23 +40,29 @@ class Projection:
         set differs. None: cannot tell cheaply (a set may list its members in another order; a
         computed field may read any attribute): convert and compare the documents.
         """
+        if new == old:  # one C-level compare decides most records
+            return True
         if self.computed:
-            return True if new == old else None
+            return None
         include, exclude = self.include, self.exclude
         undecided = False
-        for name in new.keys() | old.keys():
+        for name, a in new.items():
             if (include is not None and name not in include) or name in exclude:
                 continue
-            a, b = new.get(name), old.get(name)
+            b = old.get(name)
             if a == b:
                 continue
-            if a is not None and b is not None and a.keys() == b.keys() and next(iter(a)) in _SETS:
+            if _same_set_tag(a, b):
                 undecided = True
                 continue
             return False
+        for name in old:
+            if name not in new and (include is None or name in include) and name not in exclude:
+                return False  # an attribute removed
         return None if undecided else True
 
     def apply(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """The document; the item itself when the projection keeps it whole (documents are never changed)."""
         include, exclude, rename = self.include, self.exclude, self.rename
         # Comprehensions over the item: the cheapest form CPython has for this hot path.
         if include is not None:
@@ -65,6 +71,8 @@ class Projection:
             document = {rename.get(k, k): v for k, v in item.items() if k not in exclude}
         elif rename:
             document = {rename.get(k, k): v for k, v in item.items()}
+        elif not self.computed and type(item) is dict:
+            return item
         else:
             document = dict(item)
         for name, expression in self.computed:
@@ -78,3 +86,14 @@ class Projection:
             if value is not None:
                 document[name] = value
         return document
+
+
+def _same_set_tag(a: Any, b: Any) -> bool:
+    """Whether two typed values are sets of one type (equal members may be listed in another order)."""
+    return (
+        type(a) is dict
+        and type(b) is dict
+        and len(a) == 1
+        and a.keys() == b.keys()
+        and next(iter(a)) in _SETS
+    )
