@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jmespath
@@ -28,6 +28,10 @@ class Projection:
     exclude: frozenset[str]
     rename: Mapping[str, str]
     computed: tuple[tuple[str, jmespath.parser.ParsedResult], ...]
+    # The attribute that last told raw_unchanged "changed": the updates of a table tend to change
+    # the same attributes, so looking there first mostly decides at once. Only a hint (shared by
+    # threads without a lock): any projected attribute that differs gives the same answer.
+    _changed_hint: list[str] = field(default_factory=lambda: [""], init=False, repr=False, compare=False)
 
     def indexes(self, name: str) -> bool:
         """Whether attribute ``name`` becomes a document field (under its own name or a new one)."""
@@ -40,25 +44,35 @@ class Projection:
         set differs. None: cannot tell cheaply (a set may list its members in another order; a
         computed field may read any attribute): convert and compare the documents.
         """
-        if new == old:  # one C-level compare decides most records
-            return True
         if self.computed:
-            return None
+            return True if new == old else None
         include, exclude = self.include, self.exclude
+        whole = include is None and not exclude
+        get = old.get
+        hint = self._changed_hint[0]  # a projected attribute: only the loop below sets it
+        if hint in new and (a := new[hint]) != get(hint) and not _same_set_tag(a, get(hint)):
+            return False
         undecided = False
         for name, a in new.items():
-            if (include is not None and name not in include) or name in exclude:
+            if not whole and ((include is not None and name not in include) or name in exclude):
                 continue
-            b = old.get(name)
+            b = get(name)
             if a == b:
                 continue
             if _same_set_tag(a, b):
                 undecided = True
                 continue
-            return False
-        for name in old:
-            if name not in new and (include is None or name in include) and name not in exclude:
-                return False  # an attribute removed
+            self._changed_hint[0] = name
+            return False  # changed, added (b is None) or malformed
+        if whole:
+            # Every name of the new image is in the old one (else the loop said False): an
+            # attribute was removed exactly when the old image has more.
+            if len(old) > len(new):
+                return False
+        else:
+            for name in old:
+                if name not in new and (include is None or name in include) and name not in exclude:
+                    return False  # an attribute removed
         return None if undecided else True
 
     def apply(self, item: Mapping[str, Any]) -> dict[str, Any]:
