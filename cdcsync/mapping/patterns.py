@@ -223,7 +223,7 @@ def _object_test(
         return not ors or all(any(alternative(event) for alternative in group) for group in ors)
 
     def test(value: Any) -> bool:
-        if _is_object(value):
+        if type(value) is dict or _is_object(value):  # an item or record: a dict, tested first
             return test_mapping(value)
         if type(value) is list:
             objects = [item for item in _iter_flat(value) if _is_object(item)]

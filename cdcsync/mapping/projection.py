@@ -104,10 +104,11 @@ class Projection:
 
 def _same_set_tag(a: Any, b: Any) -> bool:
     """Whether two typed values are sets of one type (equal members may be listed in another order)."""
+    # The common answer (a differing S, N, M or L value) after three cheap tests.
     return (
         type(a) is dict
-        and type(b) is dict
         and len(a) == 1
-        and a.keys() == b.keys()
         and next(iter(a)) in _SETS
+        and type(b) is dict
+        and a.keys() == b.keys()
     )
