@@ -180,8 +180,7 @@ class Pipeline:
                 per_record.append([])
                 continue
             batch.position[id(record)] = position
-            if record.created_ms > newest_ms.get(record.table, 0):
-                newest_ms[record.table] = record.created_ms
+            newest_ms[record.table] = max(newest_ms.get(record.table, 0), record.created_ms)
             records.append(record)
             per_record.append(plan_record(record, mappings))
         self._fetch(batch, per_record)
