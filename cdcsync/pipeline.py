@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_ACTIONS = (IndexAction, DeleteAction)  # isinstance() with a tuple: cheaper than with a union type
+
 
 @dataclass
 class BatchResult:
@@ -181,6 +183,7 @@ class Pipeline:
         batch = _Batch(raw_records)
         per_record: list[list[Step]] = []
         records: list[ChangeRecord | None] = []
+        newest_ms, mappings = batch.newest_ms, self.mappings
         for position, raw in enumerate(raw_records):
             try:
                 record = parse_record(raw, stream_arn=stream_arn, version_ms=version_ms)
@@ -194,9 +197,9 @@ class Pipeline:
                 per_record.append([])
                 continue
             batch.position[id(record)] = position
-            batch.newest_ms[record.table] = max(batch.newest_ms.get(record.table, 0), record.created_ms)
+            newest_ms[record.table] = max(newest_ms.get(record.table, 0), record.created_ms)
             records.append(record)
-            per_record.append(plan_record(record, self.mappings))
+            per_record.append(plan_record(record, mappings))
         self._fetch(batch, per_record)
         actions = self._collect(batch, per_record)
         self._settle(batch, self.writer.write(actions, deadline=deadline))
@@ -230,11 +233,12 @@ class Pipeline:
 
     def _collect(self, batch: _Batch, per_record: list[list[Step]]) -> list[Action]:
         actions: list[Action] = []
+        last_actions = batch.last_actions
         for steps in per_record:
             for step in steps:
-                if isinstance(step, IndexAction | DeleteAction):
+                if isinstance(step, _ACTIONS):
                     actions.append(step)
-                    batch.last_actions[(id(step.record), id(step.mapping))] = step
+                    last_actions[(id(step.record), id(step.mapping))] = step
                 elif isinstance(step, Skip):
                     batch.count(step.record, "skipped")
                 elif isinstance(step, Rejected):

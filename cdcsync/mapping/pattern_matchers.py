@@ -19,6 +19,10 @@ from cdcsync.values import number_text as exact_text
 
 Path = tuple[str | int, ...]
 LeafTest = Callable[[tuple[Any, ...]], bool]  # takes the leaf values found at one field
+# The same test for the commonest case, one string found at the field (``type(value) is str``):
+# ``string_test(v) == leaf_test((v,))`` always, without building the tuple or probing types.
+StringTest = Callable[[str], bool]
+Matcher = tuple[LeafTest, StringTest]
 
 MATCHERS: Final = ("anything-but", "equals-ignore-case", "exists", "numeric", "prefix", "suffix", "wildcard")
 _ANYTHING_BUT_OBJECTS: Final = ("equals-ignore-case", "prefix", "suffix", "wildcard")
@@ -110,7 +114,7 @@ def _number_matches(value: Any, texts: frozenset[str], doubles: frozenset[Decima
     return bool(doubles) and double_value(value) in doubles
 
 
-def exact_test(values: list[Any]) -> LeafTest:
+def exact_test(values: list[Any]) -> Matcher:
     """Exact values. A number matches the same text or, as event-ruler adds a ``numericEquals``
     matcher for each number a pattern names (``JsonRuleCompiler``), the same value when a double
     holds both (``300`` matches ``300.0``: LocalStack's number_comparison_float, recorded on AWS).
@@ -132,10 +136,10 @@ def exact_test(values: list[Any]) -> LeafTest:
                 return True
         return False
 
-    return test
+    return test, strings.__contains__
 
 
-def compile_matcher(matcher: Mapping[str, Any], path: Path) -> LeafTest:
+def compile_matcher(matcher: Mapping[str, Any], path: Path) -> Matcher:
     if len(matcher) != 1:
         keys = ", ".join(str(key) for key in matcher) or "none"
         raise PatternError(
@@ -153,13 +157,13 @@ def compile_matcher(matcher: Mapping[str, Any], path: Path) -> LeafTest:
     if name == "wildcard":
         regex = wildcard_regex(_require_string(name, operand, here), here)
         check_wildcard_complexity([operand], here)
-        return _string_test(regex.fullmatch)
+        return _string_test(lambda value: regex.fullmatch(value) is not None)
     if name == "exists":
         if not isinstance(operand, bool):
             raise PatternError(here, f"exists expects true or false, got {kind(operand)}")
-        return bool if operand else _absent
+        return (bool, always) if operand else (_absent, never)
     if name == "numeric":
-        return _compile_numeric(operand, here)
+        return _compile_numeric(operand, here), never
     if name == "anything-but":
         return _compile_anything_but(operand, here)
     raise PatternError(here, f'unknown matcher "{name}" (expected one of: {", ".join(MATCHERS)})')
@@ -169,17 +173,27 @@ def _absent(found: tuple[Any, ...]) -> bool:
     return not found
 
 
+def always(_: str) -> bool:
+    """The string test of a matcher every present string passes (``exists: true``)."""
+    return True
+
+
+def never(_: str) -> bool:
+    """The string test of a matcher no string passes (``exists: false``, ``numeric``)."""
+    return False
+
+
 def _require_string(name: str, operand: Any, path: Path) -> str:
     if not isinstance(operand, str):
         raise PatternError(path, f"{name} expects a string, got {kind(operand)}")
     return operand
 
 
-def _string_test(predicate: Callable[[str], object]) -> LeafTest:
-    return lambda found: any(isinstance(value, str) and predicate(value) for value in found)
+def _string_test(predicate: StringTest) -> Matcher:
+    return lambda found: any(isinstance(value, str) and predicate(value) for value in found), predicate
 
 
-def _compile_affix(name: str, operand: Any, path: Path) -> LeafTest:
+def _compile_affix(name: str, operand: Any, path: Path) -> Matcher:
     has_affix = str.startswith if name == "prefix" else str.endswith
     if isinstance(operand, Mapping):
         if list(operand) != ["equals-ignore-case"]:
@@ -241,14 +255,15 @@ def _compile_numeric(operand: Any, path: Path) -> LeafTest:
     return test
 
 
-def _compile_anything_but(operand: Any, path: Path) -> LeafTest:
+def _compile_anything_but(operand: Any, path: Path) -> Matcher:
     excluded: Callable[[Any], bool]
+    excluded_string: StringTest = never
     if isinstance(operand, Mapping):
-        excluded = _anything_but_object(operand, path)
+        excluded = excluded_string = _anything_but_object(operand, path)
     elif isinstance(operand, str) or is_number(operand):
-        excluded = _anything_but_values([operand], path)
+        excluded, excluded_string = _anything_but_values([operand], path)
     elif isinstance(operand, list):
-        excluded = _anything_but_values(operand, path)
+        excluded, excluded_string = _anything_but_values(operand, path)
     else:
         raise PatternError(
             path,
@@ -257,10 +272,14 @@ def _compile_anything_but(operand: Any, path: Path) -> LeafTest:
         )
 
     # The field must be present; then any value that is not excluded (null and other types included) matches.
-    return lambda found: any(not excluded(value) for value in found)
+    return (
+        lambda found: any(not excluded(value) for value in found),
+        always if excluded_string is never else lambda value: not excluded_string(value),
+    )
 
 
-def _anything_but_values(values: list[Any], path: Path) -> Callable[[Any], bool]:
+def _anything_but_values(values: list[Any], path: Path) -> tuple[Callable[[Any], bool], StringTest]:
+    """Whether a value is excluded, and the same for a string (a number list excludes none)."""
     if not values:
         raise PatternError(path, "anything-but expects at least one value, got an empty list")
     for index, value in enumerate(values):
@@ -277,8 +296,11 @@ def _anything_but_values(values: list[Any], path: Path) -> Callable[[Any], bool]
             )
     strings = frozenset(v for v in values if isinstance(v, str))
     numbers = frozenset(exact_value(v) for v in values if not isinstance(v, str))
-    return lambda value: (
-        value in strings if isinstance(value, str) else is_number(value) and exact_value(value) in numbers
+    return (
+        lambda value: (
+            value in strings if isinstance(value, str) else is_number(value) and exact_value(value) in numbers
+        ),
+        strings.__contains__ if strings else never,
     )
 
 

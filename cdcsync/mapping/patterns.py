@@ -37,12 +37,15 @@ from typing import Any, Final
 
 from cdcsync.errors import PatternError
 from cdcsync.mapping.pattern_matchers import (
-    LeafTest,
+    Matcher,
+    StringTest,
+    always,
     check_finite,
     compile_matcher,
     exact_test,
     is_number,
     kind,
+    never,
 )
 
 __all__ = ["Pattern", "compile_pattern"]
@@ -220,7 +223,7 @@ def _object_test(
         return not ors or all(any(alternative(event) for alternative in group) for group in ors)
 
     def test(value: Any) -> bool:
-        if _is_object(value):
+        if type(value) is dict or _is_object(value):  # an item or record: a dict, tested first
             return test_mapping(value)
         if type(value) is list:
             objects = [item for item in _iter_flat(value) if _is_object(item)]
@@ -272,16 +275,40 @@ def _leaf_values(value: Any) -> tuple[Any, ...]:
     return (value,)
 
 
-def _leaf_test(tests: tuple[LeafTest, ...]) -> _NodeTest:
-    if len(tests) == 1:
-        (only,) = tests
-        return lambda value: only(_leaf_values(value))
+def _leaf_test(matchers: tuple[Matcher, ...]) -> _NodeTest:
+    """ORs the matchers of one field; a string value (the commonest) takes their string tests."""
+    on_string = _any_string_test(tuple(string for _, string in matchers))
+    if len(matchers) == 1:
+        ((only, _),) = matchers
+
+        def test_one(value: Any) -> bool:
+            if type(value) is str:
+                return on_string(value)
+            return only(_leaf_values(value))
+
+        return test_one
+
+    tests = tuple(found for found, _ in matchers)
 
     def test(value: Any) -> bool:
+        if type(value) is str:
+            return on_string(value)
         found = _leaf_values(value)
         return any(leaf(found) for leaf in tests)
 
     return test
+
+
+def _any_string_test(tests: tuple[StringTest, ...]) -> StringTest:
+    """The OR of string tests, with the constant ones folded away."""
+    if always in tests:
+        return always
+    left = tuple(test for test in tests if test is not never)
+    if not left:
+        return never
+    if len(left) == 1:
+        return left[0]
+    return lambda value: any(test(value) for test in left)
 
 
 # --- leaves ----------------------------------------------------------------------------------------------
@@ -291,7 +318,7 @@ def _compile_leaf(items: list[Any], path: Path) -> _NodeTest:
     if not items:
         raise PatternError(path, "expected at least one value or matcher, got an empty list")
     exact: list[Any] = []
-    tests: list[LeafTest] = []
+    tests: list[Matcher] = []
     for index, item in enumerate(items):
         here = (*path, index)
         if isinstance(item, Mapping):

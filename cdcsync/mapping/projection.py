@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jmespath
@@ -28,6 +28,10 @@ class Projection:
     exclude: frozenset[str]
     rename: Mapping[str, str]
     computed: tuple[tuple[str, jmespath.parser.ParsedResult], ...]
+    # The attribute that last told raw_unchanged "changed": the updates of a table tend to change
+    # the same attributes, so looking there first mostly decides at once. Only a hint (shared by
+    # threads without a lock): any projected attribute that differs gives the same answer.
+    _changed_hint: list[str] = field(default_factory=lambda: [""], init=False, repr=False, compare=False)
 
     def indexes(self, name: str) -> bool:
         """Whether attribute ``name`` becomes a document field (under its own name or a new one)."""
@@ -43,20 +47,36 @@ class Projection:
         if self.computed:
             return True if new == old else None
         include, exclude = self.include, self.exclude
+        whole = include is None and not exclude
+        get = old.get
+        hint = self._changed_hint[0]  # a projected attribute: only the loop below sets it
+        if hint in new and (a := new[hint]) != get(hint) and not _same_set_tag(a, get(hint)):
+            return False
         undecided = False
-        for name in new.keys() | old.keys():
-            if (include is not None and name not in include) or name in exclude:
+        for name, a in new.items():
+            if not whole and ((include is not None and name not in include) or name in exclude):
                 continue
-            a, b = new.get(name), old.get(name)
+            b = get(name)
             if a == b:
                 continue
-            if a is not None and b is not None and a.keys() == b.keys() and next(iter(a)) in _SETS:
+            if _same_set_tag(a, b):
                 undecided = True
                 continue
-            return False
+            self._changed_hint[0] = name
+            return False  # changed, added (b is None) or malformed
+        if whole:
+            # Every name of the new image is in the old one (else the loop said False): an
+            # attribute was removed exactly when the old image has more.
+            if len(old) > len(new):
+                return False
+        else:
+            for name in old:
+                if name not in new and (include is None or name in include) and name not in exclude:
+                    return False  # an attribute removed
         return None if undecided else True
 
     def apply(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """The document; the item itself when the projection keeps it whole (documents are never changed)."""
         include, exclude, rename = self.include, self.exclude, self.rename
         # Comprehensions over the item: the cheapest form CPython has for this hot path.
         if include is not None:
@@ -65,6 +85,8 @@ class Projection:
             document = {rename.get(k, k): v for k, v in item.items() if k not in exclude}
         elif rename:
             document = {rename.get(k, k): v for k, v in item.items()}
+        elif not self.computed and type(item) is dict:
+            return item
         else:
             document = dict(item)
         for name, expression in self.computed:
@@ -78,3 +100,15 @@ class Projection:
             if value is not None:
                 document[name] = value
         return document
+
+
+def _same_set_tag(a: Any, b: Any) -> bool:
+    """Whether two typed values are sets of one type (equal members may be listed in another order)."""
+    # The common answer (a differing S, N, M or L value) after three cheap tests.
+    return (
+        type(a) is dict
+        and len(a) == 1
+        and next(iter(a)) in _SETS
+        and type(b) is dict
+        and a.keys() == b.keys()
+    )

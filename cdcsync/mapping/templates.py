@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -44,11 +44,19 @@ def format_scalar(value: Any) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Template:
-    """A parsed template: alternating literal text and attribute names."""
+    """A parsed template: alternating literal text and attribute names.
+
+    ``fill(item)`` is the text, or None where ``render`` raises: a closure built once for the
+    template's shape, for the hot path (the id of every record) that needs no error text.
+    """
 
     source: str
     literals: tuple[str, ...]
     names: tuple[str, ...]
+    fill: Callable[[Mapping[str, Any]], str | None] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fill", _filler(self.source, self.literals, self.names))
 
     @property
     def is_literal(self) -> bool:
@@ -62,23 +70,9 @@ class Template:
         ``what`` names the mapping key in errors (``id``, ``index``); ``scope`` says what ``item`` is
         (a callable, so that the hot path never builds an error text it does not need).
         """
-        names = self.names
-        if len(names) == 1 and not self.literals[0] and not self.literals[1]:
-            text = format_scalar(item.get(names[0], _ABSENT))  # "{UserId}": the common case
-            if text is not None:
-                return text
-        elif not names:
-            return self.source
-        else:
-            parts = [self.literals[0]]
-            for name, literal in zip(names, self.literals[1:], strict=True):
-                text = format_scalar(item.get(name, _ABSENT))
-                if text is None:
-                    break
-                parts.append(text)
-                parts.append(literal)
-            else:
-                return "".join(parts)
+        text = self.fill(item)
+        if text is not None:
+            return text
         raise self._error(item, what, scope() if callable(scope) else scope)
 
     def _error(self, item: Mapping[str, Any], what: str, scope: str) -> PlanError:
@@ -94,6 +88,37 @@ class Template:
                     f'{what}: "{self.source}" needs a string, number or boolean in {name}, got a {kind}'
                 )
         raise AssertionError(f"render failed on {self.source} without a missing or non-scalar attribute")
+
+
+def _filler(
+    source: str, literals: tuple[str, ...], names: tuple[str, ...]
+) -> Callable[[Mapping[str, Any]], str | None]:
+    if not names:
+        return lambda item: source
+    if len(names) == 1 and not literals[0] and not literals[1]:  # "{UserId}": the common case
+        (name,) = names
+
+        def fill_one(item: Mapping[str, Any]) -> str | None:
+            value = item.get(name, _ABSENT)
+            if type(value) is str:
+                return value
+            return format_scalar(value)
+
+        return fill_one
+    pairs = tuple(zip(names, literals[1:], strict=True))
+    first = literals[0]
+
+    def fill(item: Mapping[str, Any]) -> str | None:
+        parts = [first]
+        for name, literal in pairs:
+            text = format_scalar(item.get(name, _ABSENT))
+            if text is None:
+                return None
+            parts.append(text)
+            parts.append(literal)
+        return "".join(parts)
+
+    return fill
 
 
 def parse_template(source: str) -> Template:

@@ -41,12 +41,17 @@ from cdcsync.versions import MAX_VERSION, attribute_version
 Target = tuple[str, str, str | None]  # index, id, routing
 
 ID_MAX_BYTES = 512  # OpenSearch refuses longer _id values (UTF-8), failing the whole bulk request
+_ID_SURELY_SHORT_CHARS = ID_MAX_BYTES // 4  # a character is at most 4 bytes in UTF-8
 _VIEWS_WITHOUT_OLD_IMAGE = frozenset({"KEYS_ONLY", "NEW_IMAGE"})
 
 
 def document_id(record: ChangeRecord, mapping: CompiledMapping) -> str:
-    if mapping.id is not None:
-        doc_id = mapping.id.render(record.keys, what="id", scope=lambda: f"the keys of table {record.table}")
+    template = mapping.id
+    if template is not None:
+        keys = record.keys
+        doc_id = template.fill(keys)
+        if doc_id is None:  # render says why
+            doc_id = template.render(keys, what="id", scope=f"the keys of table {record.table}")
     else:
         # Sorted key names make the default id the same from every path (stream, backfill,
         # redrive), none of which can rely on the order of the Keys map.
@@ -58,7 +63,7 @@ def document_id(record: ChangeRecord, mapping: CompiledMapping) -> str:
             parts.append(text)
         doc_id = "|".join(parts)
     # A character is at most 4 bytes in UTF-8: only long ids are encoded to be measured.
-    if len(doc_id) * 4 > ID_MAX_BYTES and (size := len(doc_id.encode())) > ID_MAX_BYTES:
+    if len(doc_id) > _ID_SURELY_SHORT_CHARS and (size := len(doc_id.encode())) > ID_MAX_BYTES:
         made_by = (
             f'the id made by "{mapping.id.source}"'
             if mapping.id is not None
@@ -183,11 +188,13 @@ def _old_place_unknown(record: ChangeRecord, mapping: CompiledMapping, error: Pl
 
 
 def _target(record: ChangeRecord, mapping: CompiledMapping, item: Mapping[str, Any], scope: str) -> Target:
-    index = mapping.index.source
-    if not mapping.index.is_literal:
+    index_template, routing_template = mapping.index, mapping.routing
+    if index_template.names:
         # Index names must be lowercase; attribute values such as "EU" would otherwise be refused.
-        index = mapping.index.render(item, what="index", scope=scope).lower()
-    routing = None if mapping.routing is None else mapping.routing.render(item, what="routing", scope=scope)
+        index = index_template.render(item, what="index", scope=scope).lower()
+    else:
+        index = index_template.source
+    routing = None if routing_template is None else routing_template.render(item, what="routing", scope=scope)
     return index, document_id(record, mapping), routing
 
 
@@ -325,14 +332,14 @@ def _cheaply_unchanged(record: ChangeRecord, mapping: CompiledMapping) -> bool |
     if not (
         mapping.skip_unchanged
         and record.event == "MODIFY"
-        and mapping.index.is_literal
+        and not mapping.index.names
         and mapping.routing is None
     ):
         return None
     new, old = record.raw_new_image, record.raw_old_image
     if new is None or old is None:
         return None
-    if not _old_image_indexed(record, mapping):
+    if mapping.old_image_filters != () and not _old_image_indexed(record, mapping):  # (): trusted
         return False  # the index may hold something older: write, as without an old image
     return mapping.projection.raw_unchanged(new, old)
 
@@ -346,10 +353,9 @@ def _cheaply_decided_steps(
     version: int,
     document: dict[str, Any],
 ) -> list[Step]:
-    index, doc_id, routing = target
-    index_action: list[Step] = [IndexAction(index, doc_id, routing, version, document, mapping, record)]
     if not unchanged:
-        return index_action
+        index, doc_id, routing = target
+        return [IndexAction(index, doc_id, routing, version, document, mapping, record)]
     where = mapping.where
     if where is not None and record.raw_old_image is not None:
         # The old item must have been in the index for "unchanged" to mean "nothing to write";
@@ -357,7 +363,9 @@ def _cheaply_decided_steps(
         names = mapping.where_fields
         old = image_to_plain({k: v for k, v in record.raw_old_image.items() if k in names})
         if not where.matches(old):
-            return index_action
+            return _cheaply_decided_steps(
+                record, mapping, False, target=target, version=version, document=document
+            )
     return [Skip("unchanged", mapping, record)]
 
 
@@ -375,7 +383,7 @@ def _plan_image(
         if exc.reason != "plan_error" or not mapping.places_by_item:
             raise
         return _plan_placeless(record, mapping, new, exc)
-    version = _version(record, mapping, new)
+    version = record.created_ms if mapping.version_attribute is None else _version(record, mapping, new)
     document = mapping.projection.apply(new)
     steps: list[Step] = []
     verdict = None if fetched else _cheaply_unchanged(record, mapping)
@@ -490,9 +498,10 @@ def _plan_one(record: ChangeRecord, mapping: CompiledMapping) -> list[Step]:
         return [Skip("filter", mapping, record)]
     if record.event == "REMOVE":
         return [_plan_remove(record, mapping)]
-    if record.new_image is None:
+    new = record.new_image
+    if new is None:
         return [FetchItem(mapping, record)]
-    return _plan_image(record, mapping, record.new_image, fetched=False)
+    return _plan_image(record, mapping, new)
 
 
 def plan_record(record: ChangeRecord, mappings: MappingSet) -> list[Step]:

@@ -53,7 +53,11 @@ def coalesce(actions: Iterable[Action]) -> list[list[CoalescedAction]]:
     """
     by_document: dict[DocumentKey, dict[str | None, CoalescedAction]] = {}
     for action in actions:
-        routings = by_document.setdefault(document_key(action), {})
+        key = (action.index, action.id)  # document_key, inlined: once per action of every batch
+        routings = by_document.get(key)
+        if routings is None:
+            by_document[key] = {action.routing: CoalescedAction(action, [action.record])}
+            continue
         entry = routings.pop(action.routing, None)  # popped and put back: routings in order of last action
         if entry is None:
             entry = CoalescedAction(action, [action.record])
@@ -62,7 +66,10 @@ def coalesce(actions: Iterable[Action]) -> list[list[CoalescedAction]]:
             if entry.records[-1] is not action.record:
                 entry.records.append(action.record)
         routings[action.routing] = entry
-    return [_steps(list(routings.values())) for routings in by_document.values()]
+    return [
+        [*routings.values()] if len(routings) == 1 else _steps(list(routings.values()))
+        for routings in by_document.values()
+    ]
 
 
 def _steps(entries: list[CoalescedAction]) -> list[CoalescedAction]:

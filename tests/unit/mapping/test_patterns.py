@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdcsync.errors import PatternError
@@ -855,3 +855,35 @@ def test_normalized_pattern_splits_dotted_keys_and_refuses_one_path_twice() -> N
         compile_pattern({"a.b": ["x"], "a": {"b": ["y"]}})
     assert caught.value.path == ("a",)
     assert caught.value.message == "names the field a.b twice (once with dots in a key name); write it once"
+
+
+_WORDS = st.sampled_from(["", "a", "A", "ab", "aB", "b.", "a*"]) | st.text(alphabet="aAb.*", max_size=4)
+_STRING_MATCHERS = st.one_of(
+    _WORDS,
+    st.integers(-3, 3),
+    st.none(),
+    st.booleans(),
+    st.builds(lambda w: {"prefix": w}, _WORDS),
+    st.builds(lambda w: {"suffix": w}, _WORDS),
+    st.builds(lambda w: {"prefix": {"equals-ignore-case": w}}, _WORDS),
+    st.builds(lambda w: {"equals-ignore-case": w}, _WORDS),
+    st.builds(lambda w: {"wildcard": w}, _WORDS.filter(lambda w: "**" not in w)),
+    st.builds(lambda b: {"exists": b}, st.booleans()),
+    st.builds(lambda n: {"numeric": [">", n]}, st.integers(-3, 3)),
+    st.builds(lambda ws: {"anything-but": ws}, st.lists(_WORDS, min_size=1, max_size=3)),
+    st.builds(lambda ns: {"anything-but": ns}, st.lists(st.integers(-3, 3), min_size=1, max_size=3)),
+    st.builds(lambda w: {"anything-but": {"prefix": w}}, _WORDS.filter(bool)),
+    st.builds(lambda w: {"anything-but": {"equals-ignore-case": w}}, _WORDS),
+)
+
+
+@settings(max_examples=400)
+@given(st.lists(_STRING_MATCHERS, min_size=1, max_size=3), _WORDS)
+def test_matches_string_value_agrees_with_the_same_string_in_an_array(leaf: list[Any], value: str) -> None:
+    # GIVEN any leaf of matchers WHEN a field holds a string (the string tests) or a one-string array
+    # (the general path) THEN both give one answer: event-ruler matches an array by any element
+    try:
+        pattern = compile_pattern({"f": leaf})
+    except PatternError:
+        return  # a combination the compiler refuses (e.g. an empty prefix in anything-but)
+    assert pattern.matches({"f": value}) is pattern.matches({"f": [value]})
