@@ -37,6 +37,7 @@ import boto3
 from cdcsync.aws import aws_client, session_region
 from cdcsync.backfill.export import export_plan, find_export
 from cdcsync.backfill.export_age import check_export_age
+from cdcsync.backfill.garbage import paced_collection
 from cdcsync.backfill.pages import (
     DEFAULT_PAGE_ITEMS,
     RETRY_LOGGERS,
@@ -296,10 +297,11 @@ def _run_parallel(run: Run, tasks: list[Callable[[], None]], workers: int) -> No
 
     While OpenSearch or DynamoDB is down every segment retries alike: each kind of retry warning is
     logged once per 30 s with how many alike were left out (``log_repeats``), not once per request.
+    The garbage collector runs on a timer meanwhile (``garbage.py``).
     """
     if not tasks:
         return
-    with collapsed(*RETRY_LOGGERS):
+    with collapsed(*RETRY_LOGGERS), paced_collection():
         _run_pool(run, tasks, workers)
 
 

@@ -28,6 +28,7 @@ import boto3
 from cdcsync.aws import aws_client
 from cdcsync.backfill.export import export_items, find_export
 from cdcsync.backfill.export_age import check_export_age
+from cdcsync.backfill.garbage import paced_collection
 from cdcsync.backfill.pages import (
     DEFAULT_PAGE_ITEMS,
     EXPORT_PAGE_ITEMS,
@@ -157,7 +158,7 @@ def run_shared(
             )  # fmt: skip
             _scan_segment(run, claims, claim, scan)
 
-    with collapsed(*RETRY_LOGGERS):
+    with collapsed(*RETRY_LOGGERS), paced_collection():
         _work_units(run, claims, work, workers)
     report.seconds = clock() - started
     report.finished = claims.finished(force=True)
