@@ -198,7 +198,9 @@ def _scan_segment(run: Run, claims: UnitClaims, claim: Claim, scan: SegmentScan)
             return
         number = claim.unit.pages  # counted over every owner: record sequence numbers stay unique
         where = f"page {number} of segment {segment}"
-        dead = run.write_page(page.items, segment, number, where, lambda: claims.deadline(claim))
+        dead = run.write_page(
+            page.items, segment, number, where, lambda: claims.deadline(claim), shaped=page.lambda_shaped
+        )
         last = encode_key(page.last_key) if page.last_key is not None else None
         claims.save(claim, {"next_key": last}, len(page.items), done=last is None)
         _count(run, segment, number, len(page.items), dead)
