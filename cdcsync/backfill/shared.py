@@ -28,7 +28,6 @@ import boto3
 from cdcsync.aws import aws_client
 from cdcsync.backfill.export import export_items, find_export
 from cdcsync.backfill.export_age import check_export_age
-from cdcsync.backfill.garbage import paced_collection
 from cdcsync.backfill.pages import (
     DEFAULT_PAGE_ITEMS,
     EXPORT_PAGE_ITEMS,
@@ -52,6 +51,7 @@ from cdcsync.backfill.scan import (
 from cdcsync.backfill.units import Claim, UnitClaims
 from cdcsync.checkpoint import LeaseLostError, LeaseStore
 from cdcsync.errors import CdcsyncError, ConfigError
+from cdcsync.garbage import paced_collection
 from cdcsync.log_repeats import collapsed
 from cdcsync.metrics import Metrics
 from cdcsync.pipeline import Pipeline

@@ -712,7 +712,7 @@ def test_backfill_pages_are_written_with_automatic_collection_off_and_it_is_back
         world.settings, world.table, segments=2, page_items=10, session=boto3.Session(),
         on_page=lambda _unit, _page: seen.append(gc.isenabled()), wall_ms=lambda: SCAN_START_MS,
     )  # fmt: skip
-    # THEN every page was written while automatic collection was off (paced by backfill/garbage.py)
+    # THEN every page was written while automatic collection was off (cdcsync/garbage.py)
     assert report.items_read == 40
     assert seen
     assert not any(seen)

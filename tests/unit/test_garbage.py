@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cdcsync.backfill.garbage import paced_collection
+from cdcsync.garbage import paced_collection
 
 
 class Node:

@@ -1,4 +1,6 @@
-"""The cyclic garbage collector while a backfill runs: paced by a timer, not by allocations.
+"""The cyclic garbage collector while pages are written: paced by a timer, not by allocations.
+
+Used by backfill (``backfill/run.py``, ``backfill/shared.py``); written for any loop of pages.
 
 A backfill makes a few dozen containers per item (the parsed page, records, plans, documents,
 bulk lines) and holds every segment's page in flight, and read-ahead page, for milliseconds to
@@ -54,7 +56,7 @@ def paced_collection(seconds: float = COLLECT_SECONDS) -> Iterator[None]:
             gc.freeze()
             _stop = threading.Event()
             _timer = threading.Thread(
-                target=_collect_every, args=(seconds, _stop), name="backfill-gc", daemon=True
+                target=_collect_every, args=(seconds, _stop), name="paced-gc", daemon=True
             )
             _timer.start()
         _users += 1
