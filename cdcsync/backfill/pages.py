@@ -22,7 +22,7 @@ from cdcsync.errors import FatalError
 from cdcsync.metrics import Metrics
 from cdcsync.pipeline import BatchResult, Pipeline
 from cdcsync.settings import Settings
-from cdcsync.source.synthetic import TableStream, insert_record
+from cdcsync.source.synthetic import TableStream, insert_records
 
 log = logging.getLogger("cdcsync.backfill.run")  # the logger operators and log_repeats know
 
@@ -107,23 +107,28 @@ class Run:
         return f"backfill|{self.source.table}"
 
     def records(
-        self, items: Sequence[Mapping[str, Any]], unit: int, page: int, first: int = 0
+        self,
+        items: Sequence[Mapping[str, Any]],
+        unit: int,
+        page: int,
+        first: int = 0,
+        *,
+        shaped: bool = False,
     ) -> list[dict[str, Any]]:
-        """Synthetic Lambda-shaped INSERT records, one per item (``source/synthetic.py``).
+        """Synthetic Lambda-shaped INSERT records, one per item (``source/synthetic.py``); ``shaped``:
+        the items are in Lambda's shape already (``scan.Page.lambda_shaped``) and are used as they are.
 
         Their time is the version's, in whole seconds; ``write`` gives the pipeline the exact
         version, so the rounding a filter sees never lowers what the writes carry.
         """
-        seconds = self.version_ms // 1000
-        return [
-            insert_record(
-                self.source.stream,
-                item,
-                seconds=seconds,
-                sequence=f"backfill-{unit:05d}-{page:09d}-{number:06d}",
-            )
-            for number, item in enumerate(items, start=first)
-        ]
+        prefix = f"backfill-{unit:05d}-{page:09d}-"
+        return insert_records(
+            self.source.stream,
+            items,
+            seconds=self.version_ms // 1000,
+            sequences=(f"{prefix}{number:06d}" for number in range(first, first + len(items))),
+            shaped=shaped,
+        )
 
     def write(self, records: list[dict[str, Any]], where: str, deadline: Deadline | None = None) -> int:
         """Write one page until every record is done; returns its dead letters. Never skips a record.
@@ -162,11 +167,15 @@ class Run:
         page: int,
         where: str,
         deadline: Deadline | None = None,
+        *,
+        shaped: bool = False,
     ) -> int:
         """Write a page in slices of one bulk request each: memory holds one slice of records at a time."""
         step = self.settings.bulk_max_actions
         return sum(
-            self.write(self.records(items[start : start + step], unit, page, start), where, deadline)
+            self.write(
+                self.records(items[start : start + step], unit, page, start, shaped=shaped), where, deadline
+            )
             for start in range(0, len(items), step)
         )
 
@@ -186,9 +195,8 @@ class Run:
         """Scan one segment from its start key, writing and checkpointing page by page."""
         segment = scan.segment
         for page in scan.pages():
-            dead = self.write_page(
-                page.items, segment, page.number, f"page {page.number} of segment {segment}"
-            )
+            where = f"page {page.number} of segment {segment}"
+            dead = self.write_page(page.items, segment, page.number, where, shaped=page.lambda_shaped)
             last = encode_key(page.last_key) if page.last_key is not None else None
             self.page_done(
                 segment, page.number, len(page.items), dead, {"next_key": last, "done": last is None}

@@ -61,6 +61,7 @@ from cdcsync.backfill.scan import (
 from cdcsync.backfill.shared import run_shared
 from cdcsync.checkpoint import LeaseStore
 from cdcsync.errors import CdcsyncError, ConfigError
+from cdcsync.garbage import paced_collection
 from cdcsync.log_repeats import collapsed
 from cdcsync.metrics import Metrics
 from cdcsync.pipeline import Pipeline
@@ -296,10 +297,11 @@ def _run_parallel(run: Run, tasks: list[Callable[[], None]], workers: int) -> No
 
     While OpenSearch or DynamoDB is down every segment retries alike: each kind of retry warning is
     logged once per 30 s with how many alike were left out (``log_repeats``), not once per request.
+    The garbage collector runs on a timer meanwhile (``cdcsync/garbage.py``).
     """
     if not tasks:
         return
-    with collapsed(*RETRY_LOGGERS):
+    with collapsed(*RETRY_LOGGERS), paced_collection():
         _run_pool(run, tasks, workers)
 
 

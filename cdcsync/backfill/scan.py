@@ -39,6 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from cdcsync.aws import THROTTLING_CODES, aws_error, describe_failure, error_code, is_transient
 from cdcsync.errors import ConfigError, TransientError
+from cdcsync.source.fast_reads import FastReads
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +207,9 @@ class Page:
     items: list[dict[str, Any]]
     last_key: dict[str, Any] | None  # None: the segment is finished
     consumed: float
+    # Items in Lambda's shape already (binaries as base64 text): read by ``FastReads``, whose Scan
+    # answers are parsed as DynamoDB sent them; botocore's hold bytes (``synthetic.insert_records``).
+    lambda_shaped: bool = False
 
 
 @dataclass
@@ -281,7 +285,8 @@ class SegmentScan:
         consumed = float(answer.get("ConsumedCapacity", {}).get("CapacityUnits", 0.0))
         if self.limiter is not None:
             self.limiter.settle(reserved, consumed, len(items))
-        return Page(self.segment, number, items, answer.get("LastEvaluatedKey"), consumed)
+        shaped = isinstance(self.dynamodb, FastReads)
+        return Page(self.segment, number, items, answer.get("LastEvaluatedKey"), consumed, shaped)
 
     def _scan(self, request: dict[str, Any]) -> dict[str, Any]:
         where = f"segment {self.segment} of {self.total_segments} of table {self.table}"

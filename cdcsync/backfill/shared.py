@@ -51,6 +51,7 @@ from cdcsync.backfill.scan import (
 from cdcsync.backfill.units import Claim, UnitClaims
 from cdcsync.checkpoint import LeaseLostError, LeaseStore
 from cdcsync.errors import CdcsyncError, ConfigError
+from cdcsync.garbage import paced_collection
 from cdcsync.log_repeats import collapsed
 from cdcsync.metrics import Metrics
 from cdcsync.pipeline import Pipeline
@@ -157,7 +158,7 @@ def run_shared(
             )  # fmt: skip
             _scan_segment(run, claims, claim, scan)
 
-    with collapsed(*RETRY_LOGGERS):
+    with collapsed(*RETRY_LOGGERS), paced_collection():
         _work_units(run, claims, work, workers)
     report.seconds = clock() - started
     report.finished = claims.finished(force=True)
@@ -197,7 +198,9 @@ def _scan_segment(run: Run, claims: UnitClaims, claim: Claim, scan: SegmentScan)
             return
         number = claim.unit.pages  # counted over every owner: record sequence numbers stay unique
         where = f"page {number} of segment {segment}"
-        dead = run.write_page(page.items, segment, number, where, lambda: claims.deadline(claim))
+        dead = run.write_page(
+            page.items, segment, number, where, lambda: claims.deadline(claim), shaped=page.lambda_shaped
+        )
         last = encode_key(page.last_key) if page.last_key is not None else None
         claims.save(claim, {"next_key": last}, len(page.items), done=last is None)
         _count(run, segment, number, len(page.items), dead)

@@ -36,7 +36,7 @@ Decisions:
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal
@@ -211,6 +211,42 @@ def insert_record(
     image = lambda_image(item)
     keys = {name: image[name] for name in stream.key_names if name in image}
     return _record(stream, "INSERT", {"Keys": keys, "NewImage": image}, seconds=seconds, sequence=sequence)
+
+
+def insert_records(
+    stream: TableStream,
+    items: Sequence[Mapping[str, Any]],
+    *,
+    seconds: int,
+    sequences: Iterable[str],
+    shaped: bool = False,
+) -> list[dict[str, Any]]:
+    """``insert_record`` of each item (with its sequence number), in one pass: a backfill page's.
+
+    ``shaped``: the items are in Lambda's shape already (binaries as base64 text, as
+    ``FastReads``' Scan returns them), so each is the record's ``NewImage`` as it is, neither
+    walked nor copied; the fields every record of the table shares are made once.
+    """
+    head = {
+        "eventName": "INSERT",
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": stream.region,
+        "eventSourceARN": stream.stream_arn,
+    }
+    key_names, view, sizes = stream.key_names, stream.view, stream.sizes
+    records = []
+    for item, sequence in zip(items, sequences, strict=True):
+        image = item if shaped else lambda_image(item)
+        keys = {name: image[name] for name in key_names if name in image}
+        body: dict[str, Any] = {"Keys": keys, "NewImage": image}
+        if sizes:
+            body["SizeBytes"] = item_size(keys) + item_size(image)
+        body["ApproximateCreationDateTime"] = seconds
+        body["SequenceNumber"] = sequence
+        body["StreamViewType"] = view
+        records.append({"eventID": sequence, **head, "dynamodb": body})
+    return records
 
 
 def remove_record(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import gc
 import gzip
 import json
 import logging
@@ -699,3 +700,22 @@ def test_cli_backfill_prints_its_summary_once_after_a_final_100_percent(
         out,
     )
     assert (out + err).count("items read") == 1
+
+
+def test_backfill_pages_are_written_with_automatic_collection_off_and_it_is_back_after(world: World) -> None:
+    # GIVEN 40 items read 10 per page by 2 segments, in a process whose collector is on
+    world.load([sample_item(number) for number in range(40)])
+    assert gc.isenabled()
+    seen: list[bool] = []
+    # WHEN they are backfilled (the collector state noted as each page is checkpointed)
+    report = run_backfill(
+        world.settings, world.table, segments=2, page_items=10, session=boto3.Session(),
+        on_page=lambda _unit, _page: seen.append(gc.isenabled()), wall_ms=lambda: SCAN_START_MS,
+    )  # fmt: skip
+    # THEN every page was written while automatic collection was off (cdcsync/garbage.py)
+    assert report.items_read == 40
+    assert seen
+    assert not any(seen)
+    # AND afterwards it is on again, nothing left frozen
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0

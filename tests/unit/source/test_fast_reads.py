@@ -24,7 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import NoCredentialsError
 
 from cdcsync.aws import error_kind
-from cdcsync.backfill.scan import decode_key, encode_key
+from cdcsync.backfill.scan import Page, SegmentScan, decode_key, encode_key
 from cdcsync.change import ChangeRecord, parse_record
 from cdcsync.dlq import json_safe
 from cdcsync.mapping.compiled import MappingSet
@@ -34,7 +34,7 @@ from cdcsync.plan.planner import plan_record
 from cdcsync.sink.bulk_body import action_lines
 from cdcsync.source.fast_reads import FastReads, with_fast_reads
 from cdcsync.source.streams import ShardReader
-from cdcsync.source.synthetic import TableStream, insert_record
+from cdcsync.source.synthetic import TableStream, insert_record, insert_records
 from cdcsync.values import image_to_plain
 from tests.support.records import compiled, mapping_set
 
@@ -273,6 +273,32 @@ def test_fast_reads_scan_recorded_answer_same_items_and_key_as_botocore(name: st
     assert backfilled(by_fast["Items"]) == backfilled(by_botocore["Items"])
     if "LastEvaluatedKey" in by_botocore:
         assert encode_key(by_fast["LastEvaluatedKey"]) == encode_key(by_botocore["LastEvaluatedKey"])
+
+
+@pytest.mark.parametrize("name", sorted(SCANS))
+def test_fast_reads_scan_page_lambda_shaped_gives_the_records_of_botocores_page(name: str) -> None:
+    # GIVEN a recorded Scan page read by a segment scan through botocore and through FastReads
+    table, key_name = SCANS[name]
+    (slow, _), (fast, _) = both("dynamodb", {"Scan": recorded(name)})
+
+    def first_page(client: Any) -> Page:
+        return next(iter(SegmentScan(client, table, 0, 4, read_ahead=False).pages()))
+
+    by_botocore, by_fast = first_page(slow), first_page(fast)
+    # THEN only FastReads' page says its items are Lambda-shaped (binaries as base64 text)
+    assert (by_fast.lambda_shaped, by_botocore.lambda_shaped) == (True, False)
+    # AND the records backfill makes of each, the fast page's items taken as they are, are equal
+    stream = TableStream(
+        table, (key_name,), f"arn:aws:dynamodb:us-east-1:123456789012:table/{table}/stream/x", REGION
+    )
+
+    def records(page: Page) -> list[dict[str, Any]]:
+        sequences = [f"b-{n}" for n in range(len(page.items))]
+        return insert_records(
+            stream, page.items, seconds=SECONDS, sequences=sequences, shaped=page.lambda_shaped
+        )
+
+    assert records(by_fast) == records(by_botocore)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from cdcsync.source.synthetic import (
     filter_warnings,
     for_mappings,
     insert_record,
+    insert_records,
     item_size,
     remove_record,
     table_stream,
@@ -160,3 +161,40 @@ def test_for_mappings_with_size_filter_records_carry_size_bytes() -> None:
     stream = for_mappings(STREAM, [compiled(table="Users", index="v"), sized])
     raw = insert_record(stream, {"Id": {"N": "101"}}, seconds=1, sequence="s")
     assert raw["dynamodb"]["SizeBytes"] == 10
+
+
+SHAPED_ITEMS = [
+    {"Id": {"S": "a"}, "Blob": {"B": "AAEqQQ=="}, "Blobs": {"BS": ["AAE=", "QSo="]}},
+    {"Id": {"S": "b"}, "Deep": {"M": {"L": {"L": [{"B": "/w=="}, {"N": "1.50"}, {"NULL": True}]}}}},
+    {"Id": {"S": "c"}, "Tags": {"SS": ["x", "y"]}, "Ok": {"BOOL": False}},
+]
+
+
+@pytest.mark.parametrize("sizes", [True, False], ids=["size-bytes", "no-size-bytes"])
+def test_insert_records_of_lambda_shaped_items_equal_insert_record_of_each(sizes: bool) -> None:
+    # GIVEN items already in Lambda's shape (binaries as base64 text: what FastReads' Scan returns)
+    stream = TableStream(STREAM.table, ("Id",), STREAM.stream_arn, STREAM.region, sizes=sizes)
+    sequences = ["backfill-00001-000000002-000000", "backfill-00001-000000002-000001", "x"]
+    # WHEN a page's records are made in one pass, the items taken as they are
+    records = insert_records(stream, SHAPED_ITEMS, seconds=1_700_000_000, sequences=sequences, shaped=True)
+    # THEN each equals insert_record of its item, key for key and in the same order (dead letters
+    # keep the record as it is)
+    expected = [
+        insert_record(stream, item, seconds=1_700_000_000, sequence=sequence)
+        for item, sequence in zip(SHAPED_ITEMS, sequences, strict=True)
+    ]
+    assert records == expected
+    assert [list(record) for record in records] == [list(record) for record in expected]
+    assert [list(record["dynamodb"]) for record in records] == [list(r["dynamodb"]) for r in expected]
+    # AND no image was copied
+    assert all(r["dynamodb"]["NewImage"] is item for r, item in zip(records, SHAPED_ITEMS, strict=True))
+
+
+def test_insert_records_of_boto3_items_rewrites_binaries_as_insert_record_does() -> None:
+    # GIVEN an item as botocore returns it (binaries as bytes)
+    item = {"Id": {"B": b"\x00\x01"}, "Set": {"BS": [b"\xff"]}, "Map": {"M": {"b": {"B": b"A"}}}}
+    # WHEN its record is made without shaped
+    (record,) = insert_records(STREAM, [item], seconds=1, sequences=["s"])
+    # THEN binaries are base64 text, as in a Lambda event
+    assert record == insert_record(STREAM, item, seconds=1, sequence="s")
+    assert record["dynamodb"]["NewImage"]["Set"] == {"BS": ["/w=="]}
