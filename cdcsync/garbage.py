@@ -1,6 +1,8 @@
 """The cyclic garbage collector while pages are written: paced by a timer, not by allocations.
 
-Used by backfill (``backfill/run.py``, ``backfill/shared.py``); written for any loop of pages.
+Used by backfill (``backfill/run.py``, ``backfill/shared.py``) and the worker
+(``worker/coordinator.py``: its shard threads hold up to ``RecordBudget`` records in flight; on the
+rig, 1 shard, ~64 -> ~34 us of CPU per record).
 
 A backfill makes a few dozen containers per item (the parsed page, records, plans, documents,
 bulk lines) and holds every segment's page in flight, and read-ahead page, for milliseconds to

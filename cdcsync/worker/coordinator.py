@@ -55,6 +55,7 @@ from typing import Any
 
 from cdcsync.checkpoint import Lease, LeaseLostError, LeaseStore
 from cdcsync.errors import CdcsyncError, ConfigError, TransientError
+from cdcsync.garbage import paced_collection
 from cdcsync.logs import redact_text
 from cdcsync.metrics import Metrics
 from cdcsync.pipeline import Pipeline
@@ -184,12 +185,14 @@ class Coordinator:
         """Coordinate until ``stopping`` is set; then stop the loops and release the leases.
 
         Raises ``NoStreamAtStartError`` (after the shutdown) when a table has no stream to read
-        and ``wait_for_stream`` is off.
+        and ``wait_for_stream`` is off. The garbage collector runs on a timer meanwhile
+        (``garbage.py``: walking the pages in flight was half of a shard loop's CPU).
         """
-        while not self.stopping.is_set():
-            self.round()
-            self.stopping.wait(self.round_seconds)
-        self.shutdown()
+        with paced_collection():
+            while not self.stopping.is_set():
+                self.round()
+                self.stopping.wait(self.round_seconds)
+            self.shutdown()
         if self.stopped_by is not None:
             raise self.stopped_by
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -630,3 +631,27 @@ def test_worker_process_checkpoint_of_a_recreated_tables_old_stream_is_reported_
         rf"is not synced \(compare with: cdcsync verify --table {table}\)"
     )
     assert again.read().count("ignoring the checkpoints") == 1
+
+
+def test_worker_running_pages_are_written_with_automatic_collection_off_and_it_is_back_after(
+    dynamodb: Any,
+    table: str,
+    unique_name: str,
+    opensearch: OpenSearch,
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[[Settings], Coordinator],
+) -> None:
+    # GIVEN a process whose collector is on, as every process starts
+    assert gc.isenabled()
+    # WHEN a worker syncs a change
+    worker = start_worker(make_settings())
+    put(dynamodb, table, 1, "ada")
+    eventually(lambda: "1" in docs(opensearch, unique_name))
+    # THEN while it runs, automatic collection is off and the heap of before is frozen (garbage.py:
+    # the collector walked every page in flight again and again, half a worker's CPU on the rig)
+    assert not gc.isenabled()
+    assert gc.get_freeze_count() > 0
+    # AND once it stops, the collector is back as it was: on, nothing frozen
+    worker.stopping.set()
+    eventually(gc.isenabled, 30)
+    assert gc.get_freeze_count() == 0
