@@ -150,8 +150,11 @@ def consumer_command(
         command = ["run", *extra]
     elif path == "shared":
         # N processes joining one run; the shell waits a moment so that it is pinned before it forks
+        # each process takes its share of the units at once (more threads than units left idle)
+        workers = -(-rig.args.shared_segments // rig.args.processes_now)
         one = [sys.executable, "-m", "cdcsync.entrypoints.cli", "backfill", "--table", table,
-               "--run-id", f"{table}-run", "--segments", str(rig.args.shared_segments), *extra]  # fmt: skip
+               "--run-id", f"{table}-run", "--segments", str(rig.args.shared_segments),
+               "--workers", str(workers), *extra]  # fmt: skip
         line = " ".join(shlex.quote(part) for part in one)
         script = f"sleep 0.3; for i in $(seq {rig.args.processes_now}); do {line} & done; wait"
         return ["sh", "-c", script], cdcsync_env(rig, table, index)
@@ -281,7 +284,7 @@ def drain(rig: Rig, who: str, path: str, table: str, total: int) -> Run:
 
 def pair(rig: Rig, path: str, label: str, spec: dict[str, Any], *, total: int, turn: int) -> dict[str, Run]:
     """cdcsync and naive over two tables of the same data; who goes first alternates with ``turn``."""
-    names = {who: f"{path[0]}{label}-{who}" for who in ("cdcsync", "naive")}
+    names = {who: f"{path[0]}{label}-{turn}-{who}" for who in ("cdcsync", "naive")}
     rig.streams.post("/_rig/tables", {"names": list(names.values()), **spec})
     runs = {}
     for who in ("cdcsync", "naive")[:: 1 if turn % 2 == 0 else -1]:
@@ -596,10 +599,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--shards", default="1,8,64")
     parser.add_argument("--segments", default="1,4,8")
     parser.add_argument(
-        "--records", type=int, help="backlog records per worker run (default 50,000; quick 10,000)"
+        "--records", type=int, help="backlog records per worker run (default 100,000; quick 10,000)"
     )
     parser.add_argument(
-        "--items", type=int, help="table items per backfill run (default 30,000; quick 10,000)"
+        "--items", type=int, help="table items per backfill run (default 90,000; quick 10,000)"
     )
     parser.add_argument("--processes", default="1,2,4", help="process counts of the shared phase")
     parser.add_argument("--shared-segments", type=int, default=16, help="segments of a shared run")
@@ -629,8 +632,8 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--table-from", metavar="JSON", help="print the table of a saved --json result")
     args = parser.parse_args()
-    args.records = args.records or (10_000 if args.quick else 50_000)
-    args.items = args.items or (10_000 if args.quick else 30_000)
+    args.records = args.records or (10_000 if args.quick else 100_000)
+    args.items = args.items or (10_000 if args.quick else 90_000)
     args.lambda_records = args.lambda_records or (4_000 if args.quick else 20_000)
     args.latency_seconds = args.latency_seconds or (6.0 if args.quick else 15.0)
     args.segments_now = 1
