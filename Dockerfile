@@ -35,8 +35,11 @@ RUN python -m pip uninstall --yes --quiet setuptools wheel pip \
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
 COPY --chown=cdcsync:cdcsync mappings ./mappings
+# MALLOC_ARENA_MAX: glibc's arenas capped for every command (backfill's segment threads too); the
+# worker also caps them itself (cdcsync/worker/arenas.py).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
+    MALLOC_ARENA_MAX=2 \
     CDCSYNC_MAPPINGS=/app/mappings \
     CDCSYNC_METRICS_ADDR=0.0.0.0:9464 \
     CDCSYNC_LOG_FORMAT=json \

@@ -27,6 +27,7 @@ from cdcsync.settings import FileTarget, Settings
 from cdcsync.sink.target import Target
 from cdcsync.source.fast_reads import with_fast_reads
 from cdcsync.source.table_check import check_tables
+from cdcsync.worker.arenas import cap_malloc_arenas
 from cdcsync.worker.coordinator import Coordinator
 from cdcsync.worker.http import Endpoints, MetricsServer
 from cdcsync.worker.partition import Partition, PartitionedLeaseStore
@@ -146,6 +147,7 @@ def run_worker(
     count = processes if processes is not None else settings.worker_processes
     if partition is None and count > 1:
         return run_processes(settings, tables, count, wait_for_stream=wait_for_stream)
+    cap_malloc_arenas()  # before any shard thread: 64 shards in ~130 MB, not ~200 (worker/arenas.py)
     coordinator, metrics, target = _build(
         settings, tables, None, wait_for_stream=wait_for_stream, partition=partition
     )
