@@ -30,6 +30,7 @@ from cdcsync.backfill.run import build_pipeline
 from cdcsync.change import parse_record
 from cdcsync.entrypoints.cli import main
 from cdcsync.errors import ConfigError
+from cdcsync.garbage import NEVER, YOUNG
 from cdcsync.mapping.compiled import MappingSet
 from cdcsync.mapping.loader import load_mappings
 from cdcsync.metrics import NullMetrics, PrometheusMetrics
@@ -702,20 +703,22 @@ def test_cli_backfill_prints_its_summary_once_after_a_final_100_percent(
     assert (out + err).count("items read") == 1
 
 
-def test_backfill_pages_are_written_with_automatic_collection_off_and_it_is_back_after(world: World) -> None:
+def test_backfill_pages_are_written_with_older_generations_paced_and_restored_after(world: World) -> None:
     # GIVEN 40 items read 10 per page by 2 segments, in a process whose collector is on
     world.load([sample_item(number) for number in range(40)])
     assert gc.isenabled()
-    seen: list[bool] = []
-    # WHEN they are backfilled (the collector state noted as each page is checkpointed)
+    thresholds = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+    # WHEN they are backfilled (the collector's thresholds noted as each page is checkpointed)
     report = run_backfill(
         world.settings, world.table, segments=2, page_items=10, session=boto3.Session(),
-        on_page=lambda _unit, _page: seen.append(gc.isenabled()), wall_ms=lambda: SCAN_START_MS,
+        on_page=lambda _unit, _page: seen.append(gc.get_threshold()), wall_ms=lambda: SCAN_START_MS,
     )  # fmt: skip
-    # THEN every page was written while automatic collection was off (cdcsync/garbage.py)
+    # THEN every page was written with the older generations left to the timer (cdcsync/garbage.py)
     assert report.items_read == 40
     assert seen
-    assert not any(seen)
-    # AND afterwards it is on again, nothing left frozen
+    assert set(seen) == {(YOUNG, NEVER, NEVER)}
+    # AND afterwards the collector is as it was, nothing left frozen
     assert gc.isenabled()
+    assert gc.get_threshold() == thresholds
     assert gc.get_freeze_count() == 0

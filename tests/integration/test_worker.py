@@ -21,6 +21,7 @@ import pytest
 from opensearchpy import OpenSearch
 
 from cdcsync.entrypoints.worker import build_coordinator
+from cdcsync.garbage import NEVER, YOUNG
 from cdcsync.settings import Settings, load_settings
 from cdcsync.worker.coordinator import Coordinator
 from cdcsync.worker.http import Endpoints, MetricsServer
@@ -633,7 +634,7 @@ def test_worker_process_checkpoint_of_a_recreated_tables_old_stream_is_reported_
     assert again.read().count("ignoring the checkpoints") == 1
 
 
-def test_worker_running_pages_are_written_with_automatic_collection_off_and_it_is_back_after(
+def test_worker_running_pages_are_written_with_older_generations_paced_and_restored_after(
     dynamodb: Any,
     table: str,
     unique_name: str,
@@ -643,15 +644,18 @@ def test_worker_running_pages_are_written_with_automatic_collection_off_and_it_i
 ) -> None:
     # GIVEN a process whose collector is on, as every process starts
     assert gc.isenabled()
+    thresholds = gc.get_threshold()
     # WHEN a worker syncs a change
     worker = start_worker(make_settings())
     put(dynamodb, table, 1, "ada")
     eventually(lambda: "1" in docs(opensearch, unique_name))
-    # THEN while it runs, automatic collection is off and the heap of before is frozen (garbage.py:
-    # the collector walked every page in flight again and again, half a worker's CPU on the rig)
-    assert not gc.isenabled()
+    # THEN while it runs, only the young generation is collected automatically and the heap of
+    # before is frozen (garbage.py: the collector walked every page in flight again and again,
+    # half a worker's CPU on the rig)
+    assert gc.get_threshold() == (YOUNG, NEVER, NEVER)
     assert gc.get_freeze_count() > 0
-    # AND once it stops, the collector is back as it was: on, nothing frozen
+    # AND once it stops, the collector is back as it was: its thresholds, nothing frozen
     worker.stopping.set()
-    eventually(gc.isenabled, 30)
+    eventually(lambda: gc.get_threshold() == thresholds, 30)
+    assert gc.isenabled()
     assert gc.get_freeze_count() == 0

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cdcsync.garbage import paced_collection
+from cdcsync import garbage
+from cdcsync.garbage import NEVER, YOUNG, paced_collection
 
 
 class Node:
@@ -37,17 +38,53 @@ def collector_state() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("collector_state")
-def test_paced_collection_inside_turns_automatic_collection_off_and_freezes_the_heap() -> None:
+def test_paced_collection_inside_collects_only_the_young_generation_and_freezes_the_heap() -> None:
     # GIVEN the collector on, as every process starts
     gc.enable()
+    thresholds = gc.get_threshold()
     # WHEN a backfill runs inside paced_collection
     with paced_collection(seconds=60):
-        # THEN automatic collection is off and what existed before is frozen (never walked again)
-        assert not gc.isenabled()
+        # THEN only the young generation is collected automatically (a young cycle still goes at
+        # once), the older ones never (the timer does), and what existed before is frozen
+        assert gc.isenabled()
+        assert gc.get_threshold() == (YOUNG, NEVER, NEVER)
         assert gc.get_freeze_count() > 0
     # AND afterwards the collector is back as it was: on, nothing frozen, thresholds unchanged
     assert gc.isenabled()
+    assert gc.get_threshold() == thresholds
     assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.usefixtures("collector_state")
+def test_paced_collection_whose_timer_cannot_start_leaves_the_collector_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN a process that cannot start one more thread
+    gc.enable()
+    thresholds = gc.get_threshold()
+
+    def refuse(_thread: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    # WHEN paced_collection is entered, THEN the error goes up
+    with pytest.raises(RuntimeError, match="can't start new thread"), paced_collection(seconds=60):
+        pass
+    # AND the collector is as it was: on, its thresholds, nothing frozen; the next entry starts anew
+    assert (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count()) == (True, thresholds, 0)
+    assert garbage._users == 0
+
+
+@pytest.mark.usefixtures("collector_state")
+def test_paced_collection_leaves_a_freeze_made_before_it_frozen() -> None:
+    # GIVEN a heap frozen before (the Lambda handler freezes its imports)
+    gc.freeze()
+    assert gc.get_freeze_count() > 0
+    # WHEN paced_collection is entered and left
+    with paced_collection(seconds=60):
+        pass
+    # THEN it is still frozen (not unfrozen on leaving; frozen objects may still die by reference counting)
+    assert gc.get_freeze_count() > 0
 
 
 @pytest.mark.usefixtures("collector_state")
@@ -83,7 +120,7 @@ def test_paced_collection_nested_or_concurrent_restores_only_when_the_last_one_l
         with paced_collection(seconds=60):
             first_in.set()
             second_left.wait(5)
-            seen.append(gc.isenabled())  # still inside: the second leaving must not turn it on
+            seen.append(gc.get_threshold()[1] == NEVER)  # still inside: the second leaving must not restore
 
     thread = threading.Thread(target=other)
     thread.start()
@@ -92,8 +129,8 @@ def test_paced_collection_nested_or_concurrent_restores_only_when_the_last_one_l
         pass
     second_left.set()
     thread.join(5)
-    # THEN the collector stayed off until the last one left, and is on afterwards
-    assert seen == [False]
+    # THEN the collector stayed paced until the last one left, and is restored afterwards
+    assert seen == [True]
     assert gc.isenabled()
     assert gc.get_freeze_count() == 0
 
