@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import sys
 
 log = logging.getLogger(__name__)
@@ -22,8 +23,9 @@ _M_ARENA_MAX = -8  # glibc's malloc.h
 
 
 def cap_malloc_arenas(arenas: int = ARENAS) -> bool:
-    """Cap glibc's arenas at ``arenas`` for this process; False where malloc is not glibc's."""
-    if not sys.platform.startswith("linux"):
+    """Cap glibc's arenas at ``arenas`` for this process; False where malloc is not glibc's, or
+    where ``MALLOC_ARENA_MAX`` is set (the operator's choice stands: mallopt would override it)."""
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt

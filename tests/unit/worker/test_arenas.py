@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -43,8 +44,9 @@ COUNT_HEAPS = textwrap.dedent(
 
 def heaps(mode: str) -> int:
     done = subprocess.run(
-        [sys.executable, "-c", COUNT_HEAPS, mode], capture_output=True, text=True, timeout=60, check=True
-    )
+        [sys.executable, "-c", COUNT_HEAPS, mode], capture_output=True, text=True, timeout=60, check=True,
+        env={name: value for name, value in os.environ.items() if name != "MALLOC_ARENA_MAX"},
+    )  # fmt: skip
     return int(done.stdout)
 
 
@@ -62,3 +64,12 @@ def test_cap_malloc_arenas_again_is_harmless() -> None:
     first = cap_malloc_arenas()
     # WHEN capped again, THEN the answer is the same
     assert cap_malloc_arenas() == first
+
+
+def test_cap_malloc_arenas_with_malloc_arena_max_set_leaves_the_operators_choice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # GIVEN an operator who set MALLOC_ARENA_MAX (glibc read it at start)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    # WHEN the worker would cap the arenas, THEN it does not override that choice
+    assert cap_malloc_arenas() is False
