@@ -704,8 +704,10 @@ def test_cli_backfill_prints_its_summary_once_after_a_final_100_percent(
 
 
 def test_backfill_pages_are_written_with_older_generations_paced_and_restored_after(world: World) -> None:
-    # GIVEN 40 items read 10 per page by 2 segments, in a process whose collector is on
+    # GIVEN 40 items read 10 per page by 2 segments, in a process whose collector is on and nothing
+    # frozen, as every process starts (a Lambda test of this run may have frozen its heap)
     world.load([sample_item(number) for number in range(40)])
+    gc.unfreeze()
     assert gc.isenabled()
     thresholds = gc.get_threshold()
     seen: list[tuple[int, int, int]] = []

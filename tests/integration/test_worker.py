@@ -642,7 +642,9 @@ def test_worker_running_pages_are_written_with_older_generations_paced_and_resto
     make_settings: Callable[..., Settings],
     start_worker: Callable[[Settings], Coordinator],
 ) -> None:
-    # GIVEN a process whose collector is on, as every process starts
+    # GIVEN a process whose collector is on and nothing frozen, as every process starts (a Lambda
+    # test of this run may have frozen its heap)
+    gc.unfreeze()
     assert gc.isenabled()
     thresholds = gc.get_threshold()
     # WHEN a worker syncs a change

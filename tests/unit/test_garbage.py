@@ -28,8 +28,10 @@ def cycle() -> weakref.ref[Node]:
 
 @pytest.fixture
 def collector_state() -> Iterator[None]:
-    """Whatever a test does, the collector is as it was afterwards (other tests depend on it)."""
+    """Whatever a test does, the collector is as it was afterwards (other tests depend on it); each
+    test starts with nothing frozen, as a process starts (a Lambda test of this run may have frozen)."""
     enabled, thresholds = gc.isenabled(), gc.get_threshold()
+    gc.unfreeze()
     yield
     gc.unfreeze()
     gc.set_threshold(*thresholds)
@@ -39,7 +41,7 @@ def collector_state() -> Iterator[None]:
 
 @pytest.mark.usefixtures("collector_state")
 def test_paced_collection_inside_collects_only_the_young_generation_and_freezes_the_heap() -> None:
-    # GIVEN the collector on, as every process starts
+    # GIVEN the collector on and nothing frozen (the fixture), as every process starts
     gc.enable()
     thresholds = gc.get_threshold()
     # WHEN a backfill runs inside paced_collection
