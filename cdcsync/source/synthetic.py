@@ -205,10 +205,14 @@ def _record(
 
 
 def insert_record(
-    stream: TableStream, item: Mapping[str, Any], *, seconds: int, sequence: str
+    stream: TableStream, item: Mapping[str, Any], *, seconds: int, sequence: str, shaped: bool = False
 ) -> dict[str, Any]:
-    """The Lambda-shaped INSERT of a typed ``item`` (boto3 or Lambda shape) read at ``seconds``."""
-    image = lambda_image(item)
+    """The Lambda-shaped INSERT of a typed ``item`` (boto3 or Lambda shape) read at ``seconds``.
+
+    ``shaped``: the item is in Lambda's shape already (binaries as base64 text, as ``FastReads``'
+    Scan returns them), so it is the record's ``NewImage`` as it is, neither walked nor copied.
+    """
+    image = item if shaped else lambda_image(item)
     keys = {name: image[name] for name in stream.key_names if name in image}
     return _record(stream, "INSERT", {"Keys": keys, "NewImage": image}, seconds=seconds, sequence=sequence)
 
@@ -221,32 +225,11 @@ def insert_records(
     sequences: Iterable[str],
     shaped: bool = False,
 ) -> list[dict[str, Any]]:
-    """``insert_record`` of each item (with its sequence number), in one pass: a backfill page's.
-
-    ``shaped``: the items are in Lambda's shape already (binaries as base64 text, as
-    ``FastReads``' Scan returns them), so each is the record's ``NewImage`` as it is, neither
-    walked nor copied; the fields every record of the table shares are made once.
-    """
-    head = {
-        "eventName": "INSERT",
-        "eventVersion": "1.1",
-        "eventSource": "aws:dynamodb",
-        "awsRegion": stream.region,
-        "eventSourceARN": stream.stream_arn,
-    }
-    key_names, view, sizes = stream.key_names, stream.view, stream.sizes
-    records = []
-    for item, sequence in zip(items, sequences, strict=True):
-        image = item if shaped else lambda_image(item)
-        keys = {name: image[name] for name in key_names if name in image}
-        body: dict[str, Any] = {"Keys": keys, "NewImage": image}
-        if sizes:
-            body["SizeBytes"] = item_size(keys) + item_size(image)
-        body["ApproximateCreationDateTime"] = seconds
-        body["SequenceNumber"] = sequence
-        body["StreamViewType"] = view
-        records.append({"eventID": sequence, **head, "dynamodb": body})
-    return records
+    """``insert_record`` of each item with its sequence number: a backfill page's records."""
+    return [
+        insert_record(stream, item, seconds=seconds, sequence=sequence, shaped=shaped)
+        for item, sequence in zip(items, sequences, strict=True)
+    ]
 
 
 def remove_record(
